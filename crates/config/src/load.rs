@@ -1,0 +1,503 @@
+//! Reading files, following includes, merging and validating.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use hedgerow_model::{Category, Host, ListFormat, ListKind, MacAddr, UrlKey};
+use ipnet::IpNet;
+use toml::Spanned;
+
+use crate::schema::*;
+use crate::{ConfigError, ConfigErrors};
+
+/// Reads the configuration at `path`, with every file it includes, and validates it.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => from_str(&text, path),
+        Err(e) => Err(ConfigErrors(vec![ConfigError {
+            path: path.to_owned(),
+            line: 1,
+            column: 1,
+            reason: format!("cannot read file: {e}"),
+        }])),
+    }
+}
+
+/// Parses `text` as if it were the file `origin`: includes and relative paths are resolved
+/// against `origin`'s folder. Pure apart from reading included files and checking that list
+/// files exist.
+pub fn from_str(text: &str, origin: &Path) -> Result<Config, ConfigErrors> {
+    let mut cx = Context::default();
+    let main = Source::new(origin.to_owned(), text.to_owned());
+    let Some(raw) = cx.parse(&main) else {
+        return Err(ConfigErrors(cx.errors));
+    };
+    let mut files = vec![(main, raw)];
+    let includes = files[0].1.include.take().unwrap_or_default();
+    for inc in includes {
+        let path = resolve(&files[0].0.path, inc.get_ref());
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let src = Source::new(path, text);
+                if let Some(mut raw) = cx.parse(&src) {
+                    if let Some(nested) = raw.include.take() {
+                        let span = nested.first().map_or(0..0, Spanned::span);
+                        cx.err(&src, span, "only the main file may include other files".into());
+                    }
+                    files.push((src, raw));
+                }
+            }
+            Err(e) => {
+                let reason = format!("cannot read included file {}: {e}", path.display());
+                cx.err(&files[0].0, inc.span(), reason);
+            }
+        }
+    }
+    let config = cx.merge(files);
+    match config {
+        Some(c) if cx.errors.is_empty() => Ok(c),
+        _ => Err(ConfigErrors(cx.errors)),
+    }
+}
+
+/// One file's text, with its line starts for turning byte spans into line and column.
+struct Source {
+    path: PathBuf,
+    text: String,
+    line_starts: Vec<usize>,
+}
+
+impl Source {
+    fn new(path: PathBuf, text: String) -> Self {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Self {
+            path,
+            text,
+            line_starts,
+        }
+    }
+
+    fn location(&self, span: Range<usize>) -> Location {
+        let offset = span.start.min(self.text.len());
+        let line_idx = self.line_starts.partition_point(|&s| s <= offset).saturating_sub(1);
+        let start = self.line_starts.get(line_idx).copied().unwrap_or(0);
+        let column = self
+            .text
+            .get(start..offset)
+            .map_or(1, |prefix| prefix.chars().count() + 1);
+        Location {
+            path: self.path.clone(),
+            line: line_idx + 1,
+            column,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Context {
+    errors: Vec<ConfigError>,
+}
+
+impl Context {
+    fn err(&mut self, src: &Source, span: Range<usize>, reason: String) {
+        self.err_at(src.location(span), reason);
+    }
+
+    fn err_at(&mut self, loc: Location, reason: String) {
+        self.errors.push(ConfigError {
+            path: loc.path,
+            line: loc.line,
+            column: loc.column,
+            reason,
+        });
+    }
+
+    fn parse(&mut self, src: &Source) -> Option<RawFile> {
+        match toml::from_str::<RawFile>(&src.text) {
+            Ok(raw) => Some(raw),
+            Err(e) => {
+                let span = e.span().unwrap_or(0..0);
+                self.err(src, span, e.message().trim().to_owned());
+                None
+            }
+        }
+    }
+
+    fn merge(&mut self, files: Vec<(Source, RawFile)>) -> Option<Config> {
+        let mut server: Option<(ServerConfig, Location)> = None;
+        let mut dns: Option<(DnsConfig, Location)> = None;
+        let mut proxy: Option<(ProxyConfig, Location)> = None;
+        let mut lists: BTreeMap<String, ListSource> = BTreeMap::new();
+        let mut groups: BTreeMap<String, (Group, Vec<(Spanned<Category>, Location)>)> = BTreeMap::new();
+        let mut devices = Vec::new();
+        let mut device_groups = Vec::new();
+        let paths: Vec<PathBuf> = files.iter().map(|(s, _)| s.path.clone()).collect();
+
+        for (src, raw) in files {
+            if let Some(s) = raw.server {
+                let loc = src.location(s.span());
+                let s = s.into_inner();
+                let tz = s.timezone.get_ref().clone();
+                if jiff::tz::TimeZone::get(&tz).is_err() {
+                    self.err(&src, s.timezone.span(), format!("unknown time zone {tz:?}"));
+                }
+                let value = ServerConfig {
+                    state_dir: resolve(&src.path, &s.state_dir),
+                    timezone: tz,
+                };
+                self.once(&mut server, value, loc, "[server]");
+            }
+            if let Some(d) = raw.dns {
+                let loc = src.location(d.span());
+                let value = self.dns(&src, d.into_inner(), &loc);
+                self.once(&mut dns, value, loc, "[dns]");
+            }
+            if let Some(p) = raw.proxy {
+                let loc = src.location(p.span());
+                let p = p.into_inner();
+                if p.listen.is_empty() {
+                    self.err_at(loc.clone(), "[proxy] listen must name at least one address".into());
+                }
+                self.once(&mut proxy, ProxyConfig { listen: p.listen }, loc, "[proxy]");
+            }
+            for (name, list) in raw.lists {
+                let loc = src.location(name.span());
+                let name = name.into_inner();
+                if let Some(prev) = lists.get(&name) {
+                    let reason = format!("list {name:?} is already defined at {}", prev.location);
+                    self.err_at(loc, reason);
+                    continue;
+                }
+                if let Some(l) = self.list(&src, name.clone(), list, loc) {
+                    lists.insert(name, l);
+                }
+            }
+            for (name, group) in raw.groups {
+                let loc = src.location(name.span());
+                let name = name.into_inner();
+                if let Some((prev, _)) = groups.get(&name) {
+                    let reason = format!("group {name:?} is already defined at {}", prev.location);
+                    self.err_at(loc, reason);
+                    continue;
+                }
+                let parsed = self.group(&src, name.clone(), group, loc);
+                groups.insert(name, parsed);
+            }
+            for d in raw.devices {
+                let loc = src.location(d.span());
+                let d = d.into_inner();
+                if d.name.trim().is_empty() {
+                    self.err_at(loc.clone(), "a device needs a name".into());
+                }
+                if d.ip.is_none() && d.mac.is_none() {
+                    self.err_at(loc.clone(), format!("device {:?} needs an ip or a mac", d.name));
+                }
+                if let Some(g) = &d.group {
+                    device_groups.push((g.get_ref().clone(), src.location(g.span())));
+                }
+                devices.push(Device {
+                    name: d.name,
+                    ip: d.ip,
+                    mac: d.mac,
+                    user: d.user,
+                    group: d.group.map(Spanned::into_inner),
+                    location: loc,
+                });
+            }
+        }
+
+        let main = paths.first().cloned().unwrap_or_default();
+        let top = |what: &str| ConfigError {
+            path: main.clone(),
+            line: 1,
+            column: 1,
+            reason: format!("missing {what} table"),
+        };
+        if server.is_none() {
+            self.errors.push(top("[server]"));
+        }
+        if dns.is_none() {
+            self.errors.push(top("[dns]"));
+        }
+        if groups.is_empty() {
+            let mut e = top("[groups.NAME]");
+            e.reason = "no groups are defined: every client would be refused".into();
+            self.errors.push(e);
+        }
+        self.cross_checks(&lists, &groups, &devices, &device_groups);
+
+        Some(Config {
+            files: paths,
+            server: server?.0,
+            dns: dns?.0,
+            proxy: proxy.map(|p| p.0),
+            lists: lists.into_values().collect(),
+            groups: groups.into_values().map(|(g, _)| g).collect(),
+            devices,
+        })
+    }
+
+    fn once<T>(&mut self, slot: &mut Option<(T, Location)>, value: T, loc: Location, what: &str) {
+        if let Some((_, prev)) = slot {
+            let reason = format!("{what} is already defined at {prev}");
+            self.err_at(loc, reason);
+        } else {
+            *slot = Some((value, loc));
+        }
+    }
+
+    fn dns(&mut self, src: &Source, d: RawDns, loc: &Location) -> DnsConfig {
+        if d.listen.is_empty() {
+            self.err_at(loc.clone(), "[dns] listen must name at least one address".into());
+        }
+        if d.upstreams.is_empty() {
+            self.err_at(loc.clone(), "[dns] needs at least one upstream".into());
+        }
+        let mut upstreams = Vec::new();
+        for u in d.upstreams {
+            let span = u.span();
+            let u = u.into_inner();
+            match (u.protocol, &u.tls_name) {
+                (UpstreamProtocol::Tls, None) => self.err(
+                    src,
+                    span.clone(),
+                    "a tls upstream needs tls_name, the name its certificate must carry".into(),
+                ),
+                (UpstreamProtocol::Udp | UpstreamProtocol::Tcp, Some(_)) => self.err(
+                    src,
+                    span.clone(),
+                    "tls_name is only for protocol = \"tls\"".into(),
+                ),
+                _ => {}
+            }
+            upstreams.push(Upstream {
+                address: u.address,
+                protocol: u.protocol,
+                tls_name: u.tls_name,
+            });
+        }
+        if d.cache.min_ttl > d.cache.max_ttl {
+            self.err_at(loc.clone(), "[dns.cache] min_ttl is longer than max_ttl".into());
+        }
+        if d.timeout.is_zero() {
+            self.err_at(loc.clone(), "[dns] timeout must be longer than zero".into());
+        }
+        DnsConfig {
+            listen: d.listen,
+            upstreams,
+            timeout: d.timeout,
+            cache: CacheConfig {
+                size: d.cache.size,
+                min_ttl: d.cache.min_ttl,
+                max_ttl: d.cache.max_ttl,
+                negative_ttl: d.cache.negative_ttl,
+            },
+            rate_limit_qps: d.rate_limit_qps,
+        }
+    }
+
+    fn list(&mut self, src: &Source, name: String, l: RawList, loc: Location) -> Option<ListSource> {
+        let path = resolve(&src.path, l.path.get_ref());
+        if !l.optional && !path.is_file() {
+            let reason = format!("list {name:?}: file {} not found", path.display());
+            self.err(src, l.path.span(), reason);
+        }
+        let needs_category = matches!(l.kind, ListKind::Block | ListKind::Illegal);
+        if needs_category && l.category.is_none() {
+            self.err_at(loc.clone(), format!("list {name:?} needs a category"));
+        }
+        match (l.kind, l.format) {
+            (ListKind::Illegal, ListFormat::Regex | ListFormat::Phrases) => {
+                let reason = format!("illegal-tier list {name:?} must be domains or urls");
+                self.err_at(loc.clone(), reason);
+            }
+            (ListKind::Allow, ListFormat::Phrases) => {
+                self.err_at(loc.clone(), format!("allow list {name:?} cannot be phrases"));
+            }
+            _ => {}
+        }
+        Some(ListSource {
+            name,
+            path,
+            format: l.format,
+            kind: l.kind,
+            category: l.category.map(Spanned::into_inner),
+            url_match: l.url_match,
+            severity: l.severity,
+            optional: l.optional,
+            location: loc,
+        })
+    }
+
+    fn group(
+        &mut self,
+        src: &Source,
+        name: String,
+        g: RawGroup,
+        loc: Location,
+    ) -> (Group, Vec<(Spanned<Category>, Location)>) {
+        if g.networks.is_empty() {
+            self.err_at(loc.clone(), format!("group {name:?} needs at least one network"));
+        }
+        let mut cats = Vec::new();
+        for c in &g.block_categories {
+            cats.push((c.clone(), src.location(c.span())));
+        }
+        let entries = |items: Vec<Spanned<String>>, cx: &mut Self| {
+            let mut out = Vec::new();
+            for e in items {
+                let eloc = src.location(e.span());
+                let text = e.into_inner();
+                if let Err(reason) = check_entry(&text) {
+                    cx.err_at(eloc.clone(), format!("{text:?}: {reason}"));
+                }
+                out.push(LocalEntry {
+                    text,
+                    location: eloc,
+                });
+            }
+            out
+        };
+        let allow = entries(g.allow, self);
+        let block = entries(g.block, self);
+        let blocked: Vec<Category> = g.block_categories.iter().map(|c| c.get_ref().clone()).collect();
+        let mut schedules = Vec::new();
+        for s in g.schedules {
+            let sloc = src.location(s.span());
+            let s = s.into_inner();
+            let from = parse_time(&s.from);
+            let to = parse_time(&s.to);
+            match (&from, &to) {
+                (Ok(f), Ok(t)) if f >= t => {
+                    let reason = format!("schedule {:?}: from {} is not before to {}", s.name, s.from, s.to);
+                    self.err_at(sloc.clone(), reason);
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    self.err_at(sloc.clone(), format!("schedule {:?}: {e}", s.name));
+                }
+                _ => {}
+            }
+            if s.days.is_empty() {
+                self.err_at(sloc.clone(), format!("schedule {:?} names no days", s.name));
+            }
+            for c in &s.allow_categories {
+                if !blocked.contains(c.get_ref()) {
+                    let reason = format!(
+                        "schedule {:?} allows {}, which group {name:?} does not block",
+                        s.name,
+                        c.get_ref()
+                    );
+                    self.err(src, c.span(), reason);
+                }
+            }
+            let mut days: Vec<_> = s.days.iter().flat_map(|d| d.weekdays().iter().copied()).collect();
+            days.sort_by_key(|d| d.to_monday_zero_offset());
+            days.dedup();
+            schedules.push(Schedule {
+                name: s.name,
+                allow_categories: s.allow_categories.into_iter().map(Spanned::into_inner).collect(),
+                days,
+                from: from.unwrap_or(jiff::civil::Time::MIN),
+                to: to.unwrap_or(jiff::civil::Time::MIN),
+            });
+        }
+        let group = Group {
+            name,
+            description: g.description,
+            networks: g.networks.iter().map(|n| n.get_ref().trunc()).collect(),
+            block_categories: blocked,
+            safesearch: g.safesearch,
+            youtube: g.youtube,
+            dns_block: g.dns_block,
+            allow,
+            block,
+            schedules,
+            location: loc,
+        };
+        (group, cats)
+    }
+
+    fn cross_checks(
+        &mut self,
+        lists: &BTreeMap<String, ListSource>,
+        groups: &BTreeMap<String, (Group, Vec<(Spanned<Category>, Location)>)>,
+        devices: &[Device],
+        device_groups: &[(String, Location)],
+    ) {
+        let known: Vec<&Category> = lists
+            .values()
+            .filter(|l| l.kind == ListKind::Block)
+            .filter_map(|l| l.category.as_ref())
+            .collect();
+        let mut networks: HashMap<IpNet, &str> = HashMap::new();
+        for (name, (group, cats)) in groups {
+            for (c, loc) in cats {
+                if !known.contains(&c.get_ref()) {
+                    let reason = format!(
+                        "group {name:?} blocks category {:?}, but no block list provides it",
+                        c.get_ref().as_str()
+                    );
+                    self.err_at(loc.clone(), reason);
+                }
+            }
+            for net in &group.networks {
+                if let Some(other) = networks.insert(*net, name) {
+                    let reason = format!("network {net} is in both group {other:?} and group {name:?}");
+                    self.err_at(group.location.clone(), reason);
+                }
+            }
+        }
+        for (g, loc) in device_groups {
+            if !groups.contains_key(g) {
+                self.err_at(loc.clone(), format!("device names unknown group {g:?}"));
+            }
+        }
+        let mut ips: HashMap<IpAddr, &str> = HashMap::new();
+        let mut macs: HashMap<MacAddr, &str> = HashMap::new();
+        for d in devices {
+            if let Some(ip) = d.ip {
+                if let Some(other) = ips.insert(ip, &d.name) {
+                    self.err_at(d.location.clone(), format!("ip {ip} is given to both {other:?} and {:?}", d.name));
+                }
+            }
+            if let Some(mac) = d.mac {
+                if let Some(other) = macs.insert(mac, &d.name) {
+                    self.err_at(d.location.clone(), format!("mac {mac} is given to both {other:?} and {:?}", d.name));
+                }
+            }
+        }
+    }
+}
+
+/// A local allow or block entry must be a host, or a URL with a path.
+fn check_entry(text: &str) -> Result<(), String> {
+    if text.contains('/') {
+        UrlKey::parse(text).map(|_| ()).map_err(|e| e.to_string())
+    } else {
+        let bare = text.strip_prefix("*.").unwrap_or(text);
+        Host::parse(bare).map(|_| ()).map_err(|e| e.to_string())
+    }
+}
+
+fn parse_time(s: &str) -> Result<jiff::civil::Time, String> {
+    let bad = || format!("time {s:?} must be HH:MM, 24-hour");
+    let (h, m) = s.split_once(':').ok_or_else(bad)?;
+    let h: i8 = h.parse().map_err(|_| bad())?;
+    let m: i8 = m.parse().map_err(|_| bad())?;
+    if h == 24 && m == 0 {
+        return Ok(jiff::civil::Time::MAX);
+    }
+    jiff::civil::Time::new(h, m, 0, 0).map_err(|_| bad())
+}
+
+fn resolve(file: &Path, relative: &Path) -> PathBuf {
+    if relative.is_absolute() {
+        relative.to_owned()
+    } else {
+        file.parent().unwrap_or(Path::new(".")).join(relative)
+    }
+}

@@ -1,0 +1,399 @@
+//! The validated configuration types, and the raw serde shapes they are read from.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hedgerow_model::{Category, ListFormat, ListKind, MacAddr, Severity, UrlMatch};
+use ipnet::IpNet;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::duration::serde_duration;
+
+/// Where something was written: file, 1-based line and column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub path: PathBuf,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.path.display(), self.line, self.column)
+    }
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Every file read, the main file first.
+    pub files: Vec<PathBuf>,
+    pub server: ServerConfig,
+    pub dns: DnsConfig,
+    pub proxy: Option<ProxyConfig>,
+    /// Sorted by name.
+    pub lists: Vec<ListSource>,
+    /// Sorted by name.
+    pub groups: Vec<Group>,
+    pub devices: Vec<Device>,
+}
+
+impl Config {
+    pub fn group(&self, name: &str) -> Option<&Group> {
+        self.groups.iter().find(|g| g.name == name)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where the log store and other state live; resolved against the file that names it.
+    pub state_dir: PathBuf,
+    /// IANA time zone for schedules and reports, such as `Europe/London`.
+    pub timezone: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct DnsConfig {
+    pub listen: Vec<SocketAddr>,
+    pub upstreams: Vec<Upstream>,
+    pub timeout: Duration,
+    pub cache: CacheConfig,
+    /// Queries per second allowed from one client address; 0 turns the limit off.
+    pub rate_limit_qps: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Most answers held.
+    pub size: usize,
+    pub min_ttl: Duration,
+    pub max_ttl: Duration,
+    /// TTL for NXDOMAIN/NODATA answers that carry no SOA.
+    pub negative_ttl: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub address: SocketAddr,
+    pub protocol: UpstreamProtocol,
+    /// The name the upstream's certificate must carry (DNS-over-TLS only).
+    pub tls_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamProtocol {
+    /// UDP, retried over TCP when the answer is truncated.
+    Udp,
+    Tcp,
+    /// DNS over TLS (RFC 7858).
+    Tls,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub listen: Vec<SocketAddr>,
+}
+
+/// One block, allow or illegal-content list file.
+#[derive(Debug, Clone)]
+pub struct ListSource {
+    pub name: String,
+    pub path: PathBuf,
+    pub format: ListFormat,
+    pub kind: ListKind,
+    /// Required for block and illegal lists.
+    pub category: Option<Category>,
+    pub url_match: UrlMatch,
+    /// For phrase lists: how serious a hit is.
+    pub severity: Severity,
+    /// When true a missing file is a warning at load time, not an error.
+    pub optional: bool,
+    pub location: Location,
+}
+
+/// A group of clients (by network) and its policy.
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub name: String,
+    pub description: String,
+    pub networks: Vec<IpNet>,
+    pub block_categories: Vec<Category>,
+    pub safesearch: SafeSearch,
+    pub youtube: YouTubeMode,
+    pub dns_block: DnsBlockMode,
+    /// The group's own allow entries (domains or URLs); beat everything but the illegal tier.
+    pub allow: Vec<LocalEntry>,
+    /// The group's own block entries; beat allow lists and categories.
+    pub block: Vec<LocalEntry>,
+    pub schedules: Vec<Schedule>,
+    pub location: Location,
+}
+
+/// A domain or URL written in a group's `allow` or `block` array.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalEntry {
+    pub text: String,
+    pub location: Location,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SafeSearch {
+    Off,
+    /// Enforced on every engine Hedgerow knows (Google, Bing, DuckDuckGo, Ecosia, Pixabay).
+    On,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum YouTubeMode {
+    Off,
+    Moderate,
+    Strict,
+}
+
+/// What a blocked DNS query is answered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DnsBlockMode {
+    Nxdomain,
+    /// 0.0.0.0 and ::
+    Null,
+    /// The address of Hedgerow's block page, so plain HTTP lands on it.
+    Blockpage,
+}
+
+/// A time window in which some blocked categories are allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    pub name: String,
+    pub allow_categories: Vec<Category>,
+    pub days: Vec<jiff::civil::Weekday>,
+    /// Inclusive.
+    pub from: jiff::civil::Time,
+    /// Exclusive.
+    pub to: jiff::civil::Time,
+}
+
+/// Days in a schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DaySpec {
+    Mon,
+    Tue,
+    Wed,
+    Thu,
+    Fri,
+    Sat,
+    Sun,
+    Weekdays,
+    Weekends,
+    Everyday,
+}
+
+impl DaySpec {
+    pub fn weekdays(self) -> &'static [jiff::civil::Weekday] {
+        use jiff::civil::Weekday::*;
+        match self {
+            DaySpec::Mon => &[Monday],
+            DaySpec::Tue => &[Tuesday],
+            DaySpec::Wed => &[Wednesday],
+            DaySpec::Thu => &[Thursday],
+            DaySpec::Fri => &[Friday],
+            DaySpec::Sat => &[Saturday],
+            DaySpec::Sun => &[Sunday],
+            DaySpec::Weekdays => &[Monday, Tuesday, Wednesday, Thursday, Friday],
+            DaySpec::Weekends => &[Saturday, Sunday],
+            DaySpec::Everyday => &[Monday, Tuesday, Wednesday, Thursday, Friday, Saturday, Sunday],
+        }
+    }
+}
+
+/// A known device: events from it carry its name, and its user when there is one.
+#[derive(Debug, Clone)]
+pub struct Device {
+    pub name: String,
+    pub ip: Option<IpAddr>,
+    pub mac: Option<MacAddr>,
+    pub user: Option<String>,
+    /// Puts the device in this group whatever its network.
+    pub group: Option<String>,
+    pub location: Location,
+}
+
+// === raw shapes, as written in TOML ===
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFile {
+    pub(crate) include: Option<Vec<Spanned<PathBuf>>>,
+    pub(crate) server: Option<Spanned<RawServer>>,
+    pub(crate) dns: Option<Spanned<RawDns>>,
+    pub(crate) proxy: Option<Spanned<RawProxy>>,
+    #[serde(default)]
+    pub(crate) lists: BTreeMap<Spanned<String>, RawList>,
+    #[serde(default)]
+    pub(crate) groups: BTreeMap<Spanned<String>, RawGroup>,
+    #[serde(default)]
+    pub(crate) devices: Vec<Spanned<RawDevice>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServer {
+    pub(crate) state_dir: PathBuf,
+    #[serde(default = "default_timezone")]
+    pub(crate) timezone: Spanned<String>,
+}
+
+fn default_timezone() -> Spanned<String> {
+    Spanned::new(0..0, "Europe/London".to_owned())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDns {
+    pub(crate) listen: Vec<SocketAddr>,
+    pub(crate) upstreams: Vec<Spanned<RawUpstream>>,
+    #[serde(default = "default_timeout", with = "serde_duration")]
+    pub(crate) timeout: Duration,
+    #[serde(default)]
+    pub(crate) cache: RawCache,
+    #[serde(default = "default_rate_limit")]
+    pub(crate) rate_limit_qps: u32,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn default_rate_limit() -> u32 {
+    200
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCache {
+    #[serde(default = "default_cache_size")]
+    pub(crate) size: usize,
+    #[serde(default, with = "serde_duration")]
+    pub(crate) min_ttl: Duration,
+    #[serde(default = "default_max_ttl", with = "serde_duration")]
+    pub(crate) max_ttl: Duration,
+    #[serde(default = "default_negative_ttl", with = "serde_duration")]
+    pub(crate) negative_ttl: Duration,
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        Self {
+            size: default_cache_size(),
+            min_ttl: Duration::ZERO,
+            max_ttl: default_max_ttl(),
+            negative_ttl: default_negative_ttl(),
+        }
+    }
+}
+
+fn default_cache_size() -> usize {
+    50_000
+}
+fn default_max_ttl() -> Duration {
+    Duration::from_secs(86_400)
+}
+fn default_negative_ttl() -> Duration {
+    Duration::from_secs(300)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpstream {
+    pub(crate) address: SocketAddr,
+    #[serde(default = "default_protocol")]
+    pub(crate) protocol: UpstreamProtocol,
+    pub(crate) tls_name: Option<String>,
+}
+
+fn default_protocol() -> UpstreamProtocol {
+    UpstreamProtocol::Udp
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProxy {
+    pub(crate) listen: Vec<SocketAddr>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawList {
+    pub(crate) path: Spanned<PathBuf>,
+    pub(crate) format: ListFormat,
+    #[serde(default = "default_kind")]
+    pub(crate) kind: ListKind,
+    pub(crate) category: Option<Spanned<Category>>,
+    #[serde(default = "default_url_match")]
+    pub(crate) url_match: UrlMatch,
+    #[serde(default = "default_severity")]
+    pub(crate) severity: Severity,
+    #[serde(default)]
+    pub(crate) optional: bool,
+}
+
+fn default_kind() -> ListKind {
+    ListKind::Block
+}
+fn default_url_match() -> UrlMatch {
+    UrlMatch::Prefix
+}
+fn default_severity() -> Severity {
+    Severity::Medium
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGroup {
+    #[serde(default)]
+    pub(crate) description: String,
+    pub(crate) networks: Vec<Spanned<IpNet>>,
+    #[serde(default)]
+    pub(crate) block_categories: Vec<Spanned<Category>>,
+    pub(crate) safesearch: SafeSearch,
+    pub(crate) youtube: YouTubeMode,
+    #[serde(default = "default_dns_block")]
+    pub(crate) dns_block: DnsBlockMode,
+    #[serde(default)]
+    pub(crate) allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) block: Vec<Spanned<String>>,
+    #[serde(default, rename = "schedule")]
+    pub(crate) schedules: Vec<Spanned<RawSchedule>>,
+}
+
+fn default_dns_block() -> DnsBlockMode {
+    DnsBlockMode::Blockpage
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSchedule {
+    pub(crate) name: String,
+    pub(crate) allow_categories: Vec<Spanned<Category>>,
+    pub(crate) days: Vec<DaySpec>,
+    pub(crate) from: String,
+    pub(crate) to: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDevice {
+    pub(crate) name: String,
+    pub(crate) ip: Option<IpAddr>,
+    pub(crate) mac: Option<MacAddr>,
+    pub(crate) user: Option<String>,
+    pub(crate) group: Option<Spanned<String>>,
+}

@@ -1,0 +1,522 @@
+//! Loading lists into a builder, and the compiled, immutable [`Matcher`].
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hedgerow_model::{
+    normalise_name_into, Category, Host, ListFormat, ListKind, Severity, UrlKey, UrlMatch,
+};
+use regex::{RegexSet, RegexSetBuilder};
+
+use crate::domainset::{DomainSet, DomainSetBuilder};
+use crate::illegal::IllegalTier;
+use crate::phrases::{PhraseSet, PhraseSetBuilder};
+use crate::urlset::UrlSet;
+
+/// Index of a list in the matcher, in the order lists were added.
+pub type ListId = u16;
+
+/// Bit set in a stored value when it indexes a multi-list set rather than naming one list.
+const MULTI: u32 = 1 << 31;
+/// Size limits for technician-written regular expressions.
+const REGEX_SIZE_LIMIT: usize = 16 << 20;
+/// Bad lines kept per list for reporting; the count goes on past it.
+const MAX_REPORTED_BAD_LINES: usize = 200;
+
+/// What a list is, as the matcher needs to know it.
+#[derive(Debug, Clone)]
+pub struct ListSpec {
+    pub name: Arc<str>,
+    pub kind: ListKind,
+    pub format: ListFormat,
+    pub category: Option<Category>,
+    pub url_match: UrlMatch,
+    pub severity: Severity,
+}
+
+/// The outcome of loading one list: how many entries it gave, and each bad line.
+#[derive(Debug, Clone)]
+pub struct LoadReport {
+    pub list: Arc<str>,
+    pub origin: String,
+    pub entries: usize,
+    /// At most 200 are kept; `bad_line_count` has the total.
+    pub bad_lines: Vec<BadLine>,
+    pub bad_line_count: usize,
+}
+
+/// A line that could not be read, by number and reason. The line's text is not kept, so a
+/// report about the illegal-content tier cannot reveal an entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadLine {
+    pub line: usize,
+    pub reason: String,
+}
+
+/// A list that could not be loaded at all. (A list with some bad lines loads; see
+/// [`LoadReport`].)
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ListError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("too many lists (at most {})", ListId::MAX / 2)]
+    TooManyLists,
+    #[error("regular expressions: {0}")]
+    Regex(String),
+    #[error("phrases: {0}")]
+    Phrases(String),
+}
+
+/// How specific a hit is, for weighing an allow-list hit against a category hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchLevel {
+    /// A domain suffix with this many labels.
+    Domain { labels: u8 },
+    /// A regular expression over the host or URL.
+    Regex,
+    /// A URL entry; `path_len` is the length of the matched path.
+    Url { path_len: u16 },
+}
+
+impl MatchLevel {
+    /// Larger is more specific: any URL entry beats any regex, which beats any domain entry;
+    /// a longer domain suffix or URL path beats a shorter one.
+    pub fn specificity(self) -> u32 {
+        match self {
+            MatchLevel::Domain { labels } => u32::from(labels),
+            MatchLevel::Regex => 1_000,
+            MatchLevel::Url { path_len } => 2_000 + u32::from(path_len),
+        }
+    }
+}
+
+/// One list that matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hit<'a> {
+    pub list: ListId,
+    /// The rule that matched: the domain suffix, the normalised URL entry or the pattern.
+    pub rule: &'a str,
+    pub level: MatchLevel,
+}
+
+/// A phrase found in a text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhraseHit<'a> {
+    pub list: ListId,
+    pub phrase: &'a str,
+    pub severity: Severity,
+}
+
+/// Sizes, for logs and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MatcherStats {
+    pub domains: usize,
+    pub urls: usize,
+    pub illegal: usize,
+    pub regexes: usize,
+    pub phrases: usize,
+    /// Approximate heap bytes of the domain set.
+    pub domain_bytes: usize,
+    pub url_bytes: usize,
+}
+
+/// Collects lists; [`MatcherBuilder::build`] compiles them.
+pub struct MatcherBuilder {
+    lists: Vec<ListSpec>,
+    domains: DomainSetBuilder,
+    urls: UrlSet,
+    illegal: IllegalTier,
+    regexes: Vec<(String, ListId)>,
+    phrases: PhraseSetBuilder,
+    name_buf: String,
+}
+
+impl Default for MatcherBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MatcherBuilder {
+    /// A builder with fresh random keys for the domain hashes and the illegal tier.
+    pub fn new() -> Self {
+        Self::with_keys(rand::random(), rand::random(), rand::random())
+    }
+
+    fn with_keys(seed: u64, k0: u64, k1: u64) -> Self {
+        Self {
+            lists: Vec::new(),
+            domains: DomainSetBuilder::new(seed),
+            urls: UrlSet::default(),
+            illegal: IllegalTier::new(k0, k1),
+            regexes: Vec::new(),
+            phrases: PhraseSetBuilder::new(),
+            name_buf: String::new(),
+        }
+    }
+
+    /// Loads a list file (plain or gzip, detected from its first bytes).
+    pub fn add_file(&mut self, spec: ListSpec, path: &Path) -> Result<LoadReport, ListError> {
+        let io = |source| ListError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let mut reader = BufReader::with_capacity(1 << 16, file);
+        let gzip = reader.fill_buf().map_err(io)?.starts_with(&[0x1f, 0x8b]);
+        let reader: Box<dyn BufRead> = if gzip {
+            Box::new(BufReader::with_capacity(1 << 16, flate2::read::GzDecoder::new(reader)))
+        } else {
+            Box::new(reader)
+        };
+        self.add_reader(spec, path.display().to_string(), reader).map_err(io)
+    }
+
+    /// Loads entries given in memory (a group's local entries, tests).
+    pub fn add_lines<S: AsRef<str>>(
+        &mut self,
+        spec: ListSpec,
+        origin: &str,
+        lines: impl IntoIterator<Item = S>,
+    ) -> Result<LoadReport, ListError> {
+        let id = self.register(spec)?;
+        let mut report = self.report(id, origin);
+        for (i, line) in lines.into_iter().enumerate() {
+            self.add_line(id, i + 1, line.as_ref(), &mut report);
+        }
+        Ok(report)
+    }
+
+    fn add_reader(
+        &mut self,
+        spec: ListSpec,
+        origin: String,
+        mut reader: impl BufRead,
+    ) -> Result<LoadReport, std::io::Error> {
+        let id = self
+            .register(spec)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let mut report = self.report(id, &origin);
+        let mut buf = Vec::with_capacity(256);
+        let mut line_no = 0;
+        loop {
+            buf.clear();
+            if reader.read_until(b'\n', &mut buf)? == 0 {
+                break;
+            }
+            line_no += 1;
+            match std::str::from_utf8(&buf) {
+                Ok(line) => self.add_line(id, line_no, line, &mut report),
+                Err(_) => bad(&mut report, line_no, "not UTF-8".into()),
+            }
+        }
+        Ok(report)
+    }
+
+    fn register(&mut self, spec: ListSpec) -> Result<ListId, ListError> {
+        let id = ListId::try_from(self.lists.len()).map_err(|_| ListError::TooManyLists)?;
+        if id >= ListId::MAX / 2 {
+            return Err(ListError::TooManyLists);
+        }
+        self.lists.push(spec);
+        Ok(id)
+    }
+
+    fn report(&self, id: ListId, origin: &str) -> LoadReport {
+        LoadReport {
+            list: self.lists[usize::from(id)].name.clone(),
+            origin: origin.to_owned(),
+            entries: 0,
+            bad_lines: Vec::new(),
+            bad_line_count: 0,
+        }
+    }
+
+    fn add_line(&mut self, id: ListId, line_no: usize, line: &str, report: &mut LoadReport) {
+        let spec = &self.lists[usize::from(id)];
+        let (kind, format, exact) = (spec.kind, spec.format, spec.url_match == UrlMatch::Exact);
+        let illegal = kind == ListKind::Illegal;
+        match format {
+            ListFormat::Domains => {
+                let mut tokens = Vec::new();
+                if let Err(reason) = crate::parse::domain_line(line, |t| tokens.push(t)) {
+                    bad(report, line_no, reason.into());
+                    return;
+                }
+                for token in tokens {
+                    match self.normalise(token) {
+                        Ok(()) => {
+                            if illegal {
+                                self.illegal.insert_domain(&self.name_buf, id);
+                            } else {
+                                self.domains.insert(&self.name_buf, u32::from(id));
+                            }
+                            report.entries += 1;
+                        }
+                        Err(reason) => bad(report, line_no, reason),
+                    }
+                }
+            }
+            ListFormat::Urls => {
+                let Some(text) = crate::parse::plain_line(line) else {
+                    return;
+                };
+                match UrlKey::parse(text) {
+                    Ok(key) => {
+                        if illegal {
+                            self.illegal.insert_url(&key, exact, id);
+                        } else {
+                            self.urls.insert(&key, exact, u32::from(id));
+                        }
+                        report.entries += 1;
+                    }
+                    Err(e) => bad(report, line_no, format!("not a URL: {e}")),
+                }
+            }
+            ListFormat::Regex => {
+                let Some(text) = crate::parse::plain_line(line) else {
+                    return;
+                };
+                match regex::RegexBuilder::new(text)
+                    .case_insensitive(true)
+                    .size_limit(REGEX_SIZE_LIMIT)
+                    .build()
+                {
+                    Ok(_) => {
+                        self.regexes.push((text.to_owned(), id));
+                        report.entries += 1;
+                    }
+                    Err(e) => bad(report, line_no, format!("bad regular expression: {e}")),
+                }
+            }
+            ListFormat::Phrases => {
+                let Some(text) = crate::parse::plain_line(line) else {
+                    return;
+                };
+                if self.phrases.insert(text, id) {
+                    report.entries += 1;
+                } else {
+                    bad(report, line_no, "phrase has no letters or digits".into());
+                }
+            }
+        }
+    }
+
+    /// Normalises a domain token into `name_buf`; IP literals are kept in canonical form.
+    fn normalise(&mut self, token: &str) -> Result<(), String> {
+        if token.bytes().any(|b| b == b':') || token.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            if let Ok(host) = Host::parse(token) {
+                if host.is_ip() {
+                    self.name_buf.clear();
+                    self.name_buf.push_str(host.as_str());
+                    return Ok(());
+                }
+            }
+        }
+        normalise_name_into(token, &mut self.name_buf).map_err(|e| e.to_string())
+    }
+
+    /// Compiles everything added so far into a [`Matcher`].
+    pub fn build(self) -> Result<Matcher, ListError> {
+        let mut sets: Vec<Box<[ListId]>> = Vec::new();
+        let domains = self.domains.build(|values| {
+            let mut ids: Vec<ListId> = values.iter().filter_map(|v| ListId::try_from(*v).ok()).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let idx = sets.iter().position(|s| **s == *ids).unwrap_or_else(|| {
+                sets.push(ids.into_boxed_slice());
+                sets.len() - 1
+            });
+            MULTI | idx as u32
+        });
+        let regex = if self.regexes.is_empty() {
+            None
+        } else {
+            let set = RegexSetBuilder::new(self.regexes.iter().map(|(p, _)| p))
+                .case_insensitive(true)
+                .size_limit(REGEX_SIZE_LIMIT)
+                .dfa_size_limit(REGEX_SIZE_LIMIT)
+                .build()
+                .map_err(|e| ListError::Regex(e.to_string()))?;
+            Some(set)
+        };
+        let phrases = self
+            .phrases
+            .build()
+            .map_err(|e| ListError::Phrases(e.to_string()))?;
+        Ok(Matcher {
+            lists: self.lists,
+            sets,
+            domains,
+            urls: self.urls,
+            illegal: self.illegal,
+            regex,
+            regex_rules: self.regexes,
+            phrases,
+        })
+    }
+}
+
+fn bad(report: &mut LoadReport, line: usize, reason: String) {
+    report.bad_line_count += 1;
+    if report.bad_lines.len() < MAX_REPORTED_BAD_LINES {
+        report.bad_lines.push(BadLine { line, reason });
+    }
+}
+
+/// The compiled lists. Immutable; share it behind an `Arc` and swap whole snapshots.
+pub struct Matcher {
+    lists: Vec<ListSpec>,
+    sets: Vec<Box<[ListId]>>,
+    domains: DomainSet,
+    urls: UrlSet,
+    illegal: IllegalTier,
+    regex: Option<RegexSet>,
+    regex_rules: Vec<(String, ListId)>,
+    phrases: PhraseSet,
+}
+
+impl std::fmt::Debug for Matcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Deliberately shows sizes only: never entries, and never the illegal tier's keys.
+        f.debug_struct("Matcher").field("stats", &self.stats()).finish_non_exhaustive()
+    }
+}
+
+impl Matcher {
+    /// A matcher with no lists.
+    pub fn empty() -> Self {
+        // Building an empty builder cannot fail: no regexes and no phrases to compile.
+        match MatcherBuilder::new().build() {
+            Ok(m) => m,
+            Err(_) => unreachable!("an empty matcher always builds"),
+        }
+    }
+
+    pub fn lists(&self) -> &[ListSpec] {
+        &self.lists
+    }
+
+    pub fn list(&self, id: ListId) -> Option<&ListSpec> {
+        self.lists.get(usize::from(id))
+    }
+
+    pub fn stats(&self) -> MatcherStats {
+        MatcherStats {
+            domains: self.domains.len(),
+            urls: self.urls.len(),
+            illegal: self.illegal.len(),
+            regexes: self.regex_rules.len(),
+            phrases: self.phrases.len(),
+            domain_bytes: self.domains.heap_bytes(),
+            url_bytes: self.urls.heap_bytes(),
+        }
+    }
+
+    /// The illegal-tier list that lists this host or a parent of it.
+    pub fn illegal_host(&self, host: &Host) -> Option<ListId> {
+        self.illegal.match_host(host)
+    }
+
+    /// The illegal-tier list that lists this URL (by domain, exact URL or path prefix).
+    pub fn illegal_url(&self, url: &UrlKey) -> Option<ListId> {
+        self.illegal.match_url(url)
+    }
+
+    /// Calls `f` for every domain-level and regex hit on `host`, longest suffix first.
+    pub fn host_hits<'a>(&'a self, host: &'a Host, mut f: impl FnMut(Hit<'a>)) {
+        let mut labels = host.label_count();
+        for suffix in host.suffixes() {
+            if let Some(value) = self.domains.get(suffix) {
+                let level = MatchLevel::Domain {
+                    labels: u8::try_from(labels).unwrap_or(u8::MAX),
+                };
+                for list in self.expand(value) {
+                    f(Hit {
+                        list,
+                        rule: suffix,
+                        level,
+                    });
+                }
+            }
+            labels = labels.saturating_sub(1);
+        }
+        self.regex_hits(host.as_str(), &mut f);
+    }
+
+    /// Calls `f` for every hit on `url`: its host's domain hits, URL entries and regexes over
+    /// `host/path?query`.
+    pub fn url_hits<'a>(&'a self, url: &'a UrlKey, mut f: impl FnMut(Hit<'a>)) {
+        let mut labels = url.host().label_count();
+        for suffix in url.host().suffixes() {
+            if let Some(value) = self.domains.get(suffix) {
+                let level = MatchLevel::Domain {
+                    labels: u8::try_from(labels).unwrap_or(u8::MAX),
+                };
+                for list in self.expand(value) {
+                    f(Hit {
+                        list,
+                        rule: suffix,
+                        level,
+                    });
+                }
+            }
+            labels = labels.saturating_sub(1);
+        }
+        self.urls.for_each_match(url, |value, rule, len| {
+            let level = MatchLevel::Url {
+                path_len: u16::try_from(len).unwrap_or(u16::MAX),
+            };
+            for list in self.expand(value) {
+                f(Hit { list, rule, level });
+            }
+        });
+        if self.regex.is_some() {
+            self.regex_hits(&url.to_string(), &mut f);
+        }
+    }
+
+    /// Each phrase from a phrase list found in `text` (a search term, a URL, a page title).
+    pub fn phrase_hits(&self, text: &str) -> Vec<PhraseHit<'_>> {
+        self.phrases
+            .matches(text)
+            .into_iter()
+            .map(|(list, phrase)| PhraseHit {
+                list,
+                phrase,
+                severity: self.lists.get(usize::from(list)).map_or(Severity::Medium, |l| l.severity),
+            })
+            .collect()
+    }
+
+    fn regex_hits<'a>(&'a self, text: &str, f: &mut impl FnMut(Hit<'a>)) {
+        let Some(set) = &self.regex else {
+            return;
+        };
+        for i in set.matches(text).iter() {
+            if let Some((pattern, list)) = self.regex_rules.get(i) {
+                f(Hit {
+                    list: *list,
+                    rule: pattern,
+                    level: MatchLevel::Regex,
+                });
+            }
+        }
+    }
+
+    fn expand(&self, value: u32) -> impl Iterator<Item = ListId> + '_ {
+        let (single, multi): (Option<ListId>, &[ListId]) = if value & MULTI == 0 {
+            (ListId::try_from(value).ok(), &[])
+        } else {
+            let idx = (value & !MULTI) as usize;
+            (None, self.sets.get(idx).map_or(&[][..], |s| &s[..]))
+        };
+        single.into_iter().chain(multi.iter().copied())
+    }
+}

@@ -1,0 +1,263 @@
+//! Matcher behaviour through its public API. Every "blocks" test has a "does not over-block"
+//! twin.
+
+use std::io::Write;
+
+use hedgerow_model::{Category, Host, ListFormat, ListKind, Severity, UrlKey, UrlMatch};
+use proptest::prelude::*;
+
+use crate::{ListSpec, Matcher, MatcherBuilder};
+
+fn spec(name: &str, kind: ListKind, format: ListFormat) -> ListSpec {
+    ListSpec {
+        name: name.into(),
+        kind,
+        format,
+        category: Category::new(name).ok(),
+        url_match: UrlMatch::Prefix,
+        severity: Severity::High,
+    }
+}
+
+fn matcher(lists: &[(&str, ListKind, ListFormat, &[&str])]) -> Matcher {
+    let mut b = MatcherBuilder::new();
+    for (name, kind, format, lines) in lists {
+        let report = b.add_lines(spec(name, *kind, *format), "test", lines.iter()).unwrap();
+        assert_eq!(report.bad_line_count, 0, "{:?}", report.bad_lines);
+    }
+    b.build().unwrap()
+}
+
+fn host_lists(m: &Matcher, host: &str) -> Vec<String> {
+    let host = Host::parse(host).unwrap();
+    let mut out = Vec::new();
+    m.host_hits(&host, |h| out.push(format!("{}:{}", m.list(h.list).unwrap().name, h.rule)));
+    out
+}
+
+fn url_lists(m: &Matcher, url: &str) -> Vec<String> {
+    let url = UrlKey::parse(url).unwrap();
+    let mut out = Vec::new();
+    m.url_hits(&url, |h| out.push(format!("{}:{}", m.list(h.list).unwrap().name, h.rule)));
+    out
+}
+
+#[test]
+fn domain_entry_blocks_name_and_subdomains() {
+    let m = matcher(&[("adult", ListKind::Block, ListFormat::Domains, &["example.com"])]);
+    assert_eq!(host_lists(&m, "example.com"), ["adult:example.com"]);
+    assert_eq!(host_lists(&m, "a.b.EXAMPLE.com."), ["adult:example.com"]);
+}
+
+#[test]
+fn domain_entry_does_not_over_block() {
+    let m = matcher(&[("adult", ListKind::Block, ListFormat::Domains, &["example.com"])]);
+    for other in ["notexample.com", "example.com.au", "example.co", "com", "xexample.com"] {
+        assert!(host_lists(&m, other).is_empty(), "{other}");
+    }
+}
+
+#[test]
+fn unicode_and_punycode_entries_match_each_other() {
+    let m = matcher(&[
+        ("a", ListKind::Block, ListFormat::Domains, &["bücher.example"]),
+        ("b", ListKind::Block, ListFormat::Domains, &["xn--mnchen-3ya.example"]),
+    ]);
+    assert_eq!(host_lists(&m, "xn--bcher-kva.example"), ["a:xn--bcher-kva.example"]);
+    assert_eq!(host_lists(&m, "www.münchen.example"), ["b:xn--mnchen-3ya.example"]);
+    assert!(host_lists(&m, "bucher.example").is_empty());
+}
+
+#[test]
+fn a_name_in_several_lists_reports_each() {
+    let m = matcher(&[
+        ("games", ListKind::Block, ListFormat::Domains, &["play.example", "other.example"]),
+        ("social", ListKind::Block, ListFormat::Domains, &["play.example"]),
+        ("adult", ListKind::Block, ListFormat::Domains, &["example"]),
+    ]);
+    let hits = host_lists(&m, "x.play.example");
+    assert_eq!(hits, ["games:play.example", "social:play.example", "adult:example"]);
+}
+
+#[test]
+fn ip_literal_entries_match_ip_hosts_only() {
+    let m = matcher(&[("malware", ListKind::Block, ListFormat::Domains, &["192.0.2.7", "2001:db8::7"])]);
+    assert_eq!(host_lists(&m, "192.0.2.7"), ["malware:192.0.2.7"]);
+    assert_eq!(host_lists(&m, "[2001:DB8:0::7]"), ["malware:2001:db8::7"]);
+    assert!(host_lists(&m, "192.0.2.70").is_empty());
+    assert!(host_lists(&m, "7.2.0.192.in-addr.arpa").is_empty());
+}
+
+#[test]
+fn url_entry_blocks_the_path_on_an_allowed_host() {
+    let m = matcher(&[("adult", ListKind::Block, ListFormat::Urls, &["example.com/bad", "https://example.org/x/"])]);
+    assert_eq!(url_lists(&m, "http://example.com/bad"), ["adult:example.com/bad"]);
+    assert_eq!(url_lists(&m, "http://www.example.com/bad/page?x=1"), ["adult:example.com/bad"]);
+    assert_eq!(url_lists(&m, "http://example.org/x/y"), ["adult:example.org/x/"]);
+}
+
+#[test]
+fn url_entry_does_not_over_block() {
+    let m = matcher(&[("adult", ListKind::Block, ListFormat::Urls, &["example.com/bad"])]);
+    for other in ["http://example.com/", "http://example.com/badge", "http://example.com/good/bad", "http://sub.example.com/bad"] {
+        assert!(url_lists(&m, other).is_empty(), "{other}");
+    }
+    // A URL-level entry never blocks the whole host at DNS.
+    assert!(host_lists(&m, "example.com").is_empty());
+}
+
+#[test]
+fn exact_url_entries_match_only_themselves() {
+    let mut b = MatcherBuilder::new();
+    let mut s = spec("adult", ListKind::Block, ListFormat::Urls);
+    s.url_match = UrlMatch::Exact;
+    b.add_lines(s, "t", ["example.com/a"]).unwrap();
+    let m = b.build().unwrap();
+    assert_eq!(url_lists(&m, "http://EXAMPLE.com:80/a"), ["adult:example.com/a"]);
+    assert!(url_lists(&m, "http://example.com/a/b").is_empty());
+}
+
+fn illegal_matcher() -> Matcher {
+    let mut b = MatcherBuilder::new();
+    b.add_lines(spec("iwf", ListKind::Illegal, ListFormat::Urls), "t", ["abuse.example/gallery/img1.html", "other.example/dir/"]).unwrap();
+    b.add_lines(spec("terror", ListKind::Illegal, ListFormat::Domains), "t", ["terror.example"]).unwrap();
+    b.build().unwrap()
+}
+
+#[test]
+fn illegal_tier_matches_url_variations() {
+    let m = illegal_matcher();
+    for v in [
+        "http://abuse.example/gallery/img1.html",
+        "HTTPS://ABUSE.EXAMPLE:443/gallery/img1.html",
+        "http://www.abuse.example/gallery/img1.html",
+        "http://user:pw@abuse.example:8080/gallery/./x/../img1.html",
+        "http://abuse.example/%67allery/img1%2Ehtml",
+        "http://abuse.example./gallery/img1.html?session=1",
+        "http://other.example/dir/anything/deeper",
+        "http://x.terror.example/whatever",
+    ] {
+        assert!(m.illegal_url(&UrlKey::parse(v).unwrap()).is_some(), "{v}");
+    }
+    assert!(m.illegal_host(&Host::parse("sub.terror.example").unwrap()).is_some());
+}
+
+#[test]
+fn illegal_tier_does_not_over_block() {
+    let m = illegal_matcher();
+    for v in [
+        "http://abuse.example/",
+        "http://abuse.example/gallery/img2.html",
+        "http://abuse.example/gallery/img1.htmlx",
+        "http://other.example/dirt",
+        "http://notterror.example/",
+    ] {
+        assert!(m.illegal_url(&UrlKey::parse(v).unwrap()).is_none(), "{v}");
+    }
+    // A URL-level illegal entry does not block the host at DNS.
+    assert!(m.illegal_host(&Host::parse("abuse.example").unwrap()).is_none());
+}
+
+#[test]
+fn illegal_entries_are_not_in_the_ordinary_sets_or_debug_output() {
+    let m = illegal_matcher();
+    assert!(url_lists(&m, "http://abuse.example/gallery/img1.html").is_empty());
+    assert!(host_lists(&m, "terror.example").is_empty());
+    let debug = format!("{m:?}");
+    assert!(!debug.contains("abuse") && !debug.contains("terror"), "{debug}");
+    assert_eq!(m.stats().illegal, 3);
+}
+
+#[test]
+fn bad_lines_are_reported_and_good_lines_load() {
+    let mut b = MatcherBuilder::new();
+    let r = b
+        .add_lines(
+            spec("adult", ListKind::Block, ListFormat::Domains),
+            "t",
+            ["good.example", "bad..example", "# comment", "also good.example", "||x.example^$third-party", "fine.example"],
+        )
+        .unwrap();
+    assert_eq!(r.entries, 2);
+    let lines: Vec<usize> = r.bad_lines.iter().map(|b| b.line).collect();
+    assert_eq!(lines, [2, 4, 5]);
+    let m = b.build().unwrap();
+    assert_eq!(host_lists(&m, "fine.example"), ["adult:fine.example"]);
+}
+
+#[test]
+fn illegal_bad_line_reasons_never_repeat_the_line() {
+    let mut b = MatcherBuilder::new();
+    let r = b
+        .add_lines(spec("iwf", ListKind::Illegal, ListFormat::Urls), "t", ["http://secret-entry.example:99999/x"])
+        .unwrap();
+    assert_eq!(r.bad_line_count, 1);
+    assert!(!r.bad_lines[0].reason.contains("secret"), "{}", r.bad_lines[0].reason);
+}
+
+#[test]
+fn gzip_and_plain_files_load_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain.txt");
+    std::fs::write(&plain, "one.example\n0.0.0.0 two.example\n").unwrap();
+    let gz = dir.path().join("list.gz");
+    let mut enc = flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), flate2::Compression::fast());
+    enc.write_all(b"three.example\n||four.example^\n").unwrap();
+    enc.finish().unwrap();
+    let mut b = MatcherBuilder::new();
+    assert_eq!(b.add_file(spec("a", ListKind::Block, ListFormat::Domains), &plain).unwrap().entries, 2);
+    assert_eq!(b.add_file(spec("b", ListKind::Block, ListFormat::Domains), &gz).unwrap().entries, 2);
+    assert!(b.add_file(spec("c", ListKind::Block, ListFormat::Domains), &dir.path().join("missing")).is_err());
+    let m = b.build().unwrap();
+    for h in ["one.example", "two.example", "three.example", "four.example"] {
+        assert_eq!(host_lists(&m, h).len(), 1, "{h}");
+    }
+}
+
+#[test]
+fn regex_rules_match_hosts_and_urls() {
+    let m = matcher(&[("games", ListKind::Block, ListFormat::Regex, &[r"(^|\.)casino[0-9]+\.", r"/free-robux"])]);
+    assert_eq!(host_lists(&m, "www.CASINO77.example").len(), 1);
+    assert_eq!(url_lists(&m, "http://example.com/free-robux/now").len(), 1);
+    assert!(host_lists(&m, "casino.example").is_empty());
+    assert!(url_lists(&m, "http://example.com/robux").is_empty());
+}
+
+#[test]
+fn phrase_hits_carry_list_and_severity() {
+    let m = matcher(&[("selfharm", ListKind::Block, ListFormat::Phrases, &["kill myself", "self harm"])]);
+    let hits = m.phrase_hits("how to k1ll+my5elf");
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].phrase, "kill myself");
+    assert_eq!(hits[0].severity, Severity::High);
+    assert!(m.phrase_hits("how to kill time").is_empty());
+}
+
+proptest! {
+    #[test]
+    fn every_subdomain_of_an_entry_matches(
+        labels in proptest::collection::vec("[a-z0-9]{1,10}", 1..5),
+        base in "[a-z]{2,12}\\.(com|org|uk)",
+    ) {
+        let m = matcher(&[("x", ListKind::Block, ListFormat::Domains, &[base.as_str()])]);
+        let host = format!("{}.{base}", labels.join("."));
+        prop_assert_eq!(host_lists(&m, &host), vec![format!("x:{base}")]);
+    }
+
+    #[test]
+    fn names_sharing_only_a_string_suffix_never_match(
+        prefix in "[a-z0-9]{1,10}",
+        base in "[a-z]{2,12}\\.(com|org|uk)",
+    ) {
+        let m = matcher(&[("x", ListKind::Block, ListFormat::Domains, &[base.as_str()])]);
+        let host = format!("{prefix}{base}");
+        prop_assert!(host_lists(&m, &host).is_empty());
+    }
+
+    #[test]
+    fn domain_lines_never_panic(line in "\\PC{0,200}") {
+        let mut b = MatcherBuilder::new();
+        let _ = b.add_lines(spec("x", ListKind::Block, ListFormat::Domains), "t", [line.as_str()]);
+        let _ = b.add_lines(spec("y", ListKind::Illegal, ListFormat::Urls), "t", [line.as_str()]);
+    }
+}

@@ -1,0 +1,22 @@
+//! This crate is Hedgerow's shared vocabulary: the normalised [`Host`], the normalised
+//! [`UrlKey`] that URL-level lists match on, the [`Category`] name and the [`Verdict`] that
+//! every front logs and every block page explains.
+//!
+//! It parses and displays these values and nothing more. It does not decide anything, read
+//! files, or know about DNS, HTTP, configuration or storage; those crates build on it.
+//!
+//! Normalisation happens once, here, at the edge: a `Host` is lower-case, has no trailing dot,
+//! is in IDNA A-label (`xn--`) form and knows whether it is an IP literal, so matching code
+//! never compares raw strings.
+
+mod host;
+mod list;
+mod mac;
+mod urlkey;
+mod verdict;
+
+pub use host::{Host, HostError, Suffixes, normalise_name_into};
+pub use list::{ListFormat, ListKind, Severity, UrlMatch};
+pub use mac::{MacAddr, MacError};
+pub use urlkey::{UrlError, UrlKey};
+pub use verdict::{Action, Category, CategoryError, Tier, Verdict};

@@ -1,0 +1,196 @@
+//! Categories, actions, tiers and the verdict that carries them.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// A category name such as `adult`, `gambling` or `iwf`: lower-case ASCII letters, digits,
+/// `_` and `-`, 1 to 64 characters.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Category(Arc<str>);
+
+/// Why a string is not a category name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("category {0:?} must be 1-64 characters of a-z, 0-9, '_' or '-'")]
+#[non_exhaustive]
+pub struct CategoryError(pub String);
+
+impl Category {
+    pub fn new(name: &str) -> Result<Self, CategoryError> {
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if ok {
+            Ok(Self(Arc::from(name)))
+        } else {
+            Err(CategoryError(name.to_owned()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Category({})", self.0)
+    }
+}
+
+impl std::str::FromStr for Category {
+    type Err = CategoryError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl serde::Serialize for Category {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Category {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Category::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// What happens to a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Allow,
+    Block,
+}
+
+/// Which layer of the policy decided. The order of the variants is the precedence order:
+/// a tier earlier in the list always beats a later one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tier {
+    /// The illegal-content tier (IWF, police terrorism list, any list marked illegal).
+    /// Nothing overrides it.
+    Illegal,
+    /// The group's own allow entries.
+    LocalAllow,
+    /// The group's own block entries.
+    LocalBlock,
+    /// A shared allow list (must-allow sites) that is at least as specific as any
+    /// category entry that matched.
+    AllowList,
+    /// A blocked category is allowed at this time by one of the group's schedules.
+    Schedule,
+    /// A category list (domain, URL, regex or phrase entry).
+    Category,
+    /// Nothing matched, or only categories the group does not block.
+    Default,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Illegal => "illegal",
+            Tier::LocalAllow => "local-allow",
+            Tier::LocalBlock => "local-block",
+            Tier::AllowList => "allow-list",
+            Tier::Schedule => "schedule",
+            Tier::Category => "category",
+            Tier::Default => "default",
+        }
+    }
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Action::Allow => "allow",
+            Action::Block => "block",
+        })
+    }
+}
+
+/// A decision with everything a log line or block page needs to explain it.
+///
+/// For the illegal tier, `rule` is never the entry itself: the entry is held only as a keyed
+/// hash, so `rule` says `[protected entry]`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Verdict {
+    pub action: Action,
+    pub tier: Tier,
+    pub category: Option<Category>,
+    /// The list's configured name, or `local` for a group's own entries.
+    pub list: Option<Arc<str>>,
+    /// The rule that decided: the matched domain suffix, URL entry, phrase or pattern.
+    pub rule: Option<Arc<str>>,
+}
+
+impl Verdict {
+    /// The verdict when nothing matched.
+    pub fn default_allow() -> Self {
+        Self {
+            action: Action::Allow,
+            tier: Tier::Default,
+            category: None,
+            list: None,
+            rule: None,
+        }
+    }
+
+    pub fn is_blocked(&self) -> bool {
+        self.action == Action::Block
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (tier {}", self.action, self.tier)?;
+        if let Some(c) = &self.category {
+            write!(f, ", category {c}")?;
+        }
+        if let Some(l) = &self.list {
+            write!(f, ", list {l}")?;
+        }
+        if let Some(r) = &self.rule {
+            write!(f, ", rule {r}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn category_names_are_checked() {
+        assert!(Category::new("adult").is_ok());
+        assert!(Category::new("self-harm_2").is_ok());
+        assert!(Category::new("Adult").is_err());
+        assert!(Category::new("").is_err());
+        assert!(Category::new("a b").is_err());
+    }
+
+    #[test]
+    fn tiers_are_ordered_by_precedence() {
+        assert!(Tier::Illegal < Tier::LocalAllow);
+        assert!(Tier::LocalAllow < Tier::LocalBlock);
+        assert!(Tier::LocalBlock < Tier::AllowList);
+        assert!(Tier::AllowList < Tier::Category);
+    }
+}
