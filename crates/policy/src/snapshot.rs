@@ -1,0 +1,326 @@
+//! Building snapshots and swapping them.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use hedgerow_config::{Config, ConfigErrors, Device, Group, ListKind, Schedule};
+use hedgerow_matcher::{ListError, ListSpec, LoadReport, Matcher, MatcherBuilder};
+use hedgerow_model::{ListFormat, MacAddr, Severity, UrlMatch};
+use ipnet::IpNet;
+
+/// Index of a group in the snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GroupId(pub(crate) usize);
+
+/// Why a snapshot could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    #[error("configuration rejected:\n{0}")]
+    Config(ConfigErrors),
+    #[error("list {list:?}: {source}")]
+    List {
+        list: String,
+        #[source]
+        source: ListError,
+    },
+    #[error("time zone {0:?} is not available on this machine")]
+    TimeZone(String),
+}
+
+/// What happened while building: every list's load report and how long it took.
+#[derive(Debug, Clone, Default)]
+pub struct BuildReport {
+    pub lists: Vec<LoadReport>,
+    /// Optional lists whose file was absent.
+    pub skipped: Vec<String>,
+    pub elapsed: Duration,
+}
+
+impl BuildReport {
+    pub fn bad_line_count(&self) -> usize {
+        self.lists.iter().map(|r| r.bad_line_count).sum()
+    }
+}
+
+/// Who a client is: its group and, if registered, its device.
+#[derive(Debug, Clone, Copy)]
+pub struct Client<'a> {
+    pub group: GroupId,
+    pub group_name: &'a str,
+    pub device: Option<&'a Device>,
+}
+
+pub(crate) struct CompiledSchedule {
+    pub(crate) name: Arc<str>,
+    /// Indexed by list id: true for lists this schedule allows.
+    pub(crate) allows: Vec<bool>,
+    pub(crate) window: Schedule,
+}
+
+pub(crate) struct GroupPolicy {
+    pub(crate) name: Arc<str>,
+    /// Indexed by list id: true for block lists whose category this group blocks.
+    pub(crate) blocked: Vec<bool>,
+    pub(crate) schedules: Vec<CompiledSchedule>,
+    pub(crate) local_allow: Option<Matcher>,
+    pub(crate) local_block: Option<Matcher>,
+}
+
+/// Everything a request needs, built once and never changed.
+pub struct PolicySnapshot {
+    pub(crate) config: Arc<Config>,
+    pub(crate) matcher: Matcher,
+    pub(crate) groups: Vec<GroupPolicy>,
+    /// Group networks, most specific first.
+    networks: Vec<(IpNet, GroupId)>,
+    devices_by_ip: HashMap<IpAddr, usize>,
+    devices_by_mac: HashMap<MacAddr, usize>,
+    pub(crate) tz: jiff::tz::TimeZone,
+    report: BuildReport,
+}
+
+impl std::fmt::Debug for PolicySnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicySnapshot")
+            .field("groups", &self.groups.len())
+            .field("matcher", &self.matcher)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PolicySnapshot {
+    /// Reads and validates the configuration at `path`, then builds a snapshot from it.
+    /// Blocking: loads every list. Run it off async tasks (`spawn_blocking`).
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        let config = hedgerow_config::load(path).map_err(PolicyError::Config)?;
+        Self::build(config)
+    }
+
+    /// Builds a snapshot from a validated configuration. Blocking, as [`Self::load`].
+    pub fn build(config: Config) -> Result<Self, PolicyError> {
+        let started = Instant::now();
+        let tz = jiff::tz::TimeZone::get(&config.server.timezone)
+            .map_err(|_| PolicyError::TimeZone(config.server.timezone.clone()))?;
+        let mut report = BuildReport::default();
+        let mut builder = MatcherBuilder::new();
+        for list in &config.lists {
+            if list.optional && !list.path.is_file() {
+                report.skipped.push(list.name.clone());
+                continue;
+            }
+            let spec = ListSpec {
+                name: list.name.as_str().into(),
+                kind: list.kind,
+                format: list.format,
+                category: list.category.clone(),
+                url_match: list.url_match,
+                severity: list.severity,
+            };
+            let r = builder.add_file(spec, &list.path).map_err(|source| PolicyError::List {
+                list: list.name.clone(),
+                source,
+            })?;
+            report.lists.push(r);
+        }
+        let matcher = builder.build().map_err(|source| PolicyError::List {
+            list: "(all lists)".into(),
+            source,
+        })?;
+
+        let mut groups = Vec::new();
+        let mut networks = Vec::new();
+        for (i, g) in config.groups.iter().enumerate() {
+            groups.push(compile_group(g, &matcher, &mut report)?);
+            for n in &g.networks {
+                networks.push((*n, GroupId(i)));
+            }
+        }
+        networks.sort_by_key(|(n, _)| std::cmp::Reverse(n.prefix_len()));
+        let mut devices_by_ip = HashMap::new();
+        let mut devices_by_mac = HashMap::new();
+        for (i, d) in config.devices.iter().enumerate() {
+            if let Some(ip) = d.ip {
+                devices_by_ip.insert(canonical_ip(ip), i);
+            }
+            if let Some(mac) = d.mac {
+                devices_by_mac.insert(mac, i);
+            }
+        }
+        report.elapsed = started.elapsed();
+        Ok(Self {
+            config: Arc::new(config),
+            matcher,
+            groups,
+            networks,
+            devices_by_ip,
+            devices_by_mac,
+            tz,
+            report,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn matcher(&self) -> &Matcher {
+        &self.matcher
+    }
+
+    pub fn report(&self) -> &BuildReport {
+        &self.report
+    }
+
+    pub fn group_name(&self, id: GroupId) -> &str {
+        self.groups.get(id.0).map_or("", |g| &g.name)
+    }
+
+    /// The group's configuration.
+    pub fn group(&self, id: GroupId) -> Option<&Group> {
+        self.config.groups.get(id.0)
+    }
+
+    pub fn group_id(&self, name: &str) -> Option<GroupId> {
+        self.groups.iter().position(|g| &*g.name == name).map(GroupId)
+    }
+
+    /// Identifies a client by address (and MAC, when the front knows it). A registered device
+    /// with a group is in that group; otherwise the most specific network decides. `None`
+    /// means the client is in no configured network and must be refused.
+    pub fn client(&self, ip: IpAddr, mac: Option<MacAddr>) -> Option<Client<'_>> {
+        let ip = canonical_ip(ip);
+        let device_idx = self
+            .devices_by_ip
+            .get(&ip)
+            .or_else(|| mac.and_then(|m| self.devices_by_mac.get(&m)))
+            .copied();
+        let device = device_idx.and_then(|i| self.config.devices.get(i));
+        let by_device = device
+            .and_then(|d| d.group.as_deref())
+            .and_then(|name| self.group_id(name));
+        let group = by_device.or_else(|| {
+            self.networks
+                .iter()
+                .find(|(net, _)| net.contains(&ip))
+                .map(|(_, g)| *g)
+        })?;
+        Some(Client {
+            group,
+            group_name: self.group_name(group),
+            device,
+        })
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (how a dual-stack socket reports IPv4 clients) are IPv4.
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn compile_group(g: &Group, matcher: &Matcher, report: &mut BuildReport) -> Result<GroupPolicy, PolicyError> {
+    let lists = matcher.lists();
+    let blocked = lists
+        .iter()
+        .map(|l| {
+            l.kind == ListKind::Block
+                && l.category.as_ref().is_some_and(|c| g.block_categories.contains(c))
+        })
+        .collect();
+    let schedules = g
+        .schedules
+        .iter()
+        .map(|s| CompiledSchedule {
+            name: s.name.as_str().into(),
+            allows: lists
+                .iter()
+                .map(|l| l.category.as_ref().is_some_and(|c| s.allow_categories.contains(c)))
+                .collect(),
+            window: s.clone(),
+        })
+        .collect();
+    let local = |entries: &[hedgerow_config::LocalEntry], what: &str, kind: ListKind, report: &mut BuildReport| {
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        let name: Arc<str> = format!("{}/{what}", g.name).into();
+        let mut b = MatcherBuilder::new();
+        let (urls, hosts): (Vec<&str>, Vec<&str>) = entries
+            .iter()
+            .map(|e| e.text.as_str())
+            .partition(|t| t.contains('/'));
+        for (format, items) in [(ListFormat::Domains, hosts), (ListFormat::Urls, urls)] {
+            let spec = ListSpec {
+                name: name.clone(),
+                kind,
+                format,
+                category: None,
+                url_match: UrlMatch::Prefix,
+                severity: Severity::Low,
+            };
+            let r = b
+                .add_lines(spec, &format!("group {} {what}", g.name), items)
+                .map_err(|source| PolicyError::List {
+                    list: name.to_string(),
+                    source,
+                })?;
+            report.lists.push(r);
+        }
+        b.build()
+            .map(Some)
+            .map_err(|source| PolicyError::List {
+                list: name.to_string(),
+                source,
+            })
+    };
+    Ok(GroupPolicy {
+        name: g.name.as_str().into(),
+        blocked,
+        schedules,
+        local_allow: local(&g.allow, "allow", ListKind::Allow, report)?,
+        local_block: local(&g.block, "block", ListKind::Block, report)?,
+    })
+}
+
+/// The live policy. Readers call [`PolicyHandle::snapshot`] once per request and use that one
+/// snapshot throughout; [`PolicyHandle::reload`] replaces it whole.
+pub struct PolicyHandle {
+    path: PathBuf,
+    current: ArcSwap<PolicySnapshot>,
+}
+
+impl PolicyHandle {
+    /// Loads the configuration at `path`. Blocking.
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        let snapshot = PolicySnapshot::load(path)?;
+        Ok(Self {
+            path: path.to_owned(),
+            current: ArcSwap::from_pointee(snapshot),
+        })
+    }
+
+    /// The snapshot in force now.
+    pub fn snapshot(&self) -> Arc<PolicySnapshot> {
+        self.current.load_full()
+    }
+
+    /// Re-reads the configuration and every list, and swaps the new snapshot in. On any error
+    /// the old snapshot stays live and the error says why. Blocking: call it from
+    /// `spawn_blocking` or a thread, never on an async task.
+    pub fn reload(&self) -> Result<Arc<PolicySnapshot>, PolicyError> {
+        let fresh = Arc::new(PolicySnapshot::load(&self.path)?);
+        self.current.store(fresh.clone());
+        Ok(fresh)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
