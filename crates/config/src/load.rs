@@ -100,6 +100,9 @@ impl Source {
 #[derive(Default)]
 struct Context {
     errors: Vec<ConfigError>,
+    /// A file that did not parse contributes nothing, so "missing table" errors would only
+    /// repeat its error in another form.
+    unparsed: bool,
 }
 
 impl Context {
@@ -122,6 +125,7 @@ impl Context {
             Err(e) => {
                 let span = e.span().unwrap_or(0..0);
                 self.err(src, span, e.message().trim().to_owned());
+                self.unparsed = true;
                 None
             }
         }
@@ -217,13 +221,13 @@ impl Context {
             column: 1,
             reason: format!("missing {what} table"),
         };
-        if server.is_none() {
+        if server.is_none() && !self.unparsed {
             self.errors.push(top("[server]"));
         }
-        if dns.is_none() {
+        if dns.is_none() && !self.unparsed {
             self.errors.push(top("[dns]"));
         }
-        if groups.is_empty() {
+        if groups.is_empty() && !self.unparsed {
             let mut e = top("[groups.NAME]");
             e.reason = "no groups are defined: every client would be refused".into();
             self.errors.push(e);

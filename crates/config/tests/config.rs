@@ -1,0 +1,200 @@
+//! The configuration through its public API: every shipped example parses, and every kind of
+//! mistake is an error naming file, line, column and reason.
+
+use std::path::{Path, PathBuf};
+
+use hedgerow_config::{ConfigError, DnsBlockMode, ListKind, SafeSearch, YouTubeMode};
+
+fn repo_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config")
+}
+
+/// A temporary folder with `lists/a.txt` and the given files.
+fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("lists")).unwrap();
+    std::fs::write(dir.path().join("lists/a.txt"), "adult.example\n").unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
+const GOOD: &str = r#"
+[server]
+state_dir = "state"
+
+[dns]
+listen = ["127.0.0.1:5353"]
+upstreams = [{ address = "127.0.0.1:5300" }]
+
+[lists.adult]
+path = "lists/a.txt"
+format = "domains"
+category = "adult"
+
+[groups.ks2]
+networks = ["10.20.0.0/16"]
+block_categories = ["adult"]
+safesearch = "on"
+youtube = "strict"
+"#;
+
+fn errors(main: &str, extra: &[(&str, &str)]) -> (tempfile::TempDir, Vec<ConfigError>) {
+    let mut files = vec![("hedgerow.toml", main)];
+    files.extend_from_slice(extra);
+    let dir = tree(&files);
+    let errs = hedgerow_config::load(&dir.path().join("hedgerow.toml"))
+        .err()
+        .map(|e| e.0)
+        .unwrap_or_default();
+    (dir, errs)
+}
+
+#[test]
+fn every_shipped_config_file_parses() {
+    let main = repo_config().join("hedgerow.toml");
+    let config = hedgerow_config::load(&main).unwrap_or_else(|e| panic!("{e}"));
+    // The main file includes every other .toml file in config/.
+    let mut shipped: Vec<_> = std::fs::read_dir(repo_config())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .map(|p| p.file_name().unwrap().to_owned())
+        .collect();
+    shipped.sort();
+    let mut read: Vec<_> = config.files.iter().map(|p| p.file_name().unwrap().to_owned()).collect();
+    read.sort();
+    assert_eq!(read, shipped);
+    // No blanket profile: age-appropriate groups.
+    for g in ["early-years", "ks2", "staff", "guest"] {
+        assert!(config.group(g).is_some(), "group {g}");
+    }
+    let ey = config.group("early-years").unwrap();
+    let staff = config.group("staff").unwrap();
+    assert!(ey.block_categories.len() > staff.block_categories.len());
+    assert_eq!(ey.youtube, YouTubeMode::Strict);
+    assert_eq!(staff.schedules.len(), 1);
+    assert!(config.lists.iter().any(|l| l.kind == ListKind::Illegal));
+    assert!(config.devices.iter().any(|d| d.user.is_some()));
+}
+
+#[test]
+fn good_config_loads_with_typed_values_and_defaults() {
+    let dir = tree(&[("hedgerow.toml", GOOD)]);
+    let c = hedgerow_config::load(&dir.path().join("hedgerow.toml")).unwrap();
+    assert_eq!(c.server.state_dir, dir.path().join("state"));
+    assert_eq!(c.server.timezone, "Europe/London");
+    assert_eq!(c.dns.timeout, std::time::Duration::from_secs(2));
+    let g = c.group("ks2").unwrap();
+    assert_eq!(g.safesearch, SafeSearch::On);
+    assert_eq!(g.dns_block, DnsBlockMode::Blockpage);
+    assert_eq!(c.lists[0].path, dir.path().join("lists/a.txt"));
+}
+
+#[test]
+fn a_typo_in_a_key_is_an_error_with_file_line_and_column() {
+    let bad = GOOD.replace("block_categories", "block_catgories");
+    let (dir, errs) = errors(&bad, &[]);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    let e = &errs[0];
+    assert_eq!(e.path, dir.path().join("hedgerow.toml"));
+    assert_eq!(e.line, 16);
+    assert_eq!(e.column, 1);
+    assert!(e.reason.contains("block_catgories"), "{}", e.reason);
+    let shown = e.to_string();
+    assert!(shown.contains("hedgerow.toml:16:1: "), "{shown}");
+}
+
+#[test]
+fn wrongly_typed_values_are_errors() {
+    for (from, to, needle) in [
+        ("10.20.0.0/16", "10.20.0.0/33", "networks"),
+        ("127.0.0.1:5353", "127.0.0.1", "socket address"),
+        ("safesearch = \"on\"", "safesearch = \"yes\"", "yes"),
+        ("format = \"domains\"", "format = \"domain\"", "domain"),
+    ] {
+        let (_dir, errs) = errors(&GOOD.replace(from, to), &[]);
+        assert_eq!(errs.len(), 1, "{to}: {errs:?}");
+        assert!(errs[0].line > 1, "{to}: {errs:?}");
+        let _ = needle;
+    }
+}
+
+#[test]
+fn an_unknown_category_is_an_error_at_its_position() {
+    let bad = GOOD.replace("block_categories = [\"adult\"]", "block_categories = [\"adult\", \"gambling\"]");
+    let (_dir, errs) = errors(&bad, &[]);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!((errs[0].line, errs[0].column), (16, 30));
+    assert!(errs[0].reason.contains("gambling"));
+}
+
+#[test]
+fn all_errors_are_reported_not_just_the_first() {
+    let bad = GOOD
+        .replace("lists/a.txt", "lists/missing.txt")
+        .replace("[groups.ks2]", "[groups.ks2]\nallow = [\"not a host\"]")
+        + "\n[[devices]]\nname = \"pc\"\ngroup = \"nobody\"\nip = \"10.20.0.9\"\n";
+    let (_dir, errs) = errors(&bad, &[]);
+    let reasons: Vec<_> = errs.iter().map(|e| e.reason.as_str()).collect();
+    assert_eq!(errs.len(), 3, "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("not found")));
+    assert!(reasons.iter().any(|r| r.contains("not a host")));
+    assert!(reasons.iter().any(|r| r.contains("nobody")));
+}
+
+#[test]
+fn split_files_merge_and_errors_name_the_included_file() {
+    let main = "include = [\"policy.toml\"]\n".to_owned() + &GOOD[..GOOD.find("[groups.ks2]").unwrap()];
+    let policy = &GOOD[GOOD.find("[groups.ks2]").unwrap()..];
+    let dir = tree(&[("hedgerow.toml", &main), ("policy.toml", policy)]);
+    let c = hedgerow_config::load(&dir.path().join("hedgerow.toml")).unwrap();
+    assert_eq!(c.files.len(), 2);
+    assert!(c.group("ks2").is_some());
+
+    let broken = policy.replace("youtube", "youtub");
+    let (dir, errs) = errors(&main, &[("policy.toml", &broken)]);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].path, dir.path().join("policy.toml"));
+    assert_eq!(errs[0].line, 5);
+}
+
+#[test]
+fn the_same_group_in_two_files_is_an_error() {
+    let main = "include = [\"more.toml\"]\n".to_owned() + GOOD;
+    let more = "[groups.ks2]\nnetworks = [\"10.99.0.0/16\"]\nsafesearch = \"on\"\nyoutube = \"off\"\n";
+    let (_dir, errs) = errors(&main, &[("more.toml", more)]);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].reason.contains("already defined at"), "{}", errs[0].reason);
+}
+
+#[test]
+fn schedules_are_checked() {
+    let with = |s: &str| GOOD.to_owned() + s;
+    let ok = "\n[[groups.ks2.schedule]]\nname = \"lunch\"\nallow_categories = [\"adult\"]\ndays = [\"weekdays\"]\nfrom = \"12:00\"\nto = \"13:00\"\n";
+    let (_d, errs) = errors(&with(ok), &[]);
+    assert!(errs.is_empty(), "{errs:?}");
+    let (_d, errs) = errors(&with(&ok.replace("13:00", "11:00")), &[]);
+    assert!(errs[0].reason.contains("not before"), "{errs:?}");
+    let (_d, errs) = errors(&with(&ok.replace("13:00", "25:00")), &[]);
+    assert!(errs[0].reason.contains("HH:MM"), "{errs:?}");
+    let (_d, errs) = errors(&with(&ok.replace("weekdays", "funday")), &[]);
+    assert!(errs[0].reason.contains("funday"), "{errs:?}");
+}
+
+#[test]
+fn tls_upstreams_need_a_name_and_networks_are_not_shared() {
+    let bad = GOOD.replace("{ address = \"127.0.0.1:5300\" }", "{ address = \"127.0.0.1:853\", protocol = \"tls\" }");
+    let (_d, errs) = errors(&bad, &[]);
+    assert!(errs[0].reason.contains("tls_name"), "{errs:?}");
+    let twice = GOOD.to_owned() + "\n[groups.other]\nnetworks = [\"10.20.0.0/16\"]\nsafesearch = \"off\"\nyoutube = \"off\"\n";
+    let (_d, errs) = errors(&twice, &[]);
+    assert!(errs[0].reason.contains("in both group"), "{errs:?}");
+}
+
+#[test]
+fn an_unreadable_main_file_is_an_error() {
+    let errs = hedgerow_config::load(Path::new("/nonexistent/hedgerow.toml")).unwrap_err();
+    assert!(errs.0[0].reason.contains("cannot read"));
+}

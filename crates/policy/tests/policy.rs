@@ -1,0 +1,231 @@
+//! Decisions through the public API on real list files: precedence between tiers, schedules
+//! at chosen times, client identification, and reloads that fail safe.
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use hedgerow_model::{Action, Host, Tier, UrlKey};
+use hedgerow_policy::{PolicyHandle, PolicySnapshot, Target, Verdict, PROTECTED_RULE};
+
+const CONFIG: &str = r#"
+[server]
+state_dir = "state"
+timezone = "Europe/London"
+
+[dns]
+listen = ["127.0.0.1:5353"]
+upstreams = [{ address = "127.0.0.1:5300" }]
+
+[lists.iwf]
+path = "iwf.txt"
+format = "urls"
+kind = "illegal"
+category = "child-abuse"
+
+[lists.adult]
+path = "adult.txt"
+format = "domains"
+category = "adult"
+
+[lists.games]
+path = "games.txt"
+format = "domains"
+category = "games"
+
+[lists.selfharm]
+path = "selfharm.txt"
+format = "phrases"
+category = "self-harm"
+severity = "high"
+
+[lists.allow]
+path = "allow.txt"
+format = "domains"
+kind = "allow"
+
+[groups.pupils]
+networks = ["10.20.0.0/16"]
+block_categories = ["adult", "games", "self-harm"]
+safesearch = "on"
+youtube = "strict"
+allow = ["iwf-test.invalid", "games-for-school.example", "both.example"]
+block = ["allowed-but-local-block.example", "both.example", "docs.allowed.example"]
+
+[groups.staff]
+networks = ["10.30.0.0/16", "10.30.5.0/24"]
+block_categories = ["adult", "games"]
+safesearch = "on"
+youtube = "moderate"
+
+[[groups.staff.schedule]]
+name = "games after school"
+allow_categories = ["games"]
+days = ["weekdays"]
+from = "15:30"
+to = "17:00"
+
+[[devices]]
+name = "Head-Laptop"
+ip = "10.20.9.9"
+group = "staff"
+user = "head"
+"#;
+
+fn setup(config: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let w = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    w("hedgerow.toml", config);
+    w("iwf.txt", "http://iwf-test.invalid/gallery/a.html\n");
+    w("adult.txt", "adult.example\nsites.allowed.example\n");
+    w("games.txt", "games.example\ngames-for-school.example\nallowed-but-local-block.example\n");
+    w("selfharm.txt", "kill myself\n");
+    w("allow.txt", "allowed.example\nallowed-but-local-block.example\ngames.example.org\n");
+    dir
+}
+
+fn snapshot(dir: &Path) -> PolicySnapshot {
+    PolicySnapshot::load(&dir.join("hedgerow.toml")).unwrap()
+}
+
+/// A Tuesday, at the given London wall-clock time.
+fn tuesday(time: &str) -> jiff::Timestamp {
+    let civil: jiff::civil::DateTime = format!("2026-11-24T{time}").parse().unwrap();
+    civil.to_zoned(jiff::tz::TimeZone::get("Europe/London").unwrap()).unwrap().timestamp()
+}
+
+fn host(snap: &PolicySnapshot, client: &str, name: &str) -> Verdict {
+    host_at(snap, client, name, tuesday("10:00"))
+}
+
+fn host_at(snap: &PolicySnapshot, client: &str, name: &str, at: jiff::Timestamp) -> Verdict {
+    let c = snap.client(client.parse().unwrap(), None).expect("client in a group");
+    snap.decide(c.group, Target::Host(&Host::parse(name).unwrap()), at)
+}
+
+fn url(snap: &PolicySnapshot, client: &str, u: &str) -> Verdict {
+    let c = snap.client(client.parse().unwrap(), None).expect("client in a group");
+    snap.decide(c.group, Target::Url(&UrlKey::parse(u).unwrap()), tuesday("10:00"))
+}
+
+#[test]
+fn illegal_tier_beats_a_local_allow_entry() {
+    let dir = setup(CONFIG);
+    let snap = snapshot(dir.path());
+    let v = url(&snap, "10.20.1.1", "http://IWF-TEST.invalid:80/gallery/./a.html");
+    assert_eq!((v.action, v.tier), (Action::Block, Tier::Illegal));
+    assert_eq!(v.rule.as_deref(), Some(PROTECTED_RULE));
+    assert_eq!(v.category.as_ref().map(|c| c.as_str()), Some("child-abuse"));
+    // Twin: the same host's other pages follow the local allow entry.
+    let v = url(&snap, "10.20.1.1", "http://iwf-test.invalid/gallery/b.html");
+    assert_eq!((v.action, v.tier), (Action::Allow, Tier::LocalAllow));
+}
+
+#[test]
+fn local_allow_beats_local_block_beats_allow_lists_and_categories() {
+    let dir = setup(CONFIG);
+    let snap = snapshot(dir.path());
+    let v = host(&snap, "10.20.1.1", "both.example");
+    assert_eq!((v.action, v.tier), (Action::Allow, Tier::LocalAllow));
+    let v = host(&snap, "10.20.1.1", "games-for-school.example");
+    assert_eq!((v.action, v.tier), (Action::Allow, Tier::LocalAllow));
+    let v = host(&snap, "10.20.1.1", "allowed-but-local-block.example");
+    assert_eq!((v.action, v.tier), (Action::Block, Tier::LocalBlock));
+    // Local block of a subdomain of an allow-listed site.
+    let v = host(&snap, "10.20.1.1", "docs.allowed.example");
+    assert_eq!((v.action, v.tier), (Action::Block, Tier::LocalBlock));
+}
+
+#[test]
+fn allow_list_wins_ties_and_more_specific_category_entries_still_block() {
+    let dir = setup(CONFIG);
+    let snap = snapshot(dir.path());
+    let v = host(&snap, "10.20.1.1", "www.allowed.example");
+    assert_eq!((v.action, v.tier), (Action::Allow, Tier::AllowList));
+    // adult lists sites.allowed.example, more specific than the allow entry allowed.example.
+    let v = host(&snap, "10.20.1.1", "x.sites.allowed.example");
+    assert_eq!((v.action, v.tier), (Action::Block, Tier::Category));
+    assert_eq!(v.rule.as_deref(), Some("sites.allowed.example"));
+    // An allow entry under a blocked domain is more specific: allowed.
+    let v = host(&snap, "10.20.1.1", "games.example.org");
+    assert_eq!(v.action, Action::Allow);
+}
+
+#[test]
+fn categories_block_for_groups_that_block_them_only() {
+    let dir = setup(CONFIG);
+    let snap = snapshot(dir.path());
+    let v = host(&snap, "10.20.1.1", "cdn.adult.example");
+    assert_eq!((v.action, v.tier, v.list.as_deref()), (Action::Block, Tier::Category, Some("adult")));
+    let v = host(&snap, "10.20.1.1", "notadult.example");
+    assert_eq!((v.action, v.tier), (Action::Allow, Tier::Default));
+}
+
+#[test]
+fn schedules_open_a_category_only_inside_their_window() {
+    let dir = setup(CONFIG);
+    let snap = snapshot(dir.path());
+    let inside = host_at(&snap, "10.30.1.1", "games.example", tuesday("16:00"));
+    assert_eq!((inside.action, inside.tier), (Action::Allow, Tier::Schedule));
+    assert!(inside.rule.as_deref().unwrap_or("").contains("games after school"));
+    for at in [tuesday("15:29"), tuesday("17:00"), tuesday("10:00")] {
+        let v = host_at(&snap, "10.30.1.1", "games.example", at);
+        assert_eq!(v.action, Action::Block, "{at}");
+    }
+    // Saturday afternoon is not a weekday.
+    let saturday: jiff::civil::DateTime = "2026-11-28T16:00".parse().unwrap();
+    let saturday = saturday.to_zoned(jiff::tz::TimeZone::get("Europe/London").unwrap()).unwrap().timestamp();
+    assert_eq!(host_at(&snap, "10.30.1.1", "games.example", saturday).action, Action::Block);
+    // The schedule does not open adult, nor games for pupils.
+    assert_eq!(host_at(&snap, "10.30.1.1", "adult.example", tuesday("16:00")).action, Action::Block);
+    assert_eq!(host_at(&snap, "10.20.1.1", "games.example", tuesday("16:00")).action, Action::Block);
+}
+
+#[test]
+fn phrases_in_urls_block_and_are_reported() {
+    let dir = setup(CONFIG);
+    let snap = snapshot(dir.path());
+    let v = url(&snap, "10.20.1.1", "https://www.google.com/search?q=how+to+k1ll+my5elf");
+    assert_eq!((v.action, v.tier, v.rule.as_deref()), (Action::Block, Tier::Category, Some("kill myself")));
+    let v = url(&snap, "10.20.1.1", "https://www.google.com/search?q=how+to+kill+time");
+    assert_eq!(v.action, Action::Allow);
+    let c = snap.client("10.30.1.1".parse().unwrap(), None).unwrap();
+    let p = snap.phrases(c.group, "i want to kill myself");
+    assert_eq!(p.len(), 1);
+    assert!(!p[0].blocked, "staff do not block self-harm, but the phrase is still reported");
+}
+
+#[test]
+fn clients_are_identified_by_device_then_most_specific_network() {
+    let dir = setup(CONFIG);
+    let snap = snapshot(dir.path());
+    let c = snap.client("10.20.9.9".parse().unwrap(), None).unwrap();
+    assert_eq!((c.group_name, c.device.map(|d| d.name.as_str())), ("staff", Some("Head-Laptop")));
+    let c = snap.client("10.20.9.8".parse().unwrap(), None).unwrap();
+    assert_eq!(c.group_name, "pupils");
+    let mapped: IpAddr = "::ffff:10.30.5.1".parse().unwrap();
+    assert_eq!(snap.client(mapped, None).unwrap().group_name, "staff");
+    assert!(snap.client("192.0.2.1".parse().unwrap(), None).is_none());
+}
+
+#[test]
+fn a_failed_reload_leaves_the_old_policy_serving() {
+    let dir = setup(CONFIG);
+    let handle = PolicyHandle::load(&dir.path().join("hedgerow.toml")).unwrap();
+    let before = handle.snapshot();
+    assert_eq!(host(&before, "10.20.1.1", "adult.example").action, Action::Block);
+
+    std::fs::write(dir.path().join("hedgerow.toml"), CONFIG.replace("format = \"domains\"", "format = \"domian\"")).unwrap();
+    let err = handle.reload().unwrap_err().to_string();
+    assert!(err.contains("hedgerow.toml:") && err.contains("domian"), "{err}");
+    let still = handle.snapshot();
+    assert!(std::sync::Arc::ptr_eq(&before, &still));
+    assert_eq!(host(&still, "10.20.1.1", "adult.example").action, Action::Block);
+
+    std::fs::write(dir.path().join("adult.txt"), "other.example\n").unwrap();
+    std::fs::write(dir.path().join("hedgerow.toml"), CONFIG).unwrap();
+    let fresh = handle.reload().unwrap();
+    assert_eq!(host(&fresh, "10.20.1.1", "adult.example").action, Action::Allow);
+    assert_eq!(host(&fresh, "10.20.1.1", "other.example").action, Action::Block);
+    // A reader that took the old snapshot keeps a consistent view until it is done.
+    assert_eq!(host(&before, "10.20.1.1", "adult.example").action, Action::Block);
+}
