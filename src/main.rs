@@ -13,7 +13,11 @@ use hedgerow_model::{Host, UrlKey};
 use hedgerow_policy::{BuildReport, PolicyHandle, PolicySnapshot, Target};
 
 #[derive(Parser)]
-#[command(name = "hedgerow", version, about = "Filtering and monitoring appliance for schools")]
+#[command(
+    name = "hedgerow",
+    version,
+    about = "Filtering and monitoring appliance for schools"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -74,7 +78,10 @@ fn main() -> ExitCode {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HEDGEROW_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
 }
 
 /// Logs what a build found: list sizes and bad lines by file and line number (never the
@@ -107,7 +114,10 @@ fn run(config: &Path) -> Result<ExitCode> {
         let handle = Arc::new(handle);
         let snap = handle.snapshot();
         std::fs::create_dir_all(&snap.config().server.state_dir).with_context(|| {
-            format!("creating state directory {}", snap.config().server.state_dir.display())
+            format!(
+                "creating state directory {}",
+                snap.config().server.state_dir.display()
+            )
         })?;
         announce(&snap);
         serve(handle).await
@@ -131,7 +141,7 @@ fn announce(snap: &PolicySnapshot) {
 
 /// Waits for signals: SIGHUP reloads (off the async workers), SIGINT/SIGTERM stop.
 async fn serve(handle: Arc<PolicyHandle>) -> Result<ExitCode> {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     tracing::info!("ready");
@@ -160,7 +170,11 @@ fn check_config(path: &Path) -> Result<ExitCode> {
             for e in &errors.0 {
                 eprintln!("error: {e}");
             }
-            eprintln!("{}: {} error(s); configuration rejected", path.display(), errors.0.len());
+            eprintln!(
+                "{}: {} error(s); configuration rejected",
+                path.display(),
+                errors.0.len()
+            );
             return Ok(ExitCode::FAILURE);
         }
     };
@@ -175,7 +189,10 @@ fn check_config(path: &Path) -> Result<ExitCode> {
     let report = snap.report();
     for r in &report.lists {
         for b in &r.bad_lines {
-            println!("warning: {}:{}: skipped bad line: {}", r.origin, b.line, b.reason);
+            println!(
+                "warning: {}:{}: skipped bad line: {}",
+                r.origin, b.line, b.reason
+            );
         }
     }
     for s in &report.skipped {
@@ -198,21 +215,30 @@ fn check_config(path: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn lookup(config: &Path, client: IpAddr, at: Option<&str>, json: bool, target: &str) -> Result<ExitCode> {
+fn lookup(
+    config: &Path,
+    client: IpAddr,
+    at: Option<&str>,
+    json: bool,
+    target: &str,
+) -> Result<ExitCode> {
     let snap = PolicySnapshot::load(config)?;
     let now = match at {
         None => jiff::Timestamp::now(),
         Some(text) => {
-            let civil: jiff::civil::DateTime = text
-                .parse()
-                .with_context(|| format!("--at {text:?}: expected a local date and time such as 2026-11-23T16:00"))?;
+            let civil: jiff::civil::DateTime = text.parse().with_context(|| {
+                format!("--at {text:?}: expected a local date and time such as 2026-11-23T16:00")
+            })?;
             let tz = jiff::tz::TimeZone::get(&snap.config().server.timezone)?;
             civil.to_zoned(tz)?.timestamp()
         }
     };
     let Some(who) = snap.client(client, None) else {
         if json {
-            println!("{}", serde_json::json!({ "client": client.to_string(), "refused": true }));
+            println!(
+                "{}",
+                serde_json::json!({ "client": client.to_string(), "refused": true })
+            );
         } else {
             println!("client {client}: in no configured network; DNS and proxy refuse it");
         }
@@ -236,11 +262,20 @@ fn lookup(config: &Path, client: IpAddr, at: Option<&str>, json: bool, target: &
         });
         println!("{out}");
     } else {
-        println!("client:   {client} (group {}{})", who.group_name, who.device.map(|d| format!(", device {}", d.name)).unwrap_or_default());
+        println!(
+            "client:   {client} (group {}{})",
+            who.group_name,
+            who.device
+                .map(|d| format!(", device {}", d.name))
+                .unwrap_or_default()
+        );
         println!("{kind}:{}{target}", " ".repeat(9 - kind.len()));
         println!("verdict:  {}", verdict.action);
         println!("tier:     {}", verdict.tier);
-        println!("category: {}", verdict.category.as_ref().map_or("-", |c| c.as_str()));
+        println!(
+            "category: {}",
+            verdict.category.as_ref().map_or("-", |c| c.as_str())
+        );
         println!("list:     {}", verdict.list.as_deref().unwrap_or("-"));
         println!("rule:     {}", verdict.rule.as_deref().unwrap_or("-"));
     }

@@ -23,14 +23,18 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" => secs(60),
         "h" => secs(3600),
         "d" => secs(86_400),
-        _ => Err(format!("duration {s:?} has unknown unit {unit:?}; use ms, s, m, h or d")),
+        _ => Err(format!(
+            "duration {s:?} has unknown unit {unit:?}; use ms, s, m, h or d"
+        )),
     }
 }
 
 pub(crate) mod serde_duration {
     use std::time::Duration;
 
-    pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Duration, D::Error> {
         let s = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
         super::parse_duration(&s).map_err(serde::de::Error::custom)
     }

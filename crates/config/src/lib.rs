@@ -14,8 +14,8 @@ mod load;
 mod schema;
 
 pub use duration::parse_duration;
-pub use load::{from_str, load};
 pub use hedgerow_model::{ListFormat, ListKind, Severity, UrlMatch};
+pub use load::{from_str, load};
 pub use schema::{
     CacheConfig, Config, DaySpec, Device, DnsBlockMode, DnsConfig, Group, ListSource, LocalEntry,
     Location, ProxyConfig, SafeSearch, Schedule, ServerConfig, Upstream, UpstreamProtocol,

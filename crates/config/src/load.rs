@@ -44,7 +44,11 @@ pub fn from_str(text: &str, origin: &Path) -> Result<Config, ConfigErrors> {
                 if let Some(mut raw) = cx.parse(&src) {
                     if let Some(nested) = raw.include.take() {
                         let span = nested.first().map_or(0..0, Spanned::span);
-                        cx.err(&src, span, "only the main file may include other files".into());
+                        cx.err(
+                            &src,
+                            span,
+                            "only the main file may include other files".into(),
+                        );
                     }
                     files.push((src, raw));
                 }
@@ -83,7 +87,10 @@ impl Source {
 
     fn location(&self, span: Range<usize>) -> Location {
         let offset = span.start.min(self.text.len());
-        let line_idx = self.line_starts.partition_point(|&s| s <= offset).saturating_sub(1);
+        let line_idx = self
+            .line_starts
+            .partition_point(|&s| s <= offset)
+            .saturating_sub(1);
         let start = self.line_starts.get(line_idx).copied().unwrap_or(0);
         let column = self
             .text
@@ -96,6 +103,9 @@ impl Source {
         }
     }
 }
+
+/// A group and where each of its blocked categories was written, for later cross-checks.
+type GroupWithSpans = (Group, Vec<(Spanned<Category>, Location)>);
 
 #[derive(Default)]
 struct Context {
@@ -136,7 +146,7 @@ impl Context {
         let mut dns: Option<(DnsConfig, Location)> = None;
         let mut proxy: Option<(ProxyConfig, Location)> = None;
         let mut lists: BTreeMap<String, ListSource> = BTreeMap::new();
-        let mut groups: BTreeMap<String, (Group, Vec<(Spanned<Category>, Location)>)> = BTreeMap::new();
+        let mut groups: BTreeMap<String, GroupWithSpans> = BTreeMap::new();
         let mut devices = Vec::new();
         let mut device_groups = Vec::new();
         let paths: Vec<PathBuf> = files.iter().map(|(s, _)| s.path.clone()).collect();
@@ -164,7 +174,10 @@ impl Context {
                 let loc = src.location(p.span());
                 let p = p.into_inner();
                 if p.listen.is_empty() {
-                    self.err_at(loc.clone(), "[proxy] listen must name at least one address".into());
+                    self.err_at(
+                        loc.clone(),
+                        "[proxy] listen must name at least one address".into(),
+                    );
                 }
                 self.once(&mut proxy, ProxyConfig { listen: p.listen }, loc, "[proxy]");
             }
@@ -198,7 +211,10 @@ impl Context {
                     self.err_at(loc.clone(), "a device needs a name".into());
                 }
                 if d.ip.is_none() && d.mac.is_none() {
-                    self.err_at(loc.clone(), format!("device {:?} needs an ip or a mac", d.name));
+                    self.err_at(
+                        loc.clone(),
+                        format!("device {:?} needs an ip or a mac", d.name),
+                    );
                 }
                 if let Some(g) = &d.group {
                     device_groups.push((g.get_ref().clone(), src.location(g.span())));
@@ -232,7 +248,9 @@ impl Context {
             e.reason = "no groups are defined: every client would be refused".into();
             self.errors.push(e);
         }
-        self.cross_checks(&lists, &groups, &devices, &device_groups);
+        if !self.unparsed {
+            self.cross_checks(&lists, &groups, &devices, &device_groups);
+        }
 
         Some(Config {
             files: paths,
@@ -256,7 +274,10 @@ impl Context {
 
     fn dns(&mut self, src: &Source, d: RawDns, loc: &Location) -> DnsConfig {
         if d.listen.is_empty() {
-            self.err_at(loc.clone(), "[dns] listen must name at least one address".into());
+            self.err_at(
+                loc.clone(),
+                "[dns] listen must name at least one address".into(),
+            );
         }
         if d.upstreams.is_empty() {
             self.err_at(loc.clone(), "[dns] needs at least one upstream".into());
@@ -285,7 +306,10 @@ impl Context {
             });
         }
         if d.cache.min_ttl > d.cache.max_ttl {
-            self.err_at(loc.clone(), "[dns.cache] min_ttl is longer than max_ttl".into());
+            self.err_at(
+                loc.clone(),
+                "[dns.cache] min_ttl is longer than max_ttl".into(),
+            );
         }
         if d.timeout.is_zero() {
             self.err_at(loc.clone(), "[dns] timeout must be longer than zero".into());
@@ -304,7 +328,13 @@ impl Context {
         }
     }
 
-    fn list(&mut self, src: &Source, name: String, l: RawList, loc: Location) -> Option<ListSource> {
+    fn list(
+        &mut self,
+        src: &Source,
+        name: String,
+        l: RawList,
+        loc: Location,
+    ) -> Option<ListSource> {
         let path = resolve(&src.path, l.path.get_ref());
         if !l.optional && !path.is_file() {
             let reason = format!("list {name:?}: file {} not found", path.display());
@@ -320,7 +350,10 @@ impl Context {
                 self.err_at(loc.clone(), reason);
             }
             (ListKind::Allow, ListFormat::Phrases) => {
-                self.err_at(loc.clone(), format!("allow list {name:?} cannot be phrases"));
+                self.err_at(
+                    loc.clone(),
+                    format!("allow list {name:?} cannot be phrases"),
+                );
             }
             _ => {}
         }
@@ -345,7 +378,10 @@ impl Context {
         loc: Location,
     ) -> (Group, Vec<(Spanned<Category>, Location)>) {
         if g.networks.is_empty() {
-            self.err_at(loc.clone(), format!("group {name:?} needs at least one network"));
+            self.err_at(
+                loc.clone(),
+                format!("group {name:?} needs at least one network"),
+            );
         }
         let mut cats = Vec::new();
         for c in &g.block_categories {
@@ -368,7 +404,11 @@ impl Context {
         };
         let allow = entries(g.allow, self);
         let block = entries(g.block, self);
-        let blocked: Vec<Category> = g.block_categories.iter().map(|c| c.get_ref().clone()).collect();
+        let blocked: Vec<Category> = g
+            .block_categories
+            .iter()
+            .map(|c| c.get_ref().clone())
+            .collect();
         let mut schedules = Vec::new();
         for s in g.schedules {
             let sloc = src.location(s.span());
@@ -377,7 +417,10 @@ impl Context {
             let to = parse_time(&s.to);
             match (&from, &to) {
                 (Ok(f), Ok(t)) if f >= t => {
-                    let reason = format!("schedule {:?}: from {} is not before to {}", s.name, s.from, s.to);
+                    let reason = format!(
+                        "schedule {:?}: from {} is not before to {}",
+                        s.name, s.from, s.to
+                    );
                     self.err_at(sloc.clone(), reason);
                 }
                 (Err(e), _) | (_, Err(e)) => {
@@ -398,12 +441,20 @@ impl Context {
                     self.err(src, c.span(), reason);
                 }
             }
-            let mut days: Vec<_> = s.days.iter().flat_map(|d| d.weekdays().iter().copied()).collect();
+            let mut days: Vec<_> = s
+                .days
+                .iter()
+                .flat_map(|d| d.weekdays().iter().copied())
+                .collect();
             days.sort_by_key(|d| d.to_monday_zero_offset());
             days.dedup();
             schedules.push(Schedule {
                 name: s.name,
-                allow_categories: s.allow_categories.into_iter().map(Spanned::into_inner).collect(),
+                allow_categories: s
+                    .allow_categories
+                    .into_iter()
+                    .map(Spanned::into_inner)
+                    .collect(),
                 days,
                 from: from.unwrap_or(jiff::civil::Time::MIN),
                 to: to.unwrap_or(jiff::civil::Time::MIN),
@@ -428,7 +479,7 @@ impl Context {
     fn cross_checks(
         &mut self,
         lists: &BTreeMap<String, ListSource>,
-        groups: &BTreeMap<String, (Group, Vec<(Spanned<Category>, Location)>)>,
+        groups: &BTreeMap<String, GroupWithSpans>,
         devices: &[Device],
         device_groups: &[(String, Location)],
     ) {
@@ -450,7 +501,8 @@ impl Context {
             }
             for net in &group.networks {
                 if let Some(other) = networks.insert(*net, name) {
-                    let reason = format!("network {net} is in both group {other:?} and group {name:?}");
+                    let reason =
+                        format!("network {net} is in both group {other:?} and group {name:?}");
                     self.err_at(group.location.clone(), reason);
                 }
             }
@@ -463,15 +515,21 @@ impl Context {
         let mut ips: HashMap<IpAddr, &str> = HashMap::new();
         let mut macs: HashMap<MacAddr, &str> = HashMap::new();
         for d in devices {
-            if let Some(ip) = d.ip {
-                if let Some(other) = ips.insert(ip, &d.name) {
-                    self.err_at(d.location.clone(), format!("ip {ip} is given to both {other:?} and {:?}", d.name));
-                }
+            if let Some(ip) = d.ip
+                && let Some(other) = ips.insert(ip, &d.name)
+            {
+                self.err_at(
+                    d.location.clone(),
+                    format!("ip {ip} is given to both {other:?} and {:?}", d.name),
+                );
             }
-            if let Some(mac) = d.mac {
-                if let Some(other) = macs.insert(mac, &d.name) {
-                    self.err_at(d.location.clone(), format!("mac {mac} is given to both {other:?} and {:?}", d.name));
-                }
+            if let Some(mac) = d.mac
+                && let Some(other) = macs.insert(mac, &d.name)
+            {
+                self.err_at(
+                    d.location.clone(),
+                    format!("mac {mac} is given to both {other:?} and {:?}", d.name),
+                );
             }
         }
     }

@@ -208,7 +208,9 @@ impl DaySpec {
             DaySpec::Sun => &[Sunday],
             DaySpec::Weekdays => &[Monday, Tuesday, Wednesday, Thursday, Friday],
             DaySpec::Weekends => &[Saturday, Sunday],
-            DaySpec::Everyday => &[Monday, Tuesday, Wednesday, Thursday, Friday, Saturday, Sunday],
+            DaySpec::Everyday => &[
+                Monday, Tuesday, Wednesday, Thursday, Friday, Saturday, Sunday,
+            ],
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The configuration through its public API: every shipped example parses, and every kind of
 //! mistake is an error naming file, line, column and reason.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 
 use hedgerow_config::{ConfigError, DnsBlockMode, ListKind, SafeSearch, YouTubeMode};
@@ -63,7 +65,11 @@ fn every_shipped_config_file_parses() {
         .map(|p| p.file_name().unwrap().to_owned())
         .collect();
     shipped.sort();
-    let mut read: Vec<_> = config.files.iter().map(|p| p.file_name().unwrap().to_owned()).collect();
+    let mut read: Vec<_> = config
+        .files
+        .iter()
+        .map(|p| p.file_name().unwrap().to_owned())
+        .collect();
     read.sort();
     assert_eq!(read, shipped);
     // No blanket profile: age-appropriate groups.
@@ -123,7 +129,10 @@ fn wrongly_typed_values_are_errors() {
 
 #[test]
 fn an_unknown_category_is_an_error_at_its_position() {
-    let bad = GOOD.replace("block_categories = [\"adult\"]", "block_categories = [\"adult\", \"gambling\"]");
+    let bad = GOOD.replace(
+        "block_categories = [\"adult\"]",
+        "block_categories = [\"adult\", \"gambling\"]",
+    );
     let (_dir, errs) = errors(&bad, &[]);
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert_eq!((errs[0].line, errs[0].column), (16, 30));
@@ -146,7 +155,8 @@ fn all_errors_are_reported_not_just_the_first() {
 
 #[test]
 fn split_files_merge_and_errors_name_the_included_file() {
-    let main = "include = [\"policy.toml\"]\n".to_owned() + &GOOD[..GOOD.find("[groups.ks2]").unwrap()];
+    let main =
+        "include = [\"policy.toml\"]\n".to_owned() + &GOOD[..GOOD.find("[groups.ks2]").unwrap()];
     let policy = &GOOD[GOOD.find("[groups.ks2]").unwrap()..];
     let dir = tree(&[("hedgerow.toml", &main), ("policy.toml", policy)]);
     let c = hedgerow_config::load(&dir.path().join("hedgerow.toml")).unwrap();
@@ -163,10 +173,15 @@ fn split_files_merge_and_errors_name_the_included_file() {
 #[test]
 fn the_same_group_in_two_files_is_an_error() {
     let main = "include = [\"more.toml\"]\n".to_owned() + GOOD;
-    let more = "[groups.ks2]\nnetworks = [\"10.99.0.0/16\"]\nsafesearch = \"on\"\nyoutube = \"off\"\n";
+    let more =
+        "[groups.ks2]\nnetworks = [\"10.99.0.0/16\"]\nsafesearch = \"on\"\nyoutube = \"off\"\n";
     let (_dir, errs) = errors(&main, &[("more.toml", more)]);
     assert_eq!(errs.len(), 1, "{errs:?}");
-    assert!(errs[0].reason.contains("already defined at"), "{}", errs[0].reason);
+    assert!(
+        errs[0].reason.contains("already defined at"),
+        "{}",
+        errs[0].reason
+    );
 }
 
 #[test]
@@ -185,10 +200,14 @@ fn schedules_are_checked() {
 
 #[test]
 fn tls_upstreams_need_a_name_and_networks_are_not_shared() {
-    let bad = GOOD.replace("{ address = \"127.0.0.1:5300\" }", "{ address = \"127.0.0.1:853\", protocol = \"tls\" }");
+    let bad = GOOD.replace(
+        "{ address = \"127.0.0.1:5300\" }",
+        "{ address = \"127.0.0.1:853\", protocol = \"tls\" }",
+    );
     let (_d, errs) = errors(&bad, &[]);
     assert!(errs[0].reason.contains("tls_name"), "{errs:?}");
-    let twice = GOOD.to_owned() + "\n[groups.other]\nnetworks = [\"10.20.0.0/16\"]\nsafesearch = \"off\"\nyoutube = \"off\"\n";
+    let twice = GOOD.to_owned()
+        + "\n[groups.other]\nnetworks = [\"10.20.0.0/16\"]\nsafesearch = \"off\"\nyoutube = \"off\"\n";
     let (_d, errs) = errors(&twice, &[]);
     assert!(errs[0].reason.contains("in both group"), "{errs:?}");
 }

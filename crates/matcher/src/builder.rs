@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hedgerow_model::{
-    normalise_name_into, Category, Host, ListFormat, ListKind, Severity, UrlKey, UrlMatch,
+    Category, Host, ListFormat, ListKind, Severity, UrlKey, UrlMatch, normalise_name_into,
 };
 use regex::{RegexSet, RegexSetBuilder};
 
@@ -171,11 +171,15 @@ impl MatcherBuilder {
         let mut reader = BufReader::with_capacity(1 << 16, file);
         let gzip = reader.fill_buf().map_err(io)?.starts_with(&[0x1f, 0x8b]);
         let reader: Box<dyn BufRead> = if gzip {
-            Box::new(BufReader::with_capacity(1 << 16, flate2::read::GzDecoder::new(reader)))
+            Box::new(BufReader::with_capacity(
+                1 << 16,
+                flate2::read::GzDecoder::new(reader),
+            ))
         } else {
             Box::new(reader)
         };
-        self.add_reader(spec, path.display().to_string(), reader).map_err(io)
+        self.add_reader(spec, path.display().to_string(), reader)
+            .map_err(io)
     }
 
     /// Loads entries given in memory (a group's local entries, tests).
@@ -310,14 +314,14 @@ impl MatcherBuilder {
 
     /// Normalises a domain token into `name_buf`; IP literals are kept in canonical form.
     fn normalise(&mut self, token: &str) -> Result<(), String> {
-        if token.bytes().any(|b| b == b':') || token.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-            if let Ok(host) = Host::parse(token) {
-                if host.is_ip() {
-                    self.name_buf.clear();
-                    self.name_buf.push_str(host.as_str());
-                    return Ok(());
-                }
-            }
+        if (token.bytes().any(|b| b == b':')
+            || token.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
+            && let Ok(host) = Host::parse(token)
+            && host.is_ip()
+        {
+            self.name_buf.clear();
+            self.name_buf.push_str(host.as_str());
+            return Ok(());
         }
         normalise_name_into(token, &mut self.name_buf).map_err(|e| e.to_string())
     }
@@ -326,7 +330,10 @@ impl MatcherBuilder {
     pub fn build(self) -> Result<Matcher, ListError> {
         let mut sets: Vec<Box<[ListId]>> = Vec::new();
         let domains = self.domains.build(|values| {
-            let mut ids: Vec<ListId> = values.iter().filter_map(|v| ListId::try_from(*v).ok()).collect();
+            let mut ids: Vec<ListId> = values
+                .iter()
+                .filter_map(|v| ListId::try_from(*v).ok())
+                .collect();
             ids.sort_unstable();
             ids.dedup();
             let idx = sets.iter().position(|s| **s == *ids).unwrap_or_else(|| {
@@ -385,7 +392,9 @@ pub struct Matcher {
 impl std::fmt::Debug for Matcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Deliberately shows sizes only: never entries, and never the illegal tier's keys.
-        f.debug_struct("Matcher").field("stats", &self.stats()).finish_non_exhaustive()
+        f.debug_struct("Matcher")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
     }
 }
 
@@ -431,11 +440,16 @@ impl Matcher {
 
     /// Calls `f` for every domain-level and regex hit on `host`, longest suffix first.
     pub fn host_hits<'a>(&'a self, host: &'a Host, mut f: impl FnMut(Hit<'a>)) {
-        let mut labels = host.label_count();
-        for suffix in host.suffixes() {
-            if let Some(value) = self.domains.get(suffix) {
+        self.domain_hits(host, &mut f);
+        self.regex_hits(host.as_str(), &mut f);
+    }
+
+    fn domain_hits<'a>(&'a self, host: &'a Host, f: &mut impl FnMut(Hit<'a>)) {
+        let labels = host.label_count();
+        self.domains
+            .for_each_listed(host.suffixes(), |i, suffix, value| {
                 let level = MatchLevel::Domain {
-                    labels: u8::try_from(labels).unwrap_or(u8::MAX),
+                    labels: u8::try_from(labels.saturating_sub(i)).unwrap_or(u8::MAX),
                 };
                 for list in self.expand(value) {
                     f(Hit {
@@ -444,31 +458,13 @@ impl Matcher {
                         level,
                     });
                 }
-            }
-            labels = labels.saturating_sub(1);
-        }
-        self.regex_hits(host.as_str(), &mut f);
+            });
     }
 
     /// Calls `f` for every hit on `url`: its host's domain hits, URL entries and regexes over
     /// `host/path?query`.
     pub fn url_hits<'a>(&'a self, url: &'a UrlKey, mut f: impl FnMut(Hit<'a>)) {
-        let mut labels = url.host().label_count();
-        for suffix in url.host().suffixes() {
-            if let Some(value) = self.domains.get(suffix) {
-                let level = MatchLevel::Domain {
-                    labels: u8::try_from(labels).unwrap_or(u8::MAX),
-                };
-                for list in self.expand(value) {
-                    f(Hit {
-                        list,
-                        rule: suffix,
-                        level,
-                    });
-                }
-            }
-            labels = labels.saturating_sub(1);
-        }
+        self.domain_hits(url.host(), &mut f);
         self.urls.for_each_match(url, |value, rule, len| {
             let level = MatchLevel::Url {
                 path_len: u16::try_from(len).unwrap_or(u16::MAX),
@@ -490,7 +486,10 @@ impl Matcher {
             .map(|(list, phrase)| PhraseHit {
                 list,
                 phrase,
-                severity: self.lists.get(usize::from(list)).map_or(Severity::Medium, |l| l.severity),
+                severity: self
+                    .lists
+                    .get(usize::from(list))
+                    .map_or(Severity::Medium, |l| l.severity),
             })
             .collect()
     }

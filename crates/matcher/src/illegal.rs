@@ -49,7 +49,10 @@ impl IllegalTier {
     }
 
     pub(crate) fn insert_url(&mut self, key: &UrlKey, exact: bool, list: u16) {
-        let mut h = self.start(if exact { EXACT } else { PREFIX }, site_host(key.host().as_str()));
+        let mut h = self.start(
+            if exact { EXACT } else { PREFIX },
+            site_host(key.host().as_str()),
+        );
         h.write(key.path_and_query().as_bytes());
         self.entries.entry(h.finish128().as_u128()).or_insert(list);
     }
@@ -88,10 +91,8 @@ impl IllegalTier {
             let candidate = end == request.len()
                 || b == b'/'
                 || request.get(end).is_some_and(|&n| is_boundary(n));
-            if candidate {
-                if let Some(&l) = self.entries.get(&h.clone().finish128().as_u128()) {
-                    return Some(l);
-                }
+            if candidate && let Some(&l) = self.entries.get(&h.clone().finish128().as_u128()) {
+                return Some(l);
             }
         }
         if request.len() > MAX_WALK {

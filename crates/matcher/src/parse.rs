@@ -7,7 +7,10 @@ use std::net::IpAddr;
 /// Calls `f` for each domain token on a `domains`-format line. Accepts a plain name,
 /// `*.name`/`.name`, a hosts-file line (`0.0.0.0 a b`), an adblock rule (`||name^`) and a
 /// dnsmasq rule (`address=/a/b/0.0.0.0`, `server=/a/`, `local=/a/`).
-pub(crate) fn domain_line<'a>(line: &'a str, mut f: impl FnMut(&'a str)) -> Result<(), &'static str> {
+pub(crate) fn domain_line<'a>(
+    line: &'a str,
+    mut f: impl FnMut(&'a str),
+) -> Result<(), &'static str> {
     let line = strip_comment(line);
     if line.is_empty() || (line.starts_with('[') && line.ends_with(']')) {
         return Ok(());
@@ -56,7 +59,10 @@ pub(crate) fn domain_line<'a>(line: &'a str, mut f: impl FnMut(&'a str)) -> Resu
 }
 
 fn domain_token(token: &str) -> Result<&str, &'static str> {
-    let t = token.strip_prefix("*.").or_else(|| token.strip_prefix('.')).unwrap_or(token);
+    let t = token
+        .strip_prefix("*.")
+        .or_else(|| token.strip_prefix('.'))
+        .unwrap_or(token);
     if t.contains("://") || t.contains('/') {
         return Err("a URL in a domains list (use format = \"urls\")");
     }
@@ -119,10 +125,16 @@ mod tests {
         assert_eq!(tokens("example.com").unwrap(), ["example.com"]);
         assert_eq!(tokens("  *.example.com  # note").unwrap(), ["example.com"]);
         assert_eq!(tokens(".example.com").unwrap(), ["example.com"]);
-        assert_eq!(tokens("0.0.0.0 a.example b.example").unwrap(), ["a.example", "b.example"]);
+        assert_eq!(
+            tokens("0.0.0.0 a.example b.example").unwrap(),
+            ["a.example", "b.example"]
+        );
         assert_eq!(tokens("127.0.0.1 localhost").unwrap(), Vec::<String>::new());
         assert_eq!(tokens("||ads.example^").unwrap(), ["ads.example"]);
-        assert_eq!(tokens("address=/a.example/b.example/0.0.0.0").unwrap(), ["a.example", "b.example"]);
+        assert_eq!(
+            tokens("address=/a.example/b.example/0.0.0.0").unwrap(),
+            ["a.example", "b.example"]
+        );
         assert_eq!(tokens("server=/c.example/").unwrap(), ["c.example"]);
         assert_eq!(tokens("192.0.2.1").unwrap(), ["192.0.2.1"]);
         for skip in ["", "# comment", "! adblock comment", "[Adblock Plus 2.0]"] {

@@ -69,7 +69,10 @@ pub fn normalise_text(text: &str) -> String {
     out.push(' ');
     let mut i = 0;
     while i < words.len() {
-        let run = words[i..].iter().take_while(|w| w.chars().count() == 1).count();
+        let run = words[i..]
+            .iter()
+            .take_while(|w| w.chars().count() == 1)
+            .count();
         if run >= 3 {
             for w in &words[i..i + run] {
                 out.push_str(w);
@@ -185,7 +188,13 @@ mod tests {
     #[test]
     fn phrases_match_through_obfuscation() {
         let s = set(&["kill myself", "suicide"]);
-        for text in ["how to kill myself", "KILL+MYSELF", "k1ll my5elf", "killmyself", "s-u-i-c-i-d-e methods"] {
+        for text in [
+            "how to kill myself",
+            "KILL+MYSELF",
+            "k1ll my5elf",
+            "killmyself",
+            "s-u-i-c-i-d-e methods",
+        ] {
             assert!(!s.matches(text).is_empty(), "{text}");
         }
     }

@@ -22,7 +22,9 @@ fn spec(name: &str, kind: ListKind, format: ListFormat) -> ListSpec {
 fn matcher(lists: &[(&str, ListKind, ListFormat, &[&str])]) -> Matcher {
     let mut b = MatcherBuilder::new();
     for (name, kind, format, lines) in lists {
-        let report = b.add_lines(spec(name, *kind, *format), "test", lines.iter()).unwrap();
+        let report = b
+            .add_lines(spec(name, *kind, *format), "test", lines.iter())
+            .unwrap();
         assert_eq!(report.bad_line_count, 0, "{:?}", report.bad_lines);
     }
     b.build().unwrap()
@@ -31,28 +33,48 @@ fn matcher(lists: &[(&str, ListKind, ListFormat, &[&str])]) -> Matcher {
 fn host_lists(m: &Matcher, host: &str) -> Vec<String> {
     let host = Host::parse(host).unwrap();
     let mut out = Vec::new();
-    m.host_hits(&host, |h| out.push(format!("{}:{}", m.list(h.list).unwrap().name, h.rule)));
+    m.host_hits(&host, |h| {
+        out.push(format!("{}:{}", m.list(h.list).unwrap().name, h.rule))
+    });
     out
 }
 
 fn url_lists(m: &Matcher, url: &str) -> Vec<String> {
     let url = UrlKey::parse(url).unwrap();
     let mut out = Vec::new();
-    m.url_hits(&url, |h| out.push(format!("{}:{}", m.list(h.list).unwrap().name, h.rule)));
+    m.url_hits(&url, |h| {
+        out.push(format!("{}:{}", m.list(h.list).unwrap().name, h.rule))
+    });
     out
 }
 
 #[test]
 fn domain_entry_blocks_name_and_subdomains() {
-    let m = matcher(&[("adult", ListKind::Block, ListFormat::Domains, &["example.com"])]);
+    let m = matcher(&[(
+        "adult",
+        ListKind::Block,
+        ListFormat::Domains,
+        &["example.com"],
+    )]);
     assert_eq!(host_lists(&m, "example.com"), ["adult:example.com"]);
     assert_eq!(host_lists(&m, "a.b.EXAMPLE.com."), ["adult:example.com"]);
 }
 
 #[test]
 fn domain_entry_does_not_over_block() {
-    let m = matcher(&[("adult", ListKind::Block, ListFormat::Domains, &["example.com"])]);
-    for other in ["notexample.com", "example.com.au", "example.co", "com", "xexample.com"] {
+    let m = matcher(&[(
+        "adult",
+        ListKind::Block,
+        ListFormat::Domains,
+        &["example.com"],
+    )]);
+    for other in [
+        "notexample.com",
+        "example.com.au",
+        "example.co",
+        "com",
+        "xexample.com",
+    ] {
         assert!(host_lists(&m, other).is_empty(), "{other}");
     }
 }
@@ -60,28 +82,62 @@ fn domain_entry_does_not_over_block() {
 #[test]
 fn unicode_and_punycode_entries_match_each_other() {
     let m = matcher(&[
-        ("a", ListKind::Block, ListFormat::Domains, &["bücher.example"]),
-        ("b", ListKind::Block, ListFormat::Domains, &["xn--mnchen-3ya.example"]),
+        (
+            "a",
+            ListKind::Block,
+            ListFormat::Domains,
+            &["bücher.example"],
+        ),
+        (
+            "b",
+            ListKind::Block,
+            ListFormat::Domains,
+            &["xn--mnchen-3ya.example"],
+        ),
     ]);
-    assert_eq!(host_lists(&m, "xn--bcher-kva.example"), ["a:xn--bcher-kva.example"]);
-    assert_eq!(host_lists(&m, "www.münchen.example"), ["b:xn--mnchen-3ya.example"]);
+    assert_eq!(
+        host_lists(&m, "xn--bcher-kva.example"),
+        ["a:xn--bcher-kva.example"]
+    );
+    assert_eq!(
+        host_lists(&m, "www.münchen.example"),
+        ["b:xn--mnchen-3ya.example"]
+    );
     assert!(host_lists(&m, "bucher.example").is_empty());
 }
 
 #[test]
 fn a_name_in_several_lists_reports_each() {
     let m = matcher(&[
-        ("games", ListKind::Block, ListFormat::Domains, &["play.example", "other.example"]),
-        ("social", ListKind::Block, ListFormat::Domains, &["play.example"]),
+        (
+            "games",
+            ListKind::Block,
+            ListFormat::Domains,
+            &["play.example", "other.example"],
+        ),
+        (
+            "social",
+            ListKind::Block,
+            ListFormat::Domains,
+            &["play.example"],
+        ),
         ("adult", ListKind::Block, ListFormat::Domains, &["example"]),
     ]);
     let hits = host_lists(&m, "x.play.example");
-    assert_eq!(hits, ["games:play.example", "social:play.example", "adult:example"]);
+    assert_eq!(
+        hits,
+        ["games:play.example", "social:play.example", "adult:example"]
+    );
 }
 
 #[test]
 fn ip_literal_entries_match_ip_hosts_only() {
-    let m = matcher(&[("malware", ListKind::Block, ListFormat::Domains, &["192.0.2.7", "2001:db8::7"])]);
+    let m = matcher(&[(
+        "malware",
+        ListKind::Block,
+        ListFormat::Domains,
+        &["192.0.2.7", "2001:db8::7"],
+    )]);
     assert_eq!(host_lists(&m, "192.0.2.7"), ["malware:192.0.2.7"]);
     assert_eq!(host_lists(&m, "[2001:DB8:0::7]"), ["malware:2001:db8::7"]);
     assert!(host_lists(&m, "192.0.2.70").is_empty());
@@ -90,16 +146,40 @@ fn ip_literal_entries_match_ip_hosts_only() {
 
 #[test]
 fn url_entry_blocks_the_path_on_an_allowed_host() {
-    let m = matcher(&[("adult", ListKind::Block, ListFormat::Urls, &["example.com/bad", "https://example.org/x/"])]);
-    assert_eq!(url_lists(&m, "http://example.com/bad"), ["adult:example.com/bad"]);
-    assert_eq!(url_lists(&m, "http://www.example.com/bad/page?x=1"), ["adult:example.com/bad"]);
-    assert_eq!(url_lists(&m, "http://example.org/x/y"), ["adult:example.org/x/"]);
+    let m = matcher(&[(
+        "adult",
+        ListKind::Block,
+        ListFormat::Urls,
+        &["example.com/bad", "https://example.org/x/"],
+    )]);
+    assert_eq!(
+        url_lists(&m, "http://example.com/bad"),
+        ["adult:example.com/bad"]
+    );
+    assert_eq!(
+        url_lists(&m, "http://www.example.com/bad/page?x=1"),
+        ["adult:example.com/bad"]
+    );
+    assert_eq!(
+        url_lists(&m, "http://example.org/x/y"),
+        ["adult:example.org/x/"]
+    );
 }
 
 #[test]
 fn url_entry_does_not_over_block() {
-    let m = matcher(&[("adult", ListKind::Block, ListFormat::Urls, &["example.com/bad"])]);
-    for other in ["http://example.com/", "http://example.com/badge", "http://example.com/good/bad", "http://sub.example.com/bad"] {
+    let m = matcher(&[(
+        "adult",
+        ListKind::Block,
+        ListFormat::Urls,
+        &["example.com/bad"],
+    )]);
+    for other in [
+        "http://example.com/",
+        "http://example.com/badge",
+        "http://example.com/good/bad",
+        "http://sub.example.com/bad",
+    ] {
         assert!(url_lists(&m, other).is_empty(), "{other}");
     }
     // A URL-level entry never blocks the whole host at DNS.
@@ -113,14 +193,27 @@ fn exact_url_entries_match_only_themselves() {
     s.url_match = UrlMatch::Exact;
     b.add_lines(s, "t", ["example.com/a"]).unwrap();
     let m = b.build().unwrap();
-    assert_eq!(url_lists(&m, "http://EXAMPLE.com:80/a"), ["adult:example.com/a"]);
+    assert_eq!(
+        url_lists(&m, "http://EXAMPLE.com:80/a"),
+        ["adult:example.com/a"]
+    );
     assert!(url_lists(&m, "http://example.com/a/b").is_empty());
 }
 
 fn illegal_matcher() -> Matcher {
     let mut b = MatcherBuilder::new();
-    b.add_lines(spec("iwf", ListKind::Illegal, ListFormat::Urls), "t", ["abuse.example/gallery/img1.html", "other.example/dir/"]).unwrap();
-    b.add_lines(spec("terror", ListKind::Illegal, ListFormat::Domains), "t", ["terror.example"]).unwrap();
+    b.add_lines(
+        spec("iwf", ListKind::Illegal, ListFormat::Urls),
+        "t",
+        ["abuse.example/gallery/img1.html", "other.example/dir/"],
+    )
+    .unwrap();
+    b.add_lines(
+        spec("terror", ListKind::Illegal, ListFormat::Domains),
+        "t",
+        ["terror.example"],
+    )
+    .unwrap();
     b.build().unwrap()
 }
 
@@ -139,7 +232,10 @@ fn illegal_tier_matches_url_variations() {
     ] {
         assert!(m.illegal_url(&UrlKey::parse(v).unwrap()).is_some(), "{v}");
     }
-    assert!(m.illegal_host(&Host::parse("sub.terror.example").unwrap()).is_some());
+    assert!(
+        m.illegal_host(&Host::parse("sub.terror.example").unwrap())
+            .is_some()
+    );
 }
 
 #[test]
@@ -155,7 +251,10 @@ fn illegal_tier_does_not_over_block() {
         assert!(m.illegal_url(&UrlKey::parse(v).unwrap()).is_none(), "{v}");
     }
     // A URL-level illegal entry does not block the host at DNS.
-    assert!(m.illegal_host(&Host::parse("abuse.example").unwrap()).is_none());
+    assert!(
+        m.illegal_host(&Host::parse("abuse.example").unwrap())
+            .is_none()
+    );
 }
 
 #[test]
@@ -164,7 +263,10 @@ fn illegal_entries_are_not_in_the_ordinary_sets_or_debug_output() {
     assert!(url_lists(&m, "http://abuse.example/gallery/img1.html").is_empty());
     assert!(host_lists(&m, "terror.example").is_empty());
     let debug = format!("{m:?}");
-    assert!(!debug.contains("abuse") && !debug.contains("terror"), "{debug}");
+    assert!(
+        !debug.contains("abuse") && !debug.contains("terror"),
+        "{debug}"
+    );
     assert_eq!(m.stats().illegal, 3);
 }
 
@@ -175,7 +277,14 @@ fn bad_lines_are_reported_and_good_lines_load() {
         .add_lines(
             spec("adult", ListKind::Block, ListFormat::Domains),
             "t",
-            ["good.example", "bad..example", "# comment", "also good.example", "||x.example^$third-party", "fine.example"],
+            [
+                "good.example",
+                "bad..example",
+                "# comment",
+                "also good.example",
+                "||x.example^$third-party",
+                "fine.example",
+            ],
         )
         .unwrap();
     assert_eq!(r.entries, 2);
@@ -189,10 +298,18 @@ fn bad_lines_are_reported_and_good_lines_load() {
 fn illegal_bad_line_reasons_never_repeat_the_line() {
     let mut b = MatcherBuilder::new();
     let r = b
-        .add_lines(spec("iwf", ListKind::Illegal, ListFormat::Urls), "t", ["http://secret-entry.example:99999/x"])
+        .add_lines(
+            spec("iwf", ListKind::Illegal, ListFormat::Urls),
+            "t",
+            ["http://secret-entry.example:99999/x"],
+        )
         .unwrap();
     assert_eq!(r.bad_line_count, 1);
-    assert!(!r.bad_lines[0].reason.contains("secret"), "{}", r.bad_lines[0].reason);
+    assert!(
+        !r.bad_lines[0].reason.contains("secret"),
+        "{}",
+        r.bad_lines[0].reason
+    );
 }
 
 #[test]
@@ -201,22 +318,51 @@ fn gzip_and_plain_files_load_alike() {
     let plain = dir.path().join("plain.txt");
     std::fs::write(&plain, "one.example\n0.0.0.0 two.example\n").unwrap();
     let gz = dir.path().join("list.gz");
-    let mut enc = flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), flate2::Compression::fast());
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).unwrap(),
+        flate2::Compression::fast(),
+    );
     enc.write_all(b"three.example\n||four.example^\n").unwrap();
     enc.finish().unwrap();
     let mut b = MatcherBuilder::new();
-    assert_eq!(b.add_file(spec("a", ListKind::Block, ListFormat::Domains), &plain).unwrap().entries, 2);
-    assert_eq!(b.add_file(spec("b", ListKind::Block, ListFormat::Domains), &gz).unwrap().entries, 2);
-    assert!(b.add_file(spec("c", ListKind::Block, ListFormat::Domains), &dir.path().join("missing")).is_err());
+    assert_eq!(
+        b.add_file(spec("a", ListKind::Block, ListFormat::Domains), &plain)
+            .unwrap()
+            .entries,
+        2
+    );
+    assert_eq!(
+        b.add_file(spec("b", ListKind::Block, ListFormat::Domains), &gz)
+            .unwrap()
+            .entries,
+        2
+    );
+    assert!(
+        b.add_file(
+            spec("c", ListKind::Block, ListFormat::Domains),
+            &dir.path().join("missing")
+        )
+        .is_err()
+    );
     let m = b.build().unwrap();
-    for h in ["one.example", "two.example", "three.example", "four.example"] {
+    for h in [
+        "one.example",
+        "two.example",
+        "three.example",
+        "four.example",
+    ] {
         assert_eq!(host_lists(&m, h).len(), 1, "{h}");
     }
 }
 
 #[test]
 fn regex_rules_match_hosts_and_urls() {
-    let m = matcher(&[("games", ListKind::Block, ListFormat::Regex, &[r"(^|\.)casino[0-9]+\.", r"/free-robux"])]);
+    let m = matcher(&[(
+        "games",
+        ListKind::Block,
+        ListFormat::Regex,
+        &[r"(^|\.)casino[0-9]+\.", r"/free-robux"],
+    )]);
     assert_eq!(host_lists(&m, "www.CASINO77.example").len(), 1);
     assert_eq!(url_lists(&m, "http://example.com/free-robux/now").len(), 1);
     assert!(host_lists(&m, "casino.example").is_empty());
@@ -225,7 +371,12 @@ fn regex_rules_match_hosts_and_urls() {
 
 #[test]
 fn phrase_hits_carry_list_and_severity() {
-    let m = matcher(&[("selfharm", ListKind::Block, ListFormat::Phrases, &["kill myself", "self harm"])]);
+    let m = matcher(&[(
+        "selfharm",
+        ListKind::Block,
+        ListFormat::Phrases,
+        &["kill myself", "self harm"],
+    )]);
     let hits = m.phrase_hits("how to k1ll+my5elf");
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].phrase, "kill myself");
@@ -259,5 +410,70 @@ proptest! {
         let mut b = MatcherBuilder::new();
         let _ = b.add_lines(spec("x", ListKind::Block, ListFormat::Domains), "t", [line.as_str()]);
         let _ = b.add_lines(spec("y", ListKind::Illegal, ListFormat::Urls), "t", [line.as_str()]);
+    }
+}
+
+/// The domain set stores 64-bit keyed hashes, not names. With a random key per build a false
+/// positive needs a 64-bit collision: this looks for one among 300,000 listed names and
+/// 1,200,000 unlisted names built to share labels with them, and must find none.
+#[test]
+fn hashed_domain_set_has_no_false_positives_a_test_can_find() {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let listed: Vec<String> = (0..300_000)
+        .map(|_| format!("{:x}.{:x}.example", next() >> 40, next() >> 40))
+        .collect();
+    let m = {
+        let mut b = MatcherBuilder::new();
+        b.add_lines(
+            spec("x", ListKind::Block, ListFormat::Domains),
+            "t",
+            &listed,
+        )
+        .unwrap();
+        b.build().unwrap()
+    };
+    let set: std::collections::HashSet<&str> = listed.iter().map(String::as_str).collect();
+    let mut false_positives = Vec::new();
+    for i in 0..1_200_000u64 {
+        let candidate = match i % 3 {
+            // A listed name with one character changed.
+            0 => {
+                let base = &listed[(i as usize / 3) % listed.len()];
+                format!("z{base}")
+            }
+            // Labels of listed names recombined.
+            1 => {
+                let a = &listed[(next() as usize) % listed.len()];
+                let b = &listed[(next() as usize) % listed.len()];
+                format!(
+                    "{}.{}",
+                    a.split('.').next().unwrap_or("a"),
+                    b.split_once('.').map_or("b", |x| x.1)
+                )
+            }
+            // Unrelated names.
+            _ => format!("{:x}.{:x}.example", next(), next()),
+        };
+        let host = Host::parse(&candidate).unwrap();
+        let listed_suffix = host.suffixes().any(|s| set.contains(s));
+        let mut hit = false;
+        m.host_hits(&host, |_| hit = true);
+        if hit != listed_suffix {
+            false_positives.push(candidate);
+        }
+    }
+    assert!(
+        false_positives.is_empty(),
+        "{:?}",
+        &false_positives[..false_positives.len().min(10)]
+    );
+    for name in &listed {
+        assert_eq!(host_lists(&m, name).len(), 1, "{name}");
     }
 }

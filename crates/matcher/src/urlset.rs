@@ -18,12 +18,17 @@ pub(crate) fn prefix_matches(entry: &str, request: &str) -> bool {
     }
     entry.len() == request.len()
         || entry.ends_with('/')
-        || request.as_bytes().get(entry.len()).is_some_and(|&b| is_boundary(b))
+        || request
+            .as_bytes()
+            .get(entry.len())
+            .is_some_and(|&b| is_boundary(b))
 }
 
 /// `www.example.com` and `example.com` name one site for URL entries, as in squidGuard.
 pub(crate) fn site_host(host: &str) -> &str {
-    host.strip_prefix("www.").filter(|h| h.contains('.')).unwrap_or(host)
+    host.strip_prefix("www.")
+        .filter(|h| h.contains('.'))
+        .unwrap_or(host)
 }
 
 struct UrlEntry {
@@ -44,10 +49,9 @@ impl UrlSet {
     pub(crate) fn insert(&mut self, key: &UrlKey, exact: bool, value: u32) {
         let host = site_host(key.host().as_str());
         let entries = self.by_host.entry(host.into()).or_default();
-        if entries
-            .iter()
-            .any(|e| e.value == value && e.exact == exact && *e.path_and_query == *key.path_and_query())
-        {
+        if entries.iter().any(|e| {
+            e.value == value && e.exact == exact && *e.path_and_query == *key.path_and_query()
+        }) {
             return;
         }
         entries.push(UrlEntry {
@@ -60,7 +64,11 @@ impl UrlSet {
     }
 
     /// Calls `f(value, rule, matched_len)` for each entry that matches `url`.
-    pub(crate) fn for_each_match<'a>(&'a self, url: &UrlKey, mut f: impl FnMut(u32, &'a str, usize)) {
+    pub(crate) fn for_each_match<'a>(
+        &'a self,
+        url: &UrlKey,
+        mut f: impl FnMut(u32, &'a str, usize),
+    ) {
         let Some(entries) = self.by_host.get(site_host(url.host().as_str())) else {
             return;
         };
@@ -85,7 +93,11 @@ impl UrlSet {
         self.by_host
             .iter()
             .map(|(k, v)| {
-                k.len() + 48 + v.iter().map(|e| e.path_and_query.len() + e.rule.len() + 48).sum::<usize>()
+                k.len()
+                    + 48
+                    + v.iter()
+                        .map(|e| e.path_and_query.len() + e.rule.len() + 48)
+                        .sum::<usize>()
             })
             .sum()
     }

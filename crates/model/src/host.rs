@@ -103,7 +103,7 @@ impl Host {
         if self.is_ip() {
             1
         } else {
-            self.text.split('.').count()
+            1 + self.text.bytes().filter(|&b| b == b'.').count()
         }
     }
 }
@@ -120,10 +120,15 @@ impl<'a> Iterator for Suffixes<'a> {
 
     fn next(&mut self) -> Option<&'a str> {
         let current = self.rest?;
+        // A plain byte loop: names are short, and memchr's set-up costs more than it saves.
         self.rest = if self.is_ip {
             None
         } else {
-            current.find('.').map(|i| &current[i + 1..])
+            current
+                .as_bytes()
+                .iter()
+                .position(|&b| b == b'.')
+                .and_then(|i| current.get(i + 1..))
         };
         Some(current)
     }
@@ -174,7 +179,10 @@ pub fn normalise_name_into(input: &str, out: &mut String) -> Result<(), HostErro
         out.extend(s.bytes().map(|b| b.to_ascii_lowercase() as char));
     } else if s.is_ascii() {
         // ASCII with a character outside the host alphabet: say which one.
-        let bad = s.chars().find(|c| !is_plain_host_byte(*c as u8)).unwrap_or('?');
+        let bad = s
+            .chars()
+            .find(|c| !is_plain_host_byte(*c as u8))
+            .unwrap_or('?');
         return Err(HostError::BadChar(bad));
     } else {
         out.push_str(&idna::domain_to_ascii(s).map_err(|_| HostError::Idna)?);
@@ -213,7 +221,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn h(s: &str) -> String {
-        Host::parse(s).map(|h| h.to_string()).unwrap_or_else(|e| format!("ERR {e}"))
+        Host::parse(s)
+            .map(|h| h.to_string())
+            .unwrap_or_else(|e| format!("ERR {e}"))
     }
 
     #[test]
@@ -260,7 +270,10 @@ mod tests {
     fn suffixes_walk_label_boundaries() {
         let host = Host::parse("a.b.example.com").unwrap();
         let all: Vec<_> = host.suffixes().collect();
-        assert_eq!(all, ["a.b.example.com", "b.example.com", "example.com", "com"]);
+        assert_eq!(
+            all,
+            ["a.b.example.com", "b.example.com", "example.com", "com"]
+        );
         let ip = Host::parse("10.1.2.3").unwrap();
         assert_eq!(ip.suffixes().collect::<Vec<_>>(), ["10.1.2.3"]);
     }

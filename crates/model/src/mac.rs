@@ -25,7 +25,8 @@ impl MacAddr {
         }
         let mut out = [0u8; 6];
         for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).map_err(|_| MacError(s.to_owned()))?;
+            *byte = u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16)
+                .map_err(|_| MacError(s.to_owned()))?;
         }
         Ok(Self(out))
     }

@@ -37,7 +37,9 @@ impl UrlKey {
     pub fn parse(input: &str) -> Result<Self, UrlError> {
         let trimmed = input.trim();
         if let Some(scheme) = opaque_scheme(trimmed) {
-            return Err(UrlError::Syntax(format!("scheme {scheme:?} is not a web URL")));
+            return Err(UrlError::Syntax(format!(
+                "scheme {scheme:?} is not a web URL"
+            )));
         }
         let parsed = if has_scheme(trimmed) {
             url::Url::parse(trimmed)
@@ -138,20 +140,22 @@ fn normalise_escapes(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                let decoded = hi * 16 + lo;
-                if decoded.is_ascii_alphanumeric() || matches!(decoded, b'-' | b'.' | b'_' | b'~')
-                {
-                    out.push(decoded as char);
-                } else {
-                    out.push('%');
-                    out.push(bytes[i + 1].to_ascii_uppercase() as char);
-                    out.push(bytes[i + 2].to_ascii_uppercase() as char);
-                }
-                i += 3;
-                continue;
+        let escape = if bytes[i] == b'%' && i + 2 < bytes.len() {
+            hex(bytes[i + 1]).zip(hex(bytes[i + 2]))
+        } else {
+            None
+        };
+        if let Some((hi, lo)) = escape {
+            let decoded = hi * 16 + lo;
+            if decoded.is_ascii_alphanumeric() || matches!(decoded, b'-' | b'.' | b'_' | b'~') {
+                out.push(decoded as char);
+            } else {
+                out.push('%');
+                out.push(bytes[i + 1].to_ascii_uppercase() as char);
+                out.push(bytes[i + 2].to_ascii_uppercase() as char);
             }
+            i += 3;
+            continue;
         }
         // Not an escape: copy one whole UTF-8 character.
         let ch_len = s[i..].chars().next().map_or(1, char::len_utf8);
@@ -176,7 +180,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn k(s: &str) -> String {
-        UrlKey::parse(s).map(|u| u.to_string()).unwrap_or_else(|e| format!("ERR {e}"))
+        UrlKey::parse(s)
+            .map(|u| u.to_string())
+            .unwrap_or_else(|e| format!("ERR {e}"))
     }
 
     #[test]

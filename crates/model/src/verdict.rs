@@ -75,7 +75,9 @@ pub enum Action {
 
 /// Which layer of the policy decided. The order of the variants is the precedence order:
 /// a tier earlier in the list always beats a later one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Tier {
     /// The illegal-content tier (IWF, police terrorism list, any list marked illegal).

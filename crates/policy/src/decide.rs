@@ -42,7 +42,12 @@ fn keep_best<'a>(slot: &mut Option<Best<'a>>, hit: Hit<'a>, specificity: u32) {
 
 impl PolicySnapshot {
     /// The verdict for `target` for a client in `group` at time `now`.
-    pub fn decide<'a>(&'a self, group: GroupId, target: Target<'a>, now: jiff::Timestamp) -> Verdict {
+    pub fn decide<'a>(
+        &'a self,
+        group: GroupId,
+        target: Target<'a>,
+        now: jiff::Timestamp,
+    ) -> Verdict {
         let Some(g) = self.groups.get(group.0) else {
             return Verdict::default_allow();
         };
@@ -68,16 +73,16 @@ impl PolicySnapshot {
             (&g.local_allow, Action::Allow, Tier::LocalAllow),
             (&g.local_block, Action::Block, Tier::LocalBlock),
         ] {
-            if let Some(m) = local {
-                if let Some(best) = best_hit(m, target, |_| true) {
-                    return Verdict {
-                        action,
-                        tier,
-                        category: None,
-                        list: m.list(best.hit.list).map(|s| s.name.clone()),
-                        rule: Some(best.hit.rule.into()),
-                    };
-                }
+            if let Some(m) = local
+                && let Some(best) = best_hit(m, target, |_| true)
+            {
+                return Verdict {
+                    action,
+                    tier,
+                    category: None,
+                    list: m.list(best.hit.list).map(|s| s.name.clone()),
+                    rule: Some(best.hit.rule.into()),
+                };
             }
         }
 
@@ -97,7 +102,10 @@ impl PolicySnapshot {
                     let now_local = local_time.get_or_insert_with(|| now.to_zoned(self.tz.clone()));
                     match open_schedule(g, hit.list, now_local) {
                         Some(name) => {
-                            if scheduled.as_ref().is_none_or(|(b, _)| specificity > b.specificity) {
+                            if scheduled
+                                .as_ref()
+                                .is_none_or(|(b, _)| specificity > b.specificity)
+                            {
                                 scheduled = Some((Best { hit, specificity }, name));
                             }
                         }
@@ -108,9 +116,12 @@ impl PolicySnapshot {
             }
         };
         match target {
-            Target::Host(h) => self.matcher.host_hits(h, |hit| consider(hit, hit.level.specificity())),
+            Target::Host(h) => self
+                .matcher
+                .host_hits(h, |hit| consider(hit, hit.level.specificity())),
             Target::Url(u) => {
-                self.matcher.url_hits(u, |hit| consider(hit, hit.level.specificity()));
+                self.matcher
+                    .url_hits(u, |hit| consider(hit, hit.level.specificity()));
                 for p in self.matcher.phrase_hits(&url_text(u)) {
                     let hit = Hit {
                         list: p.list,
@@ -125,7 +136,10 @@ impl PolicySnapshot {
         let verdict = |action, tier, best: Best<'_>| Verdict {
             action,
             tier,
-            category: self.matcher.list(best.hit.list).and_then(|s| s.category.clone()),
+            category: self
+                .matcher
+                .list(best.hit.list)
+                .and_then(|s| s.category.clone()),
             list: self.matcher.list(best.hit.list).map(|s| s.name.clone()),
             rule: Some(best.hit.rule.into()),
         };
@@ -133,7 +147,10 @@ impl PolicySnapshot {
             (Some(a), Some(b)) if a.specificity >= b.specificity => {
                 let mut v = verdict(Action::Allow, Tier::AllowList, a);
                 // Say which category the allow list overrode, for the log.
-                v.category = self.matcher.list(b.hit.list).and_then(|s| s.category.clone());
+                v.category = self
+                    .matcher
+                    .list(b.hit.list)
+                    .and_then(|s| s.category.clone());
                 v
             }
             (_, Some(b)) => verdict(Action::Block, Tier::Category, b),
@@ -195,7 +212,11 @@ fn open_schedule(g: &GroupPolicy, list: ListId, now: &jiff::Zoned) -> Option<Arc
 }
 
 /// The most specific hit in a (local) matcher.
-fn best_hit<'a>(m: &'a Matcher, target: Target<'a>, keep: impl Fn(&Hit<'_>) -> bool) -> Option<Best<'a>> {
+fn best_hit<'a>(
+    m: &'a Matcher,
+    target: Target<'a>,
+    keep: impl Fn(&Hit<'_>) -> bool,
+) -> Option<Best<'a>> {
     let mut best = None;
     let mut f = |hit: Hit<'a>| {
         if keep(&hit) {

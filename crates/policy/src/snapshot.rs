@@ -121,10 +121,12 @@ impl PolicySnapshot {
                 url_match: list.url_match,
                 severity: list.severity,
             };
-            let r = builder.add_file(spec, &list.path).map_err(|source| PolicyError::List {
-                list: list.name.clone(),
-                source,
-            })?;
+            let r = builder
+                .add_file(spec, &list.path)
+                .map_err(|source| PolicyError::List {
+                    list: list.name.clone(),
+                    source,
+                })?;
             report.lists.push(r);
         }
         let matcher = builder.build().map_err(|source| PolicyError::List {
@@ -186,7 +188,10 @@ impl PolicySnapshot {
     }
 
     pub fn group_id(&self, name: &str) -> Option<GroupId> {
-        self.groups.iter().position(|g| &*g.name == name).map(GroupId)
+        self.groups
+            .iter()
+            .position(|g| &*g.name == name)
+            .map(GroupId)
     }
 
     /// Identifies a client by address (and MAC, when the front knows it). A registered device
@@ -225,13 +230,19 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
-fn compile_group(g: &Group, matcher: &Matcher, report: &mut BuildReport) -> Result<GroupPolicy, PolicyError> {
+fn compile_group(
+    g: &Group,
+    matcher: &Matcher,
+    report: &mut BuildReport,
+) -> Result<GroupPolicy, PolicyError> {
     let lists = matcher.lists();
     let blocked = lists
         .iter()
         .map(|l| {
             l.kind == ListKind::Block
-                && l.category.as_ref().is_some_and(|c| g.block_categories.contains(c))
+                && l.category
+                    .as_ref()
+                    .is_some_and(|c| g.block_categories.contains(c))
         })
         .collect();
     let schedules = g
@@ -241,12 +252,19 @@ fn compile_group(g: &Group, matcher: &Matcher, report: &mut BuildReport) -> Resu
             name: s.name.as_str().into(),
             allows: lists
                 .iter()
-                .map(|l| l.category.as_ref().is_some_and(|c| s.allow_categories.contains(c)))
+                .map(|l| {
+                    l.category
+                        .as_ref()
+                        .is_some_and(|c| s.allow_categories.contains(c))
+                })
                 .collect(),
             window: s.clone(),
         })
         .collect();
-    let local = |entries: &[hedgerow_config::LocalEntry], what: &str, kind: ListKind, report: &mut BuildReport| {
+    let local = |entries: &[hedgerow_config::LocalEntry],
+                 what: &str,
+                 kind: ListKind,
+                 report: &mut BuildReport| {
         if entries.is_empty() {
             return Ok(None);
         }
@@ -273,12 +291,10 @@ fn compile_group(g: &Group, matcher: &Matcher, report: &mut BuildReport) -> Resu
                 })?;
             report.lists.push(r);
         }
-        b.build()
-            .map(Some)
-            .map_err(|source| PolicyError::List {
-                list: name.to_string(),
-                source,
-            })
+        b.build().map(Some).map_err(|source| PolicyError::List {
+            list: name.to_string(),
+            source,
+        })
     };
     Ok(GroupPolicy {
         name: g.name.as_str().into(),

@@ -1,11 +1,13 @@
 //! Decisions through the public API on real list files: precedence between tiers, schedules
 //! at chosen times, client identification, and reloads that fail safe.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::IpAddr;
 use std::path::Path;
 
 use hedgerow_model::{Action, Host, Tier, UrlKey};
-use hedgerow_policy::{PolicyHandle, PolicySnapshot, Target, Verdict, PROTECTED_RULE};
+use hedgerow_policy::{PROTECTED_RULE, PolicyHandle, PolicySnapshot, Target, Verdict};
 
 const CONFIG: &str = r#"
 [server]
@@ -77,9 +79,15 @@ fn setup(config: &str) -> tempfile::TempDir {
     w("hedgerow.toml", config);
     w("iwf.txt", "http://iwf-test.invalid/gallery/a.html\n");
     w("adult.txt", "adult.example\nsites.allowed.example\n");
-    w("games.txt", "games.example\ngames-for-school.example\nallowed-but-local-block.example\n");
+    w(
+        "games.txt",
+        "games.example\ngames-for-school.example\nallowed-but-local-block.example\n",
+    );
     w("selfharm.txt", "kill myself\n");
-    w("allow.txt", "allowed.example\nallowed-but-local-block.example\ngames.example.org\n");
+    w(
+        "allow.txt",
+        "allowed.example\nallowed-but-local-block.example\ngames.example.org\n",
+    );
     dir
 }
 
@@ -90,7 +98,10 @@ fn snapshot(dir: &Path) -> PolicySnapshot {
 /// A Tuesday, at the given London wall-clock time.
 fn tuesday(time: &str) -> jiff::Timestamp {
     let civil: jiff::civil::DateTime = format!("2026-11-24T{time}").parse().unwrap();
-    civil.to_zoned(jiff::tz::TimeZone::get("Europe/London").unwrap()).unwrap().timestamp()
+    civil
+        .to_zoned(jiff::tz::TimeZone::get("Europe/London").unwrap())
+        .unwrap()
+        .timestamp()
 }
 
 fn host(snap: &PolicySnapshot, client: &str, name: &str) -> Verdict {
@@ -98,20 +109,32 @@ fn host(snap: &PolicySnapshot, client: &str, name: &str) -> Verdict {
 }
 
 fn host_at(snap: &PolicySnapshot, client: &str, name: &str, at: jiff::Timestamp) -> Verdict {
-    let c = snap.client(client.parse().unwrap(), None).expect("client in a group");
+    let c = snap
+        .client(client.parse().unwrap(), None)
+        .expect("client in a group");
     snap.decide(c.group, Target::Host(&Host::parse(name).unwrap()), at)
 }
 
 fn url(snap: &PolicySnapshot, client: &str, u: &str) -> Verdict {
-    let c = snap.client(client.parse().unwrap(), None).expect("client in a group");
-    snap.decide(c.group, Target::Url(&UrlKey::parse(u).unwrap()), tuesday("10:00"))
+    let c = snap
+        .client(client.parse().unwrap(), None)
+        .expect("client in a group");
+    snap.decide(
+        c.group,
+        Target::Url(&UrlKey::parse(u).unwrap()),
+        tuesday("10:00"),
+    )
 }
 
 #[test]
 fn illegal_tier_beats_a_local_allow_entry() {
     let dir = setup(CONFIG);
     let snap = snapshot(dir.path());
-    let v = url(&snap, "10.20.1.1", "http://IWF-TEST.invalid:80/gallery/./a.html");
+    let v = url(
+        &snap,
+        "10.20.1.1",
+        "http://IWF-TEST.invalid:80/gallery/./a.html",
+    );
     assert_eq!((v.action, v.tier), (Action::Block, Tier::Illegal));
     assert_eq!(v.rule.as_deref(), Some(PROTECTED_RULE));
     assert_eq!(v.category.as_ref().map(|c| c.as_str()), Some("child-abuse"));
@@ -155,7 +178,10 @@ fn categories_block_for_groups_that_block_them_only() {
     let dir = setup(CONFIG);
     let snap = snapshot(dir.path());
     let v = host(&snap, "10.20.1.1", "cdn.adult.example");
-    assert_eq!((v.action, v.tier, v.list.as_deref()), (Action::Block, Tier::Category, Some("adult")));
+    assert_eq!(
+        (v.action, v.tier, v.list.as_deref()),
+        (Action::Block, Tier::Category, Some("adult"))
+    );
     let v = host(&snap, "10.20.1.1", "notadult.example");
     assert_eq!((v.action, v.tier), (Action::Allow, Tier::Default));
 }
@@ -165,33 +191,68 @@ fn schedules_open_a_category_only_inside_their_window() {
     let dir = setup(CONFIG);
     let snap = snapshot(dir.path());
     let inside = host_at(&snap, "10.30.1.1", "games.example", tuesday("16:00"));
-    assert_eq!((inside.action, inside.tier), (Action::Allow, Tier::Schedule));
-    assert!(inside.rule.as_deref().unwrap_or("").contains("games after school"));
+    assert_eq!(
+        (inside.action, inside.tier),
+        (Action::Allow, Tier::Schedule)
+    );
+    assert!(
+        inside
+            .rule
+            .as_deref()
+            .unwrap_or("")
+            .contains("games after school")
+    );
     for at in [tuesday("15:29"), tuesday("17:00"), tuesday("10:00")] {
         let v = host_at(&snap, "10.30.1.1", "games.example", at);
         assert_eq!(v.action, Action::Block, "{at}");
     }
     // Saturday afternoon is not a weekday.
     let saturday: jiff::civil::DateTime = "2026-11-28T16:00".parse().unwrap();
-    let saturday = saturday.to_zoned(jiff::tz::TimeZone::get("Europe/London").unwrap()).unwrap().timestamp();
-    assert_eq!(host_at(&snap, "10.30.1.1", "games.example", saturday).action, Action::Block);
+    let saturday = saturday
+        .to_zoned(jiff::tz::TimeZone::get("Europe/London").unwrap())
+        .unwrap()
+        .timestamp();
+    assert_eq!(
+        host_at(&snap, "10.30.1.1", "games.example", saturday).action,
+        Action::Block
+    );
     // The schedule does not open adult, nor games for pupils.
-    assert_eq!(host_at(&snap, "10.30.1.1", "adult.example", tuesday("16:00")).action, Action::Block);
-    assert_eq!(host_at(&snap, "10.20.1.1", "games.example", tuesday("16:00")).action, Action::Block);
+    assert_eq!(
+        host_at(&snap, "10.30.1.1", "adult.example", tuesday("16:00")).action,
+        Action::Block
+    );
+    assert_eq!(
+        host_at(&snap, "10.20.1.1", "games.example", tuesday("16:00")).action,
+        Action::Block
+    );
 }
 
 #[test]
 fn phrases_in_urls_block_and_are_reported() {
     let dir = setup(CONFIG);
     let snap = snapshot(dir.path());
-    let v = url(&snap, "10.20.1.1", "https://www.google.com/search?q=how+to+k1ll+my5elf");
-    assert_eq!((v.action, v.tier, v.rule.as_deref()), (Action::Block, Tier::Category, Some("kill myself")));
-    let v = url(&snap, "10.20.1.1", "https://www.google.com/search?q=how+to+kill+time");
+    let v = url(
+        &snap,
+        "10.20.1.1",
+        "https://www.google.com/search?q=how+to+k1ll+my5elf",
+    );
+    assert_eq!(
+        (v.action, v.tier, v.rule.as_deref()),
+        (Action::Block, Tier::Category, Some("kill myself"))
+    );
+    let v = url(
+        &snap,
+        "10.20.1.1",
+        "https://www.google.com/search?q=how+to+kill+time",
+    );
     assert_eq!(v.action, Action::Allow);
     let c = snap.client("10.30.1.1".parse().unwrap(), None).unwrap();
     let p = snap.phrases(c.group, "i want to kill myself");
     assert_eq!(p.len(), 1);
-    assert!(!p[0].blocked, "staff do not block self-harm, but the phrase is still reported");
+    assert!(
+        !p[0].blocked,
+        "staff do not block self-harm, but the phrase is still reported"
+    );
 }
 
 #[test]
@@ -199,7 +260,10 @@ fn clients_are_identified_by_device_then_most_specific_network() {
     let dir = setup(CONFIG);
     let snap = snapshot(dir.path());
     let c = snap.client("10.20.9.9".parse().unwrap(), None).unwrap();
-    assert_eq!((c.group_name, c.device.map(|d| d.name.as_str())), ("staff", Some("Head-Laptop")));
+    assert_eq!(
+        (c.group_name, c.device.map(|d| d.name.as_str())),
+        ("staff", Some("Head-Laptop"))
+    );
     let c = snap.client("10.20.9.8".parse().unwrap(), None).unwrap();
     assert_eq!(c.group_name, "pupils");
     let mapped: IpAddr = "::ffff:10.30.5.1".parse().unwrap();
@@ -212,20 +276,42 @@ fn a_failed_reload_leaves_the_old_policy_serving() {
     let dir = setup(CONFIG);
     let handle = PolicyHandle::load(&dir.path().join("hedgerow.toml")).unwrap();
     let before = handle.snapshot();
-    assert_eq!(host(&before, "10.20.1.1", "adult.example").action, Action::Block);
+    assert_eq!(
+        host(&before, "10.20.1.1", "adult.example").action,
+        Action::Block
+    );
 
-    std::fs::write(dir.path().join("hedgerow.toml"), CONFIG.replace("format = \"domains\"", "format = \"domian\"")).unwrap();
+    std::fs::write(
+        dir.path().join("hedgerow.toml"),
+        CONFIG.replace("format = \"domains\"", "format = \"domian\""),
+    )
+    .unwrap();
     let err = handle.reload().unwrap_err().to_string();
-    assert!(err.contains("hedgerow.toml:") && err.contains("domian"), "{err}");
+    assert!(
+        err.contains("hedgerow.toml:") && err.contains("domian"),
+        "{err}"
+    );
     let still = handle.snapshot();
     assert!(std::sync::Arc::ptr_eq(&before, &still));
-    assert_eq!(host(&still, "10.20.1.1", "adult.example").action, Action::Block);
+    assert_eq!(
+        host(&still, "10.20.1.1", "adult.example").action,
+        Action::Block
+    );
 
     std::fs::write(dir.path().join("adult.txt"), "other.example\n").unwrap();
     std::fs::write(dir.path().join("hedgerow.toml"), CONFIG).unwrap();
     let fresh = handle.reload().unwrap();
-    assert_eq!(host(&fresh, "10.20.1.1", "adult.example").action, Action::Allow);
-    assert_eq!(host(&fresh, "10.20.1.1", "other.example").action, Action::Block);
+    assert_eq!(
+        host(&fresh, "10.20.1.1", "adult.example").action,
+        Action::Allow
+    );
+    assert_eq!(
+        host(&fresh, "10.20.1.1", "other.example").action,
+        Action::Block
+    );
     // A reader that took the old snapshot keeps a consistent view until it is done.
-    assert_eq!(host(&before, "10.20.1.1", "adult.example").action, Action::Block);
+    assert_eq!(
+        host(&before, "10.20.1.1", "adult.example").action,
+        Action::Block
+    );
 }

@@ -1,0 +1,159 @@
+//! The `hedgerow` binary's check-config and lookup commands, run as a technician would.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use support::{hedgerow, repo, text};
+
+fn bundled() -> String {
+    repo().join("config/hedgerow.toml").display().to_string()
+}
+
+#[test]
+fn check_config_accepts_the_bundled_config() {
+    let out = hedgerow(&["check-config", &bundled()]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains(": ok ("),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn check_config_rejects_a_broken_config_naming_every_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = std::fs::read_to_string(repo().join("config/policy.toml")).unwrap();
+    let broken = src
+        .replacen("safesearch = \"on\"", "safe_search = \"on\"", 1)
+        .replacen("\"gambling\", \"games\"", "\"gambling\", \"gmaes\"", 1);
+    for name in ["hedgerow.toml", "lists.toml", "devices.toml"] {
+        let text = std::fs::read_to_string(repo().join("config").join(name)).unwrap();
+        std::fs::write(
+            dir.path().join(name),
+            text.replace(
+                "../blocklists",
+                &repo().join("blocklists").display().to_string(),
+            ),
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.path().join("policy.toml"), &broken).unwrap();
+    let main = dir.path().join("hedgerow.toml");
+    let out = hedgerow(&["check-config", main.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    // The first problem stops serde for that file, so each broken file reports one error.
+    assert!(err.contains("policy.toml:"), "{err}");
+    assert!(err.contains("safe_search"), "{err}");
+
+    // Fix the key: now the unknown category is found, at its line and column.
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        broken.replace("safe_search", "safesearch"),
+    )
+    .unwrap();
+    let out = hedgerow(&["check-config", main.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let line = broken.lines().position(|l| l.contains("gmaes")).unwrap() + 1;
+    let col = broken
+        .lines()
+        .nth(line - 1)
+        .unwrap()
+        .find("\"gmaes\"")
+        .unwrap()
+        + 1;
+    assert!(
+        err.contains(&format!("policy.toml:{line}:{col}: ")),
+        "{err}"
+    );
+    assert!(err.contains("gmaes"), "{err}");
+}
+
+#[test]
+fn check_config_reports_bad_list_lines_by_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("list.txt"),
+        "good.example\nbad..example\nfine.example\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("hedgerow.toml"),
+        "[server]\nstate_dir = \"s\"\n[dns]\nlisten = [\"127.0.0.1:5353\"]\nupstreams = [{ address = \"127.0.0.1:5300\" }]\n\
+         [lists.x]\npath = \"list.txt\"\nformat = \"domains\"\ncategory = \"x\"\n\
+         [groups.g]\nnetworks = [\"10.0.0.0/8\"]\nblock_categories = [\"x\"]\nsafesearch = \"on\"\nyoutube = \"off\"\n",
+    )
+    .unwrap();
+    let out = hedgerow(&[
+        "check-config",
+        dir.path().join("hedgerow.toml").to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("list.txt:2: skipped bad line"), "{stdout}");
+    assert!(stdout.contains("2 domains"), "{stdout}");
+}
+
+fn lookup(client: &str, target: &str, extra: &[&str]) -> serde_json::Value {
+    let config = bundled();
+    let mut args = vec!["lookup", "--config", &config, "--client", client, "--json"];
+    args.extend_from_slice(extra);
+    args.push(target);
+    let out = hedgerow(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn lookup_explains_a_block_with_group_tier_category_list_and_rule() {
+    let v = lookup("10.20.1.1", "cdn.adult-site.example", &[]);
+    assert_eq!(v["group"], "ks2");
+    assert_eq!(v["verdict"]["action"], "block");
+    assert_eq!(v["verdict"]["tier"], "category");
+    assert_eq!(v["verdict"]["category"], "adult");
+    assert_eq!(v["verdict"]["list"], "adult");
+    assert_eq!(v["verdict"]["rule"], "adult-site.example");
+    // Twin: a name that merely ends the same way is allowed.
+    let v = lookup("10.20.1.1", "notadult-site.example", &[]);
+    assert_eq!(v["verdict"]["action"], "allow");
+}
+
+#[test]
+fn lookup_hides_illegal_entries_and_names_devices() {
+    let v = lookup(
+        "10.20.1.7",
+        "HTTP://IWF-TEST.invalid/gallery/../gallery/item-001.html",
+        &[],
+    );
+    assert_eq!(v["device"], "KS2-iPad-07");
+    assert_eq!(v["verdict"]["tier"], "illegal");
+    assert_eq!(v["verdict"]["rule"], "[protected entry]");
+}
+
+#[test]
+fn lookup_honours_schedules_at_a_given_time() {
+    let v = lookup("10.30.0.5", "roblox.com", &["--at", "2026-11-24T16:00"]);
+    assert_eq!(
+        (
+            v["verdict"]["action"].as_str(),
+            v["verdict"]["tier"].as_str()
+        ),
+        (Some("allow"), Some("schedule"))
+    );
+    let v = lookup("10.30.0.5", "roblox.com", &["--at", "2026-11-24T11:00"]);
+    assert_eq!(v["verdict"]["action"], "block");
+}
+
+#[test]
+fn lookup_says_when_a_client_would_be_refused() {
+    let v = lookup("192.0.2.1", "example.com", &[]);
+    assert_eq!(v["refused"], true);
+}
