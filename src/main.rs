@@ -2,6 +2,8 @@
 //! does is done by the library crates; this file wires them together and turns their typed
 //! errors into messages and exit codes.
 
+mod sink;
+
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -27,6 +29,12 @@ struct Cli {
 enum Command {
     /// Run the appliance with the configuration at PATH.
     Run {
+        #[arg(long, value_name = "PATH")]
+        config: PathBuf,
+    },
+    /// Ask the running appliance to reload its configuration and lists. A broken configuration
+    /// is refused (exit 1) and the running policy stays in force.
+    Reload {
         #[arg(long, value_name = "PATH")]
         config: PathBuf,
     },
@@ -58,6 +66,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => run(&config),
         Command::CheckConfig { path } => check_config(&path),
+        Command::Reload { config } => reload(&config),
         Command::Lookup {
             config,
             client,
@@ -76,11 +85,18 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HEDGEROW_LOG")
+    // hickory-server logs every query at info: those are pupils' access records, which belong in
+    // the log store, not in the service log.
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("HEDGEROW_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if let Ok(d) = "hickory_server=warn".parse() {
+        filter = filter.add_directive(d);
+    }
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(ansi)
         .init();
 }
 
@@ -113,15 +129,157 @@ fn run(config: &Path) -> Result<ExitCode> {
             .context("policy loader stopped")??;
         let handle = Arc::new(handle);
         let snap = handle.snapshot();
-        std::fs::create_dir_all(&snap.config().server.state_dir).with_context(|| {
-            format!(
-                "creating state directory {}",
-                snap.config().server.state_dir.display()
-            )
-        })?;
+        let state_dir = snap.config().server.state_dir.clone();
+        std::fs::create_dir_all(&state_dir)
+            .with_context(|| format!("creating state directory {}", state_dir.display()))?;
         announce(&snap);
-        serve(handle).await
+
+        let sink = sink::JsonLinesSink::start(&state_dir.join("access.jsonl"))
+            .context("opening the access-event file")?;
+        let resolver = Arc::new(hedgerow_dns::Resolver::new(
+            handle.clone(),
+            sink.clone(),
+            clock()?,
+        ));
+        let mut sockets = Vec::new();
+        for addr in &snap.config().dns.listen {
+            let bound = hedgerow_dns::bind(*addr)
+                .await
+                .with_context(|| format!("binding DNS listener {addr}"))?;
+            tracing::info!("listening for DNS/UDP on {}", bound.udp_addr()?);
+            tracing::info!("listening for DNS/TCP on {}", bound.tcp_addr()?);
+            sockets.push(bound);
+        }
+        let dns = hedgerow_dns::start(resolver.clone(), sockets);
+        let control = control_socket(&state_dir, handle.clone())?;
+        let code = serve(handle, &resolver, &sink).await;
+        control.abort();
+        let _ = std::fs::remove_file(state_dir.join(CONTROL_SOCKET));
+        dns.shutdown().await;
+        log_metrics(&resolver, &sink);
+        code
     })
+}
+
+/// The clock the fronts read. `HEDGEROW_TEST_NOW` (an RFC 3339 time) pins it, so end-to-end
+/// tests of schedules never wait for a time of day.
+fn clock() -> Result<Arc<dyn hedgerow_model::Clock>> {
+    match std::env::var("HEDGEROW_TEST_NOW") {
+        Ok(text) => {
+            let at: jiff::Timestamp = text
+                .parse()
+                .with_context(|| format!("HEDGEROW_TEST_NOW={text:?}"))?;
+            tracing::warn!(%at, "clock pinned by HEDGEROW_TEST_NOW");
+            Ok(Arc::new(hedgerow_model::FixedClock(at)))
+        }
+        Err(_) => Ok(Arc::new(hedgerow_model::SystemClock)),
+    }
+}
+
+fn log_metrics(resolver: &hedgerow_dns::Resolver, sink: &sink::JsonLinesSink) {
+    let counters: Vec<String> = resolver
+        .metrics()
+        .snapshot()
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    tracing::info!(
+        "dns metrics: {} cached={} events_dropped={}",
+        counters.join(" "),
+        resolver.cached(),
+        sink.dropped()
+    );
+}
+
+const CONTROL_SOCKET: &str = "control.sock";
+
+/// Reloads off the async workers; returns a one-line report for the control socket.
+async fn reload_now(handle: &Arc<PolicyHandle>) -> std::result::Result<String, String> {
+    let h = handle.clone();
+    match tokio::task::spawn_blocking(move || h.reload()).await {
+        Ok(Ok(snap)) => {
+            announce(&snap);
+            let s = snap.matcher().stats();
+            Ok(format!(
+                "ok: policy reloaded ({} domains, {} URLs, {} groups)",
+                s.domains,
+                s.urls,
+                snap.config().groups.len()
+            ))
+        }
+        Ok(Err(e)) => {
+            tracing::error!("reload refused, previous policy still in force: {e}");
+            Err(format!("refused, previous policy still in force: {e}"))
+        }
+        Err(e) => {
+            tracing::error!("reload task failed, previous policy still in force: {e}");
+            Err(format!("failed, previous policy still in force: {e}"))
+        }
+    }
+}
+
+/// `state/control.sock`: `hedgerow reload` writes `reload` and reads the outcome.
+fn control_socket(
+    state_dir: &Path,
+    handle: Arc<PolicyHandle>,
+) -> Result<tokio::task::JoinHandle<()>> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let path = state_dir.join(CONTROL_SOCKET);
+    let _ = std::fs::remove_file(&path);
+    let listener = tokio::net::UnixListener::bind(&path)
+        .with_context(|| format!("binding control socket {}", path.display()))?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut line = String::new();
+                if BufReader::new(read).read_line(&mut line).await.is_err() {
+                    return;
+                }
+                let reply = match line.trim() {
+                    "reload" => match reload_now(&handle).await {
+                        Ok(s) | Err(s) => s,
+                    },
+                    other => format!("error: unknown command {other:?}"),
+                };
+                let _ = write.write_all(format!("{reply}\n").as_bytes()).await;
+            });
+        }
+    }))
+}
+
+fn reload(config: &Path) -> Result<ExitCode> {
+    use std::io::{BufRead, Write};
+    let parsed = match hedgerow_config::load(config) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("error: {e}");
+            }
+            eprintln!(
+                "reload not sent: the configuration has errors; the running policy stays in force"
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let path = parsed.server.state_dir.join(CONTROL_SOCKET);
+    let mut stream = std::os::unix::net::UnixStream::connect(&path)
+        .with_context(|| format!("connecting to the running appliance at {}", path.display()))?;
+    stream.write_all(b"reload\n")?;
+    let mut reply = String::new();
+    std::io::BufReader::new(stream).read_line(&mut reply)?;
+    let reply = reply.trim();
+    if reply.starts_with("ok") {
+        println!("{reply}");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("{reply}");
+        Ok(ExitCode::FAILURE)
+    }
 }
 
 fn announce(snap: &PolicySnapshot) {
@@ -139,22 +297,25 @@ fn announce(snap: &PolicySnapshot) {
     );
 }
 
-/// Waits for signals: SIGHUP reloads (off the async workers), SIGINT/SIGTERM stop.
-async fn serve(handle: Arc<PolicyHandle>) -> Result<ExitCode> {
+/// Waits for signals: SIGHUP reloads (off the async workers), SIGINT/SIGTERM stop. Logs the
+/// DNS counters every minute.
+async fn serve(
+    handle: Arc<PolicyHandle>,
+    resolver: &hedgerow_dns::Resolver,
+    sink: &sink::JsonLinesSink,
+) -> Result<ExitCode> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    tick.tick().await;
     tracing::info!("ready");
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                let h = handle.clone();
-                match tokio::task::spawn_blocking(move || h.reload()).await {
-                    Ok(Ok(snap)) => announce(&snap),
-                    Ok(Err(e)) => tracing::error!("reload refused, previous policy still in force: {e}"),
-                    Err(e) => tracing::error!("reload task failed, previous policy still in force: {e}"),
-                }
+                let _ = reload_now(&handle).await;
             }
+            _ = tick.tick() => log_metrics(resolver, sink),
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         }

@@ -45,7 +45,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("hedgerow-check", &["hedgerow-model", "hedgerow-config"]),
-    ("hedgerow-testkit", &["hedgerow-model", "hedgerow-config"]),
+    ("hedgerow-testkit", &[]),
 ];
 
 /// External crates a crate must never use.

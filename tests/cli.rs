@@ -87,7 +87,7 @@ fn check_config_reports_bad_list_lines_by_file_and_line() {
     .unwrap();
     std::fs::write(
         dir.path().join("hedgerow.toml"),
-        "[server]\nstate_dir = \"s\"\n[dns]\nlisten = [\"127.0.0.1:5353\"]\nupstreams = [{ address = \"127.0.0.1:5300\" }]\n\
+        "[server]\nstate_dir = \"s\"\n[dns]\nlisten = [\"127.0.0.1:5353\"]\nupstreams = [{ address = \"127.0.0.1:5300\" }]\nblockpage_ipv4 = \"192.0.2.80\"\n\
          [lists.x]\npath = \"list.txt\"\nformat = \"domains\"\ncategory = \"x\"\n\
          [groups.g]\nnetworks = [\"10.0.0.0/8\"]\nblock_categories = [\"x\"]\nsafesearch = \"on\"\nyoutube = \"off\"\n",
     )

@@ -44,7 +44,7 @@ pub fn text(out: &[u8]) -> String {
 /// 10.0.0.0/8.
 pub fn shared_data_config(data: &Path) -> (tempfile::TempDir, PathBuf, Vec<String>) {
     let mut toml = String::from(
-        "[server]\nstate_dir = \"state\"\n\n[dns]\nlisten = [\"127.0.0.1:5353\"]\nupstreams = [{ address = \"127.0.0.1:5300\" }]\n\n",
+        "[server]\nstate_dir = \"state\"\n\n[dns]\nlisten = [\"127.0.0.1:5353\"]\nupstreams = [{ address = \"127.0.0.1:5300\" }]\nblockpage_ipv4 = \"192.0.2.80\"\n\n",
     );
     let mut categories = Vec::new();
     let mut files: Vec<PathBuf> = std::fs::read_dir(data.join("categories"))

@@ -250,6 +250,16 @@ impl Context {
         }
         if !self.unparsed {
             self.cross_checks(&lists, &groups, &devices, &device_groups);
+            let blockpage = dns.as_ref().and_then(|(d, _)| d.blockpage_ipv4);
+            for (g, _) in groups.values() {
+                if g.dns_block == DnsBlockMode::Blockpage && blockpage.is_none() && dns.is_some() {
+                    let reason = format!(
+                        "group {:?} answers blocked queries with the block page, but [dns] sets no blockpage_ipv4",
+                        g.name
+                    );
+                    self.err_at(g.location.clone(), reason);
+                }
+            }
         }
 
         Some(Config {
@@ -299,10 +309,27 @@ impl Context {
                 ),
                 _ => {}
             }
+            let ca_file = u.ca_file.map(|p| resolve(&src.path, &p));
+            if let Some(p) = &ca_file {
+                if u.protocol != UpstreamProtocol::Tls {
+                    self.err(
+                        src,
+                        span.clone(),
+                        "ca_file is only for protocol = \"tls\"".into(),
+                    );
+                } else if !p.is_file() {
+                    self.err(
+                        src,
+                        span.clone(),
+                        format!("ca_file {} not found", p.display()),
+                    );
+                }
+            }
             upstreams.push(Upstream {
                 address: u.address,
                 protocol: u.protocol,
                 tls_name: u.tls_name,
+                ca_file,
             });
         }
         if d.cache.min_ttl > d.cache.max_ttl {
@@ -325,6 +352,8 @@ impl Context {
                 negative_ttl: d.cache.negative_ttl,
             },
             rate_limit_qps: d.rate_limit_qps,
+            blockpage_ipv4: d.blockpage_ipv4,
+            blockpage_ipv6: d.blockpage_ipv6,
         }
     }
 

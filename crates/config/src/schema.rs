@@ -63,6 +63,10 @@ pub struct DnsConfig {
     pub cache: CacheConfig,
     /// Queries per second allowed from one client address; 0 turns the limit off.
     pub rate_limit_qps: u32,
+    /// Where `dns_block = "blockpage"` points A queries: the block page's address.
+    pub blockpage_ipv4: Option<std::net::Ipv4Addr>,
+    /// Where `dns_block = "blockpage"` points AAAA queries; without it AAAA gets no data.
+    pub blockpage_ipv6: Option<std::net::Ipv6Addr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +85,9 @@ pub struct Upstream {
     pub protocol: UpstreamProtocol,
     /// The name the upstream's certificate must carry (DNS-over-TLS only).
     pub tls_name: Option<String>,
+    /// Extra CA certificates (PEM) to trust for this DNS-over-TLS upstream, besides the
+    /// Mozilla roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -267,6 +274,8 @@ pub(crate) struct RawDns {
     pub(crate) cache: RawCache,
     #[serde(default = "default_rate_limit")]
     pub(crate) rate_limit_qps: u32,
+    pub(crate) blockpage_ipv4: Option<std::net::Ipv4Addr>,
+    pub(crate) blockpage_ipv6: Option<std::net::Ipv6Addr>,
 }
 
 fn default_timeout() -> Duration {
@@ -318,6 +327,7 @@ pub(crate) struct RawUpstream {
     #[serde(default = "default_protocol")]
     pub(crate) protocol: UpstreamProtocol,
     pub(crate) tls_name: Option<String>,
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 fn default_protocol() -> UpstreamProtocol {

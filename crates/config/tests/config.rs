@@ -29,6 +29,7 @@ state_dir = "state"
 [dns]
 listen = ["127.0.0.1:5353"]
 upstreams = [{ address = "127.0.0.1:5300" }]
+blockpage_ipv4 = "192.0.2.80"
 
 [lists.adult]
 path = "lists/a.txt"
@@ -105,11 +106,11 @@ fn a_typo_in_a_key_is_an_error_with_file_line_and_column() {
     assert_eq!(errs.len(), 1, "{errs:?}");
     let e = &errs[0];
     assert_eq!(e.path, dir.path().join("hedgerow.toml"));
-    assert_eq!(e.line, 16);
+    assert_eq!(e.line, 17);
     assert_eq!(e.column, 1);
     assert!(e.reason.contains("block_catgories"), "{}", e.reason);
     let shown = e.to_string();
-    assert!(shown.contains("hedgerow.toml:16:1: "), "{shown}");
+    assert!(shown.contains("hedgerow.toml:17:1: "), "{shown}");
 }
 
 #[test]
@@ -135,7 +136,7 @@ fn an_unknown_category_is_an_error_at_its_position() {
     );
     let (_dir, errs) = errors(&bad, &[]);
     assert_eq!(errs.len(), 1, "{errs:?}");
-    assert_eq!((errs[0].line, errs[0].column), (16, 30));
+    assert_eq!((errs[0].line, errs[0].column), (17, 30));
     assert!(errs[0].reason.contains("gambling"));
 }
 
@@ -216,4 +217,18 @@ fn tls_upstreams_need_a_name_and_networks_are_not_shared() {
 fn an_unreadable_main_file_is_an_error() {
     let errs = hedgerow_config::load(Path::new("/nonexistent/hedgerow.toml")).unwrap_err();
     assert!(errs.0[0].reason.contains("cannot read"));
+}
+
+#[test]
+fn blockpage_mode_needs_a_blockpage_address() {
+    let bad = GOOD.replace("blockpage_ipv4 = \"192.0.2.80\"\n", "");
+    let (_d, errs) = errors(&bad, &[]);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].reason.contains("blockpage_ipv4"), "{errs:?}");
+    let ok = bad.replace(
+        "youtube = \"strict\"",
+        "youtube = \"strict\"\ndns_block = \"nxdomain\"",
+    );
+    let (_d, errs) = errors(&ok, &[]);
+    assert!(errs.is_empty(), "{errs:?}");
 }

@@ -2,6 +2,9 @@
 //! [`UrlKey`] that URL-level lists match on, the [`Category`] name and the [`Verdict`] that
 //! every front logs and every block page explains.
 //!
+//! It also names the [`AccessEvent`] every front records, the [`EventSink`] it records into
+//! and the [`Clock`] it reads time through.
+//!
 //! It parses and displays these values and nothing more. It does not decide anything, read
 //! files, or know about DNS, HTTP, configuration or storage; those crates build on it.
 //!
@@ -9,12 +12,14 @@
 //! is in IDNA A-label (`xn--`) form and knows whether it is an IP literal, so matching code
 //! never compares raw strings.
 
+mod event;
 mod host;
 mod list;
 mod mac;
 mod urlkey;
 mod verdict;
 
+pub use event::{AccessEvent, Clock, EventSink, FixedClock, Front, Outcome, SystemClock};
 pub use host::{Host, HostError, Suffixes, normalise_name_into};
 pub use list::{ListFormat, ListKind, Severity, UrlMatch};
 pub use mac::{MacAddr, MacError};

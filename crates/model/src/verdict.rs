@@ -71,6 +71,8 @@ impl<'de> serde::Deserialize<'de> for Category {
 pub enum Action {
     Allow,
     Block,
+    /// Answered with something else than asked for: a SafeSearch rewrite.
+    Rewrite,
 }
 
 /// Which layer of the policy decided. The order of the variants is the precedence order:
@@ -83,6 +85,8 @@ pub enum Tier {
     /// The illegal-content tier (IWF, police terrorism list, any list marked illegal).
     /// Nothing overrides it.
     Illegal,
+    /// A built-in circumvention defence (the DoH canary, iCloud Private Relay, DDR).
+    Circumvention,
     /// The group's own allow entries.
     LocalAllow,
     /// The group's own block entries.
@@ -102,6 +106,7 @@ impl Tier {
     pub fn as_str(self) -> &'static str {
         match self {
             Tier::Illegal => "illegal",
+            Tier::Circumvention => "circumvention",
             Tier::LocalAllow => "local-allow",
             Tier::LocalBlock => "local-block",
             Tier::AllowList => "allow-list",
@@ -123,6 +128,7 @@ impl fmt::Display for Action {
         f.write_str(match self {
             Action::Allow => "allow",
             Action::Block => "block",
+            Action::Rewrite => "rewrite",
         })
     }
 }

@@ -17,6 +17,7 @@ timezone = "Europe/London"
 [dns]
 listen = ["127.0.0.1:5353"]
 upstreams = [{ address = "127.0.0.1:5300" }]
+blockpage_ipv4 = "192.0.2.80"
 
 [lists.iwf]
 path = "iwf.txt"

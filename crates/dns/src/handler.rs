@@ -1,0 +1,573 @@
+//! The request path: client → group → rate limit → canaries → policy → SafeSearch rewrite
+//! or forward (cache, upstream) → CNAME check → ECH strip → answer → access event.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hedgerow_config::{DnsBlockMode, Group};
+use hedgerow_model::{AccessEvent, Action, Clock, EventSink, Front, Host, Outcome, Tier, Verdict};
+use hedgerow_policy::{Client, PolicyHandle, PolicySnapshot, Target};
+use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::svcb::SvcParamKey;
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, SOA};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+use tokio::time::Instant;
+
+use crate::cache::{self, Cache, Limits};
+use crate::ratelimit::{self, RateLimiter};
+use crate::safesearch;
+use crate::upstream::Forwarder;
+
+/// TTL of answers Hedgerow makes up (blocks, canaries, rewrites).
+const LOCAL_TTL: u32 = 60;
+/// Largest UDP answer we send, whatever the client advertises.
+const MAX_UDP_PAYLOAD: u16 = 4096;
+
+/// Counters for monitoring; read with [`Resolver::metrics`].
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub queries: AtomicU64,
+    pub forwarded: AtomicU64,
+    pub cache_hits: AtomicU64,
+    pub blocked: AtomicU64,
+    pub rewritten: AtomicU64,
+    pub circumvention: AtomicU64,
+    pub refused: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub servfail: AtomicU64,
+    pub formerr: AtomicU64,
+}
+
+impl Metrics {
+    /// Name and value of every counter.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        let v = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        vec![
+            ("queries", v(&self.queries)),
+            ("forwarded", v(&self.forwarded)),
+            ("cache_hits", v(&self.cache_hits)),
+            ("blocked", v(&self.blocked)),
+            ("rewritten", v(&self.rewritten)),
+            ("circumvention", v(&self.circumvention)),
+            ("refused", v(&self.refused)),
+            ("rate_limited", v(&self.rate_limited)),
+            ("servfail", v(&self.servfail)),
+            ("formerr", v(&self.formerr)),
+        ]
+    }
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The filtering resolver. Cheap to share: wrap it in an `Arc` and hand it to [`crate::start`].
+pub struct Resolver {
+    policy: Arc<PolicyHandle>,
+    sink: Arc<dyn EventSink>,
+    clock: Arc<dyn Clock>,
+    cache: Cache,
+    forwarder: Forwarder,
+    limiter: RateLimiter,
+    metrics: Metrics,
+    soa_mname: Name,
+    soa_rname: Name,
+}
+
+/// What to answer, before it is encoded.
+struct Answer {
+    rcode: ResponseCode,
+    answers: Vec<Record>,
+    authorities: Vec<Record>,
+}
+
+impl Resolver {
+    /// A resolver over the live policy. The cache size is read from the policy's configuration
+    /// now; every other DNS setting (upstreams, timeout, rate limit, block answers) is read
+    /// from the snapshot in force at each query, so a reload changes them too.
+    pub fn new(policy: Arc<PolicyHandle>, sink: Arc<dyn EventSink>, clock: Arc<dyn Clock>) -> Self {
+        let size = policy.snapshot().config().dns.cache.size;
+        Self {
+            policy,
+            sink,
+            clock,
+            cache: Cache::new(size),
+            forwarder: Forwarder::new(),
+            limiter: RateLimiter::new(),
+            metrics: Metrics::default(),
+            soa_mname: Name::from_ascii("hedgerow.invalid.").unwrap_or_else(|_| Name::root()),
+            soa_rname: Name::from_ascii("hostmaster.hedgerow.invalid.")
+                .unwrap_or_else(|_| Name::root()),
+        }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Answers held in the cache.
+    pub fn cached(&self) -> usize {
+        self.cache.len()
+    }
+
+    async fn handle<R: ResponseHandler>(&self, request: &Request, handle: R) -> ResponseInfo {
+        bump(&self.metrics.queries);
+        let edns = response_edns(request);
+        if request.metadata.op_code != OpCode::Query {
+            return send_error(request, handle, ResponseCode::NotImp, edns.as_ref()).await;
+        }
+        let Ok(info) = request.request_info() else {
+            // Zero or several questions.
+            bump(&self.metrics.formerr);
+            return send_error(request, handle, ResponseCode::FormErr, edns.as_ref()).await;
+        };
+        let qname: Name = info.query.name().into();
+        let qtype = info.query.query_type();
+        let src = info.src.ip();
+        let now = self.clock.now();
+        let snap = self.policy.snapshot();
+        let ascii = qname.to_ascii();
+        let name = ascii.trim_end_matches('.').to_ascii_lowercase();
+        let mut event = Event {
+            resolver: self,
+            now,
+            src,
+            client: None,
+            name: &name,
+            qtype,
+        };
+
+        let Some(client) = snap.client(src, None) else {
+            bump(&self.metrics.refused);
+            event.record(Outcome::Refused, None);
+            return send_error(request, handle, ResponseCode::Refused, edns.as_ref()).await;
+        };
+        event.client = Some(client);
+        let Some(group) = snap.group(client.group) else {
+            return send_error(request, handle, ResponseCode::ServFail, edns.as_ref()).await;
+        };
+        let dns = &snap.config().dns;
+
+        if let ratelimit::Decision::Deny { log } =
+            self.limiter.check(src, dns.rate_limit_qps, Instant::now())
+        {
+            bump(&self.metrics.rate_limited);
+            if log {
+                tracing::warn!(client = %src, limit_qps = dns.rate_limit_qps, "client over its DNS rate limit; answering REFUSED");
+            }
+            event.record(Outcome::RateLimited, None);
+            return send_error(request, handle, ResponseCode::Refused, edns.as_ref()).await;
+        }
+
+        if let Some(answer) = self.canary(&name, &qname) {
+            bump(&self.metrics.circumvention);
+            let verdict = Verdict {
+                action: Action::Block,
+                tier: Tier::Circumvention,
+                category: None,
+                list: Some("built-in".into()),
+                rule: Some(name.as_str().into()),
+            };
+            event.record(Outcome::Circumvention, Some(&verdict));
+            return send(request, handle, answer, edns.as_ref()).await;
+        }
+
+        if let Ok(host) = Host::parse(&name) {
+            let verdict = snap.decide(client.group, Target::Host(&host), now);
+            if verdict.is_blocked() {
+                bump(&self.metrics.blocked);
+                event.record(Outcome::Blocked, Some(&verdict));
+                let answer = self.block_answer(group.dns_block, &qname, qtype, &snap);
+                return send(request, handle, answer, edns.as_ref()).await;
+            }
+        }
+
+        let dnssec_ok = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
+        if let Some((target, engine)) = safesearch::rewrite(&name, group) {
+            bump(&self.metrics.rewritten);
+            let verdict = Verdict {
+                action: Action::Rewrite,
+                tier: Tier::Category,
+                category: None,
+                list: Some("safesearch".into()),
+                rule: Some(format!("{engine} -> {target}").into()),
+            };
+            let answer = match self
+                .safesearch_answer(&qname, target, qtype, dnssec_ok, &snap)
+                .await
+            {
+                Some(a) => {
+                    event.record(Outcome::SafeSearch, Some(&verdict));
+                    a
+                }
+                None => {
+                    bump(&self.metrics.servfail);
+                    event.record(Outcome::ServFail, Some(&verdict));
+                    return send_error(request, handle, ResponseCode::ServFail, edns.as_ref())
+                        .await;
+                }
+            };
+            return send(request, handle, answer, edns.as_ref()).await;
+        }
+
+        let Some(mut answer) = self.lookup(&qname, qtype, dnssec_ok, &snap).await else {
+            bump(&self.metrics.servfail);
+            event.record(Outcome::ServFail, None);
+            return send_error(request, handle, ResponseCode::ServFail, edns.as_ref()).await;
+        };
+
+        // An allowed name whose answer leads into a blocked name is blocked too.
+        if let Some(verdict) = self.blocked_in_chain(&answer.answers, &name, client, &snap) {
+            bump(&self.metrics.blocked);
+            event.record(Outcome::Blocked, Some(&verdict));
+            let answer = self.block_answer(group.dns_block, &qname, qtype, &snap);
+            return send(request, handle, answer, edns.as_ref()).await;
+        }
+
+        if is_filtered(group) {
+            strip_ech(&mut answer.answers);
+        }
+        event.record(Outcome::Forwarded, None);
+        send(request, handle, answer, edns.as_ref()).await
+    }
+
+    /// Built-in circumvention defences, answered locally for every client.
+    fn canary(&self, name: &str, qname: &Name) -> Option<Answer> {
+        match name {
+            // Firefox keeps DNS over HTTPS off while this name does not resolve.
+            "use-application-dns.net"
+            // iCloud Private Relay stays off while these do not resolve.
+            | "mask.icloud.com"
+            | "mask-h2.icloud.com" => Some(Answer {
+                rcode: ResponseCode::NXDomain,
+                answers: Vec::new(),
+                authorities: vec![self.soa(qname)],
+            }),
+            // Discovery of Designated Resolvers (RFC 9462): say there are none.
+            "_dns.resolver.arpa" => Some(Answer {
+                rcode: ResponseCode::NoError,
+                answers: Vec::new(),
+                authorities: vec![self.soa(qname)],
+            }),
+            _ => None,
+        }
+    }
+
+    fn soa(&self, owner: &Name) -> Record {
+        let soa = SOA::new(
+            self.soa_mname.clone(),
+            self.soa_rname.clone(),
+            1,
+            3600,
+            600,
+            86_400,
+            LOCAL_TTL,
+        );
+        Record::from_rdata(owner.clone(), LOCAL_TTL, RData::SOA(soa))
+    }
+
+    /// The answer to a blocked query under the group's block mode, for any query type.
+    fn block_answer(
+        &self,
+        mode: DnsBlockMode,
+        qname: &Name,
+        qtype: RecordType,
+        snap: &PolicySnapshot,
+    ) -> Answer {
+        let dns = &snap.config().dns;
+        let address = match (mode, qtype) {
+            (DnsBlockMode::Null, RecordType::A) => Some(RData::A(A(Ipv4Addr::UNSPECIFIED))),
+            (DnsBlockMode::Null, RecordType::AAAA) => {
+                Some(RData::AAAA(AAAA(Ipv6Addr::UNSPECIFIED)))
+            }
+            (DnsBlockMode::Blockpage, RecordType::A) => {
+                dns.blockpage_ipv4.map(|ip| RData::A(A(ip)))
+            }
+            (DnsBlockMode::Blockpage, RecordType::AAAA) => {
+                dns.blockpage_ipv6.map(|ip| RData::AAAA(AAAA(ip)))
+            }
+            _ => None,
+        };
+        match (mode, address) {
+            (DnsBlockMode::Nxdomain, _) => Answer {
+                rcode: ResponseCode::NXDomain,
+                answers: Vec::new(),
+                authorities: vec![self.soa(qname)],
+            },
+            (_, Some(data)) => Answer {
+                rcode: ResponseCode::NoError,
+                answers: vec![Record::from_rdata(qname.clone(), LOCAL_TTL, data)],
+                authorities: Vec::new(),
+            },
+            (_, None) => Answer {
+                rcode: ResponseCode::NoError,
+                answers: Vec::new(),
+                authorities: vec![self.soa(qname)],
+            },
+        }
+    }
+
+    /// A CNAME from the engine's name to its enforcement host, followed by the enforcement
+    /// host's own records of the asked type.
+    async fn safesearch_answer(
+        &self,
+        qname: &Name,
+        target: &str,
+        qtype: RecordType,
+        dnssec_ok: bool,
+        snap: &PolicySnapshot,
+    ) -> Option<Answer> {
+        let target = Name::from_ascii(format!("{target}.")).ok()?;
+        let upstream = self.lookup(&target, qtype, dnssec_ok, snap).await?;
+        let mut answers = vec![Record::from_rdata(
+            qname.clone(),
+            LOCAL_TTL,
+            RData::CNAME(CNAME(target)),
+        )];
+        answers.extend(upstream.answers);
+        Some(Answer {
+            rcode: upstream.rcode,
+            answers,
+            authorities: upstream.authorities,
+        })
+    }
+
+    /// From the cache, or from the upstreams (then cached). `None` means SERVFAIL.
+    async fn lookup(
+        &self,
+        name: &Name,
+        qtype: RecordType,
+        dnssec_ok: bool,
+        snap: &PolicySnapshot,
+    ) -> Option<Answer> {
+        let key = cache::key(name, qtype, dnssec_ok);
+        if let Some(entry) = self.cache.get(&key, Instant::now())
+            && let Some((answers, authorities)) = entry.fresh(Instant::now())
+        {
+            bump(&self.metrics.cache_hits);
+            return Some(Answer {
+                rcode: entry.rcode,
+                answers,
+                authorities,
+            });
+        }
+        let dns = &snap.config().dns;
+        bump(&self.metrics.forwarded);
+        let message = match self
+            .forwarder
+            .resolve(&dns.upstreams, name, qtype, dnssec_ok, dns.timeout)
+            .await
+        {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(name = %name, qtype = %qtype, "upstream lookup failed: {e}");
+                return None;
+            }
+        };
+        let rcode = message.metadata.response_code;
+        if !matches!(rcode, ResponseCode::NoError | ResponseCode::NXDomain) {
+            return Some(Answer {
+                rcode,
+                answers: Vec::new(),
+                authorities: Vec::new(),
+            });
+        }
+        let limits = Limits {
+            min_ttl: dns.cache.min_ttl,
+            max_ttl: dns.cache.max_ttl,
+            negative_ttl: dns.cache.negative_ttl,
+        };
+        // Clients see the same clamped TTLs the cache keeps.
+        let (mut answers, mut authorities) = (message.answers, message.authorities);
+        cache::clamp_ttls(&mut answers, &limits);
+        cache::clamp_ttls(&mut authorities, &limits);
+        self.cache
+            .insert(key, rcode, &answers, &authorities, &limits, Instant::now());
+        Some(Answer {
+            rcode,
+            answers,
+            authorities,
+        })
+    }
+
+    /// The verdict for the first blocked name that the answer chain passes through (a CNAME
+    /// target, or the owner of a record other than the question).
+    fn blocked_in_chain(
+        &self,
+        answers: &[Record],
+        qname: &str,
+        client: Client<'_>,
+        snap: &PolicySnapshot,
+    ) -> Option<Verdict> {
+        let now = self.clock.now();
+        let mut seen: Vec<String> = Vec::new();
+        for r in answers {
+            let owner = r.name.to_ascii();
+            let mut names = vec![owner];
+            if let RData::CNAME(CNAME(target)) = &r.data {
+                names.push(target.to_ascii());
+            }
+            for n in names {
+                let n = n.trim_end_matches('.').to_ascii_lowercase();
+                if n == qname || seen.contains(&n) {
+                    continue;
+                }
+                if let Ok(host) = Host::parse(&n) {
+                    let v = snap.decide(client.group, Target::Host(&host), now);
+                    if v.is_blocked() {
+                        return Some(v);
+                    }
+                }
+                seen.push(n);
+            }
+        }
+        None
+    }
+}
+
+/// A group that filters anything is one whose clients must not hide names from the filter.
+fn is_filtered(group: &Group) -> bool {
+    !group.block_categories.is_empty()
+}
+
+/// Removes Encrypted Client Hello parameters from HTTPS and SVCB records, so browsers send
+/// the real server name in the clear where the proxy and the logs can see it.
+fn strip_ech(records: &mut [Record]) {
+    for r in records {
+        match &mut r.data {
+            RData::HTTPS(https) => https
+                .0
+                .svc_params
+                .retain(|(k, _)| *k != SvcParamKey::EchConfigList),
+            RData::SVCB(svcb) => svcb
+                .svc_params
+                .retain(|(k, _)| *k != SvcParamKey::EchConfigList),
+            _ => {}
+        }
+    }
+}
+
+/// Builds the access event for one query; records at most once.
+struct Event<'a> {
+    resolver: &'a Resolver,
+    now: jiff::Timestamp,
+    src: IpAddr,
+    client: Option<Client<'a>>,
+    name: &'a str,
+    qtype: RecordType,
+}
+
+impl Event<'_> {
+    fn record(&self, outcome: Outcome, verdict: Option<&Verdict>) {
+        let device = self.client.and_then(|c| c.device);
+        let mut ev = AccessEvent {
+            time: self.now,
+            front: Front::Dns,
+            client: self.src,
+            device: device.map(|d| d.name.as_str().into()),
+            user: device.and_then(|d| d.user.as_deref()).map(Arc::from),
+            group: self.client.map(|c| c.group_name.into()),
+            target: self.name.to_owned(),
+            qtype: Some(self.qtype.to_string()),
+            outcome,
+            action: match outcome {
+                Outcome::Refused | Outcome::RateLimited | Outcome::ServFail => Action::Block,
+                _ => Action::Allow,
+            },
+            tier: Tier::Default,
+            category: None,
+            list: None,
+            rule: None,
+        };
+        if let Some(v) = verdict {
+            ev = ev.with_verdict(v);
+        }
+        self.resolver.sink.record(ev);
+    }
+}
+
+/// The EDNS section of our answer: present when the client used EDNS, with the client's
+/// buffer size (at least 512, at most 4096) as the size we fill, and its DO bit mirrored.
+fn response_edns(request: &Request) -> Option<Edns> {
+    let theirs = request.edns.as_ref()?;
+    let mut edns = Edns::new();
+    edns.set_max_payload(request.max_payload().min(MAX_UDP_PAYLOAD));
+    edns.flags_mut().dnssec_ok = theirs.flags().dnssec_ok;
+    Some(edns)
+}
+
+async fn send<R: ResponseHandler>(
+    request: &Request,
+    mut handle: R,
+    answer: Answer,
+    edns: Option<&Edns>,
+) -> ResponseInfo {
+    let mut metadata = Metadata::response_from_request(&request.metadata);
+    metadata.recursion_available = true;
+    metadata.authoritative = false;
+    metadata.response_code = answer.rcode;
+    let builder = MessageResponseBuilder::new(&request.queries, edns);
+    let response = builder.build(
+        metadata,
+        answer.answers.iter(),
+        answer.authorities.iter(),
+        std::iter::empty(),
+        std::iter::empty(),
+    );
+    match handle.send_response(response).await {
+        Ok(info) => info,
+        Err(e) => {
+            tracing::debug!("sending DNS answer failed: {e}");
+            failed(request)
+        }
+    }
+}
+
+async fn send_error<R: ResponseHandler>(
+    request: &Request,
+    mut handle: R,
+    rcode: ResponseCode,
+    edns: Option<&Edns>,
+) -> ResponseInfo {
+    let builder = MessageResponseBuilder::new(&request.queries, edns);
+    let mut response = builder.error_msg(&request.metadata, rcode);
+    response.metadata_mut().recursion_available = true;
+    match handle.send_response(response).await {
+        Ok(info) => info,
+        Err(e) => {
+            tracing::debug!("sending DNS error answer failed: {e}");
+            failed(request)
+        }
+    }
+}
+
+fn failed(request: &Request) -> ResponseInfo {
+    let mut metadata = Metadata::new(
+        request.metadata.id,
+        MessageType::Response,
+        request.metadata.op_code,
+    );
+    metadata.response_code = ResponseCode::ServFail;
+    ResponseInfo::from(Header {
+        metadata,
+        counts: HeaderCounts::default(),
+    })
+}
+
+/// The hickory-server handler: a thin shell over [`Resolver`].
+#[derive(Clone)]
+pub struct Handler(pub Arc<Resolver>);
+
+#[async_trait::async_trait]
+impl RequestHandler for Handler {
+    async fn handle_request<R: ResponseHandler, T: hickory_server::net::runtime::Time>(
+        &self,
+        request: &Request,
+        response_handle: R,
+    ) -> ResponseInfo {
+        self.0.handle(request, response_handle).await
+    }
+}

@@ -1,0 +1,99 @@
+//! Access events: one per DNS query or proxied request, for the log store.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::Verdict;
+
+/// Which front saw the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Front {
+    Dns,
+    Proxy,
+}
+
+/// What happened to the request, beyond the verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Answered from the upstream or the cache.
+    Forwarded,
+    /// Answered with a block response.
+    Blocked,
+    /// Answered with a SafeSearch rewrite (CNAME to the engine's enforcement host).
+    SafeSearch,
+    /// A circumvention canary (DoH opt-out, iCloud Private Relay, DDR) answered locally.
+    Circumvention,
+    /// The client is in no configured network.
+    Refused,
+    /// The client went over its rate limit.
+    RateLimited,
+    /// The upstreams failed or timed out.
+    ServFail,
+}
+
+/// One access: who, when, what, and what Hedgerow did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AccessEvent {
+    pub time: jiff::Timestamp,
+    pub front: Front,
+    pub client: IpAddr,
+    pub device: Option<Arc<str>>,
+    pub user: Option<Arc<str>>,
+    pub group: Option<Arc<str>>,
+    /// The query name (DNS) or URL or host (proxy).
+    pub target: String,
+    /// The query type (DNS), such as `A` or `HTTPS`.
+    pub qtype: Option<String>,
+    pub outcome: Outcome,
+    pub action: crate::Action,
+    pub tier: crate::Tier,
+    pub category: Option<crate::Category>,
+    pub list: Option<Arc<str>>,
+    /// The rule that decided; `[protected entry]` for the illegal tier.
+    pub rule: Option<Arc<str>>,
+}
+
+impl AccessEvent {
+    /// Copies the verdict's fields into the event.
+    pub fn with_verdict(mut self, v: &Verdict) -> Self {
+        self.action = v.action;
+        self.tier = v.tier;
+        self.category = v.category.clone();
+        self.list = v.list.clone();
+        self.rule = v.rule.clone();
+        self
+    }
+}
+
+/// Where fronts hand access events. Implementations must never block or wait: a front calls
+/// this on the path of an answer.
+pub trait EventSink: Send + Sync {
+    fn record(&self, event: AccessEvent);
+}
+
+/// The time, through a seam so tests can pin it (schedules, retention, de-duplication).
+pub trait Clock: Send + Sync {
+    fn now(&self) -> jiff::Timestamp;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> jiff::Timestamp {
+        jiff::Timestamp::now()
+    }
+}
+
+/// A clock that always says the same time.
+#[derive(Debug, Clone, Copy)]
+pub struct FixedClock(pub jiff::Timestamp);
+
+impl Clock for FixedClock {
+    fn now(&self) -> jiff::Timestamp {
+        self.0
+    }
+}

@@ -1,0 +1,176 @@
+//! Runs the real `hedgerow` binary with a test configuration.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+type Lines = Arc<(Mutex<Vec<String>>, Condvar)>;
+
+/// A running appliance in a temporary folder; killed when dropped.
+pub struct Appliance {
+    child: Child,
+    dir: tempfile::TempDir,
+    lines: Lines,
+    pub dns_udp: SocketAddr,
+    pub dns_tcp: SocketAddr,
+}
+
+impl Appliance {
+    /// Writes `files` and `config` (as `hedgerow.toml`) into a new temporary folder, with
+    /// `{dir}` replaced by that folder's path, and runs `bin run --config …` with `env` set. Waits
+    /// (up to 60 s) for the "ready" line and reads the DNS listener addresses from the log.
+    pub fn start(bin: &Path, config: &str, files: &[(&str, &str)], env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let fill = |s: &str| s.replace("{dir}", &dir.path().display().to_string());
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), fill(text)).unwrap();
+        }
+        std::fs::write(dir.path().join("hedgerow.toml"), fill(config)).unwrap();
+        let mut cmd = Command::new(bin);
+        cmd.arg("run")
+            .arg("--config")
+            .arg(dir.path().join("hedgerow.toml"))
+            .env("HEDGEROW_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let lines: Lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    let (lock, cv) = &*lines;
+                    lock.lock().unwrap().push(line);
+                    cv.notify_all();
+                }
+            });
+        }
+        let mut app = Self {
+            child,
+            dir,
+            lines,
+            dns_udp: ([127, 0, 0, 1], 0).into(),
+            dns_tcp: ([127, 0, 0, 1], 0).into(),
+        };
+        if app.wait_for("ready", Duration::from_secs(60)).is_none() {
+            panic!("appliance did not become ready:\n{}", app.logs());
+        }
+        app.dns_udp = app.listener("listening for DNS/UDP on ");
+        app.dns_tcp = app.listener("listening for DNS/TCP on ");
+        app
+    }
+
+    fn listener(&self, prefix: &str) -> SocketAddr {
+        let line = self
+            .wait_for(prefix, Duration::from_secs(1))
+            .unwrap_or_default();
+        let Some(rest) = line.split(prefix).nth(1) else {
+            return ([127, 0, 0, 1], 0).into();
+        };
+        rest.split_whitespace()
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| ([127, 0, 0, 1], 0).into())
+    }
+
+    /// The first log line containing `needle`, waiting up to `timeout` for it.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> Option<String> {
+        self.wait_for_nth(needle, 1, timeout)
+    }
+
+    /// The `n`th log line containing `needle`, waiting up to `timeout`.
+    pub fn wait_for_nth(&self, needle: &str, n: usize, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let (lock, cv) = &*self.lines;
+        let mut lines = lock.lock().unwrap();
+        loop {
+            if let Some(l) = lines.iter().filter(|l| l.contains(needle)).nth(n - 1) {
+                return Some(l.clone());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            lines = cv.wait_timeout(lines, deadline - now).unwrap().0;
+        }
+    }
+
+    /// Everything logged so far.
+    pub fn logs(&self) -> String {
+        self.lines.0.lock().unwrap().join("\n")
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("hedgerow.toml")
+    }
+
+    /// Replaces a file in the appliance's folder (`{dir}` is filled in as at start).
+    pub fn write_file(&self, name: &str, text: &str) {
+        let text = text.replace("{dir}", &self.dir.path().display().to_string());
+        let tmp = self.dir.path().join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(tmp, self.dir.path().join(name)).unwrap();
+    }
+
+    /// Sends SIGHUP (reload).
+    pub fn sighup(&self) {
+        let status = Command::new("kill")
+            .arg("-HUP")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Lines of the access-event file (`state/access.jsonl`), waiting up to `timeout` for at
+    /// least `at_least` of them.
+    pub fn events(&self, at_least: usize, timeout: Duration) -> Vec<String> {
+        let path = self.dir.path().join("state/access.jsonl");
+        let deadline = Instant::now() + timeout;
+        loop {
+            let lines: Vec<String> = std::fs::read_to_string(&path)
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            if lines.len() >= at_least || Instant::now() >= deadline {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Appliance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,35 @@
+//! This crate holds test fixtures, used only as a dev-dependency: [`UpstreamDns`], a small
+//! scriptable authoritative server that tests start on a loopback port as Hedgerow's upstream;
+//! [`query`], a DNS client that sends real UDP and TCP packets; and [`Appliance`], which runs
+//! the real `hedgerow` binary on port 0 with a test configuration and waits for it to be
+//! ready.
+//!
+//! It never talks to anything but loopback addresses, and it does not depend on any Hedgerow
+//! crate: it sees the appliance only from the outside, as a client does.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod appliance;
+mod client;
+mod upstream;
+
+pub use appliance::Appliance;
+pub use client::{Transport, query, query_from, query_with, raw_udp};
+pub use upstream::{RunningUpstream, UpstreamDns, black_hole};
+
+/// `../shared/data` beside the repository (or `$HEDGEROW_SHARED_DATA`), or `None` after
+/// printing why the caller skips.
+pub fn shared_data(repo: &std::path::Path) -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("HEDGEROW_SHARED_DATA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo.join("../shared/data"));
+    if dir.join("categories").is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIPPED: shared data not found at {} (set HEDGEROW_SHARED_DATA)",
+            dir.display()
+        );
+        None
+    }
+}

@@ -1,0 +1,292 @@
+//! A scriptable upstream DNS server on loopback.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::rr::rdata::svcb::{Alpn, EchConfigList, SVCB, SvcParamKey, SvcParamValue};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, HTTPS, MX, SOA, TXT};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
+
+fn name(s: &str) -> Name {
+    Name::from_ascii(if s.ends_with('.') {
+        s.to_owned()
+    } else {
+        format!("{s}.")
+    })
+    .unwrap()
+}
+
+/// Records to serve, by lower-case name (no trailing dot).
+#[derive(Default, Clone)]
+pub struct UpstreamDns {
+    records: HashMap<String, Vec<(RecordType, RData, u32)>>,
+}
+
+impl UpstreamDns {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn add(mut self, owner: &str, data: RData, ttl: u32) -> Self {
+        let rtype = data.record_type();
+        self.records
+            .entry(owner.trim_end_matches('.').to_ascii_lowercase())
+            .or_default()
+            .push((rtype, data, ttl));
+        self
+    }
+
+    pub fn a(self, owner: &str, ip: Ipv4Addr) -> Self {
+        self.add(owner, RData::A(A(ip)), 300)
+    }
+
+    pub fn a_ttl(self, owner: &str, ip: Ipv4Addr, ttl: u32) -> Self {
+        self.add(owner, RData::A(A(ip)), ttl)
+    }
+
+    pub fn aaaa(self, owner: &str, ip: Ipv6Addr) -> Self {
+        self.add(owner, RData::AAAA(AAAA(ip)), 300)
+    }
+
+    pub fn cname(self, owner: &str, target: &str) -> Self {
+        self.add(owner, RData::CNAME(CNAME(name(target))), 300)
+    }
+
+    pub fn mx(self, owner: &str, exchange: &str) -> Self {
+        self.add(owner, RData::MX(MX::new(10, name(exchange))), 300)
+    }
+
+    pub fn txt(self, owner: &str, text: &str) -> Self {
+        self.add(owner, RData::TXT(TXT::new(vec![text.to_owned()])), 300)
+    }
+
+    /// An HTTPS record carrying ALPN and an ECH configuration.
+    pub fn https_with_ech(self, owner: &str) -> Self {
+        let svcb = SVCB::new(
+            1,
+            Name::root(),
+            vec![
+                (
+                    SvcParamKey::Alpn,
+                    SvcParamValue::Alpn(Alpn(vec!["h2".into()])),
+                ),
+                (
+                    SvcParamKey::EchConfigList,
+                    SvcParamValue::EchConfigList(EchConfigList(vec![0, 1, 2, 3])),
+                ),
+            ],
+        );
+        self.add(owner, RData::HTTPS(HTTPS(svcb)), 300)
+    }
+
+    /// `count` TXT records of 200 bytes: too big for a 512-byte UDP answer.
+    pub fn big_txt(mut self, owner: &str, count: usize) -> Self {
+        for i in 0..count {
+            self = self.txt(owner, &format!("{i:03}{}", "x".repeat(197)));
+        }
+        self
+    }
+
+    /// Binds UDP and TCP on one loopback port and serves until dropped.
+    pub async fn start(self) -> RunningUpstream {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = udp.local_addr().unwrap();
+        let tcp = TcpListener::bind(addr).await.unwrap();
+        let state = Arc::new(State {
+            zone: self,
+            queries: AtomicUsize::new(0),
+            log: Mutex::new(Vec::new()),
+        });
+        let s = state.clone();
+        let udp_task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 65_535];
+            loop {
+                let Ok((n, from)) = udp.recv_from(&mut buf).await else {
+                    break;
+                };
+                let Some((reply, limit)) = s.answer(&buf[..n]) else {
+                    continue;
+                };
+                let bytes = encode(reply, limit);
+                let _ = udp.send_to(&bytes, from).await;
+            }
+        });
+        let s = state.clone();
+        let tcp_task = tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = tcp.accept().await else {
+                    break;
+                };
+                let s = s.clone();
+                tokio::spawn(async move {
+                    loop {
+                        let mut len = [0u8; 2];
+                        if stream.read_exact(&mut len).await.is_err() {
+                            return;
+                        }
+                        let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                        if stream.read_exact(&mut buf).await.is_err() {
+                            return;
+                        }
+                        let Some((reply, _)) = s.answer(&buf) else {
+                            return;
+                        };
+                        let bytes = reply.to_vec().unwrap();
+                        let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
+                        out.extend_from_slice(&bytes);
+                        if stream.write_all(&out).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        RunningUpstream {
+            addr,
+            state,
+            tasks: vec![udp_task, tcp_task],
+        }
+    }
+}
+
+struct State {
+    zone: UpstreamDns,
+    queries: AtomicUsize,
+    log: Mutex<Vec<(String, RecordType)>>,
+}
+
+impl State {
+    /// The reply and the UDP size limit the asker advertised.
+    fn answer(&self, bytes: &[u8]) -> Option<(Message, usize)> {
+        let q = Message::from_vec(bytes).ok()?;
+        let question = q.queries.first()?.clone();
+        self.queries.fetch_add(1, Ordering::SeqCst);
+        let qname = question
+            .name()
+            .to_ascii()
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        self.log
+            .lock()
+            .unwrap()
+            .push((qname.clone(), question.query_type()));
+        let limit = q
+            .edns
+            .as_ref()
+            .map_or(512, |e| usize::from(e.max_payload().max(512)));
+        let mut reply = Message::new(q.metadata.id, MessageType::Response, q.metadata.op_code);
+        reply.metadata.recursion_desired = q.metadata.recursion_desired;
+        reply.metadata.recursion_available = true;
+        reply.add_query(question.clone());
+        if let Some(edns) = q.edns {
+            reply.set_edns(edns);
+        }
+        // Follow CNAMEs within the zone, as a recursive resolver would.
+        let mut owner = qname;
+        let mut found = false;
+        for _ in 0..8 {
+            let Some(records) = self.zone.records.get(&owner) else {
+                break;
+            };
+            found = true;
+            let mut next = None;
+            for (rtype, data, ttl) in records {
+                if *rtype == question.query_type() || *rtype == RecordType::CNAME {
+                    reply.add_answer(Record::from_rdata(name(&owner), *ttl, data.clone()));
+                }
+                if let RData::CNAME(CNAME(t)) = data {
+                    next = Some(t.to_ascii().trim_end_matches('.').to_ascii_lowercase());
+                }
+            }
+            match next {
+                Some(n) if question.query_type() != RecordType::CNAME => owner = n,
+                _ => break,
+            }
+        }
+        if !found {
+            reply.metadata.response_code = ResponseCode::NXDomain;
+            let soa = SOA::new(
+                name("ns.test"),
+                name("hostmaster.test"),
+                1,
+                3600,
+                600,
+                86_400,
+                30,
+            );
+            reply.add_authority(Record::from_rdata(name("test"), 30, RData::SOA(soa)));
+        }
+        Some((reply, limit))
+    }
+}
+
+/// Encodes for UDP: an answer over `limit` bytes goes out truncated (TC, no records).
+fn encode(reply: Message, limit: usize) -> Vec<u8> {
+    let bytes = reply.to_vec().unwrap();
+    if bytes.len() <= limit {
+        return bytes;
+    }
+    let mut small = Message::new(
+        reply.metadata.id,
+        MessageType::Response,
+        reply.metadata.op_code,
+    );
+    small.metadata.truncation = true;
+    small.metadata.recursion_desired = reply.metadata.recursion_desired;
+    small.metadata.recursion_available = true;
+    for q in reply.queries {
+        small.add_query(q);
+    }
+    small.to_vec().unwrap()
+}
+
+/// A running upstream; stops when dropped.
+pub struct RunningUpstream {
+    pub addr: SocketAddr,
+    state: Arc<State>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningUpstream {
+    /// Queries received so far.
+    pub fn queries(&self) -> usize {
+        self.state.queries.load(Ordering::SeqCst)
+    }
+
+    /// Every (name, type) asked, in order.
+    pub fn asked(&self) -> Vec<(String, RecordType)> {
+        self.state.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for RunningUpstream {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// A UDP socket on loopback that reads queries and never answers, and a TCP listener on the
+/// same port that accepts and never answers: an upstream that is down without saying so.
+pub async fn black_hole() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = udp.local_addr().unwrap();
+    let tcp = TcpListener::bind(addr).await.unwrap();
+    let task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_535];
+        let mut held = Vec::new();
+        loop {
+            tokio::select! {
+                r = udp.recv_from(&mut buf) => if r.is_err() { break },
+                a = tcp.accept() => if let Ok((s, _)) = a { held.push(s) },
+            }
+        }
+    });
+    (addr, task)
+}

@@ -1,0 +1,914 @@
+//! The DNS resolver end to end: the real `hedgerow` binary on port 0, a local upstream DNS
+//! server started by each test, and real UDP and TCP queries sent from different loopback
+//! addresses, each a client in a different group.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use hedgerow_testkit::{Appliance, RunningUpstream, Transport, UpstreamDns, query_from, raw_udp};
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::rdata::svcb::SvcParamKey;
+use hickory_proto::rr::{RData, RecordType};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hedgerow");
+
+/// Clients: .1 nxdomain group, .2 null group, .3 blockpage group (a registered device),
+/// .4 staff (adult only, no SafeSearch), .6 an unfiltered group; .5 is in no group.
+const NX: [u8; 4] = [127, 0, 0, 1];
+const NULL: [u8; 4] = [127, 0, 0, 2];
+const PAGE: [u8; 4] = [127, 0, 0, 3];
+const STAFF: [u8; 4] = [127, 0, 0, 4];
+const STRANGER: [u8; 4] = [127, 0, 0, 5];
+const OPEN: [u8; 4] = [127, 0, 0, 6];
+
+fn config(upstreams: &str, extra_dns: &str) -> String {
+    format!(
+        r#"
+[server]
+state_dir = "{{dir}}/state"
+timezone = "Europe/London"
+
+[dns]
+listen = ["127.0.0.1:0"]
+upstreams = [{upstreams}]
+timeout = "1s"
+rate_limit_qps = 0
+blockpage_ipv4 = "192.0.2.80"
+blockpage_ipv6 = "2001:db8::80"
+{extra_dns}
+
+[dns.cache]
+max_ttl = "60s"
+
+[lists.adult]
+path = "{{dir}}/adult.txt"
+format = "domains"
+category = "adult"
+
+[lists.games]
+path = "{{dir}}/games.txt"
+format = "domains"
+category = "games"
+
+[groups.nx]
+networks = ["127.0.0.1/32"]
+block_categories = ["adult", "games"]
+safesearch = "on"
+youtube = "strict"
+dns_block = "nxdomain"
+
+[groups.null]
+networks = ["127.0.0.2/32"]
+block_categories = ["adult", "games"]
+safesearch = "on"
+youtube = "moderate"
+dns_block = "null"
+
+[groups.page]
+networks = ["127.0.0.3/32"]
+block_categories = ["adult", "games"]
+safesearch = "on"
+youtube = "strict"
+dns_block = "blockpage"
+
+[groups.staff]
+networks = ["127.0.0.4/32"]
+block_categories = ["adult", "games"]
+safesearch = "off"
+youtube = "off"
+dns_block = "nxdomain"
+
+[[groups.staff.schedule]]
+name = "games after school"
+allow_categories = ["games"]
+days = ["weekdays"]
+from = "15:30"
+to = "17:00"
+
+[groups.open]
+networks = ["127.0.0.6/32"]
+safesearch = "off"
+youtube = "off"
+dns_block = "nxdomain"
+
+[[devices]]
+name = "Library-PC-3"
+ip = "127.0.0.3"
+user = "library"
+"#
+    )
+}
+
+const ADULT: &str = "adult.example\n";
+const GAMES: &str = "games.example\n";
+
+fn zone() -> UpstreamDns {
+    UpstreamDns::new()
+        .a("allowed.example", Ipv4Addr::new(192, 0, 2, 1))
+        .aaaa("allowed.example", "2001:db8::1".parse().unwrap())
+        .mx("allowed.example", "mail.allowed.example")
+        .txt("allowed.example", "v=spf1 -all")
+        .a("notadult.example", Ipv4Addr::new(192, 0, 2, 2))
+        .a("adult.example", Ipv4Addr::new(192, 0, 2, 66))
+        .a("www.adult.example", Ipv4Addr::new(192, 0, 2, 66))
+        .a("games.example", Ipv4Addr::new(192, 0, 2, 67))
+        .a("www.google.com", Ipv4Addr::new(192, 0, 2, 10))
+        .a(
+            "forcesafesearch.google.com",
+            Ipv4Addr::new(216, 239, 38, 120),
+        )
+        .a("www.youtube.com", Ipv4Addr::new(192, 0, 2, 11))
+        .a("restrict.youtube.com", Ipv4Addr::new(216, 239, 38, 119))
+        .a(
+            "restrictmoderate.youtube.com",
+            Ipv4Addr::new(216, 239, 38, 120),
+        )
+        .cname("redirect.example", "cdn.adult.example")
+        .a("cdn.adult.example", Ipv4Addr::new(192, 0, 2, 66))
+        .cname("alias.example", "allowed.example")
+        .https_with_ech("ech.example")
+        .big_txt("big.example", 12)
+        .a_ttl("cached.example", Ipv4Addr::new(192, 0, 2, 5), 3600)
+}
+
+async fn start_with(upstreams: &str, extra_dns: &str, env: &[(&str, &str)]) -> Appliance {
+    let cfg = config(upstreams, extra_dns);
+    tokio::task::spawn_blocking({
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        move || {
+            let env: Vec<(&str, &str)> =
+                env.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+            Appliance::start(
+                BIN.as_ref(),
+                &cfg,
+                &[("adult.txt", ADULT), ("games.txt", GAMES)],
+                &env,
+            )
+        }
+    })
+    .await
+    .unwrap()
+}
+
+async fn start() -> (RunningUpstream, Appliance) {
+    let up = zone().start().await;
+    let app = start_with(&format!("{{ address = \"{}\" }}", up.addr), "", &[]).await;
+    (up, app)
+}
+
+async fn ask(
+    app: &Appliance,
+    from: [u8; 4],
+    t: Transport,
+    name: &str,
+    qtype: RecordType,
+) -> Message {
+    let server = match t {
+        Transport::Udp => app.dns_udp,
+        Transport::Tcp => app.dns_tcp,
+    };
+    query_from(IpAddr::from(from), server, t, name, qtype, Some(1232))
+        .await
+        .unwrap_or_else(|| panic!("no answer for {name} {qtype} from {from:?}\n{}", app.logs()))
+}
+
+fn a_records(m: &Message) -> Vec<IpAddr> {
+    m.answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn cname_target(m: &Message) -> Option<String> {
+    m.answers.iter().find_map(|r| match &r.data {
+        RData::CNAME(c) => Some(c.0.to_ascii()),
+        _ => None,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn allowed_names_are_forwarded_over_udp_and_tcp() {
+    let (up, app) = start().await;
+    for t in [Transport::Udp, Transport::Tcp] {
+        let m = ask(&app, NX, t, "allowed.example", RecordType::A).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(a_records(&m), [IpAddr::from([192, 0, 2, 1])]);
+        assert!(m.metadata.recursion_available);
+    }
+    let m = ask(
+        &app,
+        NX,
+        Transport::Udp,
+        "allowed.example",
+        RecordType::AAAA,
+    )
+    .await;
+    assert_eq!(a_records(&m), ["2001:db8::1".parse::<IpAddr>().unwrap()]);
+    let m = ask(
+        &app,
+        NX,
+        Transport::Udp,
+        "nonexistent.example",
+        RecordType::A,
+    )
+    .await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    assert!(up.queries() >= 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn blocked_names_and_subdomains_get_nxdomain_and_lookalikes_do_not() {
+    let (up, app) = start().await;
+    for name in [
+        "adult.example",
+        "www.adult.example",
+        "a.b.c.adult.example",
+        "ADULT.Example",
+    ] {
+        let m = ask(&app, NX, Transport::Udp, name, RecordType::A).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{name}");
+        assert!(m.answers.is_empty());
+        assert!(
+            m.authorities
+                .iter()
+                .any(|r| r.record_type() == RecordType::SOA),
+            "{name}: SOA for negative caching"
+        );
+    }
+    // The over-blocking twin: a name that only ends the same way is forwarded and answered.
+    let m = ask(&app, NX, Transport::Udp, "notadult.example", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(a_records(&m), [IpAddr::from([192, 0, 2, 2])]);
+    // Blocked names never reach the upstream.
+    assert!(
+        up.asked()
+            .iter()
+            .all(|(n, _)| !n.ends_with("adult.example") || n == "notadult.example"),
+        "{:?}",
+        up.asked()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_query_type_is_blocked_in_every_mode() {
+    let (up, app) = start().await;
+    let types = [
+        RecordType::A,
+        RecordType::AAAA,
+        RecordType::HTTPS,
+        RecordType::SVCB,
+        RecordType::MX,
+        RecordType::TXT,
+        RecordType::CNAME,
+        RecordType::ANY,
+    ];
+    for qtype in types {
+        for t in [Transport::Udp, Transport::Tcp] {
+            let m = ask(&app, NX, t, "www.adult.example", qtype).await;
+            assert_eq!(
+                m.metadata.response_code,
+                ResponseCode::NXDomain,
+                "nxdomain mode {qtype}"
+            );
+
+            let m = ask(&app, NULL, t, "www.adult.example", qtype).await;
+            assert_eq!(
+                m.metadata.response_code,
+                ResponseCode::NoError,
+                "null mode {qtype}"
+            );
+            let want: Vec<IpAddr> = match qtype {
+                RecordType::A => vec![Ipv4Addr::UNSPECIFIED.into()],
+                RecordType::AAAA => vec![Ipv6Addr::UNSPECIFIED.into()],
+                _ => vec![],
+            };
+            assert_eq!(a_records(&m), want, "null mode {qtype}");
+            if want.is_empty() {
+                assert!(m.answers.is_empty(), "null mode {qtype}: no data");
+            }
+
+            let m = ask(&app, PAGE, t, "www.adult.example", qtype).await;
+            assert_eq!(
+                m.metadata.response_code,
+                ResponseCode::NoError,
+                "blockpage mode {qtype}"
+            );
+            let want: Vec<IpAddr> = match qtype {
+                RecordType::A => vec![IpAddr::from([192, 0, 2, 80])],
+                RecordType::AAAA => vec!["2001:db8::80".parse().unwrap()],
+                _ => vec![],
+            };
+            assert_eq!(a_records(&m), want, "blockpage mode {qtype}");
+            if want.is_empty() {
+                assert!(m.answers.is_empty(), "blockpage mode {qtype}: no data");
+            }
+        }
+    }
+    assert!(
+        up.asked().iter().all(|(n, _)| n != "www.adult.example"),
+        "{:?}",
+        up.asked()
+    );
+    // Twin: the same client's allowed names resolve in every mode.
+    for from in [NX, NULL, PAGE] {
+        let m = ask(&app, from, Transport::Udp, "allowed.example", RecordType::A).await;
+        assert_eq!(a_records(&m), [IpAddr::from([192, 0, 2, 1])]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn safesearch_is_enforced_per_group() {
+    let (_up, app) = start().await;
+    let m = ask(&app, NX, Transport::Udp, "www.google.com", RecordType::A).await;
+    assert_eq!(
+        cname_target(&m).as_deref(),
+        Some("forcesafesearch.google.com.")
+    );
+    assert_eq!(a_records(&m), [IpAddr::from([216, 239, 38, 120])]);
+    let m = ask(&app, NX, Transport::Udp, "www.youtube.com", RecordType::A).await;
+    assert_eq!(cname_target(&m).as_deref(), Some("restrict.youtube.com."));
+    let m = ask(&app, NULL, Transport::Udp, "www.youtube.com", RecordType::A).await;
+    assert_eq!(
+        cname_target(&m).as_deref(),
+        Some("restrictmoderate.youtube.com.")
+    );
+    // Twin: staff have SafeSearch off and get the engine's own answer.
+    let m = ask(&app, STAFF, Transport::Udp, "www.google.com", RecordType::A).await;
+    assert_eq!(cname_target(&m), None);
+    assert_eq!(a_records(&m), [IpAddr::from([192, 0, 2, 10])]);
+    let events = app.events(4, Duration::from_secs(5));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("\"outcome\":\"safe-search\"")
+                && e.contains("google -> forcesafesearch.google.com")),
+        "{events:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn circumvention_canaries_are_answered_locally_for_everyone() {
+    let (up, app) = start().await;
+    for from in [NX, STAFF, OPEN] {
+        for name in [
+            "use-application-dns.net",
+            "mask.icloud.com",
+            "mask-h2.icloud.com",
+        ] {
+            let m = ask(&app, from, Transport::Udp, name, RecordType::A).await;
+            assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{name}");
+        }
+        let m = ask(
+            &app,
+            from,
+            Transport::Udp,
+            "_dns.resolver.arpa",
+            RecordType::SVCB,
+        )
+        .await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert!(m.answers.is_empty(), "DDR gets no data");
+    }
+    assert!(up.asked().iter().all(|(n, _)| !n.contains("icloud")
+        && !n.contains("resolver.arpa")
+        && !n.contains("use-application-dns")));
+    let events = app.events(12, Duration::from_secs(5));
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.contains("\"outcome\":\"circumvention\""))
+            .count(),
+        12,
+        "{events:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_outside_the_networks_are_refused() {
+    let (up, app) = start().await;
+    for t in [Transport::Udp, Transport::Tcp] {
+        let m = ask(&app, STRANGER, t, "allowed.example", RecordType::A).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+        assert!(m.answers.is_empty());
+    }
+    assert_eq!(up.queries(), 0, "an open resolver would have forwarded");
+    let events = app.events(2, Duration::from_secs(5));
+    assert!(
+        events.iter().all(
+            |e| e.contains("\"outcome\":\"refused\"") && e.contains("\"client\":\"127.0.0.5\"")
+        ),
+        "{events:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cname_into_a_blocked_name_is_blocked() {
+    let (_up, app) = start().await;
+    let m = ask(&app, NX, Transport::Udp, "redirect.example", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    let m = ask(
+        &app,
+        PAGE,
+        Transport::Udp,
+        "redirect.example",
+        RecordType::A,
+    )
+    .await;
+    assert_eq!(a_records(&m), [IpAddr::from([192, 0, 2, 80])]);
+    // Twin: a CNAME into an allowed name resolves through.
+    let m = ask(&app, NX, Transport::Udp, "alias.example", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(a_records(&m), [IpAddr::from([192, 0, 2, 1])]);
+    let events = app.events(3, Duration::from_secs(5));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("\"target\":\"redirect.example\"")
+                && e.contains("\"rule\":\"adult.example\"")),
+        "{events:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ech_is_stripped_for_filtered_groups_only() {
+    let (_up, app) = start().await;
+    let has_ech = |m: &Message| {
+        m.answers.iter().any(|r| match &r.data {
+            RData::HTTPS(h) => {
+                h.0.svc_params
+                    .iter()
+                    .any(|(k, _)| *k == SvcParamKey::EchConfigList)
+            }
+            _ => false,
+        })
+    };
+    let m = ask(&app, NX, Transport::Udp, "ech.example", RecordType::HTTPS).await;
+    assert_eq!(m.answers.len(), 1);
+    assert!(!has_ech(&m), "filtered group must not get ECH");
+    let m = ask(&app, OPEN, Transport::Udp, "ech.example", RecordType::HTTPS).await;
+    assert!(has_ech(&m), "an unfiltered group keeps ECH");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_answers_truncate_over_udp_and_arrive_whole_over_tcp() {
+    let (_up, app) = start().await;
+    let src = IpAddr::from(NX);
+    let small = query_from(
+        src,
+        app.dns_udp,
+        Transport::Udp,
+        "big.example",
+        RecordType::TXT,
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(small.metadata.truncation, "a 512-byte client must see TC");
+    let tcp = query_from(
+        src,
+        app.dns_tcp,
+        Transport::Tcp,
+        "big.example",
+        RecordType::TXT,
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(!tcp.metadata.truncation);
+    assert_eq!(
+        tcp.answers.len(),
+        12,
+        "upstream TC was followed by a TCP retry"
+    );
+    let big = query_from(
+        src,
+        app.dns_udp,
+        Transport::Udp,
+        "big.example",
+        RecordType::TXT,
+        Some(4096),
+    )
+    .await
+    .unwrap();
+    assert!(!big.metadata.truncation);
+    assert_eq!(
+        big.answers.len(),
+        12,
+        "a 4096-byte EDNS client gets it all over UDP"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_are_cached_for_their_clamped_ttl() {
+    let (up, app) = start().await;
+    let m1 = ask(&app, NX, Transport::Udp, "cached.example", RecordType::A).await;
+    let m2 = ask(&app, NX, Transport::Udp, "cached.example", RecordType::A).await;
+    assert_eq!(a_records(&m2), [IpAddr::from([192, 0, 2, 5])]);
+    let asked = up
+        .asked()
+        .iter()
+        .filter(|(n, _)| n == "cached.example")
+        .count();
+    assert_eq!(asked, 1, "the second answer came from the cache");
+    // max_ttl = 60s clamps the upstream's 3600.
+    assert!(
+        m1.answers[0].ttl <= 60 && m2.answers[0].ttl <= 60,
+        "{} {}",
+        m1.answers[0].ttl,
+        m2.answers[0].ttl
+    );
+    // Negative answers are cached too.
+    ask(&app, NX, Transport::Udp, "missing.example", RecordType::A).await;
+    ask(&app, NX, Transport::Udp, "missing.example", RecordType::A).await;
+    assert_eq!(
+        up.asked()
+            .iter()
+            .filter(|(n, _)| n == "missing.example")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_upstream_gets_servfail_within_the_timeout_and_failover_works() {
+    let (hole, _task) = hedgerow_testkit::black_hole().await;
+    let app = start_with(&format!("{{ address = \"{hole}\" }}"), "", &[]).await;
+    let started = Instant::now();
+    let m = ask(&app, NX, Transport::Udp, "allowed.example", RecordType::A).await;
+    let took = started.elapsed();
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(1900),
+        "{took:?}"
+    );
+    // Blocked names need no upstream at all.
+    let m = ask(&app, NX, Transport::Udp, "adult.example", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    drop(app);
+
+    // Failover: the first upstream is down, the second answers.
+    let up = zone().start().await;
+    let app = start_with(
+        &format!(
+            "{{ address = \"{hole}\" }}, {{ address = \"{}\" }}",
+            up.addr
+        ),
+        "",
+        &[],
+    )
+    .await;
+    let m = ask(&app, NX, Transport::Udp, "allowed.example", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(a_records(&m), [IpAddr::from([192, 0, 2, 1])]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_packets_get_formerr_or_are_dropped_and_never_stop_the_server() {
+    let (_up, app) = start().await;
+    let wait = Duration::from_millis(300);
+    // Shorter than a header: dropped.
+    assert!(
+        raw_udp(app.dns_udp, &[0x12, 0x34, 0x01], wait)
+            .await
+            .is_none()
+    );
+    // A header that promises a question that is not there: FORMERR.
+    let header_only = [0xab, 0xcd, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0];
+    let reply = raw_udp(app.dns_udp, &header_only, wait)
+        .await
+        .expect("an answer to a readable header");
+    let reply = Message::from_vec(&reply).unwrap();
+    assert_eq!(
+        (reply.metadata.id, reply.metadata.response_code),
+        (0xabcd, ResponseCode::FormErr)
+    );
+    // Two questions: FORMERR.
+    let mut two = Message::query();
+    two.metadata.id = 7;
+    two.add_query(hickory_proto::op::Query::query(
+        "a.example.".parse().unwrap(),
+        RecordType::A,
+    ));
+    two.add_query(hickory_proto::op::Query::query(
+        "b.example.".parse().unwrap(),
+        RecordType::A,
+    ));
+    let reply = raw_udp(app.dns_udp, &two.to_vec().unwrap(), wait)
+        .await
+        .unwrap();
+    assert_eq!(
+        Message::from_vec(&reply).unwrap().metadata.response_code,
+        ResponseCode::FormErr
+    );
+    // A label running past the end of the packet, and random garbage.
+    let mut bad = header_only.to_vec();
+    bad.extend_from_slice(&[0x3f, b'a', b'b']);
+    let _ = raw_udp(app.dns_udp, &bad, wait).await;
+    for seed in 0..200u32 {
+        let junk: Vec<u8> = (0..(seed % 97 + 1))
+            .map(|i| (i.wrapping_mul(2_654_435_761u32.wrapping_add(seed)) >> 13) as u8)
+            .collect();
+        let _ = raw_udp(app.dns_udp, &junk, Duration::from_millis(5)).await;
+    }
+    // A bogus TCP frame, then a normal query: the server is still answering.
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut s = tokio::net::TcpStream::connect(app.dns_tcp).await.unwrap();
+        let _ = s.write_all(&[0x00, 0x05, 1, 2, 3, 4, 5]).await;
+    }
+    let m = ask(&app, NX, Transport::Udp, "allowed.example", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    let m = ask(&app, NX, Transport::Tcp, "allowed.example", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(!app.logs().contains("panicked"), "{}", app.logs());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn access_events_carry_device_group_type_verdict_and_list() {
+    let (_up, app) = start().await;
+    ask(
+        &app,
+        PAGE,
+        Transport::Udp,
+        "www.adult.example",
+        RecordType::AAAA,
+    )
+    .await;
+    ask(&app, PAGE, Transport::Udp, "allowed.example", RecordType::A).await;
+    let events = app.events(2, Duration::from_secs(5));
+    let blocked: serde_json::Value = serde_json::from_str(
+        events
+            .iter()
+            .find(|e| e.contains("www.adult.example"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(blocked["client"], "127.0.0.3");
+    assert_eq!(blocked["device"], "Library-PC-3");
+    assert_eq!(blocked["user"], "library");
+    assert_eq!(blocked["group"], "page");
+    assert_eq!(blocked["qtype"], "AAAA");
+    assert_eq!(blocked["outcome"], "blocked");
+    assert_eq!(blocked["tier"], "category");
+    assert_eq!(blocked["category"], "adult");
+    assert_eq!(blocked["list"], "adult");
+    assert_eq!(blocked["rule"], "adult.example");
+    assert!(blocked["time"].as_str().unwrap().starts_with("20"));
+    let allowed: serde_json::Value = serde_json::from_str(
+        events
+            .iter()
+            .find(|e| e.contains("\"allowed.example\""))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(allowed["outcome"], "forwarded");
+    assert_eq!(allowed["action"], "allow");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schedules_follow_the_injected_clock() {
+    let up = zone().start().await;
+    let upstream = format!("{{ address = \"{}\" }}", up.addr);
+    // 24 November 2026 is a Tuesday; London is on GMT, so UTC is local time.
+    let after_school = start_with(
+        &upstream,
+        "",
+        &[("HEDGEROW_TEST_NOW", "2026-11-24T16:00:00Z")],
+    )
+    .await;
+    let m = ask(
+        &after_school,
+        STAFF,
+        Transport::Udp,
+        "games.example",
+        RecordType::A,
+    )
+    .await;
+    assert_eq!(
+        a_records(&m),
+        [IpAddr::from([192, 0, 2, 67])],
+        "games open for staff after school"
+    );
+    let m = ask(
+        &after_school,
+        NX,
+        Transport::Udp,
+        "games.example",
+        RecordType::A,
+    )
+    .await;
+    assert_eq!(
+        m.metadata.response_code,
+        ResponseCode::NXDomain,
+        "pupils have no such schedule"
+    );
+    drop(after_school);
+    let lesson_time = start_with(
+        &upstream,
+        "",
+        &[("HEDGEROW_TEST_NOW", "2026-11-24T10:00:00Z")],
+    )
+    .await;
+    let m = ask(
+        &lesson_time,
+        STAFF,
+        Transport::Udp,
+        "games.example",
+        RecordType::A,
+    )
+    .await;
+    assert_eq!(
+        m.metadata.response_code,
+        ResponseCode::NXDomain,
+        "games closed in lesson time"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rate_limit_refuses_a_flooding_client_only() {
+    let up = zone().start().await;
+    let app = start_with(&format!("{{ address = \"{}\" }}", up.addr), "", &[]).await;
+    drop(app);
+    let cfg_upstream = format!("{{ address = \"{}\" }}", up.addr);
+    let app = {
+        let cfg = config(&cfg_upstream, "").replace("rate_limit_qps = 0", "rate_limit_qps = 5");
+        tokio::task::spawn_blocking(move || {
+            Appliance::start(
+                BIN.as_ref(),
+                &cfg,
+                &[("adult.txt", ADULT), ("games.txt", GAMES)],
+                &[],
+            )
+        })
+        .await
+        .unwrap()
+    };
+    let mut refused = 0;
+    for _ in 0..40 {
+        let m = ask(&app, NX, Transport::Udp, "allowed.example", RecordType::A).await;
+        if m.metadata.response_code == ResponseCode::Refused {
+            refused += 1;
+        }
+    }
+    assert!(
+        (20..=30).contains(&refused),
+        "burst of 10 then refused: {refused}"
+    );
+    assert!(
+        app.wait_for("over its DNS rate limit", Duration::from_secs(2))
+            .is_some(),
+        "{}",
+        app.logs()
+    );
+    let m = ask(
+        &app,
+        STAFF,
+        Transport::Udp,
+        "allowed.example",
+        RecordType::A,
+    )
+    .await;
+    assert_eq!(
+        m.metadata.response_code,
+        ResponseCode::NoError,
+        "another client is unaffected"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reload_under_load_fails_no_query_and_a_broken_config_is_refused() {
+    let (_up, app) = start().await;
+    let app = Arc::new(app);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let (app, stop, answered) = (app.clone(), stop.clone(), answered.clone());
+        workers.push(tokio::spawn(async move {
+            let mut failures = Vec::new();
+            let mut i = 0u32;
+            while !stop.load(Ordering::SeqCst) {
+                i += 1;
+                let (name, want) = if i.is_multiple_of(2) {
+                    ("allowed.example", ResponseCode::NoError)
+                } else {
+                    ("adult.example", ResponseCode::NXDomain)
+                };
+                let t = if (i + w).is_multiple_of(5) {
+                    Transport::Tcp
+                } else {
+                    Transport::Udp
+                };
+                let server: SocketAddr = if t == Transport::Udp {
+                    app.dns_udp
+                } else {
+                    app.dns_tcp
+                };
+                match query_from(IpAddr::from(NX), server, t, name, RecordType::A, Some(1232)).await
+                {
+                    Some(m) if m.metadata.response_code == want => {
+                        answered.fetch_add(1, Ordering::SeqCst);
+                    }
+                    other => failures.push(format!(
+                        "{name} {t:?}: {:?}",
+                        other.map(|m| m.metadata.response_code)
+                    )),
+                }
+            }
+            failures
+        }));
+    }
+    let reload = |app: &Appliance| {
+        Command::new(BIN)
+            .args(["reload", "--config", app.config_path().to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    for round in 0..6 {
+        // Each round adds a newly blocked name and reloads through the control socket.
+        app.write_file("games.txt", &format!("games.example\nnew{round}.example\n"));
+        let out = reload(&app);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok"));
+        let m = ask(
+            &app,
+            NX,
+            Transport::Udp,
+            &format!("new{round}.example"),
+            RecordType::A,
+        )
+        .await;
+        assert_eq!(
+            m.metadata.response_code,
+            ResponseCode::NXDomain,
+            "round {round}: new entry in force"
+        );
+        // SIGHUP works too.
+        app.sighup();
+    }
+    // A broken configuration is refused and the running policy stays.
+    let good = std::fs::read_to_string(app.config_path()).unwrap();
+    app.write_file(
+        "hedgerow.toml",
+        &good.replace(
+            "block_categories = [\"adult\", \"games\"]",
+            "block_categories = [\"adult\", \"gmaes\"]",
+        ),
+    );
+    let out = reload(&app);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("hedgerow.toml:") && err.contains("gmaes") && err.contains("stays in force"),
+        "{err}"
+    );
+    app.sighup();
+    assert!(
+        app.wait_for(
+            "reload refused, previous policy still in force",
+            Duration::from_secs(5)
+        )
+        .is_some(),
+        "{}",
+        app.logs()
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut failures = Vec::new();
+    for w in workers {
+        failures.extend(w.await.unwrap());
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures, e.g. {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(
+        answered.load(Ordering::SeqCst) > 200,
+        "load ran: {}",
+        answered.load(Ordering::SeqCst)
+    );
+    let m = ask(&app, NX, Transport::Udp, "new5.example", RecordType::A).await;
+    assert_eq!(
+        m.metadata.response_code,
+        ResponseCode::NXDomain,
+        "last good policy still serving"
+    );
+}
