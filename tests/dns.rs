@@ -912,3 +912,112 @@ async fn reload_under_load_fails_no_query_and_a_broken_config_is_refused() {
         "last good policy still serving"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listens_on_ipv4_and_ipv6_over_udp_and_tcp() {
+    let up = zone().start().await;
+    let cfg = config(&format!("{{ address = \"{}\" }}", up.addr), "")
+        .replace(
+            "listen = [\"127.0.0.1:0\"]",
+            "listen = [\"127.0.0.1:0\", \"[::1]:0\"]",
+        )
+        .replace(
+            "networks = [\"127.0.0.1/32\"]",
+            "networks = [\"127.0.0.1/32\", \"::1/128\"]",
+        );
+    let app = tokio::task::spawn_blocking(move || {
+        Appliance::start(
+            BIN.as_ref(),
+            &cfg,
+            &[("adult.txt", ADULT), ("games.txt", GAMES)],
+            &[],
+        )
+    })
+    .await
+    .unwrap();
+    let udp6 = app
+        .listeners("listening for DNS/UDP on ")
+        .into_iter()
+        .find(SocketAddr::is_ipv6)
+        .expect("an IPv6 UDP listener");
+    let tcp6 = app
+        .listeners("listening for DNS/TCP on ")
+        .into_iter()
+        .find(SocketAddr::is_ipv6)
+        .expect("an IPv6 TCP listener");
+    let v6: IpAddr = Ipv6Addr::LOCALHOST.into();
+    for (server, t) in [(udp6, Transport::Udp), (tcp6, Transport::Tcp)] {
+        let m = query_from(v6, server, t, "allowed.example", RecordType::A, Some(1232))
+            .await
+            .expect("answer over IPv6");
+        assert_eq!(a_records(&m), [IpAddr::from([192, 0, 2, 1])]);
+        let m = query_from(v6, server, t, "adult.example", RecordType::A, Some(1232))
+            .await
+            .expect("answer over IPv6");
+        assert_eq!(
+            m.metadata.response_code,
+            ResponseCode::NXDomain,
+            "the ::1 client is in the nx group"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dns_over_tls_upstreams_are_used_and_verified() {
+    let (up, ca_pem) = zone().start_tls("dot.test").await;
+    let tls = format!(
+        "{{ address = \"{}\", protocol = \"tls\", tls_name = \"dot.test\", ca_file = \"{{dir}}/ca.pem\" }}",
+        up.addr
+    );
+    let cfg = config(&tls, "");
+    let files = [
+        ("adult.txt", ADULT),
+        ("games.txt", GAMES),
+        ("ca.pem", ca_pem.as_str()),
+    ];
+    let files: Vec<(String, String)> = files
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    let app = tokio::task::spawn_blocking(move || {
+        let f: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        Appliance::start(BIN.as_ref(), &cfg, &f, &[])
+    })
+    .await
+    .unwrap();
+    let m = ask(&app, NX, Transport::Udp, "allowed.example", RecordType::A).await;
+    assert_eq!(a_records(&m), [IpAddr::from([192, 0, 2, 1])]);
+    assert_eq!(up.queries(), 1, "the answer came over TLS");
+    drop(app);
+
+    // Twin: a certificate for another name is refused, so the query fails safe with SERVFAIL.
+    let wrong = format!(
+        "{{ address = \"{}\", protocol = \"tls\", tls_name = \"other.test\", ca_file = \"{{dir}}/ca.pem\" }}",
+        up.addr
+    );
+    let cfg = config(&wrong, "");
+    let app = tokio::task::spawn_blocking(move || {
+        Appliance::start(
+            BIN.as_ref(),
+            &cfg,
+            &[
+                ("adult.txt", ADULT),
+                ("games.txt", GAMES),
+                ("ca.pem", ca_pem.as_str()),
+            ],
+            &[],
+        )
+    })
+    .await
+    .unwrap();
+    let m = ask(&app, NX, Transport::Udp, "allowed.example", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    assert_eq!(
+        up.queries(),
+        1,
+        "no query was sent over an unverified connection"
+    );
+}

@@ -162,6 +162,7 @@ impl Context {
                 let value = ServerConfig {
                     state_dir: resolve(&src.path, &s.state_dir),
                     timezone: tz,
+                    access_log: s.access_log,
                 };
                 self.once(&mut server, value, loc, "[server]");
             }

@@ -53,6 +53,9 @@ pub struct ServerConfig {
     pub state_dir: PathBuf,
     /// IANA time zone for schedules and reports, such as `Europe/London`.
     pub timezone: String,
+    /// Record an access event for every query and request. Turning it off is for benchmarks
+    /// only: the school's monitoring duty needs it on.
+    pub access_log: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -257,6 +260,12 @@ pub(crate) struct RawServer {
     pub(crate) state_dir: PathBuf,
     #[serde(default = "default_timezone")]
     pub(crate) timezone: Spanned<String>,
+    #[serde(default = "default_true")]
+    pub(crate) access_log: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_timezone() -> Spanned<String> {

@@ -113,7 +113,11 @@ impl Resolver {
         self.cache.len()
     }
 
-    async fn handle<R: ResponseHandler>(&self, request: &Request, handle: R) -> ResponseInfo {
+    pub(crate) async fn handle<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        handle: R,
+    ) -> ResponseInfo {
         bump(&self.metrics.queries);
         let edns = response_edns(request);
         if request.metadata.op_code != OpCode::Query {

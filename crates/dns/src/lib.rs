@@ -20,6 +20,7 @@ mod cache;
 mod handler;
 mod ratelimit;
 mod safesearch;
+mod udp;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -29,6 +30,9 @@ use std::time::Duration;
 use tokio::net::{TcpListener, UdpSocket};
 
 pub use handler::{Handler, Metrics, Resolver};
+
+/// Requested UDP socket buffer size.
+const UDP_BUFFER: usize = 4 << 20;
 
 /// How long a TCP client may stay idle between queries.
 const TCP_IDLE: Duration = Duration::from_secs(10);
@@ -55,6 +59,12 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<Bound> {
     let mut last_err = None;
     for _ in 0..16 {
         let udp = UdpSocket::bind(addr).await?;
+        // Room for bursts: a school's morning log-in storm, or a benchmark's 800 outstanding
+        // queries, overflow the default buffers and lose queries. The kernel may cap these
+        // (net.core.rmem_max); a smaller buffer is not an error.
+        let sock = socket2::SockRef::from(&udp);
+        let _ = sock.set_recv_buffer_size(UDP_BUFFER);
+        let _ = sock.set_send_buffer_size(UDP_BUFFER);
         let port = udp.local_addr()?.port();
         match TcpListener::bind(SocketAddr::new(addr.ip(), port)).await {
             Ok(tcp) => return Ok(Bound { udp, tcp }),
@@ -67,23 +77,30 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<Bound> {
 
 /// A running DNS server.
 pub struct DnsServer {
-    server: hickory_server::Server<Handler>,
+    tcp: hickory_server::Server<Handler>,
+    udp: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// Starts serving `resolver` on the bound sockets.
+/// Starts serving `resolver` on the bound sockets: TCP through hickory-server's listener, UDP
+/// through [`udp`]'s inline transport (see there for why).
 pub fn start(resolver: Arc<Resolver>, sockets: Vec<Bound>) -> DnsServer {
-    let mut server = hickory_server::Server::new(Handler(resolver));
+    let mut tcp = hickory_server::Server::new(Handler(resolver.clone()));
+    let mut udp = Vec::new();
     for b in sockets {
-        server.register_socket(b.udp);
-        server.register_listener(b.tcp, TCP_IDLE, 64 * 1024);
+        let socket = Arc::new(b.udp);
+        udp.push(tokio::spawn(udp::serve(socket, resolver.clone())));
+        tcp.register_listener(b.tcp, TCP_IDLE, 64 * 1024);
     }
-    DnsServer { server }
+    DnsServer { tcp, udp }
 }
 
 impl DnsServer {
-    /// Stops accepting queries and waits for those in flight.
+    /// Stops accepting queries and waits for TCP queries in flight.
     pub async fn shutdown(mut self) {
-        if let Err(e) = self.server.shutdown_gracefully().await {
+        for t in &self.udp {
+            t.abort();
+        }
+        if let Err(e) = self.tcp.shutdown_gracefully().await {
             tracing::debug!("DNS server shutdown: {e}");
         }
     }

@@ -92,6 +92,18 @@ impl Appliance {
             .unwrap_or_else(|| ([127, 0, 0, 1], 0).into())
     }
 
+    /// Every address logged after `prefix` (such as `listening for DNS/UDP on `).
+    pub fn listeners(&self, prefix: &str) -> Vec<SocketAddr> {
+        self.lines
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l.split(prefix).nth(1))
+            .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+            .collect()
+    }
+
     /// The first log line containing `needle`, waiting up to `timeout` for it.
     pub fn wait_for(&self, needle: &str, timeout: Duration) -> Option<String> {
         self.wait_for_nth(needle, 1, timeout)

@@ -119,31 +119,10 @@ impl UpstreamDns {
         let s = state.clone();
         let tcp_task = tokio::spawn(async move {
             loop {
-                let Ok((mut stream, _)) = tcp.accept().await else {
+                let Ok((stream, _)) = tcp.accept().await else {
                     break;
                 };
-                let s = s.clone();
-                tokio::spawn(async move {
-                    loop {
-                        let mut len = [0u8; 2];
-                        if stream.read_exact(&mut len).await.is_err() {
-                            return;
-                        }
-                        let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
-                        if stream.read_exact(&mut buf).await.is_err() {
-                            return;
-                        }
-                        let Some((reply, _)) = s.answer(&buf) else {
-                            return;
-                        };
-                        let bytes = reply.to_vec().unwrap();
-                        let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
-                        out.extend_from_slice(&bytes);
-                        if stream.write_all(&out).await.is_err() {
-                            return;
-                        }
-                    }
-                });
+                tokio::spawn(serve_stream(stream, s.clone()));
             }
         });
         RunningUpstream {
@@ -151,6 +130,90 @@ impl UpstreamDns {
             state,
             tasks: vec![udp_task, tcp_task],
         }
+    }
+}
+
+/// Answers length-prefixed queries on one TCP or TLS connection until it closes.
+async fn serve_stream<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut stream: S,
+    s: Arc<State>,
+) {
+    loop {
+        let mut len = [0u8; 2];
+        if stream.read_exact(&mut len).await.is_err() {
+            return;
+        }
+        let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        if stream.read_exact(&mut buf).await.is_err() {
+            return;
+        }
+        let Some((reply, _)) = s.answer(&buf) else {
+            return;
+        };
+        let bytes = reply.to_vec().unwrap();
+        let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
+        out.extend_from_slice(&bytes);
+        if stream.write_all(&out).await.is_err() || stream.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+impl UpstreamDns {
+    /// Serves DNS over TLS (RFC 7858) on a loopback port with a certificate for `name` from a
+    /// fresh test CA. Returns the upstream and the CA certificate (PEM) to trust.
+    pub async fn start_tls(self, name: &str) -> (RunningUpstream, String) {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "Hedgerow test CA");
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec![name.to_owned()])
+            .unwrap()
+            .signed_by(&leaf_key, &ca)
+            .unwrap();
+        let key =
+            rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialized_der().to_vec()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![leaf.der().clone(), ca.der().clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let state = Arc::new(State {
+            zone: self,
+            queries: AtomicUsize::new(0),
+            log: Mutex::new(Vec::new()),
+        });
+        let s = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = tcp.accept().await else {
+                    break;
+                };
+                let (acceptor, s) = (acceptor.clone(), s.clone());
+                tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(stream).await {
+                        serve_stream(tls, s).await;
+                    }
+                });
+            }
+        });
+        (
+            RunningUpstream {
+                addr,
+                state,
+                tasks: vec![task],
+            },
+            ca.pem(),
+        )
     }
 }
 
