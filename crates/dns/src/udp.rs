@@ -40,12 +40,9 @@ pub(crate) async fn serve(socket: Arc<UdpSocket>, resolver: Arc<Resolver>) {
         if src.port() == 0 {
             continue;
         }
-        let request = match Request::from_bytes(bytes.to_vec(), src, Protocol::Udp) {
-            Ok(r) => r,
-            Err(_) => {
-                form_error(&socket, bytes, src).await;
-                continue;
-            }
+        let Ok(request) = Request::from_bytes(bytes.to_vec(), src, Protocol::Udp) else {
+            form_error(&socket, bytes, src).await;
+            continue;
         };
         if request.metadata.message_type == MessageType::Response {
             // Never answer answers: that would make us a reflector.
