@@ -20,6 +20,7 @@ use crate::cache::{self, Cache, Limits};
 use crate::ratelimit::{self, RateLimiter};
 use crate::safesearch;
 use crate::upstream::Forwarder;
+use crate::wire;
 
 /// TTL of answers Hedgerow makes up (blocks, canaries, rewrites).
 const LOCAL_TTL: u32 = 60;
@@ -75,6 +76,8 @@ pub struct Resolver {
     metrics: Metrics,
     soa_mname: Name,
     soa_rname: Name,
+    /// The SOA's RDATA in wire form, for the fast path's negative answers.
+    soa_rdata: Vec<u8>,
 }
 
 /// What to answer, before it is encoded.
@@ -101,6 +104,7 @@ impl Resolver {
             soa_mname: Name::from_ascii("hedgerow.invalid.").unwrap_or_else(|_| Name::root()),
             soa_rname: Name::from_ascii("hostmaster.hedgerow.invalid.")
                 .unwrap_or_else(|_| Name::root()),
+            soa_rdata: soa_rdata(),
         }
     }
 
@@ -111,6 +115,117 @@ impl Resolver {
     /// Answers held in the cache.
     pub fn cached(&self) -> usize {
         self.cache.len()
+    }
+
+    /// Cached answers held and their bytes.
+    pub fn cache_usage(&self) -> (usize, usize) {
+        (self.cache.len(), self.cache.heap_bytes())
+    }
+
+    /// The synchronous path for plain UDP queries: answers cache hits and blocks straight from
+    /// wire bytes, with the same client, rate-limit and policy steps as [`Self::handle`].
+    /// `None` means "take the full path" (anything unusual, a miss, SafeSearch, a canary, an
+    /// answer that needs per-group treatment or truncation); nothing has been recorded then.
+    pub(crate) fn try_fast(&self, bytes: &[u8], src: std::net::SocketAddr) -> Option<Vec<u8>> {
+        let q = wire::parse_query(bytes)?;
+        let snap = self.policy.snapshot();
+        let client = snap.client(src.ip(), None)?;
+        let group = snap.group(client.group)?;
+        let dns = &snap.config().dns;
+        if self.canary(&q.name, &Name::root()).is_some()
+            || safesearch::rewrite(&q.name, group).is_some()
+        {
+            return None;
+        }
+        let host = Host::parse(&q.name).ok()?;
+        let now = self.clock.now();
+        let verdict = snap.decide(client.group, Target::Host(&host), now);
+        let payload = q.edns.map_or(512, |(p, _)| p).min(MAX_UDP_PAYLOAD);
+        let mut out = Vec::with_capacity(512);
+        let outcome = if verdict.is_blocked() {
+            self.fast_block(&mut out, &q, group.dns_block, dns);
+            Outcome::Blocked
+        } else {
+            let key = cache::Key {
+                name: q.name.as_str().into(),
+                qtype: RecordType::from(q.qtype),
+                dnssec_ok: q.edns.is_some_and(|(_, d)| d),
+            };
+            let entry = self.cache.get(&key, Instant::now())?;
+            if entry.special {
+                return None;
+            }
+            let rcode = (u16::from(entry.rcode) & 0xf) as u8;
+            wire::header(&mut out, &q, rcode, entry.answers, entry.authorities);
+            entry.write_sections(&mut out, Instant::now())?;
+            wire::opt(&mut out, &q, payload);
+            Outcome::Forwarded
+        };
+        if out.len() > usize::from(payload) {
+            return None;
+        }
+        // Checked only once the answer is ready, so a query handed to the full path takes one
+        // token, not two. A denial takes none: the full path checks again, refuses and logs.
+        if let ratelimit::Decision::Deny { log } =
+            self.limiter
+                .check(src.ip(), dns.rate_limit_qps, Instant::now())
+        {
+            warn_rate_limited(src.ip(), dns.rate_limit_qps, log);
+            return None;
+        }
+        bump(&self.metrics.queries);
+        match outcome {
+            Outcome::Blocked => bump(&self.metrics.blocked),
+            _ => bump(&self.metrics.cache_hits),
+        }
+        let event = Event {
+            resolver: self,
+            now,
+            src: src.ip(),
+            client: Some(client),
+            name: &q.name,
+            qtype: RecordType::from(q.qtype),
+        };
+        let shown = (verdict.is_blocked() || verdict.category.is_some()).then_some(&verdict);
+        event.record(outcome, shown);
+        Some(out)
+    }
+
+    /// The block answer in wire form, as [`Self::block_answer`] builds it for the full path.
+    fn fast_block(
+        &self,
+        out: &mut Vec<u8>,
+        q: &wire::Query<'_>,
+        mode: DnsBlockMode,
+        dns: &hedgerow_config::DnsConfig,
+    ) {
+        let qtype = RecordType::from(q.qtype);
+        let address: Option<Vec<u8>> = match (mode, qtype) {
+            (DnsBlockMode::Null, RecordType::A) => Some(vec![0; 4]),
+            (DnsBlockMode::Null, RecordType::AAAA) => Some(vec![0; 16]),
+            (DnsBlockMode::Blockpage, RecordType::A) => {
+                dns.blockpage_ipv4.map(|ip| ip.octets().to_vec())
+            }
+            (DnsBlockMode::Blockpage, RecordType::AAAA) => {
+                dns.blockpage_ipv6.map(|ip| ip.octets().to_vec())
+            }
+            _ => None,
+        };
+        match (mode, address) {
+            (DnsBlockMode::Nxdomain, _) => {
+                wire::header(out, q, 3, 0, 1);
+                wire::record(out, u16::from(RecordType::SOA), LOCAL_TTL, &self.soa_rdata);
+            }
+            (_, Some(addr)) => {
+                wire::header(out, q, 0, 1, 0);
+                wire::record(out, q.qtype, LOCAL_TTL, &addr);
+            }
+            (_, None) => {
+                wire::header(out, q, 0, 0, 1);
+                wire::record(out, u16::from(RecordType::SOA), LOCAL_TTL, &self.soa_rdata);
+            }
+        }
+        wire::opt(out, q, q.edns.map_or(512, |(p, _)| p).min(MAX_UDP_PAYLOAD));
     }
 
     pub(crate) async fn handle<R: ResponseHandler>(
@@ -159,9 +274,7 @@ impl Resolver {
             self.limiter.check(src, dns.rate_limit_qps, Instant::now())
         {
             bump(&self.metrics.rate_limited);
-            if log {
-                tracing::warn!(client = %src, limit_qps = dns.rate_limit_qps, "client over its DNS rate limit; answering REFUSED");
-            }
+            warn_rate_limited(src, dns.rate_limit_qps, log);
             event.record(Outcome::RateLimited, None);
             return send_error(request, handle, ResponseCode::Refused, edns.as_ref()).await;
         }
@@ -347,7 +460,7 @@ impl Resolver {
         dnssec_ok: bool,
         snap: &PolicySnapshot,
     ) -> Option<Answer> {
-        let key = cache::key(name, qtype, dnssec_ok);
+        let key = cache::key(&name.to_ascii(), qtype, dnssec_ok);
         if let Some(entry) = self.cache.get(&key, Instant::now())
             && let Some((answers, authorities)) = entry.fresh(Instant::now())
         {
@@ -388,8 +501,15 @@ impl Resolver {
         let (mut answers, mut authorities) = (message.answers, message.authorities);
         cache::clamp_ttls(&mut answers, &limits);
         cache::clamp_ttls(&mut authorities, &limits);
-        self.cache
-            .insert(key, rcode, &answers, &authorities, &limits, Instant::now());
+        self.cache.insert(
+            key,
+            name,
+            rcode,
+            &answers,
+            &authorities,
+            &limits,
+            Instant::now(),
+        );
         Some(Answer {
             rcode,
             answers,
@@ -430,6 +550,29 @@ impl Resolver {
         }
         None
     }
+}
+
+/// The log line for a client over its rate limit, at most once per client per 10 s.
+fn warn_rate_limited(client: IpAddr, limit_qps: u32, log: bool) {
+    if log {
+        tracing::warn!(%client, limit_qps, "client over its DNS rate limit; answering REFUSED");
+    }
+}
+
+/// `hedgerow.invalid. hostmaster.hedgerow.invalid. 1 3600 600 86400 60` in wire form.
+fn soa_rdata() -> Vec<u8> {
+    let mut out = Vec::new();
+    for name in ["hedgerow.invalid", "hostmaster.hedgerow.invalid"] {
+        for label in name.split('.') {
+            out.push(label.len() as u8);
+            out.extend_from_slice(label.as_bytes());
+        }
+        out.push(0);
+    }
+    for v in [1u32, 3600, 600, 86_400, LOCAL_TTL] {
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+    out
 }
 
 /// A group that filters anything is one whose clients must not hide names from the filter.

@@ -18,10 +18,12 @@
 
 mod cache;
 mod handler;
+mod pool;
 mod ratelimit;
 mod safesearch;
 mod udp;
 mod upstream;
+mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

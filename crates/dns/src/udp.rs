@@ -40,6 +40,14 @@ pub(crate) async fn serve(socket: Arc<UdpSocket>, resolver: Arc<Resolver>) {
         if src.port() == 0 {
             continue;
         }
+        if let Some(reply) = resolver.try_fast(bytes, src) {
+            if let Err(e) = socket.try_send_to(&reply, src) {
+                if e.kind() == std::io::ErrorKind::WouldBlock {
+                    let _ = socket.send_to(&reply, src).await;
+                }
+            }
+            continue;
+        }
         let Ok(request) = Request::from_bytes(bytes.to_vec(), src, Protocol::Udp) else {
             form_error(&socket, bytes, src).await;
             continue;

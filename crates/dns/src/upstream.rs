@@ -11,7 +11,9 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};
 use rustls::pki_types::pem::PemObject;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::TcpStream;
+
+use crate::pool::UdpPool;
 use tokio::time::{Instant, timeout_at};
 
 /// The EDNS buffer size we advertise upstream (the DNS Flag Day 2020 value).
@@ -29,12 +31,16 @@ pub(crate) enum ForwardError {
 
 pub(crate) struct Forwarder {
     tls: Arc<rustls::ClientConfig>,
+    /// UDP socket pools by upstream address, made on first use. Upstreams removed by a reload
+    /// keep an idle pool; that is a few sockets, not worth a sweep.
+    pools: tokio::sync::Mutex<std::collections::HashMap<SocketAddr, Arc<UdpPool>>>,
 }
 
 impl Forwarder {
     pub(crate) fn new() -> Self {
         Self {
             tls: Arc::new(tls_config(&[])),
+            pools: tokio::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -80,7 +86,8 @@ impl Forwarder {
         let bytes = query.to_vec().map_err(std::io::Error::other)?;
         match up.protocol {
             UpstreamProtocol::Udp => {
-                let answer = udp_exchange(up.address, &bytes, query).await?;
+                let pool = self.pool(up.address).await?;
+                let answer = pool.exchange(query.clone()).await?;
                 if answer.metadata.truncation {
                     // Too big for UDP: ask again over TCP (RFC 7766).
                     let stream = TcpStream::connect(up.address).await?;
@@ -140,6 +147,18 @@ fn tls_config(extra: &[rustls::pki_types::CertificateDer<'static>]) -> rustls::C
     }
 }
 
+impl Forwarder {
+    async fn pool(&self, addr: SocketAddr) -> std::io::Result<Arc<UdpPool>> {
+        let mut pools = self.pools.lock().await;
+        if let Some(p) = pools.get(&addr) {
+            return Ok(p.clone());
+        }
+        let pool = Arc::new(UdpPool::connect(addr).await?);
+        pools.insert(addr, pool.clone());
+        Ok(pool)
+    }
+}
+
 fn build_query(name: &Name, qtype: RecordType, dnssec_ok: bool) -> Message {
     let mut m = Message::new(rand::random(), MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = true;
@@ -165,26 +184,6 @@ fn answers(query: &Message, answer: &Message) -> bool {
             (Some(_), None) => true,
             _ => false,
         }
-}
-
-async fn udp_exchange(to: SocketAddr, bytes: &[u8], query: &Message) -> std::io::Result<Message> {
-    let bind: SocketAddr = if to.is_ipv4() {
-        ([0, 0, 0, 0], 0).into()
-    } else {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    let socket = UdpSocket::bind(bind).await?;
-    socket.connect(to).await?;
-    socket.send(bytes).await?;
-    let mut buf = vec![0u8; 65_535];
-    loop {
-        let n = socket.recv(&mut buf).await?;
-        if let Ok(m) = Message::from_vec(&buf[..n])
-            && answers(query, &m)
-        {
-            return Ok(m);
-        }
-    }
 }
 
 async fn stream_exchange<S: AsyncRead + AsyncWrite + Unpin>(

@@ -94,9 +94,8 @@ impl UpstreamDns {
 
     /// Binds UDP and TCP on one loopback port and serves until dropped.
     pub async fn start(self) -> RunningUpstream {
-        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let (udp, tcp) = bind_pair().await;
         let addr = udp.local_addr().unwrap();
-        let tcp = TcpListener::bind(addr).await.unwrap();
         let state = Arc::new(State {
             zone: self,
             queries: AtomicUsize::new(0),
@@ -338,9 +337,8 @@ impl Drop for RunningUpstream {
 /// A UDP socket on loopback that reads queries and never answers, and a TCP listener on the
 /// same port that accepts and never answers: an upstream that is down without saying so.
 pub async fn black_hole() -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (udp, tcp) = bind_pair().await;
     let addr = udp.local_addr().unwrap();
-    let tcp = TcpListener::bind(addr).await.unwrap();
     let task = tokio::spawn(async move {
         let mut buf = vec![0u8; 65_535];
         let mut held = Vec::new();
@@ -352,4 +350,16 @@ pub async fn black_hole() -> (SocketAddr, tokio::task::JoinHandle<()>) {
         }
     });
     (addr, task)
+}
+
+/// A UDP socket and a TCP listener on the same free loopback port. The port the system gives
+/// UDP may be taken for TCP by another test, so try again until both bind.
+async fn bind_pair() -> (UdpSocket, TcpListener) {
+    for _ in 0..64 {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        if let Ok(tcp) = TcpListener::bind(udp.local_addr().unwrap()).await {
+            return (udp, tcp);
+        }
+    }
+    panic!("no loopback port free for both UDP and TCP");
 }

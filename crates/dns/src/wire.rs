@@ -1,0 +1,232 @@
+//! Just enough DNS wire format for the fast path: read a plain query (one question, optional
+//! OPT), walk an answer's records to find their TTL fields, and write the few answers Hedgerow
+//! makes itself. Every read is bounds-checked; anything unusual returns `None` and the query
+//! takes the full hickory path instead.
+
+/// A plain query as it arrived.
+pub(crate) struct Query<'a> {
+    pub(crate) id: u16,
+    /// The RD flag, echoed in the answer.
+    pub(crate) rd: bool,
+    /// Lower-case name without the trailing dot (`""` for the root).
+    pub(crate) name: String,
+    pub(crate) qtype: u16,
+    /// The question section as sent (name, type, class), echoed verbatim.
+    pub(crate) question: &'a [u8],
+    /// `Some((payload, dnssec_ok))` when the query carried EDNS.
+    pub(crate) edns: Option<(u16, bool)>,
+}
+
+fn u16_at(b: &[u8], i: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(i)?, *b.get(i + 1)?]))
+}
+
+/// Parses a standard query with exactly one IN question, no answer or authority records and
+/// at most an OPT record; `None` for anything else.
+pub(crate) fn parse_query(b: &[u8]) -> Option<Query<'_>> {
+    let id = u16_at(b, 0)?;
+    let flags = u16_at(b, 2)?;
+    let (qd, an, ns, ar) = (u16_at(b, 4)?, u16_at(b, 6)?, u16_at(b, 8)?, u16_at(b, 10)?);
+    // QR must be 0 and the opcode QUERY; one question; no answers or authorities.
+    if flags & 0x8000 != 0 || (flags >> 11) & 0xf != 0 || qd != 1 || an != 0 || ns != 0 || ar > 1 {
+        return None;
+    }
+    let mut i = 12;
+    let mut name = String::with_capacity(64);
+    loop {
+        let len = usize::from(*b.get(i)?);
+        i += 1;
+        if len == 0 {
+            break;
+        }
+        if len > 63 || name.len() + len > 253 {
+            return None;
+        }
+        let label = b.get(i..i + len)?;
+        // Only letters, digits, '-' and '_': anything else (dots inside labels, bytes that
+        // need escaping) goes the full way.
+        if !label
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_')
+        {
+            return None;
+        }
+        if !name.is_empty() {
+            name.push('.');
+        }
+        name.extend(label.iter().map(|c| c.to_ascii_lowercase() as char));
+        i += len;
+    }
+    let qtype = u16_at(b, i)?;
+    let qclass = u16_at(b, i + 2)?;
+    if qclass != 1 {
+        return None;
+    }
+    let question = b.get(12..i + 4)?;
+    i += 4;
+    let edns = if ar == 1 {
+        // OPT: root name, type 41, class = payload size, TTL = ext-rcode, version, flags.
+        if *b.get(i)? != 0 || u16_at(b, i + 1)? != 41 {
+            return None;
+        }
+        let payload = u16_at(b, i + 3)?;
+        let version = *b.get(i + 6)?;
+        let do_bit = u16_at(b, i + 7)? & 0x8000 != 0;
+        let rdlen = usize::from(u16_at(b, i + 9)?);
+        if version != 0 || i + 11 + rdlen != b.len() {
+            return None;
+        }
+        Some((payload.max(512), do_bit))
+    } else {
+        if i != b.len() {
+            return None;
+        }
+        None
+    };
+    Some(Query {
+        id,
+        rd: flags & 0x0100 != 0,
+        name,
+        qtype,
+        question,
+        edns,
+    })
+}
+
+/// Skips a (possibly compressed) name starting at `i`; returns the index after it.
+fn skip_name(b: &[u8], mut i: usize) -> Option<usize> {
+    for _ in 0..128 {
+        let len = *b.get(i)?;
+        match len {
+            0 => return Some(i + 1),
+            l if l & 0xc0 == 0xc0 => return Some(i + 2),
+            l if l & 0xc0 == 0 => i += 1 + usize::from(l),
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// What walking an encoded answer found.
+pub(crate) struct Layout {
+    /// Where the answer section starts (after header and question).
+    pub(crate) sections_at: usize,
+    /// Offsets, from `sections_at`, of the TTL of every record in answer and authority.
+    pub(crate) ttl_offsets: Vec<u16>,
+    pub(crate) answers: u16,
+    pub(crate) authorities: u16,
+}
+
+/// Walks a whole encoded message (one question, no additional section).
+pub(crate) fn layout(b: &[u8]) -> Option<Layout> {
+    let (qd, an, ns) = (u16_at(b, 4)?, u16_at(b, 6)?, u16_at(b, 8)?);
+    if qd != 1 {
+        return None;
+    }
+    let mut i = skip_name(b, 12)? + 4;
+    let sections_at = i;
+    let mut ttl_offsets = Vec::with_capacity(usize::from(an + ns));
+    for _ in 0..(u32::from(an) + u32::from(ns)) {
+        i = skip_name(b, i)?;
+        let ttl_at = i + 4;
+        let rdlen = usize::from(u16_at(b, i + 8)?);
+        ttl_offsets.push(u16::try_from(ttl_at - sections_at).ok()?);
+        i += 10 + rdlen;
+        if i > b.len() {
+            return None;
+        }
+    }
+    Some(Layout {
+        sections_at,
+        ttl_offsets,
+        answers: an,
+        authorities: ns,
+    })
+}
+
+/// Writes a response header: our answer to query `q` with `rcode` and the given counts.
+pub(crate) fn header(out: &mut Vec<u8>, q: &Query<'_>, rcode: u8, an: u16, ns: u16) {
+    out.extend_from_slice(&q.id.to_be_bytes());
+    // QR, RD echoed, RA; no AA, no TC.
+    let flags: u16 = 0x8000 | if q.rd { 0x0100 } else { 0 } | 0x0080 | u16::from(rcode & 0xf);
+    out.extend_from_slice(&flags.to_be_bytes());
+    out.extend_from_slice(&1u16.to_be_bytes());
+    out.extend_from_slice(&an.to_be_bytes());
+    out.extend_from_slice(&ns.to_be_bytes());
+    out.extend_from_slice(&u16::from(q.edns.is_some()).to_be_bytes());
+    out.extend_from_slice(q.question);
+}
+
+/// Appends our OPT record when the client used EDNS: our payload size, its DO bit echoed.
+pub(crate) fn opt(out: &mut Vec<u8>, q: &Query<'_>, payload: u16) {
+    if let Some((_, do_bit)) = q.edns {
+        out.push(0);
+        out.extend_from_slice(&41u16.to_be_bytes());
+        out.extend_from_slice(&payload.to_be_bytes());
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&(if do_bit { 0x8000u16 } else { 0 }).to_be_bytes());
+        out.extend_from_slice(&0u16.to_be_bytes());
+    }
+}
+
+/// Appends a record owned by the question name (a compression pointer to offset 12).
+pub(crate) fn record(out: &mut Vec<u8>, rtype: u16, ttl: u32, rdata: &[u8]) {
+    out.extend_from_slice(&[0xc0, 0x0c]);
+    out.extend_from_slice(&rtype.to_be_bytes());
+    out.extend_from_slice(&1u16.to_be_bytes());
+    out.extend_from_slice(&ttl.to_be_bytes());
+    let len = u16::try_from(rdata.len()).unwrap_or(0);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(rdata.get(..usize::from(len)).unwrap_or_default());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query as HQuery};
+    use hickory_proto::rr::{Name, RecordType};
+
+    fn query(name: &str, edns: bool) -> Vec<u8> {
+        let mut m = Message::new(0x1234, MessageType::Query, OpCode::Query);
+        m.metadata.recursion_desired = true;
+        m.add_query(HQuery::query(
+            Name::from_ascii(name).unwrap(),
+            RecordType::AAAA,
+        ));
+        if edns {
+            let mut e = Edns::new();
+            e.set_max_payload(1232);
+            e.flags_mut().dnssec_ok = true;
+            m.set_edns(e);
+        }
+        m.to_vec().unwrap()
+    }
+
+    #[test]
+    fn reads_plain_queries() {
+        let b = query("WWW.Example.COM.", true);
+        let q = parse_query(&b).unwrap();
+        assert_eq!(
+            (q.id, q.rd, q.name.as_str(), q.qtype),
+            (0x1234, true, "www.example.com", 28)
+        );
+        assert_eq!(q.edns, Some((1232, true)));
+        let b = query("example.com.", false);
+        assert_eq!(parse_query(&b).unwrap().edns, None);
+    }
+
+    #[test]
+    fn leaves_anything_unusual_to_the_full_path() {
+        let mut b = query("example.com.", false);
+        b[2] |= 0x80; // a response
+        assert!(parse_query(&b).is_none());
+        let mut b = query("example.com.", false);
+        b.push(0); // trailing junk
+        assert!(parse_query(&b).is_none());
+        assert!(parse_query(&query("a\\.b.example.com.", false)).is_none());
+        for n in 0..40 {
+            let b = query("example.com.", true);
+            assert!(parse_query(&b[..n.min(b.len())]).is_none() || n >= b.len());
+        }
+    }
+}
