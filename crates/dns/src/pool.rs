@@ -149,10 +149,8 @@ async fn read_loop(socket: Arc<UdpSocket>, owner: std::sync::Weak<PoolSocket>) {
                         ) == p.question
                     })
                 });
-                if matches {
-                    if let Some(p) = pending.remove(&m.metadata.id) {
-                        let _ = p.tx.send(Ok(m));
-                    }
+                if matches && let Some(p) = pending.remove(&m.metadata.id) {
+                    let _ = p.tx.send(Ok(m));
                 }
             }
             Err(e) => {

@@ -21,13 +21,24 @@ use tokio::net::UdpSocket;
 
 use crate::Resolver;
 
+/// Datagrams answered between two yields to other tasks.
+const YIELD_EVERY: u32 = 16;
+
 /// Largest datagram read.
 const MAX_DATAGRAM: usize = 4096;
 
 /// Serves `socket` until the task is aborted.
 pub(crate) async fn serve(socket: Arc<UdpSocket>, resolver: Arc<Resolver>) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut served: u32 = 0;
     loop {
+        // Answering inline keeps this task busy while queries keep coming; every few
+        // datagrams, let the tasks waiting on upstream answers run, or their clients wait for
+        // tokio's cooperative budget (128 operations) to run out first.
+        served = served.wrapping_add(1);
+        if served.is_multiple_of(YIELD_EVERY) {
+            tokio::task::yield_now().await;
+        }
         let (n, src) = match socket.recv_from(&mut buf).await {
             Ok(r) => r,
             Err(e) => {
@@ -41,10 +52,11 @@ pub(crate) async fn serve(socket: Arc<UdpSocket>, resolver: Arc<Resolver>) {
             continue;
         }
         if let Some(reply) = resolver.try_fast(bytes, src) {
-            if let Err(e) = socket.try_send_to(&reply, src) {
-                if e.kind() == std::io::ErrorKind::WouldBlock {
-                    let _ = socket.send_to(&reply, src).await;
-                }
+            // The socket buffer is almost never full; when it is, wait for room.
+            if let Err(e) = socket.try_send_to(&reply, src)
+                && e.kind() == std::io::ErrorKind::WouldBlock
+            {
+                let _ = socket.send_to(&reply, src).await;
             }
             continue;
         }

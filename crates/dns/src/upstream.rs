@@ -33,14 +33,14 @@ pub(crate) struct Forwarder {
     tls: Arc<rustls::ClientConfig>,
     /// UDP socket pools by upstream address, made on first use. Upstreams removed by a reload
     /// keep an idle pool; that is a few sockets, not worth a sweep.
-    pools: tokio::sync::Mutex<std::collections::HashMap<SocketAddr, Arc<UdpPool>>>,
+    pools: std::sync::RwLock<std::collections::HashMap<SocketAddr, Arc<UdpPool>>>,
 }
 
 impl Forwarder {
     pub(crate) fn new() -> Self {
         Self {
             tls: Arc::new(tls_config(&[])),
-            pools: tokio::sync::Mutex::new(std::collections::HashMap::new()),
+            pools: std::sync::RwLock::new(std::collections::HashMap::new()),
         }
     }
 
@@ -83,7 +83,8 @@ impl Forwarder {
     }
 
     async fn ask(&self, up: &Upstream, query: &Message) -> std::io::Result<Message> {
-        let bytes = query.to_vec().map_err(std::io::Error::other)?;
+        // Encoded for the stream transports; the UDP pool encodes with its own ID.
+        let bytes = || query.to_vec().map_err(std::io::Error::other);
         match up.protocol {
             UpstreamProtocol::Udp => {
                 let pool = self.pool(up.address).await?;
@@ -92,7 +93,7 @@ impl Forwarder {
                     // Too big for UDP: ask again over TCP (RFC 7766).
                     let stream = TcpStream::connect(up.address).await?;
                     stream.set_nodelay(true)?;
-                    stream_exchange(stream, &bytes, query).await
+                    stream_exchange(stream, &bytes()?, query).await
                 } else {
                     Ok(answer)
                 }
@@ -100,7 +101,7 @@ impl Forwarder {
             UpstreamProtocol::Tcp => {
                 let stream = TcpStream::connect(up.address).await?;
                 stream.set_nodelay(true)?;
-                stream_exchange(stream, &bytes, query).await
+                stream_exchange(stream, &bytes()?, query).await
             }
             UpstreamProtocol::Tls => {
                 let config = match &up.ca_file {
@@ -120,7 +121,7 @@ impl Forwarder {
                 stream.set_nodelay(true)?;
                 let connector = tokio_rustls::TlsConnector::from(config);
                 let tls = connector.connect(server_name, stream).await?;
-                stream_exchange(tls, &bytes, query).await
+                stream_exchange(tls, &bytes()?, query).await
             }
         }
     }
@@ -149,13 +150,19 @@ fn tls_config(extra: &[rustls::pki_types::CertificateDer<'static>]) -> rustls::C
 
 impl Forwarder {
     async fn pool(&self, addr: SocketAddr) -> std::io::Result<Arc<UdpPool>> {
-        let mut pools = self.pools.lock().await;
-        if let Some(p) = pools.get(&addr) {
+        // Every cache miss comes here: a read lock, held for one map lookup.
+        if let Some(p) = self
+            .pools
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&addr)
+        {
             return Ok(p.clone());
         }
-        let pool = Arc::new(UdpPool::connect(addr).await?);
-        pools.insert(addr, pool.clone());
-        Ok(pool)
+        let fresh = Arc::new(UdpPool::connect(addr).await?);
+        let mut pools = self.pools.write().unwrap_or_else(|p| p.into_inner());
+        // Two first queries may race to make a pool; keep whichever got in first.
+        Ok(pools.entry(addr).or_insert(fresh).clone())
     }
 }
 

@@ -45,33 +45,37 @@ impl DomainSetBuilder {
         // independent of list order.
         self.pending.sort_unstable();
         self.pending.dedup();
-        let mut unique: Vec<(u64, u32)> = Vec::with_capacity(self.pending.len());
+        // Merge duplicate names in place (the write index trails the read index), so the
+        // build never holds two copies of the list: the peak is the pending list plus the
+        // table, not three arrays.
+        let mut unique = std::mem::take(&mut self.pending);
         let mut scratch = Vec::new();
-        let mut i = 0;
-        while i < self.pending.len() {
-            let key = self.pending[i].0;
-            let mut j = i + 1;
-            while j < self.pending.len() && self.pending[j].0 == key {
-                j += 1;
+        let (mut read, mut write) = (0, 0);
+        while read < unique.len() {
+            let key = unique[read].0;
+            let mut end = read + 1;
+            while end < unique.len() && unique[end].0 == key {
+                end += 1;
             }
-            let value = if j - i == 1 {
-                self.pending[i].1
+            let value = if end - read == 1 {
+                unique[read].1
             } else {
                 scratch.clear();
-                scratch.extend(self.pending[i..j].iter().map(|p| p.1));
+                scratch.extend(unique[read..end].iter().map(|p| p.1));
                 merge(&scratch)
             };
-            unique.push((key, value));
-            i = j;
+            unique[write] = (key, value);
+            write += 1;
+            read = end;
         }
-        drop(self.pending);
+        unique.truncate(write);
         let slots = ((unique.len() as f64 * SLOTS_PER_ENTRY) as usize)
             .max(unique.len() + 1)
             .max(8);
         let mut tags = vec![0u8; slots];
         let mut keys = vec![0u64; slots];
         let mut values = vec![0u32; slots];
-        for (key, value) in unique {
+        for &(key, value) in &unique {
             let mut at = slot_of(key, slots);
             // The table always has an empty slot (slots > entries), so this ends.
             while tags[at] != 0 {
@@ -84,6 +88,7 @@ impl DomainSetBuilder {
             keys[at] = key;
             values[at] = value;
         }
+        drop(unique);
         let len = tags.iter().filter(|t| **t != 0).count();
         // Mirror the first group after the end so a group read at any slot is one plain load.
         let mirror: Vec<u8> = tags[..GROUP].to_vec();
