@@ -84,7 +84,7 @@ pub struct DnsServer {
 }
 
 /// Starts serving `resolver` on the bound sockets: TCP through hickory-server's listener, UDP
-/// through [`udp`]'s inline transport (see there for why).
+/// through an inline transport of its own (see `udp.rs` for why).
 pub fn start(resolver: Arc<Resolver>, sockets: Vec<Bound>) -> DnsServer {
     let mut tcp = hickory_server::Server::new(Handler(resolver.clone()));
     let mut udp = Vec::new();
