@@ -13,18 +13,7 @@ pub fn repo() -> PathBuf {
 /// `../shared/data` beside the project (or `$HEDGEROW_SHARED_DATA`), or `None` after printing
 /// why the calling test skips.
 pub fn shared_data() -> Option<PathBuf> {
-    let dir = std::env::var_os("HEDGEROW_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared/data"));
-    if dir.join("categories").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIPPED: shared data not found at {} (set HEDGEROW_SHARED_DATA)",
-            dir.display()
-        );
-        None
-    }
+    hedgerow_testkit::shared_data(&repo())
 }
 
 /// Runs the real `hedgerow` binary built by cargo for this test run.

@@ -199,18 +199,10 @@ impl Resolver {
         mode: DnsBlockMode,
         dns: &hedgerow_config::DnsConfig,
     ) {
-        let qtype = RecordType::from(q.qtype);
-        let address: Option<Vec<u8>> = match (mode, qtype) {
-            (DnsBlockMode::Null, RecordType::A) => Some(vec![0; 4]),
-            (DnsBlockMode::Null, RecordType::AAAA) => Some(vec![0; 16]),
-            (DnsBlockMode::Blockpage, RecordType::A) => {
-                dns.blockpage_ipv4.map(|ip| ip.octets().to_vec())
-            }
-            (DnsBlockMode::Blockpage, RecordType::AAAA) => {
-                dns.blockpage_ipv6.map(|ip| ip.octets().to_vec())
-            }
-            _ => None,
-        };
+        let address = block_address(mode, RecordType::from(q.qtype), dns).map(|ip| match ip {
+            IpAddr::V4(v4) => v4.octets().to_vec(),
+            IpAddr::V6(v6) => v6.octets().to_vec(),
+        });
         match (mode, address) {
             (DnsBlockMode::Nxdomain, _) => {
                 wire::header(out, q, 3, 0, 1);
@@ -394,20 +386,10 @@ impl Resolver {
         qtype: RecordType,
         snap: &PolicySnapshot,
     ) -> Answer {
-        let dns = &snap.config().dns;
-        let address = match (mode, qtype) {
-            (DnsBlockMode::Null, RecordType::A) => Some(RData::A(A(Ipv4Addr::UNSPECIFIED))),
-            (DnsBlockMode::Null, RecordType::AAAA) => {
-                Some(RData::AAAA(AAAA(Ipv6Addr::UNSPECIFIED)))
-            }
-            (DnsBlockMode::Blockpage, RecordType::A) => {
-                dns.blockpage_ipv4.map(|ip| RData::A(A(ip)))
-            }
-            (DnsBlockMode::Blockpage, RecordType::AAAA) => {
-                dns.blockpage_ipv6.map(|ip| RData::AAAA(AAAA(ip)))
-            }
-            _ => None,
-        };
+        let address = block_address(mode, qtype, &snap.config().dns).map(|ip| match ip {
+            IpAddr::V4(v4) => RData::A(A(v4)),
+            IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+        });
         match (mode, address) {
             (DnsBlockMode::Nxdomain, _) => Answer {
                 rcode: ResponseCode::NXDomain,
@@ -549,6 +531,22 @@ impl Resolver {
             }
         }
         None
+    }
+}
+
+/// The address a blocked A or AAAA query gets under `mode`: the null address, the block
+/// page's, or none (NXDOMAIN, NODATA for other types, or no block-page address configured).
+fn block_address(
+    mode: DnsBlockMode,
+    qtype: RecordType,
+    dns: &hedgerow_config::DnsConfig,
+) -> Option<IpAddr> {
+    match (mode, qtype) {
+        (DnsBlockMode::Null, RecordType::A) => Some(Ipv4Addr::UNSPECIFIED.into()),
+        (DnsBlockMode::Null, RecordType::AAAA) => Some(Ipv6Addr::UNSPECIFIED.into()),
+        (DnsBlockMode::Blockpage, RecordType::A) => dns.blockpage_ipv4.map(IpAddr::V4),
+        (DnsBlockMode::Blockpage, RecordType::AAAA) => dns.blockpage_ipv6.map(IpAddr::V6),
+        _ => None,
     }
 }
 
