@@ -106,8 +106,8 @@ impl Cache {
         Some(e)
     }
 
-    /// Stores an upstream answer if it can be cached (NOERROR or NXDOMAIN). TTLs must already
-    /// be clamped (see [`clamp_ttls`]).
+    /// Stores an upstream answer if it can be cached (NOERROR or NXDOMAIN, a TTL above zero)
+    /// and returns the stored entry. TTLs must already be clamped (see [`clamp_ttls`]).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn insert(
         &self,
@@ -118,22 +118,18 @@ impl Cache {
         authorities: &[Record],
         limits: &Limits,
         now: Instant,
-    ) {
-        let Some(ttl) = ttl_for(rcode, answers, authorities, limits) else {
-            return;
-        };
+    ) -> Option<Arc<Entry>> {
+        let ttl = ttl_for(rcode, answers, authorities, limits)?;
         if ttl.is_zero() {
-            return;
+            return None;
         }
         let mut m = Message::new(0, MessageType::Response, OpCode::Query);
         m.metadata.response_code = rcode;
         m.add_query(Query::query(name.clone(), key.qtype));
         m.answers = answers.to_vec();
         m.authorities = authorities.to_vec();
-        let Ok(bytes) = m.to_vec() else { return };
-        let Some(layout) = wire::layout(&bytes) else {
-            return;
-        };
+        let bytes = m.to_vec().ok()?;
+        let layout = wire::layout(&bytes)?;
         let special = answers.iter().any(|r| {
             matches!(
                 r.record_type(),
@@ -151,7 +147,9 @@ impl Cache {
             stored: now,
             ttl,
         };
-        self.inner.insert(key, Arc::new(entry));
+        let entry = Arc::new(entry);
+        self.inner.insert(key, entry.clone());
+        Some(entry)
     }
 
     pub(crate) fn len(&self) -> usize {

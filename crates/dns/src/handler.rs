@@ -80,6 +80,29 @@ pub struct Resolver {
     soa_rdata: Vec<u8>,
 }
 
+/// What the UDP transport should do with a datagram; see [`Resolver::try_fast`].
+pub(crate) enum Fast {
+    Answer(Vec<u8>),
+    Miss(Miss),
+    Full,
+}
+
+/// A plain query that missed the cache, carried to a task by [`Resolver::fill`]. Its
+/// snapshot, time and verdict are those of its arrival.
+pub(crate) struct Miss {
+    query: wire::OwnedQuery,
+    src: std::net::SocketAddr,
+    now: jiff::Timestamp,
+    verdict: Verdict,
+    snap: Arc<PolicySnapshot>,
+}
+
+/// An upstream lookup's outcome: SERVFAIL, or an answer (and its cache entry when cached).
+enum Forwarded {
+    Failed,
+    Answer(Answer, Option<Arc<cache::Entry>>),
+}
+
 /// What to answer, before it is encoded.
 struct Answer {
     rcode: ResponseCode,
@@ -123,10 +146,15 @@ impl Resolver {
     }
 
     /// The synchronous path for plain UDP queries: answers cache hits and blocks straight from
-    /// wire bytes, with the same client, rate-limit and policy steps as [`Self::handle`].
-    /// `None` means "take the full path" (anything unusual, a miss, SafeSearch, a canary, an
-    /// answer that needs per-group treatment or truncation); nothing has been recorded then.
-    pub(crate) fn try_fast(&self, bytes: &[u8], src: std::net::SocketAddr) -> Option<Vec<u8>> {
+    /// wire bytes, with the same client, rate-limit and policy steps as [`Self::handle`]. A
+    /// cache miss comes back as a [`Fast::Miss`] for [`Self::fill`]; [`Fast::Full`] means
+    /// "take the full path" (anything unusual, SafeSearch, a canary, an answer that needs
+    /// per-group treatment or truncation), and nothing has been recorded then.
+    pub(crate) fn try_fast(&self, bytes: &[u8], src: std::net::SocketAddr) -> Fast {
+        self.fast_or_miss(bytes, src).unwrap_or(Fast::Full)
+    }
+
+    fn fast_or_miss(&self, bytes: &[u8], src: std::net::SocketAddr) -> Option<Fast> {
         let q = wire::parse_query(bytes)?;
         let snap = self.policy.snapshot();
         let client = snap.client(src.ip(), None)?;
@@ -151,7 +179,24 @@ impl Resolver {
                 qtype: RecordType::from(q.qtype),
                 dnssec_ok: q.edns.is_some_and(|(_, d)| d),
             };
-            let entry = self.cache.get(&key, Instant::now())?;
+            let Some(entry) = self.cache.get(&key, Instant::now()) else {
+                // A miss: forward off this loop, unless the client is over its limit (then the
+                // full path refuses it and logs).
+                if let ratelimit::Decision::Deny { log } =
+                    self.limiter
+                        .check(src.ip(), dns.rate_limit_qps, Instant::now())
+                {
+                    warn_rate_limited(src.ip(), dns.rate_limit_qps, log);
+                    return None;
+                }
+                return Some(Fast::Miss(Miss {
+                    query: q.to_owned(),
+                    src,
+                    now,
+                    verdict,
+                    snap: snap.clone(),
+                }));
+            };
             if entry.special {
                 return None;
             }
@@ -188,6 +233,68 @@ impl Resolver {
         };
         let shown = (verdict.is_blocked() || verdict.category.is_some()).then_some(&verdict);
         event.record(outcome, shown);
+        Some(Fast::Answer(out))
+    }
+
+    /// Serves a fast-path cache miss: forwards, caches the answer as wire bytes and answers
+    /// from them, as the full path would. `None`: the answer needs the full path (a CNAME
+    /// chain or HTTPS/SVCB record to treat per group, or an answer too big for the client);
+    /// the cache holds it by then, so the full path does not ask the upstream again.
+    pub(crate) async fn fill(&self, miss: Miss) -> Option<Vec<u8>> {
+        let q = miss.query.as_query();
+        let snap = &miss.snap;
+        let client = snap.client(miss.src.ip(), None)?;
+        let qtype = RecordType::from(q.qtype);
+        let dnssec_ok = q.edns.is_some_and(|(_, d)| d);
+        let payload = q.edns.map_or(512, |(p, _)| p).min(MAX_UDP_PAYLOAD);
+        let name = Name::from_ascii(format!("{}.", q.name)).ok()?;
+        let key = cache::key(&q.name, qtype, dnssec_ok);
+        let event = Event {
+            resolver: self,
+            now: miss.now,
+            src: miss.src.ip(),
+            client: Some(client),
+            name: &q.name,
+            qtype,
+        };
+        let mut out = Vec::with_capacity(512);
+        // Another query may have filled the entry while this one waited for a turn.
+        let entry = match self.cache.get(&key, Instant::now()) {
+            Some(e) => Some(e),
+            None => match self.forward(key, &name, qtype, dnssec_ok, snap).await {
+                Forwarded::Failed => {
+                    bump(&self.metrics.queries);
+                    bump(&self.metrics.servfail);
+                    event.record(Outcome::ServFail, None);
+                    wire::header(&mut out, &q, 2, 0, 0);
+                    wire::opt(&mut out, &q, payload);
+                    return Some(out);
+                }
+                Forwarded::Answer(answer, entry) => {
+                    if entry.is_none() && answer.answers.is_empty() && answer.authorities.is_empty()
+                    {
+                        // REFUSED, SERVFAIL or the like from the upstream: passed on, empty.
+                        bump(&self.metrics.queries);
+                        event.record(Outcome::Forwarded, None);
+                        wire::header(&mut out, &q, (u16::from(answer.rcode) & 0xf) as u8, 0, 0);
+                        wire::opt(&mut out, &q, payload);
+                        return Some(out);
+                    }
+                    entry
+                }
+            },
+        };
+        let entry = entry.filter(|e| !e.special)?;
+        let rcode = (u16::from(entry.rcode) & 0xf) as u8;
+        wire::header(&mut out, &q, rcode, entry.answers, entry.authorities);
+        entry.write_sections(&mut out, Instant::now())?;
+        wire::opt(&mut out, &q, payload);
+        if out.len() > usize::from(payload) {
+            return None;
+        }
+        bump(&self.metrics.queries);
+        let shown = miss.verdict.category.is_some().then_some(&miss.verdict);
+        event.record(Outcome::Forwarded, shown);
         Some(out)
     }
 
@@ -453,6 +560,21 @@ impl Resolver {
                 authorities,
             });
         }
+        match self.forward(key, name, qtype, dnssec_ok, snap).await {
+            Forwarded::Failed => None,
+            Forwarded::Answer(answer, _) => Some(answer),
+        }
+    }
+
+    /// Asks the upstreams, clamps the TTLs and caches the answer when it can be cached.
+    async fn forward(
+        &self,
+        key: cache::Key,
+        name: &Name,
+        qtype: RecordType,
+        dnssec_ok: bool,
+        snap: &PolicySnapshot,
+    ) -> Forwarded {
         let dns = &snap.config().dns;
         bump(&self.metrics.forwarded);
         let message = match self
@@ -463,16 +585,17 @@ impl Resolver {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(name = %name, qtype = %qtype, "upstream lookup failed: {e}");
-                return None;
+                return Forwarded::Failed;
             }
         };
         let rcode = message.metadata.response_code;
         if !matches!(rcode, ResponseCode::NoError | ResponseCode::NXDomain) {
-            return Some(Answer {
+            let empty = Answer {
                 rcode,
                 answers: Vec::new(),
                 authorities: Vec::new(),
-            });
+            };
+            return Forwarded::Answer(empty, None);
         }
         let limits = Limits {
             min_ttl: dns.cache.min_ttl,
@@ -483,7 +606,7 @@ impl Resolver {
         let (mut answers, mut authorities) = (message.answers, message.authorities);
         cache::clamp_ttls(&mut answers, &limits);
         cache::clamp_ttls(&mut authorities, &limits);
-        self.cache.insert(
+        let entry = self.cache.insert(
             key,
             name,
             rcode,
@@ -492,11 +615,12 @@ impl Resolver {
             &limits,
             Instant::now(),
         );
-        Some(Answer {
+        let answer = Answer {
             rcode,
             answers,
             authorities,
-        })
+        };
+        Forwarded::Answer(answer, entry)
     }
 
     /// The verdict for the first blocked name that the answer chain passes through (a CNAME

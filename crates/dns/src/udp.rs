@@ -20,6 +20,7 @@ use hickory_server::zone_handler::MessageResponse;
 use tokio::net::UdpSocket;
 
 use crate::Resolver;
+use crate::handler::Fast;
 
 /// Datagrams answered between two yields to other tasks.
 const YIELD_EVERY: u32 = 16;
@@ -51,14 +52,22 @@ pub(crate) async fn serve(socket: Arc<UdpSocket>, resolver: Arc<Resolver>) {
         if src.port() == 0 {
             continue;
         }
-        if let Some(reply) = resolver.try_fast(bytes, src) {
-            // The socket buffer is almost never full; when it is, wait for room.
-            if let Err(e) = socket.try_send_to(&reply, src)
-                && e.kind() == std::io::ErrorKind::WouldBlock
-            {
-                let _ = socket.send_to(&reply, src).await;
+        match resolver.try_fast(bytes, src) {
+            Fast::Answer(reply) => {
+                send(&socket, &reply, src).await;
+                continue;
             }
-            continue;
+            Fast::Miss(miss) => {
+                let (socket, resolver, raw) = (socket.clone(), resolver.clone(), bytes.to_vec());
+                tokio::spawn(async move {
+                    match resolver.fill(miss).await {
+                        Some(reply) => send(&socket, &reply, src).await,
+                        None => full(socket, resolver, raw, src).await,
+                    }
+                });
+                continue;
+            }
+            Fast::Full => {}
         }
         let Ok(request) = Request::from_bytes(bytes.to_vec(), src, Protocol::Udp) else {
             form_error(&socket, bytes, src).await;
@@ -84,6 +93,24 @@ pub(crate) async fn serve(socket: Arc<UdpSocket>, resolver: Arc<Resolver>) {
             tokio::spawn(task);
         }
     }
+}
+
+/// Sends one answer; the socket buffer is almost never full, and when it is, waits for room.
+async fn send(socket: &UdpSocket, reply: &[u8], dst: SocketAddr) {
+    if let Err(e) = socket.try_send_to(reply, dst)
+        && e.kind() == std::io::ErrorKind::WouldBlock
+    {
+        let _ = socket.send_to(reply, dst).await;
+    }
+}
+
+/// The full hickory path for a datagram the fast path handed back after a miss.
+async fn full(socket: Arc<UdpSocket>, resolver: Arc<Resolver>, raw: Vec<u8>, src: SocketAddr) {
+    let Ok(request) = Request::from_bytes(raw, src, Protocol::Udp) else {
+        return;
+    };
+    let responder = UdpResponder { socket, dst: src };
+    resolver.handle(&request, responder).await;
 }
 
 /// A datagram we could not decode but whose header we can read gets FORMERR, as

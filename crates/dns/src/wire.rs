@@ -17,6 +17,42 @@ pub(crate) struct Query<'a> {
     pub(crate) edns: Option<(u16, bool)>,
 }
 
+/// A [`Query`] that owns its question, for a task that outlives the datagram buffer.
+pub(crate) struct OwnedQuery {
+    id: u16,
+    rd: bool,
+    name: String,
+    qtype: u16,
+    question: Vec<u8>,
+    edns: Option<(u16, bool)>,
+}
+
+impl Query<'_> {
+    pub(crate) fn to_owned(&self) -> OwnedQuery {
+        OwnedQuery {
+            id: self.id,
+            rd: self.rd,
+            name: self.name.clone(),
+            qtype: self.qtype,
+            question: self.question.to_vec(),
+            edns: self.edns,
+        }
+    }
+}
+
+impl OwnedQuery {
+    pub(crate) fn as_query(&self) -> Query<'_> {
+        Query {
+            id: self.id,
+            rd: self.rd,
+            name: self.name.clone(),
+            qtype: self.qtype,
+            question: &self.question,
+            edns: self.edns,
+        }
+    }
+}
+
 fn u16_at(b: &[u8], i: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*b.get(i)?, *b.get(i + 1)?]))
 }
