@@ -129,6 +129,8 @@ pub struct MatcherStats {
 /// Collects lists; [`MatcherBuilder::build`] compiles them.
 pub struct MatcherBuilder {
     lists: Vec<ListSpec>,
+    /// Sets of lists that share a name, for stored values with the `MULTI` bit.
+    sets: Vec<Box<[ListId]>>,
     domains: DomainSetBuilder,
     urls: UrlSet,
     illegal: IllegalTier,
@@ -152,6 +154,7 @@ impl MatcherBuilder {
     fn with_keys(seed: u64, k0: u64, k1: u64) -> Self {
         Self {
             lists: Vec::new(),
+            sets: Vec::new(),
             domains: DomainSetBuilder::new(seed),
             urls: UrlSet::default(),
             illegal: IllegalTier::new(k0, k1),
@@ -167,17 +170,14 @@ impl MatcherBuilder {
             path: path.to_owned(),
             source,
         };
-        let file = std::fs::File::open(path).map_err(io)?;
-        let mut reader = BufReader::with_capacity(1 << 16, file);
-        let gzip = reader.fill_buf().map_err(io)?.starts_with(&[0x1f, 0x8b]);
-        let reader: Box<dyn BufRead> = if gzip {
-            Box::new(BufReader::with_capacity(
-                1 << 16,
-                flate2::read::GzDecoder::new(reader),
-            ))
-        } else {
-            Box::new(reader)
-        };
+        if spec.format == ListFormat::Domains && spec.kind != ListKind::Illegal {
+            // Counting lines first costs a second read but lets the table be sized once:
+            // the build then holds the table and nothing else (no array of pending hashes,
+            // no rehash), which halves its peak memory.
+            let lines = count_lines(open_list(path).map_err(io)?).map_err(io)?;
+            self.domains.reserve(lines);
+        }
+        let reader = open_list(path).map_err(io)?;
         self.add_reader(spec, path.display().to_string(), reader)
             .map_err(io)
     }
@@ -259,7 +259,11 @@ impl MatcherBuilder {
                             if illegal {
                                 self.illegal.insert_domain(&self.name_buf, id);
                             } else {
-                                self.domains.insert(&self.name_buf, u32::from(id));
+                                let sets = &mut self.sets;
+                                self.domains
+                                    .insert(&self.name_buf, u32::from(id), |old, new| {
+                                        merge_lists(sets, old, new)
+                                    });
                             }
                             report.entries += 1;
                         }
@@ -328,20 +332,10 @@ impl MatcherBuilder {
 
     /// Compiles everything added so far into a [`Matcher`].
     pub fn build(self) -> Result<Matcher, ListError> {
-        let mut sets: Vec<Box<[ListId]>> = Vec::new();
-        let domains = self.domains.build(|values| {
-            let mut ids: Vec<ListId> = values
-                .iter()
-                .filter_map(|v| ListId::try_from(*v).ok())
-                .collect();
-            ids.sort_unstable();
-            ids.dedup();
-            let idx = sets.iter().position(|s| **s == *ids).unwrap_or_else(|| {
-                sets.push(ids.into_boxed_slice());
-                sets.len() - 1
-            });
-            MULTI | idx as u32
-        });
+        let mut sets = self.sets;
+        let mut domains = self.domains;
+        domains.flush(|old, new| merge_lists(&mut sets, old, new));
+        let domains = domains.build();
         let regex = if self.regexes.is_empty() {
             None
         } else {
@@ -368,6 +362,62 @@ impl MatcherBuilder {
             phrases,
         })
     }
+}
+
+/// Opens a list file, through a gzip decoder when it starts with the gzip magic bytes.
+fn open_list(path: &Path) -> std::io::Result<Box<dyn BufRead>> {
+    let file = std::fs::File::open(path)?;
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let gzip = reader.fill_buf()?.starts_with(&[0x1f, 0x8b]);
+    Ok(if gzip {
+        Box::new(BufReader::with_capacity(
+            1 << 16,
+            flate2::read::GzDecoder::new(reader),
+        ))
+    } else {
+        Box::new(reader)
+    })
+}
+
+/// Lines in a list (the last may lack its newline): an upper bound on its entries.
+fn count_lines(mut reader: Box<dyn BufRead>) -> std::io::Result<usize> {
+    let mut lines = 0;
+    let mut last = b'\n';
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            break;
+        }
+        lines += buf.iter().filter(|&&b| b == b'\n').count();
+        last = buf[buf.len() - 1];
+        let n = buf.len();
+        reader.consume(n);
+    }
+    Ok(lines + usize::from(last != b'\n'))
+}
+
+/// The stored value for a name already stored as `old` that list `new` also names.
+fn merge_lists(sets: &mut Vec<Box<[ListId]>>, old: u32, new: u32) -> u32 {
+    if old == new {
+        return old;
+    }
+    let mut ids: Vec<ListId> = if old & MULTI == 0 {
+        ListId::try_from(old).into_iter().collect()
+    } else {
+        sets.get((old & !MULTI) as usize)
+            .map_or_else(Vec::new, |s| s.to_vec())
+    };
+    ids.extend(ListId::try_from(new));
+    ids.sort_unstable();
+    ids.dedup();
+    if let [single] = ids[..] {
+        return u32::from(single);
+    }
+    let idx = sets.iter().position(|s| **s == *ids).unwrap_or_else(|| {
+        sets.push(ids.into_boxed_slice());
+        sets.len() - 1
+    });
+    MULTI | idx as u32
 }
 
 fn bad(report: &mut LoadReport, line: usize, reason: String) {

