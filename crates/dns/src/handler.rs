@@ -738,9 +738,9 @@ impl Event<'_> {
             client: self.src,
             device: device.map(|d| d.name.as_str().into()),
             user: device.and_then(|d| d.user.as_deref()).map(Arc::from),
-            group: self.client.map(|c| c.group_name.into()),
+            group: self.client.map(|c| c.group_arc.clone()),
             target: self.name.to_owned(),
-            qtype: Some(self.qtype.to_string()),
+            qtype: Some(std::borrow::Cow::Borrowed(<&'static str>::from(self.qtype))),
             outcome,
             action: match outcome {
                 Outcome::Refused | Outcome::RateLimited | Outcome::ServFail => Action::Block,

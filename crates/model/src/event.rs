@@ -1,5 +1,6 @@
 //! Access events: one per DNS query or proxied request, for the log store.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -45,7 +46,7 @@ pub struct AccessEvent {
     /// The query name (DNS) or URL or host (proxy).
     pub target: String,
     /// The query type (DNS), such as `A` or `HTTPS`.
-    pub qtype: Option<String>,
+    pub qtype: Option<Cow<'static, str>>,
     pub outcome: Outcome,
     pub action: crate::Action,
     pub tier: crate::Tier,

@@ -52,6 +52,8 @@ impl BuildReport {
 pub struct Client<'a> {
     pub group: GroupId,
     pub group_name: &'a str,
+    /// The same name, shared: events can hold it without copying it.
+    pub group_arc: &'a Arc<str>,
     pub device: Option<&'a Device>,
 }
 
@@ -214,9 +216,11 @@ impl PolicySnapshot {
                 .find(|(net, _)| net.contains(&ip))
                 .map(|(_, g)| *g)
         })?;
+        let group_arc = &self.groups.get(group.0)?.name;
         Some(Client {
             group,
-            group_name: self.group_name(group),
+            group_name: group_arc,
+            group_arc,
             device,
         })
     }
