@@ -24,6 +24,11 @@ use crate::wire;
 
 /// TTL of answers Hedgerow makes up (blocks, canaries, rewrites).
 const LOCAL_TTL: u32 = 60;
+/// The SOA of the answers Hedgerow makes up: primary server, mailbox, and serial, refresh,
+/// retry, expire (the minimum is [`LOCAL_TTL`]).
+const SOA_MNAME: &str = "hedgerow.invalid.";
+const SOA_RNAME: &str = "hostmaster.hedgerow.invalid.";
+const SOA_TIMERS: (u32, i32, i32, i32) = (1, 3600, 600, 86_400);
 /// Largest UDP answer we send, whatever the client advertises.
 const MAX_UDP_PAYLOAD: u16 = 4096;
 
@@ -124,9 +129,8 @@ impl Resolver {
             forwarder: Forwarder::new(),
             limiter: RateLimiter::new(),
             metrics: Metrics::default(),
-            soa_mname: Name::from_ascii("hedgerow.invalid.").unwrap_or_else(|_| Name::root()),
-            soa_rname: Name::from_ascii("hostmaster.hedgerow.invalid.")
-                .unwrap_or_else(|_| Name::root()),
+            soa_mname: Name::from_ascii(SOA_MNAME).unwrap_or_else(|_| Name::root()),
+            soa_rname: Name::from_ascii(SOA_RNAME).unwrap_or_else(|_| Name::root()),
             soa_rdata: soa_rdata(),
         }
     }
@@ -160,57 +164,33 @@ impl Resolver {
         let client = snap.client(src.ip(), None)?;
         let group = snap.group(client.group)?;
         let dns = &snap.config().dns;
-        if self.canary(&q.name, &Name::root()).is_some()
-            || safesearch::rewrite(&q.name, group).is_some()
-        {
+        if canary_rcode(&q.name).is_some() || safesearch::rewrite(&q.name, group).is_some() {
             return None;
         }
         let host = Host::parse(&q.name).ok()?;
         let now = self.clock.now();
         let verdict = snap.decide(client.group, Target::Host(&host), now);
-        let payload = q.edns.map_or(512, |(p, _)| p).min(MAX_UDP_PAYLOAD);
-        let mut out = Vec::with_capacity(512);
-        let outcome = if verdict.is_blocked() {
+        // `None` is a cache miss, to be forwarded off this loop.
+        let answer = if verdict.is_blocked() {
+            let mut out = Vec::with_capacity(512);
             self.fast_block(&mut out, &q, group.dns_block, dns);
-            Outcome::Blocked
+            Some((out, Outcome::Blocked))
         } else {
-            let key = cache::Key {
-                name: q.name.as_str().into(),
-                qtype: RecordType::from(q.qtype),
-                dnssec_ok: q.edns.is_some_and(|(_, d)| d),
-            };
-            let Some(entry) = self.cache.get(&key, Instant::now()) else {
-                // A miss: forward off this loop, unless the client is over its limit (then the
-                // full path refuses it and logs).
-                if let ratelimit::Decision::Deny { log } =
-                    self.limiter
-                        .check(src.ip(), dns.rate_limit_qps, Instant::now())
-                {
-                    warn_rate_limited(src.ip(), dns.rate_limit_qps, log);
-                    return None;
-                }
-                return Some(Fast::Miss(Miss {
-                    query: q.to_owned(),
-                    src,
-                    now,
-                    verdict,
-                    snap: snap.clone(),
-                }));
-            };
-            if entry.special {
-                return None;
+            let key = cache::key(&q.name, RecordType::from(q.qtype), q.dnssec_ok());
+            match self.cache.get(&key, Instant::now()) {
+                Some(entry) => Some((self.cached_answer(&q, &entry)?, Outcome::Forwarded)),
+                None => None,
             }
-            let rcode = (u16::from(entry.rcode) & 0xf) as u8;
-            wire::header(&mut out, &q, rcode, entry.answers, entry.authorities);
-            entry.write_sections(&mut out, Instant::now())?;
-            wire::opt(&mut out, &q, payload);
-            Outcome::Forwarded
         };
-        if out.len() > usize::from(payload) {
+        if answer
+            .as_ref()
+            .is_some_and(|(out, _)| out.len() > usize::from(payload(&q)))
+        {
             return None;
         }
-        // Checked only once the answer is ready, so a query handed to the full path takes one
-        // token, not two. A denial takes none: the full path checks again, refuses and logs.
+        // Checked only once the query is sure to be answered here or by `fill`, so a query
+        // handed to the full path takes one token, not two. A denial takes none: the full path
+        // checks again, refuses and logs.
         if let ratelimit::Decision::Deny { log } =
             self.limiter
                 .check(src.ip(), dns.rate_limit_qps, Instant::now())
@@ -218,6 +198,15 @@ impl Resolver {
             warn_rate_limited(src.ip(), dns.rate_limit_qps, log);
             return None;
         }
+        let Some((out, outcome)) = answer else {
+            return Some(Fast::Miss(Miss {
+                query: q.to_owned(),
+                src,
+                now,
+                verdict,
+                snap: snap.clone(),
+            }));
+        };
         bump(&self.metrics.queries);
         match outcome {
             Outcome::Blocked => bump(&self.metrics.blocked),
@@ -245,8 +234,7 @@ impl Resolver {
         let snap = &miss.snap;
         let client = snap.client(miss.src.ip(), None)?;
         let qtype = RecordType::from(q.qtype);
-        let dnssec_ok = q.edns.is_some_and(|(_, d)| d);
-        let payload = q.edns.map_or(512, |(p, _)| p).min(MAX_UDP_PAYLOAD);
+        let dnssec_ok = q.dnssec_ok();
         let name = Name::from_ascii(format!("{}.", q.name)).ok()?;
         let key = cache::key(&q.name, qtype, dnssec_ok);
         let event = Event {
@@ -257,7 +245,6 @@ impl Resolver {
             name: &q.name,
             qtype,
         };
-        let mut out = Vec::with_capacity(512);
         // Another query may have filled the entry while this one waited for a turn.
         let entry = match self.cache.get(&key, Instant::now()) {
             Some(e) => Some(e),
@@ -266,9 +253,7 @@ impl Resolver {
                     bump(&self.metrics.queries);
                     bump(&self.metrics.servfail);
                     event.record(Outcome::ServFail, None);
-                    wire::header(&mut out, &q, 2, 0, 0);
-                    wire::opt(&mut out, &q, payload);
-                    return Some(out);
+                    return Some(empty_answer(&q, ResponseCode::ServFail));
                 }
                 Forwarded::Answer(answer, entry) => {
                     if entry.is_none() && answer.answers.is_empty() && answer.authorities.is_empty()
@@ -276,25 +261,37 @@ impl Resolver {
                         // REFUSED, SERVFAIL or the like from the upstream: passed on, empty.
                         bump(&self.metrics.queries);
                         event.record(Outcome::Forwarded, None);
-                        wire::header(&mut out, &q, (u16::from(answer.rcode) & 0xf) as u8, 0, 0);
-                        wire::opt(&mut out, &q, payload);
-                        return Some(out);
+                        return Some(empty_answer(&q, answer.rcode));
                     }
                     entry
                 }
             },
         };
-        let entry = entry.filter(|e| !e.special)?;
-        let rcode = (u16::from(entry.rcode) & 0xf) as u8;
-        wire::header(&mut out, &q, rcode, entry.answers, entry.authorities);
-        entry.write_sections(&mut out, Instant::now())?;
-        wire::opt(&mut out, &q, payload);
-        if out.len() > usize::from(payload) {
+        let out = self.cached_answer(&q, &*entry?)?;
+        if out.len() > usize::from(payload(&q)) {
             return None;
         }
         bump(&self.metrics.queries);
         let shown = miss.verdict.category.is_some().then_some(&miss.verdict);
         event.record(Outcome::Forwarded, shown);
+        Some(out)
+    }
+
+    /// A cached answer in wire form for query `q`, unless it needs per-group treatment.
+    fn cached_answer(&self, q: &wire::Query<'_>, entry: &cache::Entry) -> Option<Vec<u8>> {
+        if entry.special {
+            return None;
+        }
+        let mut out = Vec::with_capacity(512);
+        wire::header(
+            &mut out,
+            q,
+            rcode_bits(entry.rcode),
+            entry.answers,
+            entry.authorities,
+        );
+        entry.write_sections(&mut out, Instant::now())?;
+        wire::opt(&mut out, q, payload(q));
         Some(out)
     }
 
@@ -324,7 +321,7 @@ impl Resolver {
                 wire::record(out, u16::from(RecordType::SOA), LOCAL_TTL, &self.soa_rdata);
             }
         }
-        wire::opt(out, q, q.edns.map_or(512, |(p, _)| p).min(MAX_UDP_PAYLOAD));
+        wire::opt(out, q, payload(q));
     }
 
     pub(crate) async fn handle<R: ResponseHandler>(
@@ -452,34 +449,22 @@ impl Resolver {
 
     /// Built-in circumvention defences, answered locally for every client.
     fn canary(&self, name: &str, qname: &Name) -> Option<Answer> {
-        match name {
-            // Firefox keeps DNS over HTTPS off while this name does not resolve.
-            "use-application-dns.net"
-            // iCloud Private Relay stays off while these do not resolve.
-            | "mask.icloud.com"
-            | "mask-h2.icloud.com" => Some(Answer {
-                rcode: ResponseCode::NXDomain,
-                answers: Vec::new(),
-                authorities: vec![self.soa(qname)],
-            }),
-            // Discovery of Designated Resolvers (RFC 9462): say there are none.
-            "_dns.resolver.arpa" => Some(Answer {
-                rcode: ResponseCode::NoError,
-                answers: Vec::new(),
-                authorities: vec![self.soa(qname)],
-            }),
-            _ => None,
-        }
+        Some(Answer {
+            rcode: canary_rcode(name)?,
+            answers: Vec::new(),
+            authorities: vec![self.soa(qname)],
+        })
     }
 
     fn soa(&self, owner: &Name) -> Record {
+        let (serial, refresh, retry, expire) = SOA_TIMERS;
         let soa = SOA::new(
             self.soa_mname.clone(),
             self.soa_rname.clone(),
-            1,
-            3600,
-            600,
-            86_400,
+            serial,
+            refresh,
+            retry,
+            expire,
             LOCAL_TTL,
         );
         Record::from_rdata(owner.clone(), LOCAL_TTL, RData::SOA(soa))
@@ -658,6 +643,39 @@ impl Resolver {
     }
 }
 
+/// The answer code for a circumvention canary, or `None` for any other name.
+fn canary_rcode(name: &str) -> Option<ResponseCode> {
+    match name {
+        // Firefox keeps DNS over HTTPS off while this name does not resolve.
+        "use-application-dns.net"
+        // iCloud Private Relay stays off while these do not resolve.
+        | "mask.icloud.com"
+        | "mask-h2.icloud.com" => Some(ResponseCode::NXDomain),
+        // Discovery of Designated Resolvers (RFC 9462): say there are none (NODATA).
+        "_dns.resolver.arpa" => Some(ResponseCode::NoError),
+        _ => None,
+    }
+}
+
+/// An answer with no records, only a code.
+fn empty_answer(q: &wire::Query<'_>, rcode: ResponseCode) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    wire::header(&mut out, q, rcode_bits(rcode), 0, 0);
+    wire::opt(&mut out, q, payload(q));
+    out
+}
+
+/// The low four bits of an answer code, as the DNS header carries them.
+fn rcode_bits(rcode: ResponseCode) -> u8 {
+    (u16::from(rcode) & 0xf) as u8
+}
+
+/// The largest answer the client takes over UDP: its EDNS size (512 without EDNS), at most
+/// [`MAX_UDP_PAYLOAD`].
+fn payload(q: &wire::Query<'_>) -> u16 {
+    q.edns.map_or(512, |(p, _)| p).min(MAX_UDP_PAYLOAD)
+}
+
 /// The address a blocked A or AAAA query gets under `mode`: the null address, the block
 /// page's, or none (NXDOMAIN, NODATA for other types, or no block-page address configured).
 fn block_address(
@@ -681,19 +699,22 @@ fn warn_rate_limited(client: IpAddr, limit_qps: u32, log: bool) {
     }
 }
 
-/// `hedgerow.invalid. hostmaster.hedgerow.invalid. 1 3600 600 86400 60` in wire form.
+/// The SOA's RDATA in wire form (uncompressed names), from the same constants as `soa`.
 fn soa_rdata() -> Vec<u8> {
     let mut out = Vec::new();
-    for name in ["hedgerow.invalid", "hostmaster.hedgerow.invalid"] {
-        for label in name.split('.') {
+    for name in [SOA_MNAME, SOA_RNAME] {
+        for label in name.trim_end_matches('.').split('.') {
             out.push(label.len() as u8);
             out.extend_from_slice(label.as_bytes());
         }
         out.push(0);
     }
-    for v in [1u32, 3600, 600, 86_400, LOCAL_TTL] {
+    let (serial, refresh, retry, expire) = SOA_TIMERS;
+    out.extend_from_slice(&serial.to_be_bytes());
+    for v in [refresh, retry, expire] {
         out.extend_from_slice(&v.to_be_bytes());
     }
+    out.extend_from_slice(&LOCAL_TTL.to_be_bytes());
     out
 }
 

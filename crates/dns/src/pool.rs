@@ -13,9 +13,11 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use hickory_proto::op::{Message, MessageType};
+use hickory_proto::op::Message;
 use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
+
+use crate::upstream::answers;
 
 /// Sockets per upstream: spreads queries over several source ports.
 const SOCKETS: usize = 4;
@@ -23,8 +25,8 @@ const SOCKETS: usize = 4;
 type Waiter = oneshot::Sender<std::io::Result<Message>>;
 
 struct Pending {
-    /// Lower-case question name and type, to check the answer against.
-    question: (String, u16),
+    /// The query as sent, to check the answer against ([`answers`]).
+    query: Message,
     tx: Waiter,
 }
 
@@ -81,30 +83,20 @@ impl UdpPool {
         let Some(sock) = self.sockets.get(i).cloned() else {
             return Err(std::io::Error::other("no upstream sockets"));
         };
-        let question = query
-            .queries
-            .first()
-            .map(|q| {
-                (
-                    q.name().to_lowercase().to_ascii(),
-                    u16::from(q.query_type()),
-                )
-            })
-            .unwrap_or_default();
         let (tx, rx) = oneshot::channel();
-        let id = {
+        let (id, bytes) = {
             let mut pending = sock.pending.lock().unwrap_or_else(|p| p.into_inner());
             // 65,536 IDs and far fewer in flight: a free one is found in a try or two.
             let mut id = rand::random::<u16>();
             while pending.contains_key(&id) {
                 id = rand::random();
             }
-            pending.insert(id, Pending { question, tx });
-            id
+            query.metadata.id = id;
+            let bytes = query.to_vec().map_err(std::io::Error::other)?;
+            pending.insert(id, Pending { query, tx });
+            (id, bytes)
         };
         let _forget = Forget { sock: &sock, id };
-        query.metadata.id = id;
-        let bytes = query.to_vec().map_err(std::io::Error::other)?;
         sock.socket.send(&bytes).await?;
         match rx.await {
             Ok(r) => r,
@@ -137,18 +129,10 @@ async fn read_loop(socket: Arc<UdpSocket>, owner: std::sync::Weak<PoolSocket>) {
                 let Ok(m) = Message::from_vec(bytes) else {
                     continue;
                 };
-                if m.metadata.message_type != MessageType::Response {
-                    continue;
-                }
                 let mut pending = owner.pending.lock().unwrap_or_else(|p| p.into_inner());
-                let matches = pending.get(&m.metadata.id).is_some_and(|p| {
-                    m.queries.first().is_none_or(|q| {
-                        (
-                            q.name().to_lowercase().to_ascii(),
-                            u16::from(q.query_type()),
-                        ) == p.question
-                    })
-                });
+                let matches = pending
+                    .get(&m.metadata.id)
+                    .is_some_and(|p| answers(&p.query, &m));
                 if matches && let Some(p) = pending.remove(&m.metadata.id) {
                     let _ = p.tx.send(Ok(m));
                 }

@@ -69,22 +69,7 @@ pub(crate) async fn serve(socket: Arc<UdpSocket>, resolver: Arc<Resolver>) {
             }
             Fast::Full => {}
         }
-        let Ok(request) = Request::from_bytes(bytes.to_vec(), src, Protocol::Udp) else {
-            form_error(&socket, bytes, src).await;
-            continue;
-        };
-        if request.metadata.message_type == MessageType::Response {
-            // Never answer answers: that would make us a reflector.
-            continue;
-        }
-        let responder = UdpResponder {
-            socket: socket.clone(),
-            dst: src,
-        };
-        let resolver = resolver.clone();
-        let mut task = Box::pin(async move {
-            resolver.handle(&request, responder).await;
-        });
+        let mut task = Box::pin(full(socket.clone(), resolver.clone(), bytes.to_vec(), src));
         // Poll once here. A future that is not done has registered nothing that outlives this
         // poll (tokio I/O and timers register again on every poll), so it can move to a task
         // and be polled there with a real waker.
@@ -104,24 +89,26 @@ async fn send(socket: &UdpSocket, reply: &[u8], dst: SocketAddr) {
     }
 }
 
-/// The full hickory path for a datagram the fast path handed back after a miss.
+/// The full hickory path: decode (FORMERR if that fails but the header reads), never answer
+/// an answer (that would make us a reflector), then [`Resolver`]'s handler.
 async fn full(socket: Arc<UdpSocket>, resolver: Arc<Resolver>, raw: Vec<u8>, src: SocketAddr) {
-    let Ok(request) = Request::from_bytes(raw, src, Protocol::Udp) else {
+    // Shorter than a header: dropped.
+    let Ok(header) = Header::read(&mut BinDecoder::new(&raw)) else {
         return;
+    };
+    if header.metadata.message_type == MessageType::Response {
+        return;
+    }
+    let Ok(request) = Request::from_bytes(raw, src, Protocol::Udp) else {
+        return form_error(&socket, &header, src).await;
     };
     let responder = UdpResponder { socket, dst: src };
     resolver.handle(&request, responder).await;
 }
 
 /// A datagram we could not decode but whose header we can read gets FORMERR, as
-/// hickory-server answers; one too short for a header is dropped.
-async fn form_error(socket: &UdpSocket, bytes: &[u8], src: SocketAddr) {
-    let Ok(header) = Header::read(&mut BinDecoder::new(bytes)) else {
-        return;
-    };
-    if header.metadata.message_type == MessageType::Response {
-        return;
-    }
+/// hickory-server answers.
+async fn form_error(socket: &UdpSocket, header: &Header, src: SocketAddr) {
     let reply = Message::error_msg(
         header.metadata.id,
         header.metadata.op_code,

@@ -179,7 +179,7 @@ fn build_query(name: &Name, qtype: RecordType, dnssec_ok: bool) -> Message {
 
 /// True when `answer` answers `query`: same ID, a response, the same question. Anything else
 /// is ignored, which is what makes a spoofed or stray datagram harmless.
-fn answers(query: &Message, answer: &Message) -> bool {
+pub(crate) fn answers(query: &Message, answer: &Message) -> bool {
     answer.metadata.id == query.metadata.id
         && answer.metadata.message_type == MessageType::Response
         && match (query.queries.first(), answer.queries.first()) {

@@ -53,6 +53,13 @@ impl OwnedQuery {
     }
 }
 
+impl Query<'_> {
+    /// The DNSSEC-OK bit from the query's EDNS.
+    pub(crate) fn dnssec_ok(&self) -> bool {
+        self.edns.is_some_and(|(_, d)| d)
+    }
+}
+
 fn u16_at(b: &[u8], i: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*b.get(i)?, *b.get(i + 1)?]))
 }
