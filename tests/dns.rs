@@ -136,26 +136,32 @@ fn zone() -> UpstreamDns {
         .a_ttl("cached.example", Ipv4Addr::new(192, 0, 2, 5), 3600)
 }
 
-async fn start_with(upstreams: &str, extra_dns: &str, env: &[(&str, &str)]) -> Appliance {
-    let cfg = config(upstreams, extra_dns);
-    tokio::task::spawn_blocking({
-        let env: Vec<(String, String)> = env
+/// Runs the appliance with `cfg`, the two list files and `extra` files, off the async
+/// workers (starting waits for the "ready" line).
+async fn launch(cfg: String, extra: &[(&str, &str)], env: &[(&str, &str)]) -> Appliance {
+    let owned = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
             .iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    let mut files = owned(&[("adult.txt", ADULT), ("games.txt", GAMES)]);
+    files.extend(owned(extra));
+    let env = owned(env);
+    tokio::task::spawn_blocking(move || {
+        let files: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
             .collect();
-        move || {
-            let env: Vec<(&str, &str)> =
-                env.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-            Appliance::start(
-                BIN.as_ref(),
-                &cfg,
-                &[("adult.txt", ADULT), ("games.txt", GAMES)],
-                &env,
-            )
-        }
+        let env: Vec<(&str, &str)> = env.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        Appliance::start(BIN.as_ref(), &cfg, &files, &env)
     })
     .await
     .unwrap()
+}
+
+async fn start_with(upstreams: &str, extra_dns: &str, env: &[(&str, &str)]) -> Appliance {
+    launch(config(upstreams, extra_dns), &[], env).await
 }
 
 async fn start() -> (RunningUpstream, Appliance) {
@@ -739,22 +745,9 @@ async fn schedules_follow_the_injected_clock() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_rate_limit_refuses_a_flooding_client_only() {
     let up = zone().start().await;
-    let app = start_with(&format!("{{ address = \"{}\" }}", up.addr), "", &[]).await;
-    drop(app);
-    let cfg_upstream = format!("{{ address = \"{}\" }}", up.addr);
-    let app = {
-        let cfg = config(&cfg_upstream, "").replace("rate_limit_qps = 0", "rate_limit_qps = 5");
-        tokio::task::spawn_blocking(move || {
-            Appliance::start(
-                BIN.as_ref(),
-                &cfg,
-                &[("adult.txt", ADULT), ("games.txt", GAMES)],
-                &[],
-            )
-        })
-        .await
-        .unwrap()
-    };
+    let cfg = config(&format!("{{ address = \"{}\" }}", up.addr), "")
+        .replace("rate_limit_qps = 0", "rate_limit_qps = 5");
+    let app = launch(cfg, &[], &[]).await;
     let mut refused = 0;
     for _ in 0..40 {
         let m = ask(&app, NX, Transport::Udp, "allowed.example", RecordType::A).await;
@@ -925,16 +918,7 @@ async fn listens_on_ipv4_and_ipv6_over_udp_and_tcp() {
             "networks = [\"127.0.0.1/32\"]",
             "networks = [\"127.0.0.1/32\", \"::1/128\"]",
         );
-    let app = tokio::task::spawn_blocking(move || {
-        Appliance::start(
-            BIN.as_ref(),
-            &cfg,
-            &[("adult.txt", ADULT), ("games.txt", GAMES)],
-            &[],
-        )
-    })
-    .await
-    .unwrap();
+    let app = launch(cfg, &[], &[]).await;
     let udp6 = app
         .listeners("listening for DNS/UDP on ")
         .into_iter()
@@ -969,25 +953,7 @@ async fn dns_over_tls_upstreams_are_used_and_verified() {
         "{{ address = \"{}\", protocol = \"tls\", tls_name = \"dot.test\", ca_file = \"{{dir}}/ca.pem\" }}",
         up.addr
     );
-    let cfg = config(&tls, "");
-    let files = [
-        ("adult.txt", ADULT),
-        ("games.txt", GAMES),
-        ("ca.pem", ca_pem.as_str()),
-    ];
-    let files: Vec<(String, String)> = files
-        .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect();
-    let app = tokio::task::spawn_blocking(move || {
-        let f: Vec<(&str, &str)> = files
-            .iter()
-            .map(|(a, b)| (a.as_str(), b.as_str()))
-            .collect();
-        Appliance::start(BIN.as_ref(), &cfg, &f, &[])
-    })
-    .await
-    .unwrap();
+    let app = launch(config(&tls, ""), &[("ca.pem", ca_pem.as_str())], &[]).await;
     let m = ask(&app, NX, Transport::Udp, "allowed.example", RecordType::A).await;
     assert_eq!(a_records(&m), [IpAddr::from([192, 0, 2, 1])]);
     assert_eq!(up.queries(), 1, "the answer came over TLS");
@@ -998,21 +964,7 @@ async fn dns_over_tls_upstreams_are_used_and_verified() {
         "{{ address = \"{}\", protocol = \"tls\", tls_name = \"other.test\", ca_file = \"{{dir}}/ca.pem\" }}",
         up.addr
     );
-    let cfg = config(&wrong, "");
-    let app = tokio::task::spawn_blocking(move || {
-        Appliance::start(
-            BIN.as_ref(),
-            &cfg,
-            &[
-                ("adult.txt", ADULT),
-                ("games.txt", GAMES),
-                ("ca.pem", ca_pem.as_str()),
-            ],
-            &[],
-        )
-    })
-    .await
-    .unwrap();
+    let app = launch(config(&wrong, ""), &[("ca.pem", ca_pem.as_str())], &[]).await;
     let m = ask(&app, NX, Transport::Udp, "allowed.example", RecordType::A).await;
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
     assert_eq!(
