@@ -190,9 +190,8 @@ impl Context {
                     self.err_at(loc, reason);
                     continue;
                 }
-                if let Some(l) = self.list(&src, name.clone(), list, loc) {
-                    lists.insert(name, l);
-                }
+                let l = self.list(&src, name.clone(), list, loc);
+                lists.insert(name, l);
             }
             for (name, group) in raw.groups {
                 let loc = src.location(name.span());
@@ -358,13 +357,7 @@ impl Context {
         }
     }
 
-    fn list(
-        &mut self,
-        src: &Source,
-        name: String,
-        l: RawList,
-        loc: Location,
-    ) -> Option<ListSource> {
+    fn list(&mut self, src: &Source, name: String, l: RawList, loc: Location) -> ListSource {
         let path = resolve(&src.path, l.path.get_ref());
         if !l.optional && !path.is_file() {
             let reason = format!("list {name:?}: file {} not found", path.display());
@@ -387,7 +380,7 @@ impl Context {
             }
             _ => {}
         }
-        Some(ListSource {
+        ListSource {
             name,
             path,
             format: l.format,
@@ -397,7 +390,7 @@ impl Context {
             severity: l.severity,
             optional: l.optional,
             location: loc,
-        })
+        }
     }
 
     fn group(
