@@ -40,6 +40,16 @@ pub(crate) mod serde_duration {
     }
 }
 
+pub(crate) mod serde_duration_opt {
+    use std::time::Duration;
+
+    pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        super::serde_duration::deserialize(d).map(Some)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

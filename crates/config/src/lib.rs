@@ -17,9 +17,10 @@ pub use duration::parse_duration;
 pub use hedgerow_model::{ListFormat, ListKind, Severity, UrlMatch};
 pub use load::{from_str, load};
 pub use schema::{
-    CacheConfig, Config, DaySpec, Device, DnsBlockMode, DnsConfig, Group, ListSource, LocalEntry,
-    Location, ProxyConfig, SafeSearch, Schedule, ServerConfig, Upstream, UpstreamProtocol,
-    YouTubeMode,
+    AlertsConfig, BreachesConfig, CacheConfig, Config, DaySpec, Device, DnsBlockMode, DnsConfig,
+    EmailConfig, Group, LeaseFile, LeaseFormat, ListSource, LocalEntry, Location, LogsConfig,
+    ProxyConfig, SafeSearch, Schedule, ServerConfig, SmtpTls, Upstream, UpstreamProtocol,
+    WebhookConfig, YouTubeMode,
 };
 
 use std::fmt;

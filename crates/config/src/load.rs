@@ -149,6 +149,11 @@ impl Context {
         let mut groups: BTreeMap<String, GroupWithSpans> = BTreeMap::new();
         let mut devices = Vec::new();
         let mut device_groups = Vec::new();
+        let mut leases = Vec::new();
+        let mut logs: Option<(LogsConfig, Location)> = None;
+        let mut breaches: Option<(BreachesConfig, Location)> = None;
+        let mut alerts: Option<(AlertsConfig, Location)> = None;
+        let mut rule_categories = Vec::new();
         let paths: Vec<PathBuf> = files.iter().map(|(s, _)| s.path.clone()).collect();
 
         for (src, raw) in files {
@@ -204,6 +209,30 @@ impl Context {
                 let parsed = self.group(&src, name.clone(), group, loc);
                 groups.insert(name, parsed);
             }
+            for l in raw.leases {
+                let location = src.location(l.span());
+                let l = l.into_inner();
+                leases.push(LeaseFile {
+                    path: resolve(&src.path, &l.path),
+                    format: l.format,
+                    location,
+                });
+            }
+            if let Some(l) = raw.logs {
+                let loc = src.location(l.span());
+                let value = self.logs(l.into_inner(), &loc);
+                self.once(&mut logs, value, loc, "[logs]");
+            }
+            if let Some(b) = raw.breaches {
+                let loc = src.location(b.span());
+                let value = self.breaches(&src, b.into_inner(), &mut rule_categories);
+                self.once(&mut breaches, value, loc, "[breaches]");
+            }
+            if let Some(a) = raw.alerts {
+                let loc = src.location(a.span());
+                let value = self.alerts(&src, a.into_inner(), &loc);
+                self.once(&mut alerts, value, loc, "[alerts]");
+            }
             for d in raw.devices {
                 let loc = src.location(d.span());
                 let d = d.into_inner();
@@ -249,6 +278,12 @@ impl Context {
             self.errors.push(e);
         }
         if !self.unparsed {
+            for (cat, loc) in rule_categories {
+                if !lists.values().any(|l| l.category.as_ref() == Some(&cat)) {
+                    let reason = format!("breach rule names category {cat:?}, which no list has");
+                    self.err_at(loc, reason);
+                }
+            }
             self.cross_checks(&lists, &groups, &devices, &device_groups);
             let blockpage = dns.as_ref().and_then(|(d, _)| d.blockpage_ipv4);
             for (g, _) in groups.values() {
@@ -270,7 +305,143 @@ impl Context {
             lists: lists.into_values().collect(),
             groups: groups.into_values().map(|(g, _)| g).collect(),
             devices,
+            leases,
+            logs: logs.map(|l| l.0).unwrap_or_default(),
+            breaches: breaches.map(|b| b.0).unwrap_or_default(),
+            alerts: alerts.map(|a| a.0),
         })
+    }
+
+    fn logs(&mut self, l: RawLogs, loc: &Location) -> LogsConfig {
+        let d = LogsConfig::default();
+        let value = LogsConfig {
+            access_retention: l.access_retention.unwrap_or(d.access_retention),
+            breach_retention: l.breach_retention.unwrap_or(d.breach_retention),
+            cache_mb: l.cache_mb.unwrap_or(d.cache_mb),
+            queue: l.queue.unwrap_or(d.queue),
+            flush_interval: l.flush_interval.unwrap_or(d.flush_interval),
+        };
+        let day = std::time::Duration::from_secs(86_400);
+        if value.access_retention < day || value.breach_retention < day {
+            self.err_at(loc.clone(), "[logs] retention must be at least 1d".into());
+        }
+        if value.queue == 0 || value.cache_mb == 0 {
+            self.err_at(
+                loc.clone(),
+                "[logs] queue and cache_mb must be above 0".into(),
+            );
+        }
+        if value.flush_interval.is_zero()
+            || value.flush_interval > std::time::Duration::from_secs(5)
+        {
+            self.err_at(
+                loc.clone(),
+                "[logs] flush_interval must be between 1ms and 5s".into(),
+            );
+        }
+        value
+    }
+
+    fn breaches(
+        &mut self,
+        src: &Source,
+        b: RawBreaches,
+        categories: &mut Vec<(Category, Location)>,
+    ) -> BreachesConfig {
+        let mut rules = Vec::new();
+        for r in b.rules {
+            let loc = src.location(r.span());
+            let r = r.into_inner();
+            if r.tiers.contains(&hedgerow_model::Tier::Illegal) {
+                self.err_at(
+                    loc.clone(),
+                    "the illegal tier is always a critical breach; leave it out of rules".into(),
+                );
+            }
+            let cats = r
+                .categories
+                .into_iter()
+                .map(|c| {
+                    categories.push((c.get_ref().clone(), src.location(c.span())));
+                    c.into_inner()
+                })
+                .collect();
+            rules.push(hedgerow_model::BreachRule {
+                name: r.name.into(),
+                tiers: r.tiers,
+                categories: cats,
+                concern: r.concern,
+                severity: r.severity,
+            });
+        }
+        BreachesConfig {
+            window: b.window.unwrap_or(BreachesConfig::default().window),
+            rules,
+        }
+    }
+
+    fn alerts(&mut self, src: &Source, a: RawAlerts, loc: &Location) -> AlertsConfig {
+        if a.webhook.is_none() && a.email.is_none() {
+            self.err_at(
+                loc.clone(),
+                "[alerts] needs a webhook or an email channel".into(),
+            );
+        }
+        if a.attempts == 0 {
+            self.err_at(loc.clone(), "[alerts] attempts must be at least 1".into());
+        }
+        let webhook = a.webhook.map(|w| {
+            let w = w.into_inner();
+            let url = w.url.get_ref();
+            let ok = url::Url::parse(url)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+            if !ok {
+                let reason = format!("webhook url {url:?} must be an http:// or https:// URL");
+                self.err(src, w.url.span(), reason);
+            }
+            WebhookConfig {
+                url: w.url.into_inner(),
+            }
+        });
+        let email = a.email.map(|e| {
+            let span = e.span();
+            let e = e.into_inner();
+            for addr in std::iter::once(&e.from).chain(e.to.iter()) {
+                let a = addr.get_ref();
+                if a.split_once('@')
+                    .is_none_or(|(l, d)| l.is_empty() || d.is_empty())
+                {
+                    self.err(src, addr.span(), format!("{a:?} is not an e-mail address"));
+                }
+            }
+            if e.to.is_empty() {
+                self.err(
+                    src,
+                    span,
+                    "[alerts.email] to needs at least one address".into(),
+                );
+            }
+            EmailConfig {
+                port: e.port.unwrap_or(match e.tls {
+                    SmtpTls::None => 25,
+                    SmtpTls::Starttls => 587,
+                    SmtpTls::Tls => 465,
+                }),
+                server: e.server,
+                tls: e.tls,
+                from: e.from.into_inner(),
+                to: e.to.into_iter().map(Spanned::into_inner).collect(),
+                username: e.username,
+                password_file: e.password_file.map(|p| resolve(&src.path, &p)),
+            }
+        });
+        AlertsConfig {
+            immediate: a.immediate,
+            digest_every: a.digest_every,
+            attempts: a.attempts,
+            webhook,
+            email,
+        }
     }
 
     fn once<T>(&mut self, slot: &mut Option<(T, Location)>, value: T, loc: Location, what: &str) {

@@ -5,12 +5,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use hedgerow_model::{Category, ListFormat, ListKind, MacAddr, Severity, UrlMatch};
+use hedgerow_model::{
+    BreachRule, Category, ListFormat, ListKind, MacAddr, Severity, Tier, UrlMatch,
+};
 use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::duration::serde_duration;
+use crate::duration::{serde_duration, serde_duration_opt};
 
 /// Where something was written: file, 1-based line and column.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +41,115 @@ pub struct Config {
     /// Sorted by name.
     pub groups: Vec<Group>,
     pub devices: Vec<Device>,
+    /// DHCP lease files that name devices by address.
+    pub leases: Vec<LeaseFile>,
+    pub logs: LogsConfig,
+    pub breaches: BreachesConfig,
+    pub alerts: Option<AlertsConfig>,
+}
+
+/// `[logs]`: the log store in the state directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogsConfig {
+    /// How long access events are kept (whole days are dropped).
+    pub access_retention: Duration,
+    /// How long breaches are kept after they were last seen.
+    pub breach_retention: Duration,
+    /// The store's page cache, in MiB.
+    pub cache_mb: u64,
+    /// Most access events waiting for the writer; more are counted and dropped.
+    pub queue: usize,
+    /// How often the writer stores what is waiting.
+    pub flush_interval: Duration,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        Self {
+            access_retention: Duration::from_secs(90 * 86_400),
+            breach_retention: Duration::from_secs(730 * 86_400),
+            cache_mb: 64,
+            queue: 262_144,
+            flush_interval: Duration::from_millis(20),
+        }
+    }
+}
+
+/// `[breaches]`: which access events are breaches for the safeguarding lead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreachesConfig {
+    /// The same device, site and rule within this long of the first sighting is one breach.
+    pub window: Duration,
+    /// In order; the first that matches decides. The illegal tier needs none.
+    pub rules: Vec<BreachRule>,
+}
+
+impl Default for BreachesConfig {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_secs(3600),
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// `[alerts]`: how the safeguarding lead hears of breaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertsConfig {
+    /// Breaches at or above this severity go out at once; the rest wait for the digest.
+    pub immediate: Severity,
+    /// How often the digest of the other breaches goes out.
+    pub digest_every: Duration,
+    /// Attempts per alert before it is marked failed.
+    pub attempts: u32,
+    pub webhook: Option<WebhookConfig>,
+    pub email: Option<EmailConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookConfig {
+    /// An `http://` or `https://` URL that receives a JSON POST per alert.
+    pub url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailConfig {
+    /// The SMTP server's host name.
+    pub server: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub from: String,
+    pub to: Vec<String>,
+    pub username: Option<String>,
+    /// A file holding the SMTP password (kept out of the configuration).
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SmtpTls {
+    /// Plain SMTP: only for a relay on the appliance itself or the local network.
+    None,
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+/// A DHCP server's lease file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseFile {
+    pub path: PathBuf,
+    pub format: LeaseFormat,
+    pub location: Location,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LeaseFormat {
+    /// dnsmasq's `dnsmasq.leases`: `expiry mac ip hostname client-id` per line.
+    Dnsmasq,
+    /// ISC dhcpd's `dhcpd.leases`: `lease IP { hardware ethernet MAC; client-hostname "x"; }`.
+    Isc,
 }
 
 impl Config {
@@ -252,6 +363,93 @@ pub(crate) struct RawFile {
     pub(crate) groups: BTreeMap<Spanned<String>, RawGroup>,
     #[serde(default)]
     pub(crate) devices: Vec<Spanned<RawDevice>>,
+    #[serde(default)]
+    pub(crate) leases: Vec<Spanned<RawLease>>,
+    pub(crate) logs: Option<Spanned<RawLogs>>,
+    pub(crate) breaches: Option<Spanned<RawBreaches>>,
+    pub(crate) alerts: Option<Spanned<RawAlerts>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLease {
+    pub(crate) path: PathBuf,
+    pub(crate) format: LeaseFormat,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLogs {
+    #[serde(default, with = "serde_duration_opt")]
+    pub(crate) access_retention: Option<Duration>,
+    #[serde(default, with = "serde_duration_opt")]
+    pub(crate) breach_retention: Option<Duration>,
+    pub(crate) cache_mb: Option<u64>,
+    pub(crate) queue: Option<usize>,
+    #[serde(default, with = "serde_duration_opt")]
+    pub(crate) flush_interval: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBreaches {
+    #[serde(default, with = "serde_duration_opt")]
+    pub(crate) window: Option<Duration>,
+    #[serde(default)]
+    pub(crate) rules: Vec<Spanned<RawBreachRule>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBreachRule {
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) tiers: Vec<Tier>,
+    #[serde(default)]
+    pub(crate) categories: Vec<Spanned<Category>>,
+    pub(crate) concern: Option<Severity>,
+    pub(crate) severity: Severity,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAlerts {
+    #[serde(default = "default_immediate")]
+    pub(crate) immediate: Severity,
+    #[serde(default = "default_digest", with = "serde_duration")]
+    pub(crate) digest_every: Duration,
+    #[serde(default = "default_attempts")]
+    pub(crate) attempts: u32,
+    pub(crate) webhook: Option<Spanned<RawWebhook>>,
+    pub(crate) email: Option<Spanned<RawEmail>>,
+}
+
+fn default_immediate() -> Severity {
+    Severity::High
+}
+fn default_digest() -> Duration {
+    Duration::from_secs(7 * 86_400)
+}
+fn default_attempts() -> u32 {
+    10
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWebhook {
+    pub(crate) url: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEmail {
+    pub(crate) server: String,
+    pub(crate) port: Option<u16>,
+    pub(crate) tls: SmtpTls,
+    pub(crate) from: Spanned<String>,
+    pub(crate) to: Vec<Spanned<String>>,
+    pub(crate) username: Option<String>,
+    pub(crate) password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]

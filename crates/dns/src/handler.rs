@@ -767,10 +767,7 @@ impl Event<'_> {
                 Outcome::Refused | Outcome::RateLimited | Outcome::ServFail => Action::Block,
                 _ => Action::Allow,
             },
-            tier: Tier::Default,
-            category: None,
-            list: None,
-            rule: None,
+            ..AccessEvent::new(self.now, Front::Dns, self.src, String::new())
         };
         if let Some(v) = verdict {
             ev = ev.with_verdict(v);

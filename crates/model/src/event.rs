@@ -54,9 +54,45 @@ pub struct AccessEvent {
     pub list: Option<Arc<str>>,
     /// The rule that decided; `[protected entry]` for the illegal tier.
     pub rule: Option<Arc<str>>,
+    /// The HTTP method (proxy), such as `GET` or `CONNECT`.
+    pub method: Option<Cow<'static, str>>,
+    /// Search terms read from a search engine's URL (proxy).
+    pub search: Option<Box<str>>,
+    /// The highest severity of a concerning phrase in the search terms or URL (proxy), for
+    /// monitoring even when the request was allowed.
+    pub concern: Option<crate::Severity>,
+    /// Response body bytes sent to the client (proxy).
+    pub bytes: u64,
+    /// The reference shown on a block page, so a review request can find this entry.
+    pub reference: Option<u64>,
 }
 
 impl AccessEvent {
+    /// An event with no verdict yet: allowed by default, nothing matched.
+    pub fn new(time: jiff::Timestamp, front: Front, client: IpAddr, target: String) -> Self {
+        Self {
+            time,
+            front,
+            client,
+            device: None,
+            user: None,
+            group: None,
+            target,
+            qtype: None,
+            outcome: Outcome::Forwarded,
+            action: crate::Action::Allow,
+            tier: crate::Tier::Default,
+            category: None,
+            list: None,
+            rule: None,
+            method: None,
+            search: None,
+            concern: None,
+            bytes: 0,
+            reference: None,
+        }
+    }
+
     /// Copies the verdict's fields into the event.
     pub fn with_verdict(mut self, v: &Verdict) -> Self {
         self.action = v.action;

@@ -2,8 +2,9 @@
 //! [`UrlKey`] that URL-level lists match on, the [`Category`] name and the [`Verdict`] that
 //! every front logs and every block page explains.
 //!
-//! It also names the [`AccessEvent`] every front records, the [`EventSink`] it records into
-//! and the [`Clock`] it reads time through.
+//! It also names the [`AccessEvent`] every front records, the [`EventSink`] it records into,
+//! the [`BreachRule`]s that pick out events for the safeguarding lead, and the [`Clock`] it
+//! reads time through.
 //!
 //! It parses and displays these values and nothing more. It does not decide anything, read
 //! files, or know about DNS, HTTP, configuration or storage; those crates build on it.
@@ -12,6 +13,7 @@
 //! is in IDNA A-label (`xn--`) form and knows whether it is an IP literal, so matching code
 //! never compares raw strings.
 
+mod breach;
 mod event;
 mod host;
 mod list;
@@ -19,6 +21,7 @@ mod mac;
 mod urlkey;
 mod verdict;
 
+pub use breach::BreachRule;
 pub use event::{AccessEvent, Clock, EventSink, FixedClock, Front, Outcome, SystemClock};
 pub use host::{Host, HostError, Suffixes, normalise_name_into};
 pub use list::{ListFormat, ListKind, Severity, UrlMatch};

@@ -12,9 +12,11 @@
 //! schedules are tested without sleeping. It does not know about DNS, HTTP or storage.
 
 mod decide;
+mod leases;
 mod snapshot;
 
 pub use decide::{PhraseMatch, Target};
+pub use leases::{Lease, parse_leases};
 pub use snapshot::{BuildReport, Client, GroupId, PolicyError, PolicyHandle, PolicySnapshot};
 
 pub use hedgerow_model::Verdict;

@@ -38,6 +38,8 @@ pub struct BuildReport {
     pub lists: Vec<LoadReport>,
     /// Optional lists whose file was absent.
     pub skipped: Vec<String>,
+    /// Problems that did not stop the build, such as an unreadable lease file.
+    pub warnings: Vec<String>,
     pub elapsed: Duration,
 }
 
@@ -82,6 +84,10 @@ pub struct PolicySnapshot {
     networks: Vec<(IpNet, GroupId)>,
     devices_by_ip: HashMap<IpAddr, usize>,
     devices_by_mac: HashMap<MacAddr, usize>,
+    /// Devices known only from DHCP leases, named by their host name (or MAC).
+    lease_devices: Vec<Device>,
+    /// Lease addresses: a configured device (by MAC) or one of `lease_devices`.
+    leases_by_ip: HashMap<IpAddr, LeaseDevice>,
     pub(crate) tz: jiff::tz::TimeZone,
     report: BuildReport,
 }
@@ -155,6 +161,40 @@ impl PolicySnapshot {
                 devices_by_mac.insert(mac, i);
             }
         }
+        let mut lease_devices = Vec::new();
+        let mut leases_by_ip = HashMap::new();
+        for file in &config.leases {
+            let text = match std::fs::read_to_string(&file.path) {
+                Ok(t) => t,
+                Err(e) => {
+                    // The DHCP server's file may not exist yet; names come back on reload.
+                    report
+                        .warnings
+                        .push(format!("{}: lease file not read: {e}", file.location));
+                    continue;
+                }
+            };
+            for lease in crate::leases::parse_leases(&text, file.format, &file.path) {
+                let ip = canonical_ip(lease.ip);
+                if let Some(&i) = lease.mac.as_ref().and_then(|m| devices_by_mac.get(m)) {
+                    leases_by_ip.insert(ip, LeaseDevice::Configured(i));
+                    continue;
+                }
+                let name = lease
+                    .hostname
+                    .or_else(|| lease.mac.map(|m| m.to_string()))
+                    .unwrap_or_else(|| ip.to_string());
+                leases_by_ip.insert(ip, LeaseDevice::Leased(lease_devices.len()));
+                lease_devices.push(Device {
+                    name,
+                    ip: Some(ip),
+                    mac: lease.mac,
+                    user: None,
+                    group: None,
+                    location: lease.location,
+                });
+            }
+        }
         report.elapsed = started.elapsed();
         Ok(Self {
             config: Arc::new(config),
@@ -163,6 +203,8 @@ impl PolicySnapshot {
             networks,
             devices_by_ip,
             devices_by_mac,
+            lease_devices,
+            leases_by_ip,
             tz,
             report,
         })
@@ -206,7 +248,14 @@ impl PolicySnapshot {
             .get(&ip)
             .or_else(|| mac.and_then(|m| self.devices_by_mac.get(&m)))
             .copied();
-        let device = device_idx.and_then(|i| self.config.devices.get(i));
+        let device = match device_idx {
+            Some(i) => self.config.devices.get(i),
+            None => match self.leases_by_ip.get(&ip) {
+                Some(LeaseDevice::Configured(i)) => self.config.devices.get(*i),
+                Some(LeaseDevice::Leased(i)) => self.lease_devices.get(*i),
+                None => None,
+            },
+        };
         let by_device = device
             .and_then(|d| d.group.as_deref())
             .and_then(|name| self.group_id(name));
@@ -224,6 +273,14 @@ impl PolicySnapshot {
             device,
         })
     }
+}
+
+/// Where a leased address points.
+#[derive(Debug, Clone, Copy)]
+enum LeaseDevice {
+    /// A device in the configuration, found by the lease's MAC.
+    Configured(usize),
+    Leased(usize),
 }
 
 /// IPv4-mapped IPv6 addresses (how a dual-stack socket reports IPv4 clients) are IPv4.

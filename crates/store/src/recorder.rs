@@ -1,0 +1,250 @@
+//! The recorder: where the fronts hand events, without ever waiting.
+//!
+//! `record` pushes onto a bounded buffer under a mutex held for one push and wakes nobody: a
+//! writer thread takes the whole buffer every `interval` and writes it as one batch. Waking
+//! a writer per event costs a context switch per DNS answer. Breaches also go on a queue of
+//! their own that is never bounded or dropped; the writer puts each on disk (flushed) before
+//! it counts as recorded, and retries on a write error rather than lose it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use hedgerow_model::{AccessEvent, BreachRule, EventSink, Severity};
+
+use crate::{Store, breach_for};
+
+/// How the recorder batches and which events are breaches.
+#[derive(Debug, Clone)]
+pub struct RecorderOptions {
+    /// Most access events held between two writes; more are counted and dropped.
+    pub capacity: usize,
+    /// How often the writer takes the buffer.
+    pub interval: Duration,
+    pub rules: Vec<BreachRule>,
+    /// The same device, site and rule within this long is one breach.
+    pub window: Duration,
+}
+
+impl Default for RecorderOptions {
+    fn default() -> Self {
+        Self {
+            capacity: 262_144,
+            interval: Duration::from_millis(20),
+            rules: Vec::new(),
+            window: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Counters, for metrics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecorderStats {
+    /// Access events written to the store.
+    pub written: u64,
+    /// Access events dropped because the buffer was full.
+    pub dropped: u64,
+    /// Access events lost to a failed write.
+    pub failed: u64,
+    /// Breaches on disk (new or added to an open one).
+    pub breaches: u64,
+    /// Breaches waiting for the writer.
+    pub breaches_queued: u64,
+}
+
+struct Shared {
+    store: Arc<Store>,
+    options: RecorderOptions,
+    buffer: Mutex<Vec<AccessEvent>>,
+    breaches: Mutex<Vec<(AccessEvent, Severity, Arc<str>)>>,
+    written: AtomicU64,
+    dropped: AtomicU64,
+    failed: AtomicU64,
+    breaches_done: AtomicU64,
+    stopping: AtomicBool,
+    /// Rounds the writer has finished, for [`Recorder::sync`].
+    rounds: Mutex<u64>,
+    round_done: Condvar,
+}
+
+/// The event sink the fronts use. Stop it with [`Recorder::stop`] to write what it holds.
+pub struct Recorder {
+    shared: Arc<Shared>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Recorder {
+    /// Starts the writer thread.
+    pub fn start(store: Arc<Store>, options: RecorderOptions) -> std::io::Result<Arc<Self>> {
+        let shared = Arc::new(Shared {
+            store,
+            buffer: Mutex::new(Vec::with_capacity(4096)),
+            breaches: Mutex::new(Vec::new()),
+            options,
+            written: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            breaches_done: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+            rounds: Mutex::new(0),
+            round_done: Condvar::new(),
+        });
+        let s = shared.clone();
+        let writer = std::thread::Builder::new()
+            .name("log-writer".into())
+            .spawn(move || s.write_loop())?;
+        Ok(Arc::new(Self {
+            shared,
+            writer: Mutex::new(Some(writer)),
+        }))
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.shared.store
+    }
+
+    pub fn stats(&self) -> RecorderStats {
+        let s = &self.shared;
+        RecorderStats {
+            written: s.written.load(Ordering::Relaxed),
+            dropped: s.dropped.load(Ordering::Relaxed),
+            failed: s.failed.load(Ordering::Relaxed),
+            breaches: s.breaches_done.load(Ordering::SeqCst),
+            breaches_queued: lock(&s.breaches).len() as u64,
+        }
+    }
+
+    /// Blocks until everything recorded before the call has been through the writer.
+    /// For tests and shutdown; never call it on a request path.
+    pub fn sync(&self) {
+        let s = &self.shared;
+        let mut rounds = lock(&s.rounds);
+        // The round under way may have taken its buffer before our last record: wait for two.
+        let target = *rounds + 2;
+        while *rounds < target && !s.stopping.load(Ordering::SeqCst) {
+            rounds = s
+                .round_done
+                .wait_timeout(rounds, Duration::from_millis(50))
+                .map_or_else(|p| p.into_inner().0, |r| r.0);
+        }
+    }
+
+    /// Writes what is held and stops the writer.
+    pub fn stop(&self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        if let Some(h) = lock(&self.writer).take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock means a panic mid-push; the data is still valid, so keep going.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Shared {
+    fn write_loop(&self) {
+        loop {
+            let last = self.stopping.load(Ordering::SeqCst);
+            let batch = std::mem::replace(&mut *lock(&self.buffer), Vec::with_capacity(4096));
+            let breaches = std::mem::take(&mut *lock(&self.breaches));
+            if !batch.is_empty() {
+                match self.store.append_events(&batch) {
+                    Ok(()) => {
+                        self.written
+                            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        self.failed.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        tracing::error!("writing {} access events: {e}", batch.len());
+                    }
+                }
+            }
+            if !breaches.is_empty() {
+                self.write_breaches(breaches);
+            }
+            {
+                let mut rounds = lock(&self.rounds);
+                *rounds += 1;
+                self.round_done.notify_all();
+            }
+            if last {
+                return;
+            }
+            std::thread::sleep(self.options.interval);
+        }
+    }
+
+    fn write_breaches(&self, breaches: Vec<(AccessEvent, Severity, Arc<str>)>) {
+        let mut done = 0;
+        let mut retry = Vec::new();
+        for (ev, severity, rule) in breaches {
+            match self
+                .store
+                .record_breach(&ev, severity, &rule, self.options.window)
+            {
+                Ok((b, new)) => {
+                    done += 1;
+                    if new {
+                        tracing::warn!(
+                            id = b.id,
+                            severity = ?b.severity,
+                            rule = %b.rule,
+                            device = b.device.as_deref().unwrap_or("-"),
+                            client = %b.client,
+                            "breach recorded"
+                        );
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("recording a breach (will retry): {e}");
+                    retry.push((ev, severity, rule));
+                }
+            }
+        }
+        match self.store.flush() {
+            Ok(()) => {
+                self.breaches_done.fetch_add(done, Ordering::SeqCst);
+            }
+            Err(e) => {
+                // Not known to be on disk: count nothing. The records are in the tree, and
+                // sled's own flush will try again.
+                tracing::error!("flushing breaches: {e}");
+            }
+        }
+        if !retry.is_empty() {
+            lock(&self.breaches).extend(retry);
+        }
+    }
+}
+
+impl EventSink for Recorder {
+    fn record(&self, mut event: AccessEvent) {
+        let s = &self.shared;
+        if event.tier == hedgerow_model::Tier::Illegal {
+            // Keep the host only: the full URL would repeat an entry of the protected list.
+            let site = crate::breach::site_of(&event.target);
+            if site.len() != event.target.len() {
+                event.target = site.to_owned();
+            }
+        }
+        if let Some((severity, rule)) = breach_for(&s.options.rules, &event) {
+            lock(&s.breaches).push((event.clone(), severity, rule));
+        }
+        let mut buf = lock(&s.buffer);
+        if buf.len() < s.options.capacity {
+            buf.push(event);
+        } else {
+            drop(buf);
+            s.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
