@@ -2,7 +2,7 @@
 //! does is done by the library crates; this file wires them together and turns their typed
 //! errors into messages and exit codes.
 
-mod sink;
+mod logs;
 
 /// mimalloc: the DNS path allocates small, short-lived buffers per query; glibc malloc's
 /// consolidation showed up at 12% of a core under load.
@@ -48,6 +48,30 @@ enum Command {
         #[arg(value_name = "PATH")]
         path: PathBuf,
     },
+    /// Show access events from the log store, most recent last.
+    Logs(logs::LogsArgs),
+    /// List breaches, or show one.
+    Breaches {
+        #[arg(long, value_name = "PATH")]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: Option<logs::BreachCommand>,
+    },
+    /// Write the whole log store (access events, breaches, audit log) as JSON lines.
+    Export {
+        #[arg(long, value_name = "PATH")]
+        config: PathBuf,
+        /// The file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Read an export into the log store. The appliance must be stopped.
+    Import {
+        #[arg(long, value_name = "PATH")]
+        config: PathBuf,
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
     /// Explain the verdict for a name or URL as a given client would get it.
     Lookup {
         #[arg(long, value_name = "PATH")]
@@ -72,6 +96,10 @@ fn main() -> ExitCode {
         Command::Run { config } => run(&config),
         Command::CheckConfig { path } => check_config(&path),
         Command::Reload { config } => reload(&config),
+        Command::Logs(args) => logs::logs(args),
+        Command::Breaches { config, command } => logs::breaches(&config, command),
+        Command::Export { config, out } => logs::export(&config, &out),
+        Command::Import { config, file } => logs::import(&config, &file),
         Command::Lookup {
             config,
             client,
@@ -139,19 +167,25 @@ fn run(config: &Path) -> Result<ExitCode> {
             .with_context(|| format!("creating state directory {}", state_dir.display()))?;
         announce(&snap);
 
-        let sink = sink::JsonLinesSink::start(&state_dir.join("access.jsonl"))
-            .context("opening the access-event file")?;
+        let config = snap.config().clone();
+        let store = tokio::task::spawn_blocking(move || logs::open_store(&config))
+            .await
+            .context("store opener stopped")??;
+        let store = Arc::new(store);
+        let recorder = logs::recorder(store.clone(), snap.config())?;
         let events: Arc<dyn hedgerow_model::EventSink> = if snap.config().server.access_log {
-            sink.clone()
+            recorder.clone()
         } else {
-            tracing::warn!("access_log = false: no access events are recorded");
-            Arc::new(sink::Discard)
+            tracing::warn!("access_log = false: no access events or breaches are recorded");
+            Arc::new(Discard)
         };
-        let resolver = Arc::new(hedgerow_dns::Resolver::new(
-            handle.clone(),
-            events,
-            clock()?,
-        ));
+        let clock = clock()?;
+        let purge = logs::spawn_purge(store.clone(), logs::retention(snap.config()), clock.clone());
+        let alerts = snap.config().alerts.clone().map(|a| {
+            let alerter = hedgerow_alert::Alerter::new(store.clone(), a, clock.clone());
+            tokio::spawn(alerter.run(std::time::Duration::from_millis(500)))
+        });
+        let resolver = Arc::new(hedgerow_dns::Resolver::new(handle.clone(), events, clock));
         let mut sockets = Vec::new();
         for addr in &snap.config().dns.listen {
             let bound = hedgerow_dns::bind(*addr)
@@ -162,13 +196,21 @@ fn run(config: &Path) -> Result<ExitCode> {
             sockets.push(bound);
         }
         let dns = hedgerow_dns::start(resolver.clone(), sockets);
-        let control = control_socket(&state_dir, handle.clone())?;
-        let code = serve(handle, &resolver, &sink).await;
+        let control = control_socket(&state_dir, handle.clone(), store.clone())?;
+        let code = serve(handle, &resolver, &recorder).await;
         control.abort();
+        purge.abort();
+        if let Some(a) = alerts {
+            a.abort();
+        }
         let _ = std::fs::remove_file(state_dir.join(CONTROL_SOCKET));
         dns.shutdown().await;
-        sink.stop();
-        log_metrics(&resolver, &sink);
+        let r = recorder.clone();
+        let _ = tokio::task::spawn_blocking(move || r.stop()).await;
+        log_metrics(&resolver, &recorder);
+        if let Err(e) = store.flush() {
+            tracing::error!("flushing the log store: {e}");
+        }
         code
     })
 }
@@ -188,22 +230,33 @@ fn clock() -> Result<Arc<dyn hedgerow_model::Clock>> {
     }
 }
 
-fn log_metrics(resolver: &hedgerow_dns::Resolver, sink: &sink::JsonLinesSink) {
+/// Records nothing (`access_log = false`, for benchmarks).
+struct Discard;
+
+impl hedgerow_model::EventSink for Discard {
+    fn record(&self, _event: hedgerow_model::AccessEvent) {}
+}
+
+fn log_metrics(resolver: &hedgerow_dns::Resolver, recorder: &hedgerow_store::Recorder) {
     let counters: Vec<String> = resolver
         .metrics()
         .snapshot()
         .into_iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
+    let r = recorder.stats();
     tracing::info!(
-        "dns metrics: {} cached={} events_dropped={}",
+        "dns metrics: {} cached={} events_written={} events_dropped={} events_failed={} breaches={}",
         counters.join(" "),
         resolver.cached(),
-        sink.dropped()
+        r.written,
+        r.dropped,
+        r.failed,
+        r.breaches
     );
 }
 
-const CONTROL_SOCKET: &str = "control.sock";
+pub(crate) const CONTROL_SOCKET: &str = "control.sock";
 
 /// Reloads off the async workers; returns a one-line report for the control socket.
 async fn reload_now(handle: &Arc<PolicyHandle>) -> std::result::Result<String, String> {
@@ -230,10 +283,12 @@ async fn reload_now(handle: &Arc<PolicyHandle>) -> std::result::Result<String, S
     }
 }
 
-/// `state/control.sock`: `hedgerow reload` writes `reload` and reads the outcome.
+/// `state/control.sock`: `hedgerow reload` writes `reload` and reads the outcome; `logs`,
+/// `breaches` and `export` write a JSON query and read JSON lines.
 fn control_socket(
     state_dir: &Path,
     handle: Arc<PolicyHandle>,
+    store: Arc<hedgerow_store::Store>,
 ) -> Result<tokio::task::JoinHandle<()>> {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let path = state_dir.join(CONTROL_SOCKET);
@@ -246,6 +301,7 @@ fn control_socket(
                 continue;
             };
             let handle = handle.clone();
+            let store = store.clone();
             tokio::spawn(async move {
                 let (read, mut write) = stream.into_split();
                 let mut line = String::new();
@@ -256,7 +312,15 @@ fn control_socket(
                     "reload" => match reload_now(&handle).await {
                         Ok(s) | Err(s) => s,
                     },
-                    other => format!("error: unknown command {other:?}"),
+                    query => match serde_json::from_str::<logs::Query>(query) {
+                        Ok(q) => tokio::task::spawn_blocking(move || logs::answer(&store, q))
+                            .await
+                            .unwrap_or_default()
+                            .join("\n"),
+                        Err(e) => {
+                            serde_json::json!({ "error": format!("bad query: {e}") }).to_string()
+                        }
+                    },
                 };
                 let _ = write.write_all(format!("{reply}\n").as_bytes()).await;
             });
@@ -314,7 +378,7 @@ fn announce(snap: &PolicySnapshot) {
 async fn serve(
     handle: Arc<PolicyHandle>,
     resolver: &hedgerow_dns::Resolver,
-    sink: &sink::JsonLinesSink,
+    recorder: &hedgerow_store::Recorder,
 ) -> Result<ExitCode> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
@@ -327,7 +391,7 @@ async fn serve(
             _ = hup.recv() => {
                 let _ = reload_now(&handle).await;
             }
-            _ = tick.tick() => log_metrics(resolver, sink),
+            _ = tick.tick() => log_metrics(resolver, recorder),
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         }

@@ -44,6 +44,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "hedgerow-store",
         ],
     ),
+    (
+        "hedgerow-alert",
+        &["hedgerow-model", "hedgerow-config", "hedgerow-store"],
+    ),
     ("hedgerow-check", &["hedgerow-model", "hedgerow-config"]),
     ("hedgerow-testkit", &[]),
 ];
@@ -54,6 +58,11 @@ const FORBIDDEN_EXTERNAL: &[(&str, &[&str])] = &[
     ("hedgerow-config", &["tokio", "sled"]),
     ("hedgerow-matcher", &["tokio", "sled"]),
     ("hedgerow-policy", &["tokio", "sled"]),
+    // sled stays behind the store's API.
+    ("hedgerow-dns", &["sled"]),
+    ("hedgerow-proxy", &["sled"]),
+    ("hedgerow-alert", &["sled"]),
+    ("hedgerow-admin", &["sled"]),
 ];
 
 fn metadata() -> serde_json::Value {

@@ -599,6 +599,13 @@ impl Store {
         self.flush()
     }
 
+    /// Takes a breach off the pending list without recording a delivery (the digest will
+    /// cover it).
+    pub fn clear_pending(&self, id: u64) -> Result<(), StoreError> {
+        self.pending.remove(id.to_be_bytes())?;
+        Ok(())
+    }
+
     /// Appends to the audit log. On disk when this returns.
     pub fn append_audit(
         &self,

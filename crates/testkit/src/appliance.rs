@@ -12,6 +12,7 @@ type Lines = Arc<(Mutex<Vec<String>>, Condvar)>;
 /// A running appliance in a temporary folder; killed when dropped.
 pub struct Appliance {
     child: Child,
+    bin: PathBuf,
     dir: tempfile::TempDir,
     lines: Lines,
     pub dns_udp: SocketAddr,
@@ -66,6 +67,7 @@ impl Appliance {
         }
         let mut app = Self {
             child,
+            bin: bin.to_path_buf(),
             dir,
             lines,
             dns_udp: ([127, 0, 0, 1], 0).into(),
@@ -161,21 +163,37 @@ impl Appliance {
         self.child.id()
     }
 
-    /// Lines of the access-event file (`state/access.jsonl`), waiting up to `timeout` for at
-    /// least `at_least` of them.
+    /// Runs `hedgerow SUBCOMMAND --config <this appliance's config> ARGS…` and returns its
+    /// output (the subcommand talks to this appliance over its control socket).
+    pub fn cli(&self, subcommand: &[&str], args: &[&str]) -> std::process::Output {
+        Command::new(&self.bin)
+            .args(subcommand)
+            .arg("--config")
+            .arg(self.config_path())
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Access events as JSON lines from `hedgerow logs --format json`, waiting up to
+    /// `timeout` for at least `at_least` of them.
     pub fn events(&self, at_least: usize, timeout: Duration) -> Vec<String> {
-        let path = self.dir.path().join("state/access.jsonl");
         let deadline = Instant::now() + timeout;
         loop {
-            let lines: Vec<String> = std::fs::read_to_string(&path)
-                .unwrap_or_default()
+            let out = self.cli(&["logs"], &["--format", "json", "--limit", "1000000"]);
+            assert!(
+                out.status.success(),
+                "hedgerow logs failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
                 .lines()
                 .map(str::to_owned)
                 .collect();
             if lines.len() >= at_least || Instant::now() >= deadline {
                 return lines;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 }

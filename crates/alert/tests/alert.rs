@@ -1,0 +1,289 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Alerts from a real store to a local webhook receiver and a local SMTP sink started here.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hedgerow_alert::Alerter;
+use hedgerow_config::{AlertsConfig, EmailConfig, SmtpTls, WebhookConfig};
+use hedgerow_model::{AccessEvent, Action, Category, Clock, Front, Outcome, Severity, Tier};
+use hedgerow_store::{DeliveryState, Store, StoreOptions};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+struct TestClock(Mutex<jiff::Timestamp>);
+
+impl Clock for TestClock {
+    fn now(&self) -> jiff::Timestamp {
+        *self.0.lock().unwrap()
+    }
+}
+
+impl TestClock {
+    fn advance(&self, secs: i64) {
+        let mut t = self.0.lock().unwrap();
+        *t += jiff::SignedDuration::from_secs(secs);
+    }
+}
+
+/// An HTTP server that answers the first `fail` POSTs with 500 and the rest with 204, and
+/// keeps every body.
+async fn webhook_receiver(fail: usize) -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let seen = bodies.clone();
+    tokio::spawn(async move {
+        let mut n = 0;
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut r = BufReader::new(stream);
+            let mut len = 0usize;
+            let mut line = String::new();
+            loop {
+                line.clear();
+                r.read_line(&mut line).await.unwrap();
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; len];
+            r.read_exact(&mut body).await.unwrap();
+            n += 1;
+            let status = if n <= fail {
+                "500 Internal Server Error"
+            } else {
+                seen.lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(&body).unwrap());
+                "204 No Content"
+            };
+            let reply =
+                format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            r.get_mut().write_all(reply.as_bytes()).await.unwrap();
+        }
+    });
+    (format!("http://{addr}/hook"), bodies)
+}
+
+/// A minimal SMTP server that accepts every message and keeps its DATA.
+async fn smtp_sink() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mails = Arc::new(Mutex::new(Vec::new()));
+    let kept = mails.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut r = BufReader::new(read);
+                write.write_all(b"220 sink ESMTP\r\n").await.unwrap();
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if r.read_line(&mut line).await.unwrap() == 0 {
+                        return;
+                    }
+                    let cmd = line.to_ascii_uppercase();
+                    let reply: &[u8] = if cmd.starts_with("EHLO") || cmd.starts_with("HELO") {
+                        b"250-sink\r\n250 8BITMIME\r\n"
+                    } else if cmd.starts_with("DATA") {
+                        write.write_all(b"354 go on\r\n").await.unwrap();
+                        let mut data = String::new();
+                        loop {
+                            line.clear();
+                            r.read_line(&mut line).await.unwrap();
+                            if line == ".\r\n" {
+                                break;
+                            }
+                            data.push_str(&line);
+                        }
+                        kept.lock().unwrap().push(data);
+                        b"250 queued\r\n"
+                    } else if cmd.starts_with("QUIT") {
+                        write.write_all(b"221 bye\r\n").await.unwrap();
+                        return;
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    write.write_all(reply).await.unwrap();
+                }
+            });
+        }
+    });
+    (port, mails)
+}
+
+fn breach_event(t: jiff::Timestamp, site: &str, category: &str) -> AccessEvent {
+    let mut e = AccessEvent::new(
+        t,
+        Front::Proxy,
+        "10.0.0.4".parse().unwrap(),
+        format!("http://{site}/x"),
+    );
+    e.device = Some("lab-pc-04".into());
+    e.group = Some("ks3".into());
+    e.action = Action::Block;
+    e.outcome = Outcome::Blocked;
+    e.tier = Tier::Category;
+    e.category = Some(Category::new(category).unwrap());
+    e
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn high_breaches_go_out_at_once_with_retries_and_the_rest_in_a_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), &StoreOptions::default()).unwrap());
+    let (url, hooks) = webhook_receiver(2).await;
+    let (port, mails) = smtp_sink().await;
+    let t0: jiff::Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
+    let clock = Arc::new(TestClock(Mutex::new(t0)));
+    let config = AlertsConfig {
+        immediate: Severity::High,
+        digest_every: Duration::from_secs(7 * 86_400),
+        attempts: 5,
+        webhook: Some(WebhookConfig { url }),
+        email: Some(EmailConfig {
+            server: "127.0.0.1".into(),
+            port,
+            tls: SmtpTls::None,
+            from: "hedgerow@school.example".into(),
+            to: vec!["dsl@school.example".into()],
+            username: None,
+            password_file: None,
+        }),
+    };
+    let alerter = Alerter::new(store.clone(), config, clock.clone());
+    alerter.pass().await.unwrap(); // starts the digest clock
+
+    let w = Duration::from_secs(3600);
+    let (high, _) = store
+        .record_breach(
+            &breach_event(t0, "extreme.example", "extremism"),
+            Severity::High,
+            "extremism",
+            w,
+        )
+        .unwrap();
+    let (low, _) = store
+        .record_breach(
+            &breach_event(t0, "bet.example", "gambling"),
+            Severity::Low,
+            "gambling",
+            w,
+        )
+        .unwrap();
+
+    // First pass: e-mail goes, the webhook answers 500.
+    alerter.pass().await.unwrap();
+    let b = store.breach(high.id).unwrap();
+    assert_eq!(b.delivery("email").unwrap().state, DeliveryState::Sent);
+    let hook = b.delivery("webhook").unwrap();
+    assert_eq!((hook.state, hook.attempts), (DeliveryState::Retrying, 1));
+    assert!(hook.last_error.as_deref().unwrap().contains("500"));
+    assert_eq!(
+        store.pending_alerts().unwrap().len(),
+        1,
+        "the low one waits for the digest"
+    );
+
+    // Before the backoff is over nothing is tried.
+    alerter.pass().await.unwrap();
+    assert_eq!(
+        store
+            .breach(high.id)
+            .unwrap()
+            .delivery("webhook")
+            .unwrap()
+            .attempts,
+        1
+    );
+    clock.advance(1);
+    alerter.pass().await.unwrap(); // second failure
+    clock.advance(2);
+    alerter.pass().await.unwrap(); // third attempt succeeds
+    let hook = store
+        .breach(high.id)
+        .unwrap()
+        .delivery("webhook")
+        .cloned()
+        .unwrap();
+    assert_eq!((hook.state, hook.attempts), (DeliveryState::Sent, 3));
+    assert!(store.pending_alerts().unwrap().is_empty());
+    {
+        let hooks = hooks.lock().unwrap();
+        assert_eq!(hooks.len(), 1);
+        assert_eq!(hooks[0]["kind"], "breach");
+        assert_eq!(hooks[0]["breach"]["device"], "lab-pc-04");
+        assert_eq!(hooks[0]["breach"]["severity"], "high");
+        assert_eq!(hooks[0]["breach"]["site"], "extreme.example");
+    }
+    {
+        let mails = mails.lock().unwrap();
+        assert_eq!(mails.len(), 1);
+        assert!(mails[0].contains("HIGH breach: lab-pc-04"), "{}", mails[0]);
+        assert!(mails[0].contains("extreme.example"));
+        assert!(mails[0].contains("dsl@school.example"));
+    }
+
+    // A week later the digest carries the low one.
+    clock.advance(7 * 86_400);
+    alerter.pass().await.unwrap();
+    let hooks = hooks.lock().unwrap();
+    assert_eq!(hooks.len(), 2);
+    assert_eq!(hooks[1]["kind"], "digest");
+    assert_eq!(hooks[1]["breaches"][0]["site"], "bet.example");
+    assert_eq!(hooks[1]["breaches"].as_array().unwrap().len(), 1);
+    assert_eq!(mails.lock().unwrap().len(), 2);
+    let b = store.breach(low.id).unwrap();
+    assert_eq!(b.delivery("digest").unwrap().state, DeliveryState::Sent);
+}
+
+#[tokio::test]
+async fn an_unreachable_webhook_fails_after_its_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), &StoreOptions::default()).unwrap());
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let t0: jiff::Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
+    let clock = Arc::new(TestClock(Mutex::new(t0)));
+    let config = AlertsConfig {
+        immediate: Severity::High,
+        digest_every: Duration::from_secs(86_400),
+        attempts: 3,
+        webhook: Some(WebhookConfig {
+            url: format!("http://127.0.0.1:{port}/hook"),
+        }),
+        email: None,
+    };
+    let alerter = Alerter::new(store.clone(), config, clock.clone());
+    let (b, _) = store
+        .record_breach(
+            &breach_event(t0, "x.example", "extremism"),
+            Severity::Critical,
+            "extremism",
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    for _ in 0..6 {
+        alerter.pass().await.unwrap();
+        clock.advance(60);
+    }
+    let d = store
+        .breach(b.id)
+        .unwrap()
+        .delivery("webhook")
+        .cloned()
+        .unwrap();
+    assert_eq!((d.state, d.attempts), (DeliveryState::Failed, 3));
+    assert!(store.pending_alerts().unwrap().is_empty());
+}
