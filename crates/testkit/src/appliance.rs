@@ -159,6 +159,15 @@ impl Appliance {
         assert!(status.success());
     }
 
+    /// Stops the appliance with SIGTERM and waits for it; its folder stays until drop.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
