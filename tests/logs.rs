@@ -287,9 +287,8 @@ async fn blocked_queries_appear_in_logs_and_breaches_with_the_device() {
         .and_then(|l| l.split_whitespace().next())
         .unwrap()
         .to_owned();
-    let show = tokio::task::block_in_place(|| {
-        until(&app, &["breaches"], &["show", &id], "webhook sent")
-    });
+    let show =
+        tokio::task::block_in_place(|| until(&app, &["breaches"], &["show", &id], "webhook sent"));
     assert!(show.contains("webhook sent (1 attempt)"), "{show}");
     assert!(show.contains("site:      extreme.example"), "{show}");
 

@@ -280,7 +280,7 @@ impl Context {
         if !self.unparsed {
             for (cat, loc) in rule_categories {
                 if !lists.values().any(|l| l.category.as_ref() == Some(&cat)) {
-                    let reason = format!("breach rule names category {cat:?}, which no list has");
+                    let reason = format!("breach rule names category \"{cat}\", which no list has");
                     self.err_at(loc, reason);
                 }
             }

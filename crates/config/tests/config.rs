@@ -232,3 +232,69 @@ fn blockpage_mode_needs_a_blockpage_address() {
     let (_d, errs) = errors(&ok, &[]);
     assert!(errs.is_empty(), "{errs:?}");
 }
+
+#[test]
+fn logs_breaches_alerts_and_leases_are_typed_and_checked() {
+    let extra = r#"
+[logs]
+access_retention = "30d"
+
+[breaches]
+window = "2h"
+
+[[breaches.rules]]
+name = "adult"
+categories = ["adult"]
+severity = "high"
+
+[alerts]
+immediate = "critical"
+
+[alerts.webhook]
+url = "http://127.0.0.1:9000/hook"
+
+[alerts.email]
+server = "smtp.school.example"
+tls = "starttls"
+from = "hedgerow@school.example"
+to = ["dsl@school.example"]
+
+[[leases]]
+path = "dnsmasq.leases"
+format = "dnsmasq"
+"#;
+    let good = format!("{GOOD}{extra}");
+    let dir = tree(&[("hedgerow.toml", &good)]);
+    let c = hedgerow_config::load(&dir.path().join("hedgerow.toml")).unwrap();
+    assert_eq!(c.logs.access_retention.as_secs(), 30 * 86_400);
+    assert_eq!(c.logs.breach_retention.as_secs(), 730 * 86_400, "default");
+    assert_eq!(c.breaches.window.as_secs(), 7200);
+    assert_eq!(
+        c.breaches.rules[0].severity,
+        hedgerow_config::Severity::High
+    );
+    let alerts = c.alerts.unwrap();
+    assert_eq!(alerts.email.unwrap().port, 587);
+    assert_eq!(c.leases[0].path, dir.path().join("dnsmasq.leases"));
+
+    // Mistakes are reported where they are.
+    let bad = good
+        .replace("\ncategories = [\"adult\"]", "\ncategories = [\"gaming\"]")
+        .replace("http://127.0.0.1:9000/hook", "ftp://x")
+        .replace("\"dsl@school.example\"", "\"dsl\"");
+    let (_dir, errs) = errors(&bad, &[]);
+    let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
+    assert_eq!(errs.len(), 3, "{text:?}");
+    assert!(
+        text.iter()
+            .any(|e| e.contains("breach rule names category \"gaming\""))
+    );
+    assert!(text.iter().any(|e| e.contains("webhook url \"ftp://x\"")));
+    assert!(
+        text.iter()
+            .any(|e| e.contains("\"dsl\" is not an e-mail address"))
+    );
+    let line_of = |needle: &str| bad.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let gaming = errs.iter().find(|e| e.reason.contains("gaming")).unwrap();
+    assert_eq!(gaming.line, line_of("\"gaming\""));
+}
