@@ -132,6 +132,21 @@ fn ask(config: &Config, q: Query) -> Result<Vec<String>> {
     }
 }
 
+/// Asks, fails on an error answer, and reads each line as a `T`.
+fn ask_for<T: serde::de::DeserializeOwned>(
+    config: &Config,
+    q: Query,
+) -> Result<(Vec<String>, Vec<T>)> {
+    let lines = ask(config, q)?;
+    check_error(&lines)?;
+    let parsed = lines
+        .iter()
+        .map(|l| serde_json::from_str(l))
+        .collect::<std::result::Result<_, _>>()
+        .context("reading the appliance's answer")?;
+    Ok((lines, parsed))
+}
+
 fn check_error(lines: &[String]) -> Result<()> {
     if let [only] = lines
         && let Ok(serde_json::Value::Object(o)) = serde_json::from_str(only)
@@ -242,13 +257,7 @@ pub(crate) fn logs(args: LogsArgs) -> Result<ExitCode> {
         action: args.verdict,
         limit: Some(args.limit),
     };
-    let lines = ask(&config, Query::Logs(filter))?;
-    check_error(&lines)?;
-    let events: Vec<AccessEvent> = lines
-        .iter()
-        .map(|l| serde_json::from_str(l))
-        .collect::<std::result::Result<_, _>>()
-        .context("reading the appliance's answer")?;
+    let (lines, events): (_, Vec<AccessEvent>) = ask_for(&config, Query::Logs(filter))?;
     let header = [
         "time",
         "front",
@@ -285,12 +294,17 @@ pub(crate) fn logs(args: LogsArgs) -> Result<ExitCode> {
             ]
         })
         .collect();
-    match args.format {
-        Format::Json => lines.iter().for_each(|l| println!("{l}")),
-        Format::Csv => print_csv(&header, &rows),
-        Format::Table => print_table(&header, &rows),
-    }
+    print(args.format, &lines, &header, &rows);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the answer as JSON lines (as sent), CSV or a table.
+fn print(format: Format, lines: &[String], header: &[&str], rows: &[Vec<String>]) {
+    match format {
+        Format::Json => lines.iter().for_each(|l| println!("{l}")),
+        Format::Csv => print_csv(header, rows),
+        Format::Table => print_table(header, rows),
+    }
 }
 
 fn print_csv(header: &[&str], rows: &[Vec<String>]) {
@@ -371,19 +385,11 @@ pub(crate) fn breaches(config: &Path, cmd: Option<BreachCommand>) -> Result<Exit
             limit,
             format,
         } => {
-            let lines = ask(
-                &config,
-                Query::Breaches {
-                    min: severity,
-                    limit,
-                },
-            )?;
-            check_error(&lines)?;
-            let list: Vec<Breach> = lines
-                .iter()
-                .map(|l| serde_json::from_str(l))
-                .collect::<std::result::Result<_, _>>()
-                .context("reading the appliance's answer")?;
+            let query = Query::Breaches {
+                min: severity,
+                limit,
+            };
+            let (lines, list): (_, Vec<Breach>) = ask_for(&config, query)?;
             let header = [
                 "id", "severity", "rule", "first", "last", "count", "device", "client", "user",
                 "site", "category", "alerts",
@@ -407,17 +413,14 @@ pub(crate) fn breaches(config: &Path, cmd: Option<BreachCommand>) -> Result<Exit
                     ]
                 })
                 .collect();
-            match format {
-                Format::Json => lines.iter().for_each(|l| println!("{l}")),
-                Format::Csv => print_csv(&header, &rows),
-                Format::Table => print_table(&header, &rows),
-            }
+            print(format, &lines, &header, &rows);
         }
         BreachCommand::Show { id } => {
-            let lines = ask(&config, Query::Breach(id))?;
-            check_error(&lines)?;
-            let b: Breach = serde_json::from_str(lines.first().map_or("", String::as_str))
-                .context("reading the appliance's answer")?;
+            let (_, found): (_, Vec<Breach>) = ask_for(&config, Query::Breach(id))?;
+            let b = found
+                .into_iter()
+                .next()
+                .context("the appliance sent no breach")?;
             let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
             println!("breach:    {}", b.id);
             println!("severity:  {}", hedgerow_alert::severity_word(b.severity));
