@@ -24,7 +24,7 @@ fn access(t: jiff::Timestamp, i: u64) -> AccessEvent {
             .unwrap(),
         format!("site{}.example", i % 5000),
     );
-    e.device = (i % 3 != 0).then(|| Arc::from(format!("pc-{}", i % 40)));
+    e.device = (!i.is_multiple_of(3)).then(|| Arc::from(format!("pc-{}", i % 40)));
     e.group = Some(Arc::from("ks3"));
     e.qtype = Some("A".into());
     e
