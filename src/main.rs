@@ -185,6 +185,8 @@ fn run(config: &Path) -> Result<ExitCode> {
             let alerter = hedgerow_alert::Alerter::new(store.clone(), a, clock.clone());
             tokio::spawn(alerter.run(std::time::Duration::from_millis(500)))
         });
+        let events_for_proxy = events.clone();
+        let clock_for_proxy = clock.clone();
         let resolver = Arc::new(hedgerow_dns::Resolver::new(handle.clone(), events, clock));
         let mut sockets = Vec::new();
         for addr in &snap.config().dns.listen {
@@ -196,10 +198,26 @@ fn run(config: &Path) -> Result<ExitCode> {
             sockets.push(bound);
         }
         let dns = hedgerow_dns::start(resolver.clone(), sockets);
+        let proxy_tasks = match snap.config().proxy {
+            Some(_) => {
+                let proxy =
+                    hedgerow_proxy::Proxy::new(handle.clone(), events_for_proxy, clock_for_proxy)
+                        .context("starting the web proxy")?;
+                let listeners = proxy.bind().await.context("binding the web proxy")?;
+                for l in &listeners {
+                    tracing::info!("listening for HTTP proxy on {}", l.local_addr()?);
+                }
+                proxy.start(listeners)
+            }
+            None => Vec::new(),
+        };
         let control = control_socket(&state_dir, handle.clone(), store.clone())?;
         let code = serve(handle, &resolver, &recorder).await;
         control.abort();
         purge.abort();
+        for t in proxy_tasks {
+            t.abort();
+        }
         if let Some(a) = alerts {
             a.abort();
         }

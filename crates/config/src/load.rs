@@ -154,6 +154,7 @@ impl Context {
         let mut breaches: Option<(BreachesConfig, Location)> = None;
         let mut alerts: Option<(AlertsConfig, Location)> = None;
         let mut rule_categories = Vec::new();
+        let mut proxy_groups: Vec<(String, Location)> = Vec::new();
         let paths: Vec<PathBuf> = files.iter().map(|(s, _)| s.path.clone()).collect();
 
         for (src, raw) in files {
@@ -185,7 +186,8 @@ impl Context {
                         "[proxy] listen must name at least one address".into(),
                     );
                 }
-                self.once(&mut proxy, ProxyConfig { listen: p.listen }, loc, "[proxy]");
+                let value = self.proxy(&src, p, &loc, &mut proxy_groups);
+                self.once(&mut proxy, value, loc, "[proxy]");
             }
             for (name, list) in raw.lists {
                 let loc = src.location(name.span());
@@ -278,6 +280,14 @@ impl Context {
             self.errors.push(e);
         }
         if !self.unparsed {
+            for (g, loc) in proxy_groups {
+                if !groups.contains_key(&g) {
+                    self.err_at(
+                        loc,
+                        format!("intercept_groups names group {g:?}, which is not defined"),
+                    );
+                }
+            }
             for (cat, loc) in rule_categories {
                 if !lists.values().any(|l| l.category.as_ref() == Some(&cat)) {
                     let reason = format!("breach rule names category \"{cat}\", which no list has");
@@ -310,6 +320,64 @@ impl Context {
             breaches: breaches.map(|b| b.0).unwrap_or_default(),
             alerts: alerts.map(|a| a.0),
         })
+    }
+
+    fn proxy(
+        &mut self,
+        src: &Source,
+        p: RawProxy,
+        loc: &Location,
+        groups: &mut Vec<(String, Location)>,
+    ) -> ProxyConfig {
+        if p.listen.is_empty() {
+            self.err_at(
+                loc.clone(),
+                "[proxy] listen must name at least one address".into(),
+            );
+        }
+        if !p.intercept_groups.is_empty() && (p.ca_cert.is_none() || p.ca_key.is_none()) {
+            self.err_at(
+                loc.clone(),
+                "[proxy] intercept_groups needs ca_cert and ca_key (the school's CA)".into(),
+            );
+        }
+        let mut never = Vec::new();
+        for h in p.never_intercept {
+            match Host::parse(h.get_ref()) {
+                Ok(host) => never.push(host.to_string()),
+                Err(e) => self.err(src, h.span(), format!("never_intercept: {e}")),
+            }
+        }
+        if p.max_header_bytes < 1024 || p.max_connections_per_client == 0 {
+            self.err_at(
+                loc.clone(),
+                "[proxy] max_header_bytes must be at least 1024 and max_connections_per_client at least 1".into(),
+            );
+        }
+        ProxyConfig {
+            listen: p.listen,
+            connect_ports: p.connect_ports,
+            intercept_groups: p
+                .intercept_groups
+                .into_iter()
+                .map(|g| {
+                    groups.push((g.get_ref().clone(), src.location(g.span())));
+                    g.into_inner()
+                })
+                .collect(),
+            ca_cert: p.ca_cert.map(|c| resolve(&src.path, &c)),
+            ca_key: p.ca_key.map(|c| resolve(&src.path, &c)),
+            never_intercept: never,
+            upstream_ca_file: p.upstream_ca_file.map(|c| resolve(&src.path, &c)),
+            allow_destinations: p.allow_destinations,
+            users_file: p.users_file.map(|c| resolve(&src.path, &c)),
+            pac_proxy: p.pac_proxy,
+            review_contact: p.review_contact,
+            connect_timeout: p.connect_timeout,
+            idle_timeout: p.idle_timeout,
+            max_header_bytes: p.max_header_bytes,
+            max_connections_per_client: p.max_connections_per_client,
+        }
     }
 
     fn logs(&mut self, l: RawLogs, loc: &Location) -> LogsConfig {

@@ -217,6 +217,30 @@ pub enum UpstreamProtocol {
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
     pub listen: Vec<SocketAddr>,
+    /// Ports CONNECT may reach.
+    pub connect_ports: Vec<u16>,
+    /// Groups whose HTTPS is intercepted with the school's CA.
+    pub intercept_groups: Vec<String>,
+    /// The school's CA certificate and key (PEM), for interception.
+    pub ca_cert: Option<PathBuf>,
+    pub ca_key: Option<PathBuf>,
+    /// Hosts (and their subdomains) never intercepted: banking, health.
+    pub never_intercept: Vec<String>,
+    /// Extra roots (PEM) trusted for upstream HTTPS while intercepting, besides the Mozilla roots.
+    pub upstream_ca_file: Option<PathBuf>,
+    /// Destination networks the proxy may reach although they are loopback, link-local or
+    /// private (for example a local web server).
+    pub allow_destinations: Vec<IpNet>,
+    /// `name:$argon2id$…` lines: turns on Basic proxy authentication.
+    pub users_file: Option<PathBuf>,
+    /// `host:port` the PAC file points browsers at; default the first listen address.
+    pub pac_proxy: Option<String>,
+    /// How a pupil or teacher asks for a review, shown on the block page.
+    pub review_contact: String,
+    pub connect_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_connections_per_client: usize,
 }
 
 /// One block, allow or illegal-content list file.
@@ -545,6 +569,48 @@ fn default_protocol() -> UpstreamProtocol {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawProxy {
     pub(crate) listen: Vec<SocketAddr>,
+    #[serde(default = "default_connect_ports")]
+    pub(crate) connect_ports: Vec<u16>,
+    #[serde(default)]
+    pub(crate) intercept_groups: Vec<Spanned<String>>,
+    pub(crate) ca_cert: Option<PathBuf>,
+    pub(crate) ca_key: Option<PathBuf>,
+    #[serde(default)]
+    pub(crate) never_intercept: Vec<Spanned<String>>,
+    pub(crate) upstream_ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub(crate) allow_destinations: Vec<IpNet>,
+    pub(crate) users_file: Option<PathBuf>,
+    pub(crate) pac_proxy: Option<String>,
+    #[serde(default = "default_review_contact")]
+    pub(crate) review_contact: String,
+    #[serde(default = "default_connect_timeout", with = "serde_duration")]
+    pub(crate) connect_timeout: Duration,
+    #[serde(default = "default_idle_timeout", with = "serde_duration")]
+    pub(crate) idle_timeout: Duration,
+    #[serde(default = "default_max_header_bytes")]
+    pub(crate) max_header_bytes: usize,
+    #[serde(default = "default_max_connections")]
+    pub(crate) max_connections_per_client: usize,
+}
+
+fn default_connect_ports() -> Vec<u16> {
+    vec![443]
+}
+fn default_review_contact() -> String {
+    "ask your teacher or the school's IT office".into()
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_max_header_bytes() -> usize {
+    16 * 1024
+}
+fn default_max_connections() -> usize {
+    256
 }
 
 #[derive(Debug, Deserialize)]

@@ -17,6 +17,11 @@ use crate::{Delivery, StoreError};
 const EVENTS: &str = "events";
 const DEVICES: &str = "devices";
 const DAYS_DIR: &str = "days";
+/// Most events in one stored value. sled keeps the tree's newest leaf in memory, and with
+/// values of a whole 20 ms flush (2,700 events, ~200 KB at 136k queries a second) the
+/// appliance's resident memory grew by ~100 MiB per million events; values of at most 512
+/// events keep it flat at a small cost in appends per second.
+const MAX_BATCH: usize = 512;
 /// Day databases kept open at once (today, yesterday and whatever a query read last).
 const OPEN_DAYS: usize = 3;
 const BREACHES: &str = "breaches";
@@ -399,7 +404,9 @@ impl Store {
                 .push(e);
         }
         for (day, evs) in by_day {
-            self.append_day(day, &evs)?;
+            for chunk in evs.chunks(MAX_BATCH) {
+                self.append_day(day, chunk)?;
+            }
         }
         Ok(())
     }

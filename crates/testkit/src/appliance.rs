@@ -17,6 +17,8 @@ pub struct Appliance {
     lines: Lines,
     pub dns_udp: SocketAddr,
     pub dns_tcp: SocketAddr,
+    /// The web proxy's address, when the configuration has a `[proxy]`.
+    pub proxy: Option<SocketAddr>,
 }
 
 impl Appliance {
@@ -72,12 +74,17 @@ impl Appliance {
             lines,
             dns_udp: ([127, 0, 0, 1], 0).into(),
             dns_tcp: ([127, 0, 0, 1], 0).into(),
+            proxy: None,
         };
         if app.wait_for("ready", Duration::from_secs(60)).is_none() {
             panic!("appliance did not become ready:\n{}", app.logs());
         }
         app.dns_udp = app.listener("listening for DNS/UDP on ");
         app.dns_tcp = app.listener("listening for DNS/TCP on ");
+        app.proxy = app
+            .listeners("listening for HTTP proxy on ")
+            .first()
+            .copied();
         app
     }
 

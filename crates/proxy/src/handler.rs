@@ -1,0 +1,1262 @@
+//! Connections, requests and tunnels.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hedgerow_model::{AccessEvent, Action, Front, Host, Outcome, Severity, Tier, UrlKey, Verdict};
+use hedgerow_policy::{Client as PolicyClient, PolicySnapshot, Target};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::{Body, Frame, Incoming};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::tls::{HelloError, parse_hello};
+use crate::{Proxy, ProxyError, page, search};
+
+type Out = BoxBody<Bytes, hyper::Error>;
+
+const HELLO_LIMIT: usize = 16 * 1024;
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn full(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Out> {
+    let mut r = Response::new(Full::new(body.into()).map_err(|e| match e {}).boxed());
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("text/plain")),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Out> {
+    full(status, "text/plain; charset=utf-8", format!("{body}\n"))
+}
+
+/// 400 and close: for malformed requests and smuggling shapes.
+fn bad_request(reason: &str) -> Response<Out> {
+    let mut r = text(StatusCode::BAD_REQUEST, reason);
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+// --- users -------------------------------------------------------------------------------
+
+/// Basic proxy authentication against `name:$argon2id$…` lines. A verified header is
+/// remembered (by keyed hash) so the slow hash runs once per user and password.
+pub(crate) struct Users {
+    hashes: HashMap<String, String>,
+    verified: Mutex<HashMap<u128, Arc<str>>>,
+    key: (u64, u64),
+}
+
+impl Users {
+    pub(crate) fn load(path: &std::path::Path) -> Result<Self, ProxyError> {
+        let err = |reason: String| ProxyError::Users {
+            path: path.display().to_string(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let mut hashes = HashMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((name, hash)) = line.split_once(':') else {
+                return Err(err(format!("line {}: expected name:$argon2id$…", i + 1)));
+            };
+            if argon2::PasswordHash::new(hash).is_err() {
+                return Err(err(format!("line {}: not a PHC password hash", i + 1)));
+            }
+            hashes.insert(name.to_owned(), hash.to_owned());
+        }
+        Ok(Self {
+            hashes,
+            verified: Mutex::new(HashMap::new()),
+            key: (rand::random(), rand::random()),
+        })
+    }
+
+    /// The user a `Proxy-Authorization` header proves, if it does. Blocking (argon2) on the
+    /// first sight of a header: call it off the async workers.
+    fn check(&self, header: &str) -> Option<Arc<str>> {
+        use std::hash::Hasher;
+        let mut h = siphasher::sip128::SipHasher13::new_with_keys(self.key.0, self.key.1);
+        h.write(header.as_bytes());
+        let tag = siphasher::sip128::Hasher128::finish128(&h).as_u128();
+        let mut verified = self
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(u) = verified.get(&tag) {
+            return Some(u.clone());
+        }
+        drop(verified);
+        let encoded = header.strip_prefix("Basic ")?.trim();
+        let decoded = decode_base64(encoded)?;
+        let decoded = String::from_utf8(decoded).ok()?;
+        let (name, password) = decoded.split_once(':')?;
+        let hash = argon2::PasswordHash::new(self.hashes.get(name)?).ok()?;
+        use argon2::PasswordVerifier;
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &hash)
+            .ok()?;
+        let user: Arc<str> = Arc::from(name);
+        verified = self
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if verified.len() > 10_000 {
+            verified.clear();
+        }
+        verified.insert(tag, user.clone());
+        Some(user)
+    }
+}
+
+fn decode_base64(s: &str) -> Option<Vec<u8>> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let bytes: Vec<u8> = s.bytes().filter(|&c| c != b'=').collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let mut n = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            n |= val(c)? << (18 - 6 * i);
+        }
+        let take = match chunk.len() {
+            4 => 3,
+            3 => 2,
+            2 => 1,
+            _ => return None,
+        };
+        out.extend_from_slice(&n.to_be_bytes()[1..1 + take]);
+    }
+    Some(out)
+}
+
+// --- origin client -----------------------------------------------------------------------
+
+/// Pooled HTTP/1 connections to origins, by address.
+pub(crate) struct Client {
+    idle: Mutex<HashMap<SocketAddr, Vec<hyper::client::conn::http1::SendRequest<Out>>>>,
+}
+
+impl Client {
+    pub(crate) fn new() -> Self {
+        Self {
+            idle: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn take(&self, addr: SocketAddr) -> Option<hyper::client::conn::http1::SendRequest<Out>> {
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let list = idle.get_mut(&addr)?;
+        while let Some(s) = list.pop() {
+            if !s.is_closed() {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    fn put(&self, addr: SocketAddr, s: hyper::client::conn::http1::SendRequest<Out>) {
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let list = idle.entry(addr).or_default();
+        if list.len() < 64 {
+            list.push(s);
+        }
+    }
+}
+
+// --- accepting ---------------------------------------------------------------------------
+
+pub(crate) async fn accept_loop(proxy: Arc<Proxy>, listener: tokio::net::TcpListener) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!("proxy accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let ip = peer.ip();
+        {
+            let mut conns = proxy
+                .conns
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let n = conns.entry(ip).or_insert(0);
+            if *n >= proxy.config.max_connections_per_client {
+                tracing::warn!(client = %ip, "proxy: too many connections from one client; refused");
+                continue;
+            }
+            *n += 1;
+        }
+        let _ = stream.set_nodelay(true);
+        let p = proxy.clone();
+        tokio::spawn(async move {
+            serve_connection(p.clone(), stream, peer).await;
+            let mut conns = p
+                .conns
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(n) = conns.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    conns.remove(&ip);
+                }
+            }
+        });
+    }
+}
+
+fn http1_server(proxy: &Proxy) -> hyper::server::conn::http1::Builder {
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(proxy.config.idle_timeout)
+        .max_buf_size(proxy.config.max_header_bytes.max(8192))
+        .keep_alive(true);
+    b
+}
+
+async fn serve_connection(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAddr) {
+    let p = proxy.clone();
+    let seen = Arc::new(Mutex::new(std::collections::VecDeque::new()));
+    let stream = Inspect {
+        inner: stream,
+        head: Vec::new(),
+        skip: 0,
+        done: false,
+        seen: seen.clone(),
+        limit: proxy.config.max_header_bytes,
+    };
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let p = p.clone();
+        let framing = seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop_front();
+        async move {
+            if framing == Some(Framing::Conflict) {
+                return Ok::<_, Infallible>(bad_request(
+                    "conflicting Content-Length and Transfer-Encoding",
+                ));
+            }
+            let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
+            let mut resp = p.handle(peer, req, None).await;
+            if chunked {
+                // The inspector stops at a chunked request: no further requests on this
+                // connection.
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok(resp)
+        }
+    });
+    let conn = http1_server(&proxy)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    if let Err(e) = conn.await {
+        tracing::debug!(client = %peer, "proxy connection: {e}");
+    }
+}
+
+/// The TLS host an intercepted connection serves.
+#[derive(Clone)]
+struct Intercepted {
+    host: String,
+    port: u16,
+}
+
+impl Proxy {
+    fn now_text(&self, now: jiff::Timestamp, snap: &PolicySnapshot) -> String {
+        let tz = jiff::tz::TimeZone::get(&snap.config().server.timezone)
+            .unwrap_or(jiff::tz::TimeZone::UTC);
+        now.to_zoned(tz)
+            .strftime("%Y-%m-%d %H:%M:%S %Z")
+            .to_string()
+    }
+
+    fn event(
+        &self,
+        peer: SocketAddr,
+        who: Option<&PolicyClient<'_>>,
+        target: String,
+    ) -> AccessEvent {
+        let mut e = AccessEvent::new(self.clock.now(), Front::Proxy, canonical(peer.ip()), target);
+        if let Some(c) = who {
+            e.group = Some(c.group_arc.clone());
+            if let Some(d) = c.device {
+                e.device = Some(Arc::from(d.name.as_str()));
+                e.user = d.user.as_deref().map(Arc::from);
+            }
+        }
+        e
+    }
+
+    /// Boxed with an explicit `Send`: the CONNECT path spawns tunnels that serve intercepted
+    /// requests through this same function, a cycle the compiler cannot prove `Send` itself.
+    fn handle(
+        self: Arc<Self>,
+        peer: SocketAddr,
+        req: Request<Incoming>,
+        tls: Option<Intercepted>,
+    ) -> Pin<Box<dyn Future<Output = Response<Out>> + Send>> {
+        Box::pin(self.handle_inner(peer, req, tls))
+    }
+
+    async fn handle_inner(
+        self: Arc<Self>,
+        peer: SocketAddr,
+        req: Request<Incoming>,
+        tls: Option<Intercepted>,
+    ) -> Response<Out> {
+        // Smuggling shapes: both framings, or several lengths.
+        let h = req.headers();
+        if h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH) {
+            return bad_request("conflicting Content-Length and Transfer-Encoding");
+        }
+        if h.get_all(header::CONTENT_LENGTH).iter().count() > 1 {
+            return bad_request("more than one Content-Length");
+        }
+        let origin_form = req.uri().authority().is_none();
+        if tls.is_none() && req.method() != Method::CONNECT && origin_form {
+            return self.local(&req);
+        }
+        let snap = self.policy.snapshot();
+        let Some(who) = snap.client(canonical(peer.ip()), None) else {
+            let mut e = self.event(peer, None, req.uri().to_string());
+            e.outcome = Outcome::Refused;
+            e.action = Action::Block;
+            e.method = Some(method_name(req.method()));
+            self.sink.record(e);
+            return text(
+                StatusCode::FORBIDDEN,
+                "this proxy serves the school's network only",
+            );
+        };
+        let user = match self.authenticate(&req).await {
+            Ok(u) => u,
+            Err(resp) => return resp,
+        };
+        if req.method() == Method::CONNECT {
+            if tls.is_some() {
+                return bad_request("CONNECT inside an intercepted connection");
+            }
+            return self.connect(peer, req, &snap, &who, user).await;
+        }
+        self.http(peer, req, &snap, &who, user, tls).await
+    }
+
+    /// Origin-form requests to the proxy itself: the PAC and WPAD files.
+    fn local(&self, req: &Request<Incoming>) -> Response<Out> {
+        match req.uri().path() {
+            "/proxy.pac" | "/wpad.dat" => {
+                let host = self.config.pac_proxy.clone().unwrap_or_else(|| {
+                    req.headers()
+                        .get(header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                        .map(str::to_owned)
+                        .or_else(|| self.config.listen.first().map(ToString::to_string))
+                        .unwrap_or_default()
+                });
+                full(
+                    StatusCode::OK,
+                    "application/x-ns-proxy-autoconfig",
+                    page::pac(&host),
+                )
+            }
+            _ => text(
+                StatusCode::BAD_REQUEST,
+                "this is a web proxy: configure it in the browser, or fetch /proxy.pac",
+            ),
+        }
+    }
+
+    async fn authenticate(
+        &self,
+        req: &Request<Incoming>,
+    ) -> Result<Option<Arc<str>>, Response<Out>> {
+        if self.users.is_none() {
+            return Ok(None);
+        }
+        let header = req
+            .headers()
+            .get(header::PROXY_AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned);
+        let user = match header {
+            Some(h) => {
+                // argon2 is deliberately slow: off the async workers.
+                let me: &Proxy = self;
+                let users = me.users.as_ref();
+                match users {
+                    Some(u) => tokio::task::block_in_place(|| u.check(&h)),
+                    None => None,
+                }
+            }
+            None => None,
+        };
+        match user {
+            Some(u) => Ok(Some(u)),
+            None => {
+                let mut r = text(
+                    StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+                    "sign in to use the school's web proxy",
+                );
+                r.headers_mut().insert(
+                    header::PROXY_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"Hedgerow\""),
+                );
+                Err(r)
+            }
+        }
+    }
+
+    /// Whether `ip` may be a destination: not our own listener, and not loopback,
+    /// link-local, unspecified or private unless `allow_destinations` says so.
+    fn destination_ok(&self, ip: IpAddr, port: u16) -> bool {
+        let ip = canonical(ip);
+        if self
+            .config
+            .allow_destinations
+            .iter()
+            .any(|n| n.contains(&ip))
+        {
+            let own = self
+                .own
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            return !own
+                .iter()
+                .any(|a| a.port() == port && (a.ip() == ip || a.ip().is_unspecified()));
+        }
+        match ip {
+            IpAddr::V4(v4) => {
+                !(v4.is_loopback()
+                    || v4.is_link_local()
+                    || v4.is_unspecified()
+                    || v4.is_private()
+                    || v4.is_broadcast())
+            }
+            IpAddr::V6(v6) => {
+                !(v6.is_loopback()
+                    || v6.is_unspecified()
+                    || v6.is_unicast_link_local()
+                    || v6.is_unique_local())
+            }
+        }
+    }
+
+    /// Resolves and checks a destination; the addresses to try, or a refusal.
+    async fn destination(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<Vec<SocketAddr>, (StatusCode, String)> {
+        let ips = self
+            .resolver
+            .lookup(host)
+            .await
+            .map_err(|e| (StatusCode::BAD_GATEWAY, e.to_string()))?;
+        if let Some(bad) = ips.iter().find(|ip| !self.destination_ok(**ip, port)) {
+            return Err((
+                StatusCode::FORBIDDEN,
+                format!("refused: {host} is {bad}, an address this proxy does not reach"),
+            ));
+        }
+        Ok(ips
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip, port))
+            .collect())
+    }
+
+    /// Search terms and their concern, for a URL.
+    fn monitor(
+        &self,
+        snap: &PolicySnapshot,
+        who: &PolicyClient<'_>,
+        url: &UrlKey,
+    ) -> (Option<String>, Option<Severity>) {
+        let terms = search::search_terms(url.host().as_str(), url.path(), url.query());
+        let concern = terms.as_deref().and_then(|t| {
+            snap.phrases(who.group, t)
+                .into_iter()
+                .map(|p| p.severity)
+                .max()
+        });
+        (terms, concern)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn http(
+        self: &Arc<Self>,
+        peer: SocketAddr,
+        req: Request<Incoming>,
+        snap: &Arc<PolicySnapshot>,
+        who: &PolicyClient<'_>,
+        user: Option<Arc<str>>,
+        tls: Option<Intercepted>,
+    ) -> Response<Out> {
+        let (scheme, host, port) = match &tls {
+            Some(t) => ("https", t.host.clone(), t.port),
+            None => {
+                let uri = req.uri();
+                if uri.scheme_str() != Some("http") {
+                    return bad_request(
+                        "only http:// URLs are proxied this way; HTTPS uses CONNECT",
+                    );
+                }
+                let Some(a) = uri.authority() else {
+                    return bad_request("no host in the request");
+                };
+                (
+                    "http",
+                    a.host().trim_matches(['[', ']']).to_owned(),
+                    a.port_u16().unwrap_or(80),
+                )
+            }
+        };
+        let path_q = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        let shown_host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.clone()
+        };
+        let default_port = if scheme == "https" { 443 } else { 80 };
+        let url_text = if port == default_port {
+            format!("{scheme}://{shown_host}{path_q}")
+        } else {
+            format!("{scheme}://{shown_host}:{port}{path_q}")
+        };
+        let Ok(key) = UrlKey::parse(&url_text) else {
+            return bad_request("the URL could not be read");
+        };
+        let now = self.clock.now();
+        let verdict = snap.decide(who.group, Target::Url(&key), now);
+        let (search, concern) = self.monitor(snap, who, &key);
+        let mut ev = self.event(peer, Some(who), url_text.clone());
+        if user.is_some() {
+            ev.user = user;
+        }
+        ev.method = Some(method_name(req.method()));
+        ev.search = search.map(String::into_boxed_str);
+        ev.concern = concern;
+        ev = ev.with_verdict(&verdict);
+        if verdict.is_blocked() {
+            return self.block(ev, &verdict, &url_text, snap, now);
+        }
+        let addrs = match self.destination(&host, port).await {
+            Ok(a) => a,
+            Err((status, why)) => {
+                ev.outcome = Outcome::Refused;
+                ev.action = Action::Block;
+                self.sink.record(ev);
+                return text(status, &why);
+            }
+        };
+        // The request to the origin: origin-form, hop-by-hop headers gone.
+        let (mut parts, body) = req.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        parts
+            .headers
+            .insert(header::VIA, HeaderValue::from_static("1.1 hedgerow"));
+        if tls.is_some() {
+            let group = snap.group(who.group);
+            if let Some(g) = group
+                && is_youtube(key.host().as_str())
+            {
+                let value = match g.youtube {
+                    hedgerow_config::YouTubeMode::Strict => Some("Strict"),
+                    hedgerow_config::YouTubeMode::Moderate => Some("Moderate"),
+                    hedgerow_config::YouTubeMode::Off => None,
+                };
+                if let Some(v) = value {
+                    parts.headers.insert(
+                        HeaderName::from_static("youtube-restrict"),
+                        HeaderValue::from_static(v),
+                    );
+                }
+            }
+        }
+        if !parts.headers.contains_key(header::HOST)
+            && let Ok(h) = HeaderValue::from_str(&if port == default_port {
+                shown_host.clone()
+            } else {
+                format!("{shown_host}:{port}")
+            })
+        {
+            parts.headers.insert(header::HOST, h);
+        }
+        parts.uri = match Uri::try_from(path_q.as_str()) {
+            Ok(u) => u,
+            Err(_) => return bad_request("the request target could not be read"),
+        };
+        let out = Request::from_parts(parts, body.boxed());
+        let result = match &tls {
+            None => self.forward_plain(&addrs, out).await,
+            Some(t) => self.forward_tls(&addrs, &t.host, out).await,
+        };
+        match result {
+            Ok(mut resp) => {
+                strip_hop_by_hop(resp.headers_mut());
+                let (parts, body) = resp.into_parts();
+                let counted = Counted {
+                    inner: body,
+                    bytes: 0,
+                    event: Some(ev),
+                    sink: self.sink.clone(),
+                };
+                Response::from_parts(parts, counted.boxed())
+            }
+            Err(why) => {
+                ev.outcome = Outcome::ServFail;
+                self.sink.record(ev);
+                text(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("the site did not answer: {why}"),
+                )
+            }
+        }
+    }
+
+    fn block(
+        &self,
+        mut ev: AccessEvent,
+        verdict: &Verdict,
+        url: &str,
+        snap: &PolicySnapshot,
+        now: jiff::Timestamp,
+    ) -> Response<Out> {
+        let reference: u64 = rand::random();
+        ev.outcome = Outcome::Blocked;
+        ev.reference = Some(reference);
+        self.sink.record(ev);
+        let html = page::block_page(
+            url,
+            verdict,
+            &self.now_text(now, snap),
+            reference,
+            &self.config.review_contact,
+        );
+        full(StatusCode::FORBIDDEN, "text/html; charset=utf-8", html)
+    }
+
+    async fn forward_plain(
+        &self,
+        addrs: &[SocketAddr],
+        req: Request<Out>,
+    ) -> Result<Response<Incoming>, String> {
+        let addr = *addrs.first().ok_or("no address")?;
+        let mut sender = match self.client.take(addr) {
+            Some(s) => s,
+            None => {
+                let stream = self.dial(addrs).await?;
+                let (s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                s
+            }
+        };
+        sender.ready().await.map_err(|e| e.to_string())?;
+        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        // The connection goes back to the pool; hyper queues the next request behind this
+        // response's body, so a reuse waits for it rather than interleave.
+        self.client.put(addr, sender);
+        Ok(resp)
+    }
+
+    async fn forward_tls(
+        &self,
+        addrs: &[SocketAddr],
+        host: &str,
+        req: Request<Out>,
+    ) -> Result<Response<Incoming>, String> {
+        let stream = self.dial(addrs).await?;
+        let name =
+            rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
+        let tls = tokio_rustls::TlsConnector::from(self.origin_tls.clone())
+            .connect(name, stream)
+            .await
+            .map_err(|e| format!("TLS to the origin: {e}"))?;
+        let (mut s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        s.send_request(req).await.map_err(|e| e.to_string())
+    }
+
+    async fn dial(&self, addrs: &[SocketAddr]) -> Result<TcpStream, String> {
+        let mut last = String::from("no address");
+        for a in addrs {
+            match tokio::time::timeout(self.config.connect_timeout, TcpStream::connect(a)).await {
+                Ok(Ok(s)) => {
+                    let _ = s.set_nodelay(true);
+                    return Ok(s);
+                }
+                Ok(Err(e)) => last = format!("{a}: {e}"),
+                Err(_) => last = format!("{a}: timed out"),
+            }
+        }
+        Err(last)
+    }
+
+    async fn connect(
+        self: &Arc<Self>,
+        peer: SocketAddr,
+        req: Request<Incoming>,
+        snap: &Arc<PolicySnapshot>,
+        who: &PolicyClient<'_>,
+        user: Option<Arc<str>>,
+    ) -> Response<Out> {
+        let Some(auth) = req.uri().authority().cloned() else {
+            return bad_request("CONNECT needs host:port");
+        };
+        let host_text = auth.host().trim_matches(['[', ']']).to_owned();
+        let port = auth.port_u16().unwrap_or(443);
+        let mut ev = self.event(peer, Some(who), format!("{host_text}:{port}"));
+        ev.method = Some(method_name(&Method::CONNECT));
+        if user.is_some() {
+            ev.user = user;
+        }
+        let refuse = |mut ev: AccessEvent, why: &str| {
+            ev.outcome = Outcome::Blocked;
+            ev.action = Action::Block;
+            self.sink.record(ev);
+            text(StatusCode::FORBIDDEN, why)
+        };
+        if !self.config.connect_ports.contains(&port) {
+            return refuse(ev, &format!("CONNECT to port {port} is not allowed"));
+        }
+        let Ok(host) = Host::parse(&host_text) else {
+            return refuse(ev, "CONNECT to an unreadable host");
+        };
+        let now = self.clock.now();
+        let verdict = snap.decide(who.group, Target::Host(&host), now);
+        ev = ev.with_verdict(&verdict);
+        if verdict.is_blocked() {
+            return refuse(ev, "blocked by the school's web filter");
+        }
+        let addrs = match self.destination(&host_text, port).await {
+            Ok(a) => a,
+            Err((_, why)) => return refuse(ev, &why),
+        };
+        let group_filters = snap
+            .group(who.group)
+            .is_some_and(|g| !g.block_categories.is_empty());
+        let intercept = self.minter.is_some()
+            && self
+                .config
+                .intercept_groups
+                .iter()
+                .any(|g| g == who.group_name);
+        let proxy = self.clone();
+        let snap = snap.clone();
+        let group = who.group;
+        tokio::spawn(async move {
+            match hyper::upgrade::on(req).await {
+                Ok(up) => {
+                    let t = Tunnel {
+                        proxy,
+                        snap,
+                        group,
+                        peer,
+                        host,
+                        port,
+                        addrs,
+                        group_filters,
+                        intercept,
+                    };
+                    t.run(TokioIo::new(up), ev).await;
+                }
+                Err(e) => tracing::debug!("CONNECT upgrade: {e}"),
+            }
+        });
+        let mut r = Response::new(http_body_util::Empty::new().map_err(|e| match e {}).boxed());
+        *r.status_mut() = StatusCode::OK;
+        r
+    }
+}
+
+struct Tunnel {
+    proxy: Arc<Proxy>,
+    snap: Arc<PolicySnapshot>,
+    group: hedgerow_policy::GroupId,
+    peer: SocketAddr,
+    host: Host,
+    port: u16,
+    addrs: Vec<SocketAddr>,
+    group_filters: bool,
+    intercept: bool,
+}
+
+impl Tunnel {
+    async fn run<S>(self, mut client: S, mut ev: AccessEvent)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let p = &self.proxy;
+        // Read the ClientHello.
+        let mut buf = Vec::with_capacity(2048);
+        let hello = loop {
+            match parse_hello(&buf) {
+                Ok(h) => break Ok(h),
+                Err(HelloError::NotTls) => break Err("not TLS"),
+                Err(HelloError::Short) if buf.len() >= HELLO_LIMIT => {
+                    break Err("ClientHello too long");
+                }
+                Err(HelloError::Short) => {}
+            }
+            let mut chunk = [0u8; 4096];
+            match tokio::time::timeout(HELLO_TIMEOUT, client.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                Ok(Ok(n)) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+                Err(_) => break Err("no ClientHello in time"),
+            }
+        };
+        let refuse = |mut ev: AccessEvent, why: &str| {
+            tracing::info!(client = %self.peer, host = %self.host, "CONNECT refused: {why}");
+            ev.outcome = Outcome::Blocked;
+            ev.action = Action::Block;
+            if ev.rule.is_none() {
+                ev.tier = Tier::Circumvention;
+                ev.rule = Some(Arc::from(why));
+            }
+            p.sink.record(ev);
+        };
+        let hello = match hello {
+            Ok(h) => h,
+            Err(why) => return refuse(ev, why),
+        };
+        let now = p.clock.now();
+        match &hello.sni {
+            None if self.host.is_ip() => return refuse(ev, "no SNI on a CONNECT to an IP address"),
+            None => {}
+            Some(sni) => {
+                let Ok(sni_host) = Host::parse(sni) else {
+                    return refuse(ev, "unreadable SNI");
+                };
+                if !self.host.is_ip() && sni_host != self.host {
+                    return refuse(ev, "SNI differs from the CONNECT host");
+                }
+                let v = self.snap.decide(self.group, Target::Host(&sni_host), now);
+                if v.is_blocked() {
+                    ev = ev.with_verdict(&v);
+                    ev.target = format!("{sni}:{}", self.port);
+                    return refuse(ev, "blocked SNI");
+                }
+            }
+        }
+        if hello.ech && self.group_filters {
+            return refuse(ev, "Encrypted Client Hello hides the site from the filter");
+        }
+        let name = hello
+            .sni
+            .clone()
+            .unwrap_or_else(|| self.host.as_str().to_owned());
+        let never = p
+            .config
+            .never_intercept
+            .iter()
+            .any(|n| name == *n || name.ends_with(&format!(".{n}")));
+        if self.intercept && !never && hello.sni.is_some() {
+            return self.intercepted(client, buf, name).await;
+        }
+        // Pass through.
+        let mut upstream = match p.dial(&self.addrs).await {
+            Ok(s) => s,
+            Err(e) => {
+                ev.outcome = Outcome::ServFail;
+                p.sink.record(ev);
+                tracing::debug!("CONNECT dial: {e}");
+                return;
+            }
+        };
+        if upstream.write_all(&buf).await.is_err() {
+            return;
+        }
+        let copied = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        if let Ok((_, down)) = copied {
+            ev.bytes = down;
+        }
+        p.sink.record(ev);
+    }
+
+    async fn intercepted<S>(self, client: S, hello: Vec<u8>, name: String)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let p = self.proxy.clone();
+        let Some(minter) = p.minter.as_ref() else {
+            return;
+        };
+        let config = match minter.server_config(&name) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("interception: {e}");
+                return;
+            }
+        };
+        let stream = Prefixed {
+            prefix: hello,
+            pos: 0,
+            inner: client,
+        };
+        let tls = match tokio_rustls::TlsAcceptor::from(config).accept(stream).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::debug!(host = %name, "interception handshake: {e}");
+                return;
+            }
+        };
+        let peer = self.peer;
+        let target = Intercepted {
+            host: name,
+            port: self.port,
+        };
+        let service = hyper::service::service_fn(move |req| {
+            let p = p.clone();
+            let t = target.clone();
+            async move { Ok::<_, Infallible>(p.handle(peer, req, Some(t)).await) }
+        });
+        let _ = http1_server(&self.proxy)
+            .serve_connection(TokioIo::new(tls), service)
+            .await;
+    }
+}
+
+/// A stream that yields `prefix` before reading `inner` (the ClientHello already read).
+struct Prefixed<S> {
+    prefix: Vec<u8>,
+    pos: usize,
+    inner: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.pos < self.prefix.len() {
+            let rest = self.prefix.get(self.pos..).unwrap_or_default();
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(rest.get(..n).unwrap_or_default());
+            self.pos += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A response body that counts what it passes and records the access event when it ends.
+struct Counted {
+    inner: Incoming,
+    bytes: u64,
+    event: Option<AccessEvent>,
+    sink: Arc<dyn hedgerow_model::EventSink>,
+}
+
+impl Counted {
+    fn finish(&mut self) {
+        if let Some(mut e) = self.event.take() {
+            e.bytes = self.bytes;
+            self.sink.record(e);
+        }
+    }
+}
+
+impl Body for Counted {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        match &r {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    self.bytes += d.len() as u64;
+                }
+            }
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => self.finish(),
+            Poll::Pending => {}
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        h.remove(n);
+    }
+    for n in [
+        header::CONNECTION,
+        header::PROXY_AUTHORIZATION,
+        header::PROXY_AUTHENTICATE,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ] {
+        h.remove(n);
+    }
+    h.remove("keep-alive");
+    h.remove("proxy-connection");
+}
+
+fn is_youtube(host: &str) -> bool {
+    [
+        "youtube.com",
+        "m.youtube.com",
+        "youtubei.googleapis.com",
+        "youtube.googleapis.com",
+        "www.youtube-nocookie.com",
+    ]
+    .iter()
+    .any(|y| host == *y || host.ends_with(&format!(".{y}")))
+}
+
+fn method_name(m: &Method) -> std::borrow::Cow<'static, str> {
+    match *m {
+        Method::GET => "GET".into(),
+        Method::POST => "POST".into(),
+        Method::HEAD => "HEAD".into(),
+        Method::PUT => "PUT".into(),
+        Method::CONNECT => "CONNECT".into(),
+        ref other => other.as_str().to_owned().into(),
+    }
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64() {
+        assert_eq!(decode_base64("cHVwaWw6c2VjcmV0").unwrap(), b"pupil:secret");
+        assert_eq!(decode_base64("YQ==").unwrap(), b"a");
+        assert!(decode_base64("!!!").is_none());
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key(header::ACCEPT));
+    }
+}
+
+// --- request framing inspection ------------------------------------------------------------
+
+/// What the inspector saw in one request head, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Ok,
+    /// Both Content-Length and Transfer-Encoding, or Content-Length twice: a smuggling shape.
+    Conflict,
+}
+
+/// Reads the client's bytes on their way to hyper and notes, for each request head, whether
+/// its framing is a smuggling shape. hyper itself resolves "both headers" by letting
+/// Transfer-Encoding win and dropping Content-Length, so the handler could not see it.
+///
+/// It follows Content-Length bodies to find the next head. After a request with
+/// Transfer-Encoding it stops looking: the handler closes such connections after the response.
+struct Inspect<S> {
+    inner: S,
+    head: Vec<u8>,
+    /// Body bytes still to pass before the next head.
+    skip: u64,
+    done: bool,
+    seen: Arc<Mutex<std::collections::VecDeque<Framing>>>,
+    limit: usize,
+}
+
+impl<S> Inspect<S> {
+    fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() && !self.done {
+            if self.skip > 0 {
+                let n = (self.skip as usize).min(data.len());
+                self.skip -= n as u64;
+                data = data.get(n..).unwrap_or_default();
+                continue;
+            }
+            // Accumulate a head up to its blank line.
+            let before = self.head.len();
+            self.head.extend_from_slice(data);
+            let Some(end) = find_head_end(&self.head) else {
+                if self.head.len() > self.limit {
+                    // hyper refuses an oversized head itself.
+                    self.done = true;
+                }
+                return;
+            };
+            let consumed = end - before;
+            data = data.get(consumed..).unwrap_or_default();
+            let head = std::mem::take(&mut self.head);
+            let mut headers = [httparse::EMPTY_HEADER; 128];
+            let mut req = httparse::Request::new(&mut headers);
+            if req.parse(head.get(..end).unwrap_or_default()).is_err() {
+                self.done = true; // hyper answers 400 itself
+                return;
+            }
+            let mut lengths = Vec::new();
+            let mut te = false;
+            for h in req.headers.iter() {
+                if h.name.eq_ignore_ascii_case("content-length") {
+                    lengths.push(
+                        std::str::from_utf8(h.value)
+                            .ok()
+                            .and_then(|v| v.trim().parse::<u64>().ok()),
+                    );
+                } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                    te = true;
+                }
+            }
+            let conflict = (te && !lengths.is_empty()) || lengths.len() > 1;
+            self.seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push_back(if conflict {
+                    Framing::Conflict
+                } else {
+                    Framing::Ok
+                });
+            if conflict || te || req.method == Some("CONNECT") {
+                self.done = true;
+                return;
+            }
+            self.skip = lengths.first().copied().flatten().unwrap_or(0);
+        }
+    }
+}
+
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Inspect<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = &r
+            && !self.done
+        {
+            let new = buf.filled().get(before..).unwrap_or_default().to_vec();
+            self.feed(&new);
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Inspect<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

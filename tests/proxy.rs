@@ -1,0 +1,747 @@
+//! The web proxy end to end: the real binary on port 0, a local upstream DNS server naming
+//! every test site 127.0.0.1, local HTTP and HTTPS origins, and real clients: curl, and a Rust
+//! client (tokio + rustls) for CONNECT details and malformed requests.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hedgerow_testkit::{Appliance, Origin, TestCa, UpstreamDns};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const BIN: &str = env!("CARGO_BIN_EXE_hedgerow");
+
+const SITES: [&str; 9] = [
+    "allowed.example",
+    "adult.example",
+    "illegal.example",
+    "secure.example",
+    "bank.example",
+    "www.google.com",
+    "www.youtube.com",
+    "youtube.com",
+    "vpn.example",
+];
+
+struct Rig {
+    app: Appliance,
+    http: Origin,
+    https: Origin,
+    _up: hedgerow_testkit::RunningUpstream,
+    dir: tempfile::TempDir,
+    proxy: SocketAddr,
+}
+
+impl Rig {
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+}
+
+async fn rig() -> Rig {
+    let mut zone = UpstreamDns::new();
+    for s in SITES {
+        zone = zone.a(s, Ipv4Addr::LOCALHOST);
+    }
+    let up = zone.start().await;
+    let origin_ca = TestCa::new("Origin test CA");
+    let school_ca = TestCa::new("School CA");
+    let http = Origin::http().await;
+    let https = Origin::https(
+        &origin_ca,
+        &[
+            "secure.example",
+            "bank.example",
+            "www.youtube.com",
+            "127.0.0.1",
+        ],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in [
+        ("origin-ca.pem", origin_ca.cert_pem()),
+        ("school-ca.pem", school_ca.cert_pem()),
+        ("school-ca.key", school_ca.key_pem()),
+    ] {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let d = dir.path().display().to_string();
+    let cfg = format!(
+        r#"
+[server]
+state_dir = "{{dir}}/state"
+
+[dns]
+listen = ["127.0.0.1:0"]
+upstreams = [{{ address = "{upstream}" }}]
+rate_limit_qps = 0
+
+[proxy]
+listen = ["127.0.0.1:0"]
+allow_destinations = ["127.0.0.0/8"]
+connect_ports = [443, {tls_port}]
+intercept_groups = ["intercepted"]
+ca_cert = "{d}/school-ca.pem"
+ca_key = "{d}/school-ca.key"
+never_intercept = ["bank.example"]
+upstream_ca_file = "{d}/origin-ca.pem"
+review_contact = "email it@school.example"
+
+[lists.adult]
+path = "{{dir}}/adult.txt"
+format = "domains"
+category = "adult"
+
+[lists.adult-urls]
+path = "{{dir}}/adult-urls.txt"
+format = "urls"
+category = "adult"
+
+[lists.iwf]
+path = "{{dir}}/iwf.txt"
+format = "urls"
+kind = "illegal"
+category = "child-abuse"
+
+[lists.self-harm]
+path = "{{dir}}/self-harm.txt"
+format = "phrases"
+category = "self-harm"
+severity = "high"
+
+[groups.pupils]
+networks = ["127.0.0.1/32"]
+block_categories = ["adult"]
+safesearch = "off"
+youtube = "off"
+dns_block = "nxdomain"
+
+[groups.intercepted]
+networks = ["127.0.0.2/32"]
+block_categories = ["adult"]
+safesearch = "off"
+youtube = "strict"
+dns_block = "nxdomain"
+
+[[devices]]
+name = "Lab-PC-1"
+ip = "127.0.0.1"
+
+[[breaches.rules]]
+name = "adult"
+categories = ["adult"]
+severity = "medium"
+
+[[breaches.rules]]
+name = "concerning search"
+concern = "high"
+severity = "high"
+"#,
+        tls_port = https.addr.port(),
+        upstream = up.addr,
+    );
+    let app = tokio::task::spawn_blocking(move || {
+        Appliance::start(
+            BIN.as_ref(),
+            &cfg,
+            &[
+                ("adult.txt", "adult.example\n"),
+                (
+                    "adult-urls.txt",
+                    "allowed.example/private/\nsecure.example/private/\n",
+                ),
+                ("iwf.txt", "illegal.example/a/b.html\n"),
+                ("self-harm.txt", "hurt myself\n"),
+            ],
+            &[],
+        )
+    })
+    .await
+    .unwrap();
+    let proxy = app.proxy.expect("proxy address in the log");
+    Rig {
+        app,
+        http,
+        https,
+        _up: up,
+        dir,
+        proxy,
+    }
+}
+
+/// Runs curl through the proxy; returns (HTTP status, body). Extra args come first.
+fn curl(proxy: SocketAddr, args: &[&str], url: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-g",
+            "--max-time",
+            "10",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+        ])
+        .args(["-x", &format!("http://{proxy}"), "--noproxy", ""])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("curl (Debian package curl) must be installed");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+async fn curl_async(proxy: SocketAddr, args: &[&str], url: &str) -> (u16, String) {
+    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        curl(proxy, &a, &url)
+    })
+    .await
+    .unwrap()
+}
+
+/// Access events from `hedgerow logs --format json`, waiting until one matches `pred`.
+async fn event_where(
+    app: &Appliance,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let events = tokio::task::block_in_place(|| app.events(1, Duration::ZERO));
+        if let Some(e) = events
+            .iter()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|e| pred(e))
+        {
+            return e;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no matching event in:\n{}",
+            events.join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_allowed_blocked_url_level_and_the_illegal_tier_through_url_variations() {
+    let r = rig().await;
+    let port = r.http.addr.port();
+
+    let (code, body) = curl_async(
+        r.proxy,
+        &["-H", "Proxy-Connection: keep-alive"],
+        &format!("http://allowed.example:{port}/page?x=1"),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("origin page") && body.contains("GET /page?x=1 HTTP/1.1"),
+        "{body}"
+    );
+    let head = r.http.heads().pop().unwrap();
+    assert!(head.contains("via: 1.1 hedgerow"), "{head}");
+    assert!(
+        !head.contains("proxy-connection"),
+        "hop-by-hop header forwarded: {head}"
+    );
+    assert!(
+        head.contains(&format!("host: allowed.example:{port}")),
+        "{head}"
+    );
+
+    // A blocked host: the block page names the category, the time and a reference that is
+    // the one in the log.
+    let (code, body) = curl_async(r.proxy, &[], &format!("http://www.adult.example:{port}/")).await;
+    assert_eq!(code, 403);
+    assert!(
+        body.contains("This page is blocked") && body.contains("adult"),
+        "{body}"
+    );
+    assert!(body.contains("email it@school.example"), "{body}");
+    let reference = body
+        .split("id=\"reference\">")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .unwrap()
+        .to_owned();
+    let ev = event_where(&r.app, |e| {
+        e["target"]
+            .as_str()
+            .is_some_and(|t| t.contains("www.adult.example"))
+    })
+    .await;
+    assert_eq!(
+        ev["reference"].as_u64().map(|v| format!("{v:016x}")),
+        Some(reference.clone())
+    );
+    assert_eq!(ev["device"], "Lab-PC-1");
+    assert_eq!(ev["method"], "GET");
+    assert_eq!(ev["category"], "adult");
+
+    // A URL-level entry on an otherwise allowed host.
+    let (code, body) = curl_async(
+        r.proxy,
+        &[],
+        &format!("http://allowed.example:{port}/private/diary.html"),
+    )
+    .await;
+    assert_eq!(code, 403, "{body}");
+    let (code, _) = curl_async(
+        r.proxy,
+        &[],
+        &format!("http://allowed.example:{port}/privateer"),
+    )
+    .await;
+    assert_eq!(
+        code, 200,
+        "a path boundary: /privateer is not under /private/"
+    );
+
+    // The illegal tier through URL variations: case, percent-encoding, dot segments, the
+    // default port, userinfo. The page shows nothing of the address.
+    for url in [
+        format!("http://illegal.example:{port}/a/b.html"),
+        format!("http://ILLEGAL.Example:{port}/a/b.html"),
+        format!("http://illegal.example:{port}/a/%62.html"),
+        format!("http://illegal.example:{port}/a/./x/../b.html"),
+        format!("http://illegal.example:{port}/a/%2e/b.html"),
+        "http://illegal.example:80/a/b.html".to_owned(),
+        format!("http://user:pw@illegal.example:{port}/a/b.html"),
+    ] {
+        let (code, body) = curl_async(r.proxy, &["--path-as-is"], &url).await;
+        assert_eq!(code, 403, "{url}: {body}");
+        assert!(
+            body.contains("potentially illegal content"),
+            "{url}: {body}"
+        );
+        assert!(
+            !body.contains("illegal.example") && !body.contains("b.html"),
+            "{url}: {body}"
+        );
+    }
+    // Nothing blocked ever reached the origin.
+    for head in r.http.heads() {
+        assert!(
+            !head.contains("adult") && !head.contains("illegal") && !head.contains("private/"),
+            "{head}"
+        );
+    }
+    // The illegal tier is a critical breach, logged without its path.
+    let breaches =
+        tokio::task::block_in_place(|| r.app.cli(&["breaches"], &["list", "--format", "json"]));
+    let text = String::from_utf8_lossy(&breaches.stdout).into_owned();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut text = text;
+    while !text.contains("\"critical\"") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let out =
+            tokio::task::block_in_place(|| r.app.cli(&["breaches"], &["list", "--format", "json"]));
+        text = String::from_utf8_lossy(&out.stdout).into_owned();
+    }
+    assert!(
+        text.contains("\"severity\":\"critical\"") && text.contains("\"site\":\"illegal.example\""),
+        "{text}"
+    );
+    assert!(!text.contains("b.html"), "{text}");
+    // The blocked adult request is a breach too, with the registered device's name and address.
+    let adult = text
+        .lines()
+        .find(|l| l.contains("\"site\":\"www.adult.example\""))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        adult.contains("\"device\":\"Lab-PC-1\"") && adult.contains("\"client\":\"127.0.0.1\""),
+        "{adult}"
+    );
+    assert!(
+        adult.contains("\"category\":\"adult\"") && adult.contains("\"front\":\"proxy\""),
+        "{adult}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_terms_are_recorded_and_concerning_ones_raise_a_breach_and_pac_is_served() {
+    let r = rig().await;
+    let port = r.http.addr.port();
+    let (code, _) = curl_async(
+        r.proxy,
+        &[],
+        &format!("http://www.google.com:{port}/search?q=how+to+HURT+myself&hl=en"),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let ev = event_where(&r.app, |e| e["search"].is_string()).await;
+    assert_eq!(ev["search"], "how to HURT myself");
+    assert_eq!(ev["concern"], "high");
+    assert_eq!(ev["action"], "allow");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = tokio::task::block_in_place(|| r.app.cli(&["breaches"], &["list"]));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains("concerning search") {
+            assert!(text.contains("high") && text.contains("Lab-PC-1"), "{text}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no breach: {text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // PAC and WPAD, asked of the proxy itself.
+    for path in ["proxy.pac", "wpad.dat"] {
+        let out = tokio::task::spawn_blocking({
+            let url = format!("http://{}/{path}", r.proxy);
+            move || {
+                Command::new("curl")
+                    .args(["-s", "-i", &url])
+                    .output()
+                    .unwrap()
+            }
+        })
+        .await
+        .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(text.contains("application/x-ns-proxy-autoconfig"), "{text}");
+        assert!(text.contains(&format!("PROXY {}", r.proxy)), "{text}");
+    }
+}
+
+/// Opens a CONNECT tunnel; returns the stream and the status code.
+async fn connect(proxy: SocketAddr, from: IpAddr, target: &str) -> (TcpStream, u16) {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::new(from, 0)).unwrap();
+    let mut s = sock.connect(proxy).await.unwrap();
+    s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut r = BufReader::new(&mut s);
+    let mut line = String::new();
+    r.read_line(&mut line).await.unwrap();
+    let code = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    loop {
+        let mut l = String::new();
+        if r.read_line(&mut l).await.unwrap() == 0 || l == "\r\n" {
+            break;
+        }
+    }
+    (s, code)
+}
+
+/// TLS through a tunnel with `sni` (a name, or an IP for none), trusting `ca_pem`; then one
+/// GET. `Err` if the handshake or the exchange fails.
+async fn tls_get(stream: TcpStream, sni: &str, ca_pem: &str, path: &str) -> Result<String, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(sni.to_owned()).unwrap();
+    let mut tls = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, stream),
+    )
+    .await
+    .map_err(|_| "timeout".to_owned())?
+    .map_err(|e| e.to_string())?;
+    tls.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(5), tls.read_to_string(&mut out))
+        .await
+        .map_err(|_| "timeout".to_owned())?
+        .map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+use rustls::pki_types::pem::PemObject;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_allowed_blocked_sni_mismatch_ip_literal_and_ports() {
+    let r = rig().await;
+    let tls_port = r.https.addr.port();
+    let ca = std::fs::read_to_string(r.path("origin-ca.pem")).unwrap();
+    let pupil: IpAddr = [127, 0, 0, 1].into();
+
+    let (s, code) = connect(r.proxy, pupil, &format!("secure.example:{tls_port}")).await;
+    assert_eq!(code, 200);
+    let page = tls_get(s, "secure.example", &ca, "/")
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", r.app.logs()));
+    assert!(page.contains("origin page"), "{page}");
+
+    let (_, code) = connect(r.proxy, pupil, &format!("adult.example:{tls_port}")).await;
+    assert_eq!(code, 403, "blocked CONNECT host");
+
+    let (s, code) = connect(r.proxy, pupil, &format!("secure.example:{tls_port}")).await;
+    assert_eq!(code, 200);
+    assert!(
+        tls_get(s, "adult.example", &ca, "/").await.is_err(),
+        "SNI differing from the CONNECT host"
+    );
+
+    let (s, code) = connect(r.proxy, pupil, &format!("127.0.0.1:{tls_port}")).await;
+    assert_eq!(code, 200);
+    assert!(
+        tls_get(s, "127.0.0.1", &ca, "/").await.is_err(),
+        "IP literal without SNI"
+    );
+
+    let (s, code) = connect(r.proxy, pupil, &format!("127.0.0.1:{tls_port}")).await;
+    assert_eq!(code, 200);
+    assert!(
+        tls_get(s, "adult.example", &ca, "/").await.is_err(),
+        "IP literal with a blocked SNI"
+    );
+
+    let (s, code) = connect(r.proxy, pupil, &format!("127.0.0.1:{tls_port}")).await;
+    assert_eq!(code, 200);
+    let page = tls_get(s, "secure.example", &ca, "/").await.unwrap();
+    assert!(
+        page.contains("origin page"),
+        "IP literal with an allowed SNI passes: {page}"
+    );
+
+    let (_, code) = connect(r.proxy, pupil, "secure.example:25").await;
+    assert_eq!(code, 403, "port not allowed");
+
+    // curl, a real client, through CONNECT.
+    let (code, body) = curl_async(
+        r.proxy,
+        &["--cacert", &r.path("origin-ca.pem")],
+        &format!("https://secure.example:{tls_port}/hello"),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+
+    let ev = event_where(&r.app, |e| e["rule"] == "SNI differs from the CONNECT host").await;
+    assert_eq!(ev["method"], "CONNECT");
+    assert_eq!(ev["action"], "block");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interception_shows_the_block_page_inside_https_and_adds_youtube_restrict() {
+    let r = rig().await;
+    let tls_port = r.https.addr.port();
+    let school = r.path("school-ca.pem");
+    let origin = r.path("origin-ca.pem");
+    let from = ["--interface", "127.0.0.2"];
+
+    let (code, body) = curl_async(
+        r.proxy,
+        &[&from[..], &["--cacert", &school]].concat(),
+        &format!("https://secure.example:{tls_port}/ok"),
+    )
+    .await;
+    assert_eq!(
+        code, 200,
+        "intercepted with the school CA, origin verified: {body}"
+    );
+    assert!(body.contains("GET /ok HTTP/1.1"));
+
+    let (code, body) = curl_async(
+        r.proxy,
+        &[&from[..], &["--cacert", &school]].concat(),
+        &format!("https://secure.example:{tls_port}/private/x"),
+    )
+    .await;
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body.contains("This page is blocked") && body.contains("https://secure.example"),
+        "{body}"
+    );
+
+    let (code, _) = curl_async(
+        r.proxy,
+        &[&from[..], &["--cacert", &school]].concat(),
+        &format!("https://www.youtube.com:{tls_port}/watch?v=x"),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let yt = r
+        .https
+        .heads()
+        .into_iter()
+        .find(|h| h.contains("/watch?v=x"))
+        .unwrap();
+    assert!(yt.contains("youtube-restrict: strict"), "{yt}");
+
+    // Never intercepted: the client sees the origin's own certificate.
+    let (code, _) = curl_async(
+        r.proxy,
+        &[&from[..], &["--cacert", &school]].concat(),
+        &format!("https://bank.example:{tls_port}/"),
+    )
+    .await;
+    assert_eq!(
+        code, 0,
+        "the school CA must not be presented for bank.example"
+    );
+    let (code, _) = curl_async(
+        r.proxy,
+        &[&from[..], &["--cacert", &origin]].concat(),
+        &format!("https://bank.example:{tls_port}/"),
+    )
+    .await;
+    assert_eq!(code, 200);
+
+    // The pupils' group is not intercepted: the origin's certificate comes through.
+    let (code, _) = curl_async(
+        r.proxy,
+        &["--cacert", &origin],
+        &format!("https://secure.example:{tls_port}/"),
+    )
+    .await;
+    assert_eq!(code, 200);
+}
+
+/// Sends raw bytes on a new connection; returns what came back before the proxy closed.
+async fn raw(proxy: SocketAddr, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(proxy).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_ssrf_strangers_and_malformed_requests() {
+    let r = rig().await;
+    // Its own listener, link-local, private.
+    let (code, body) = curl_async(r.proxy, &[], &format!("http://{}/proxy.pac", r.proxy)).await;
+    assert_eq!(code, 403, "{body}");
+    for url in [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.1.2.3/",
+        "http://[fe80::1]/",
+    ] {
+        let (code, body) = curl_async(r.proxy, &[], url).await;
+        assert_eq!(code, 403, "{url}: {body}");
+        assert!(body.contains("refused"), "{url}: {body}");
+    }
+    // A client in no group.
+    let (code, _) = curl_async(
+        r.proxy,
+        &["--interface", "127.0.0.9"],
+        &format!("http://allowed.example:{}/", r.http.addr.port()),
+    )
+    .await;
+    assert_eq!(code, 403);
+
+    // Smuggling shapes and garbage: 400, then the connection closes.
+    let port = r.http.addr.port();
+    let smuggle = format!(
+        "POST http://allowed.example:{port}/ HTTP/1.1\r\nHost: allowed.example\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET http://allowed.example:{port}/second HTTP/1.1\r\n\r\n"
+    );
+    let reply = raw(r.proxy, smuggle.as_bytes()).await;
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert_eq!(
+        reply.matches("HTTP/1.1").count(),
+        1,
+        "nothing after the 400: {reply}"
+    );
+    let reply = raw(r.proxy, format!("GET http://allowed.example:{port}/ HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab").as_bytes()).await;
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    let reply = raw(r.proxy, b"\x16\x03\x01garbage\r\n\r\n").await;
+    assert!(
+        reply.is_empty() || reply.starts_with("HTTP/1.1 400"),
+        "{reply}"
+    );
+    let huge = format!(
+        "GET http://allowed.example:{port}/ HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
+    let reply = raw(r.proxy, huge.as_bytes()).await;
+    assert!(
+        reply.is_empty() || reply.starts_with("HTTP/1.1 431") || reply.starts_with("HTTP/1.1 400"),
+        "{reply}"
+    );
+    assert!(
+        r.http.heads().iter().all(|h| !h.contains("/second")),
+        "smuggled request reached the origin"
+    );
+    // Still serving.
+    let (code, _) = curl_async(
+        r.proxy,
+        &[],
+        &format!("http://allowed.example:{port}/after"),
+    )
+    .await;
+    assert_eq!(code, 200);
+}
+
+/// Headless Chromium (Debian's `chromium`) through the proxy: an allowed page shows the
+/// origin's content, a blocked one the block page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_shows_the_page_and_the_block_page() {
+    let chromium = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|c| {
+            Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("chromium (Debian package chromium) must be installed; .ci/run installs it");
+    let r = rig().await;
+    let port = r.http.addr.port();
+    let profile = tempfile::tempdir().unwrap();
+    let dom = |url: String| {
+        let proxy = r.proxy;
+        let profile = profile.path().to_owned();
+        let chromium = chromium.to_owned();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let out = Command::new(&chromium)
+                    .args([
+                        "--headless",
+                        "--no-sandbox",
+                        "--disable-gpu",
+                        "--no-first-run",
+                        "--disable-dev-shm-usage",
+                        &format!("--user-data-dir={}", profile.display()),
+                        &format!("--proxy-server=http://{proxy}"),
+                        "--proxy-bypass-list=<-loopback>",
+                        "--virtual-time-budget=3000",
+                        "--dump-dom",
+                        &url,
+                    ])
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let allowed = dom(format!("http://allowed.example:{port}/welcome")).await;
+    assert!(
+        allowed.contains("<h1 id=\"origin\">origin page</h1>"),
+        "{allowed}"
+    );
+    let blocked = dom(format!("http://adult.example:{port}/")).await;
+    assert!(blocked.contains("This page is blocked"), "{blocked}");
+    assert!(
+        blocked.contains("<span id=\"category\">adult</span>"),
+        "{blocked}"
+    );
+}
