@@ -43,6 +43,11 @@ impl Rig {
 }
 
 async fn rig() -> Rig {
+    rig_with("").await
+}
+
+/// As [`rig`], with more `[proxy]` keys.
+async fn rig_with(extra_proxy: &str) -> Rig {
     let mut zone = UpstreamDns::new();
     for s in SITES {
         zone = zone.a(s, Ipv4Addr::LOCALHOST);
@@ -90,6 +95,7 @@ ca_key = "{d}/school-ca.key"
 never_intercept = ["bank.example"]
 upstream_ca_file = "{d}/origin-ca.pem"
 review_contact = "email it@school.example"
+{extra_proxy}
 
 [lists.adult]
 path = "{{dir}}/adult.txt"
@@ -143,6 +149,7 @@ severity = "high"
 "#,
         tls_port = https.addr.port(),
         upstream = up.addr,
+        extra_proxy = extra_proxy.replace("{dir}", &d),
     );
     let app = tokio::task::spawn_blocking(move || {
         Appliance::start(
@@ -744,4 +751,33 @@ async fn chromium_shows_the_page_and_the_block_page() {
         blocked.contains("<span id=\"category\">adult</span>"),
         "{blocked}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_authentication_names_the_user_in_the_log() {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let salt = SaltString::encode_b64(b"hedgerow-test-salt").unwrap();
+    let hash = argon2::Argon2::default()
+        .hash_password(b"correct horse", &salt)
+        .unwrap()
+        .to_string();
+    let users = tempfile::tempdir().unwrap();
+    let file = users.path().join("users");
+    std::fs::write(&file, format!("# proxy users\npupil7:{hash}\n")).unwrap();
+    let r = rig_with(&format!("users_file = \"{}\"", file.display())).await;
+    let url = format!("http://allowed.example:{}/", r.http.addr.port());
+    let (code, _) = curl_async(r.proxy, &[], &url).await;
+    assert_eq!(code, 407);
+    let (code, _) = curl_async(r.proxy, &["--proxy-user", "pupil7:wrong"], &url).await;
+    assert_eq!(code, 407);
+    let (code, body) = curl_async(r.proxy, &["--proxy-user", "pupil7:correct horse"], &url).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        r.http
+            .heads()
+            .iter()
+            .all(|h| !h.contains("proxy-authorization"))
+    );
+    let ev = event_where(&r.app, |e| e["user"] == "pupil7").await;
+    assert_eq!(ev["target"], url);
 }

@@ -590,6 +590,9 @@ impl Proxy {
         // The request to the origin: origin-form, hop-by-hop headers gone.
         let (mut parts, body) = req.into_parts();
         strip_hop_by_hop(&mut parts.headers);
+        // HTTP/1.1 to the origin whatever the client spoke (ab and old clients send 1.0),
+        // so the origin keeps the pooled connection open.
+        parts.version = http::Version::HTTP_11;
         parts
             .headers
             .insert(header::VIA, HeaderValue::from_static("1.1 hedgerow"));
@@ -630,14 +633,21 @@ impl Proxy {
             Some(t) => self.forward_tls(&addrs, &t.host, out).await,
         };
         match result {
-            Ok(mut resp) => {
+            Ok((mut resp, pooled)) => {
                 strip_hop_by_hop(resp.headers_mut());
                 let (parts, body) = resp.into_parts();
+                let expected = parts
+                    .headers
+                    .get(header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok());
                 let counted = Counted {
                     inner: body,
                     bytes: 0,
+                    expected,
                     event: Some(ev),
                     sink: self.sink.clone(),
+                    pooled: pooled.map(|p| (self.clone(), p)),
                 };
                 Response::from_parts(parts, counted.boxed())
             }
@@ -678,7 +688,7 @@ impl Proxy {
         &self,
         addrs: &[SocketAddr],
         req: Request<Out>,
-    ) -> Result<Response<Incoming>, String> {
+    ) -> Result<(Response<Incoming>, Option<Pooled>), String> {
         let addr = *addrs.first().ok_or("no address")?;
         let mut sender = match self.client.take(addr) {
             Some(s) => s,
@@ -695,10 +705,7 @@ impl Proxy {
         };
         sender.ready().await.map_err(|e| e.to_string())?;
         let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        // The connection goes back to the pool; hyper queues the next request behind this
-        // response's body, so a reuse waits for it rather than interleave.
-        self.client.put(addr, sender);
-        Ok(resp)
+        Ok((resp, Some((addr, sender))))
     }
 
     async fn forward_tls(
@@ -706,7 +713,7 @@ impl Proxy {
         addrs: &[SocketAddr],
         host: &str,
         req: Request<Out>,
-    ) -> Result<Response<Incoming>, String> {
+    ) -> Result<(Response<Incoming>, Option<Pooled>), String> {
         let stream = self.dial(addrs).await?;
         let name =
             rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
@@ -720,7 +727,8 @@ impl Proxy {
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        s.send_request(req).await.map_err(|e| e.to_string())
+        let resp = s.send_request(req).await.map_err(|e| e.to_string())?;
+        Ok((resp, None))
     }
 
     async fn dial(&self, addrs: &[SocketAddr]) -> Result<TcpStream, String> {
@@ -1002,19 +1010,32 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
     }
 }
 
-/// A response body that counts what it passes and records the access event when it ends.
+/// An origin connection lent to one response.
+type Pooled = (SocketAddr, hyper::client::conn::http1::SendRequest<Out>);
+
+/// A response body that counts what it passes, records the access event when it ends, and
+/// gives the origin connection back to the pool when the body was read to its end.
 struct Counted {
     inner: Incoming,
     bytes: u64,
+    /// The response's Content-Length: the server stops reading once it has that many bytes,
+    /// so reaching it counts as the end even before the body says so.
+    expected: Option<u64>,
     event: Option<AccessEvent>,
     sink: Arc<dyn hedgerow_model::EventSink>,
+    pooled: Option<(Arc<Proxy>, Pooled)>,
 }
 
 impl Counted {
-    fn finish(&mut self) {
+    fn finish(&mut self, complete: bool) {
         if let Some(mut e) = self.event.take() {
             e.bytes = self.bytes;
             self.sink.record(e);
+        }
+        if let Some((proxy, (addr, sender))) = self.pooled.take()
+            && complete
+        {
+            proxy.client.put(addr, sender);
         }
     }
 }
@@ -1034,7 +1055,8 @@ impl Body for Counted {
                     self.bytes += d.len() as u64;
                 }
             }
-            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => self.finish(),
+            Poll::Ready(None) => self.finish(true),
+            Poll::Ready(Some(Err(_))) => self.finish(false),
             Poll::Pending => {}
         }
         r
@@ -1051,7 +1073,8 @@ impl Body for Counted {
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        self.finish();
+        let complete = self.inner.is_end_stream() || self.expected.is_some_and(|n| self.bytes >= n);
+        self.finish(complete);
     }
 }
 
