@@ -40,13 +40,9 @@ pub(crate) fn open_store(config: &Config) -> Result<Store> {
 }
 
 pub(crate) fn recorder(store: Arc<Store>, config: &Config) -> Result<Arc<Recorder>> {
-    let interval = std::env::var("HEDGEROW_SINK_INTERVAL_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map_or(config.logs.flush_interval, Duration::from_millis);
     let options = RecorderOptions {
         capacity: config.logs.queue,
-        interval,
+        interval: config.logs.flush_interval,
         rules: config.breaches.rules.clone(),
         window: config.breaches.window,
     };

@@ -17,7 +17,9 @@ mod snapshot;
 
 pub use decide::{PhraseMatch, Target};
 pub use leases::{Lease, parse_leases};
-pub use snapshot::{BuildReport, Client, GroupId, PolicyError, PolicyHandle, PolicySnapshot};
+pub use snapshot::{
+    BuildReport, Client, GroupId, PolicyError, PolicyHandle, PolicySnapshot, canonical_ip,
+};
 
 pub use hedgerow_model::Verdict;
 

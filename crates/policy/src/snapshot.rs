@@ -218,6 +218,11 @@ impl PolicySnapshot {
         &self.matcher
     }
 
+    /// The configured time zone (`[server] timezone`), for schedules and for times shown.
+    pub fn timezone(&self) -> &jiff::tz::TimeZone {
+        &self.tz
+    }
+
     pub fn report(&self) -> &BuildReport {
         &self.report
     }
@@ -284,7 +289,7 @@ enum LeaseDevice {
 }
 
 /// IPv4-mapped IPv6 addresses (how a dual-stack socket reports IPv4 clients) are IPv4.
-fn canonical_ip(ip: IpAddr) -> IpAddr {
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,

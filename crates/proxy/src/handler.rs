@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hedgerow_model::{AccessEvent, Action, Front, Host, Outcome, Severity, Tier, UrlKey, Verdict};
-use hedgerow_policy::{Client as PolicyClient, PolicySnapshot, Target};
+use hedgerow_policy::{Client as PolicyClient, PolicySnapshot, Target, canonical_ip};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
@@ -298,9 +298,7 @@ struct Intercepted {
 
 impl Proxy {
     fn now_text(&self, now: jiff::Timestamp, snap: &PolicySnapshot) -> String {
-        let tz = jiff::tz::TimeZone::get(&snap.config().server.timezone)
-            .unwrap_or(jiff::tz::TimeZone::UTC);
-        now.to_zoned(tz)
+        now.to_zoned(snap.timezone().clone())
             .strftime("%Y-%m-%d %H:%M:%S %Z")
             .to_string()
     }
@@ -311,7 +309,12 @@ impl Proxy {
         who: Option<&PolicyClient<'_>>,
         target: String,
     ) -> AccessEvent {
-        let mut e = AccessEvent::new(self.clock.now(), Front::Proxy, canonical(peer.ip()), target);
+        let mut e = AccessEvent::new(
+            self.clock.now(),
+            Front::Proxy,
+            canonical_ip(peer.ip()),
+            target,
+        );
         if let Some(c) = who {
             e.group = Some(c.group_arc.clone());
             if let Some(d) = c.device {
@@ -352,7 +355,7 @@ impl Proxy {
             return self.local(&req);
         }
         let snap = self.policy.snapshot();
-        let Some(who) = snap.client(canonical(peer.ip()), None) else {
+        let Some(who) = snap.client(canonical_ip(peer.ip()), None) else {
             let mut e = self.event(peer, None, req.uri().to_string());
             e.outcome = Outcome::Refused;
             e.action = Action::Block;
@@ -363,9 +366,9 @@ impl Proxy {
                 "this proxy serves the school's network only",
             );
         };
-        let user = match self.authenticate(&req).await {
+        let user = match self.authenticate(&req) {
             Ok(u) => u,
-            Err(resp) => return resp,
+            Err(resp) => return *resp,
         };
         if req.method() == Method::CONNECT {
             if tls.is_some() {
@@ -401,50 +404,37 @@ impl Proxy {
         }
     }
 
-    async fn authenticate(
+    /// The user Basic authentication proves, `None` when authentication is off, or the 407.
+    fn authenticate(
         &self,
         req: &Request<Incoming>,
-    ) -> Result<Option<Arc<str>>, Response<Out>> {
-        if self.users.is_none() {
+    ) -> Result<Option<Arc<str>>, Box<Response<Out>>> {
+        let Some(users) = &self.users else {
             return Ok(None);
-        }
-        let header = req
+        };
+        let user = req
             .headers()
             .get(header::PROXY_AUTHORIZATION)
             .and_then(|h| h.to_str().ok())
-            .map(str::to_owned);
-        let user = match header {
-            Some(h) => {
-                // argon2 is deliberately slow: off the async workers.
-                let me: &Proxy = self;
-                let users = me.users.as_ref();
-                match users {
-                    Some(u) => tokio::task::block_in_place(|| u.check(&h)),
-                    None => None,
-                }
-            }
-            None => None,
-        };
-        match user {
-            Some(u) => Ok(Some(u)),
-            None => {
-                let mut r = text(
-                    StatusCode::PROXY_AUTHENTICATION_REQUIRED,
-                    "sign in to use the school's web proxy",
-                );
-                r.headers_mut().insert(
-                    header::PROXY_AUTHENTICATE,
-                    HeaderValue::from_static("Basic realm=\"Hedgerow\""),
-                );
-                Err(r)
-            }
-        }
+            // argon2 is deliberately slow: tell the runtime this worker is busy.
+            .and_then(|h| tokio::task::block_in_place(|| users.check(h)));
+        user.map(Some).ok_or_else(|| {
+            let mut r = text(
+                StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+                "sign in to use the school's web proxy",
+            );
+            r.headers_mut().insert(
+                header::PROXY_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"Hedgerow\""),
+            );
+            Box::new(r)
+        })
     }
 
     /// Whether `ip` may be a destination: not our own listener, and not loopback,
     /// link-local, unspecified or private unless `allow_destinations` says so.
     fn destination_ok(&self, ip: IpAddr, port: u16) -> bool {
-        let ip = canonical(ip);
+        let ip = canonical_ip(ip);
         if self
             .config
             .allow_destinations
@@ -899,11 +889,7 @@ impl Tunnel {
             .sni
             .clone()
             .unwrap_or_else(|| self.host.as_str().to_owned());
-        let never = p
-            .config
-            .never_intercept
-            .iter()
-            .any(|n| name == *n || name.ends_with(&format!(".{n}")));
+        let never = p.config.never_intercept.iter().any(|n| within(&name, n));
         if self.intercept && !never && hello.sni.is_some() {
             return self.intercepted(client, buf, name).await;
         }
@@ -1126,7 +1112,13 @@ fn is_youtube(host: &str) -> bool {
         "www.youtube-nocookie.com",
     ]
     .iter()
-    .any(|y| host == *y || host.ends_with(&format!(".{y}")))
+    .any(|y| within(host, y))
+}
+
+/// Whether `host` is `domain` or below it (at a label boundary).
+fn within(host: &str, domain: &str) -> bool {
+    host.strip_suffix(domain)
+        .is_some_and(|rest| rest.is_empty() || rest.ends_with('.'))
 }
 
 fn method_name(m: &Method) -> std::borrow::Cow<'static, str> {
@@ -1137,13 +1129,6 @@ fn method_name(m: &Method) -> std::borrow::Cow<'static, str> {
         Method::PUT => "PUT".into(),
         Method::CONNECT => "CONNECT".into(),
         ref other => other.as_str().to_owned().into(),
-    }
-}
-
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
     }
 }
 

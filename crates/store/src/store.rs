@@ -11,7 +11,7 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use crate::breach::Breach;
-use crate::wire::{self, WireEvent, decode, encode, from_nanos, nanos, time_from_key, time_key};
+use crate::wire::{self, WireEvent, decode, encode, from_nanos, nanos, time_key};
 use crate::{Delivery, StoreError};
 
 const EVENTS: &str = "events";
@@ -783,10 +783,6 @@ impl Store {
                     .collect::<Vec<_>>();
                 seen.insert(k.to_vec(), vec![0; ids.len()]);
                 devices.insert(k.to_vec(), ids);
-                if time_from_key(&k) / NANOS_PER_DAY > i64::MAX / 2 {
-                    r.problems
-                        .push(format!("{name}: a batch key has an impossible time"));
-                }
             }
             for item in dev_tree.iter() {
                 let (k, v) = item?;

@@ -123,14 +123,6 @@ pub(crate) fn time_key(n: i64) -> [u8; 8] {
     ((n as u64) ^ (1 << 63)).to_be_bytes()
 }
 
-pub(crate) fn time_from_key(k: &[u8]) -> i64 {
-    let mut b = [0u8; 8];
-    if let Some(src) = k.get(..8) {
-        b.copy_from_slice(src);
-    }
-    (u64::from_be_bytes(b) ^ (1 << 63)) as i64
-}
-
 /// Encodes a value behind the format byte.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     let mut out = vec![FORMAT];
