@@ -5,12 +5,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hedgerow_testkit::{Appliance, Transport, UpstreamDns, query_from};
+use hedgerow_testkit::{Appliance, Transport, UpstreamDns, Webhook, query_from};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
@@ -75,41 +73,6 @@ url = "{webhook}"
     )
 }
 
-/// A webhook receiver on a plain thread: keeps each POST body, answers 204.
-fn receiver() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let keep = got.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let mut stream = stream.unwrap();
-            let mut r = BufReader::new(stream.try_clone().unwrap());
-            let mut len = 0;
-            let mut line = String::new();
-            loop {
-                line.clear();
-                r.read_line(&mut line).unwrap();
-                if line == "\r\n" || line.is_empty() {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap();
-                }
-            }
-            let mut body = vec![0; len];
-            r.read_exact(&mut body).unwrap();
-            keep.lock()
-                .unwrap()
-                .push(serde_json::from_slice(&body).unwrap());
-            stream
-                .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
-                .unwrap();
-        }
-    });
-    (url, got)
-}
-
 fn stdout(out: &std::process::Output) -> String {
     assert!(
         out.status.success(),
@@ -138,8 +101,8 @@ async fn blocked_queries_appear_in_logs_and_breaches_with_the_device() {
         .a("allowed.example", Ipv4Addr::new(192, 0, 2, 1))
         .start()
         .await;
-    let (webhook, hooks) = receiver();
-    let cfg = config(up.addr, &webhook);
+    let webhook = Webhook::start(0);
+    let cfg = config(up.addr, &webhook.url);
     let leases = "1999999999 aa:bb:cc:00:00:07 127.0.0.7 chromebook-7 *\n";
     let mut app = tokio::task::spawn_blocking(move || {
         Appliance::start(
@@ -272,11 +235,11 @@ async fn blocked_queries_appear_in_logs_and_breaches_with_the_device() {
 
     // The high one reached the webhook at once; the low one waits for the digest.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while hooks.lock().unwrap().is_empty() && Instant::now() < deadline {
+    while webhook.json().is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     {
-        let hooks = hooks.lock().unwrap();
+        let hooks = webhook.json();
         assert_eq!(hooks.len(), 1, "{hooks:?}");
         assert_eq!(hooks[0]["breach"]["device"], "Library-PC-3");
         assert_eq!(hooks[0]["breach"]["category"], "extremism");

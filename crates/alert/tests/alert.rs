@@ -8,7 +8,8 @@ use hedgerow_alert::Alerter;
 use hedgerow_config::{AlertsConfig, EmailConfig, SmtpTls, WebhookConfig};
 use hedgerow_model::{AccessEvent, Action, Category, Clock, Front, Outcome, Severity, Tier};
 use hedgerow_store::{DeliveryState, Store, StoreOptions};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use hedgerow_testkit::Webhook;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
 struct TestClock(Mutex<jiff::Timestamp>);
@@ -24,49 +25,6 @@ impl TestClock {
         let mut t = self.0.lock().unwrap();
         *t += jiff::SignedDuration::from_secs(secs);
     }
-}
-
-/// An HTTP server that answers the first `fail` POSTs with 500 and the rest with 204, and
-/// keeps every body.
-async fn webhook_receiver(fail: usize) -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let bodies = Arc::new(Mutex::new(Vec::new()));
-    let seen = bodies.clone();
-    tokio::spawn(async move {
-        let mut n = 0;
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let mut r = BufReader::new(stream);
-            let mut len = 0usize;
-            let mut line = String::new();
-            loop {
-                line.clear();
-                r.read_line(&mut line).await.unwrap();
-                if line == "\r\n" || line.is_empty() {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap();
-                }
-            }
-            let mut body = vec![0; len];
-            r.read_exact(&mut body).await.unwrap();
-            n += 1;
-            let status = if n <= fail {
-                "500 Internal Server Error"
-            } else {
-                seen.lock()
-                    .unwrap()
-                    .push(serde_json::from_slice(&body).unwrap());
-                "204 No Content"
-            };
-            let reply =
-                format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-            r.get_mut().write_all(reply.as_bytes()).await.unwrap();
-        }
-    });
-    (format!("http://{addr}/hook"), bodies)
 }
 
 /// A minimal SMTP server that accepts every message and keeps its DATA.
@@ -139,7 +97,7 @@ fn breach_event(t: jiff::Timestamp, site: &str, category: &str) -> AccessEvent {
 async fn high_breaches_go_out_at_once_with_retries_and_the_rest_in_a_digest() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path(), &StoreOptions::default()).unwrap());
-    let (url, hooks) = webhook_receiver(2).await;
+    let webhook = Webhook::start(2);
     let (port, mails) = smtp_sink().await;
     let t0: jiff::Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
     let clock = Arc::new(TestClock(Mutex::new(t0)));
@@ -147,7 +105,9 @@ async fn high_breaches_go_out_at_once_with_retries_and_the_rest_in_a_digest() {
         immediate: Severity::High,
         digest_every: Duration::from_secs(7 * 86_400),
         attempts: 5,
-        webhook: Some(WebhookConfig { url }),
+        webhook: Some(WebhookConfig {
+            url: webhook.url.clone(),
+        }),
         email: Some(EmailConfig {
             server: "127.0.0.1".into(),
             port,
@@ -216,7 +176,7 @@ async fn high_breaches_go_out_at_once_with_retries_and_the_rest_in_a_digest() {
     assert_eq!((hook.state, hook.attempts), (DeliveryState::Sent, 3));
     assert!(store.pending_alerts().unwrap().is_empty());
     {
-        let hooks = hooks.lock().unwrap();
+        let hooks = webhook.json();
         assert_eq!(hooks.len(), 1);
         assert_eq!(hooks[0]["kind"], "breach");
         assert_eq!(hooks[0]["breach"]["device"], "lab-pc-04");
@@ -234,7 +194,7 @@ async fn high_breaches_go_out_at_once_with_retries_and_the_rest_in_a_digest() {
     // A week later the digest carries the low one.
     clock.advance(7 * 86_400);
     alerter.pass().await.unwrap();
-    let hooks = hooks.lock().unwrap();
+    let hooks = webhook.json();
     assert_eq!(hooks.len(), 2);
     assert_eq!(hooks[1]["kind"], "digest");
     assert_eq!(hooks[1]["breaches"][0]["site"], "bet.example");

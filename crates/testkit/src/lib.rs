@@ -1,7 +1,8 @@
 //! This crate holds test fixtures, used only as a dev-dependency: [`UpstreamDns`], a small
 //! scriptable authoritative server that tests start on a loopback port as Hedgerow's upstream;
 //! [`query`], a DNS client that sends real UDP and TCP packets; [`Origin`], a web server
-//! (HTTP, or HTTPS from a [`TestCa`]) for proxy tests; and [`Appliance`], which runs
+//! (HTTP, or HTTPS from a [`TestCa`]) for proxy tests; [`Webhook`], a receiver for alert
+//! tests; and [`Appliance`], which runs
 //! the real `hedgerow` binary on port 0 with a test configuration and waits for it to be
 //! ready.
 //!
@@ -14,11 +15,13 @@ mod appliance;
 mod client;
 mod origin;
 mod upstream;
+mod webhook;
 
 pub use appliance::Appliance;
 pub use client::{Transport, query, query_from, query_with, raw_udp};
 pub use origin::{Origin, TestCa};
 pub use upstream::{RunningUpstream, UpstreamDns, black_hole};
+pub use webhook::Webhook;
 
 /// `../shared/data` beside the repository (or `$HEDGEROW_SHARED_DATA`), or `None` after
 /// printing why the caller skips.
