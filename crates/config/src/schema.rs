@@ -70,7 +70,7 @@ impl Default for LogsConfig {
             breach_retention: Duration::from_secs(730 * 86_400),
             cache_mb: 64,
             queue: 262_144,
-            flush_interval: Duration::from_millis(20),
+            flush_interval: Duration::from_millis(50),
         }
     }
 }

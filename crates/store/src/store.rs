@@ -11,14 +11,15 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use crate::breach::Breach;
-use crate::wire::{self, WireEvent, decode, encode, from_nanos, nanos, time_key};
+use crate::wire::{
+    self, BatchBuilder, NANOS_PER_DAY, Sealed, decode, decode_batch, encode, from_nanos, nanos,
+    time_key,
+};
 use crate::{Delivery, StoreError};
 
 const EVENTS: &str = "events";
 const DEVICES: &str = "devices";
 const DAYS_DIR: &str = "days";
-/// Most events in one stored value (a 20 ms flush at 136k queries a second is ~2,700).
-const MAX_BATCH: usize = 4096;
 /// Bytes written to a day database before it is closed and reopened (see `Store::recycle`).
 const RECYCLE_BYTES: u64 = 16 << 20;
 /// Day databases kept open at once (today, yesterday and whatever a query read last).
@@ -28,7 +29,6 @@ const BREACH_KEYS: &str = "breach-keys";
 const PENDING: &str = "breach-pending";
 const AUDIT: &str = "audit";
 const META: &str = "meta";
-const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
 
 /// How the database is opened.
 #[derive(Debug, Clone)]
@@ -180,16 +180,15 @@ fn read_batch(
     let Some(value) = tree.get(key)? else {
         return Ok(());
     };
-    let wire: Vec<WireEvent<'_>> = decode(EVENTS, &value)?;
+    let all = decode_batch(EVENTS, &value)?;
     let evs: Vec<AccessEvent> = match only {
         Some(pos) => {
-            let mut wire: Vec<Option<WireEvent<'_>>> = wire.into_iter().map(Some).collect();
+            let mut all: Vec<Option<AccessEvent>> = all.into_iter().map(Some).collect();
             pos.iter()
-                .filter_map(|&p| wire.get_mut(p as usize).and_then(Option::take))
-                .map(WireEvent::into_event)
+                .filter_map(|&p| all.get_mut(p as usize).and_then(Option::take))
                 .collect()
         }
-        None => wire.into_iter().map(WireEvent::into_event).collect(),
+        None => all,
     };
     for e in evs.into_iter().rev() {
         if out.len() >= limit {
@@ -200,22 +199,6 @@ fn read_batch(
         }
     }
     Ok(())
-}
-
-/// A device as the index groups events: by name, or by address when it has none.
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
-enum DeviceKey<'a> {
-    Name(&'a str),
-    Ip(IpAddr),
-}
-
-impl DeviceKey<'_> {
-    fn id(&self) -> String {
-        match self {
-            DeviceKey::Name(d) => format!("d:{d}"),
-            DeviceKey::Ip(ip) => format!("ip:{ip}"),
-        }
-    }
 }
 
 /// The device index key of an event: its device name, or its address when it has none.
@@ -401,54 +384,35 @@ impl Store {
     /// Appends access events: one stored value per day they fall on, written in one
     /// transaction with its device index entries.
     pub fn append_events(&self, events: &[AccessEvent]) -> Result<(), StoreError> {
-        let mut by_day: BTreeMap<i64, Vec<&AccessEvent>> = BTreeMap::new();
+        let mut batch = BatchBuilder::default();
         for e in events {
-            by_day
-                .entry(nanos(e.time).div_euclid(NANOS_PER_DAY))
-                .or_default()
-                .push(e);
-        }
-        for (day, evs) in by_day {
-            for chunk in evs.chunks(MAX_BATCH) {
-                self.append_day(day, chunk)?;
+            if let Some(sealed) = batch.push(e) {
+                self.append_sealed(&sealed)?;
             }
         }
-        Ok(())
+        match batch.seal() {
+            Some(sealed) => self.append_sealed(&sealed),
+            None => Ok(()),
+        }
     }
 
-    fn append_day(&self, day: i64, events: &[&AccessEvent]) -> Result<(), StoreError> {
-        let Some(first) = events.first() else {
-            return Ok(());
-        };
-        let (ev_tree, dev_tree) = self.day_trees(day)?;
+    /// Writes one encoded batch and its device index rows in one transaction.
+    pub(crate) fn append_sealed(&self, batch: &Sealed) -> Result<(), StoreError> {
+        let (ev_tree, dev_tree) = self.day_trees(batch.day)?;
         let mut key = Vec::with_capacity(16);
-        key.extend_from_slice(&time_key(nanos(first.time)));
+        key.extend_from_slice(&time_key(batch.first));
         key.extend_from_slice(&self.db.generate_id()?.to_be_bytes());
-        let wire: Vec<WireEvent<'_>> = events.iter().map(|e| WireEvent::from_event(e)).collect();
-        let value = encode(&wire);
-        // Device index: for each device, the positions of its events in this batch. Grouped
-        // by borrowed name or address first, so the id is formatted once per device, not
-        // once per event.
-        let mut per_device: BTreeMap<DeviceKey<'_>, (i64, Vec<u32>)> = BTreeMap::new();
-        for (i, e) in events.iter().enumerate() {
-            let key = match &e.device {
-                Some(d) => DeviceKey::Name(d),
-                None => DeviceKey::Ip(e.client),
-            };
-            let entry = per_device
-                .entry(key)
-                .or_insert_with(|| (nanos(e.time), Vec::new()));
-            entry.1.push(u32::try_from(i).unwrap_or(u32::MAX));
-        }
-        let index: Vec<(Vec<u8>, Vec<u8>)> = per_device
-            .into_iter()
-            .map(|(dev, (t, positions))| {
-                let mut k = device_prefix(&dev.id());
+        // Device index: for each device, the positions of its events in this batch.
+        let index: Vec<(Vec<u8>, Vec<u8>)> = batch
+            .devices()
+            .map(|(id, t, positions)| {
+                let mut k = device_prefix(&id);
                 k.extend_from_slice(&time_key(t));
                 k.extend_from_slice(&key);
-                (k, encode(&positions))
+                (k, encode(positions))
             })
             .collect();
+        let value = batch.value();
         (&ev_tree, &dev_tree)
             .transaction(|(evs, devs)| {
                 evs.insert(key.as_slice(), value.as_slice())?;
@@ -458,7 +422,7 @@ impl Store {
                 Ok::<_, ConflictableTransactionError<StoreError>>(())
             })
             .map_err(tx_err)?;
-        self.recycle(day, value.len());
+        self.recycle(batch.day, value.len());
         Ok(())
     }
 
@@ -775,12 +739,9 @@ impl Store {
             for item in ev_tree.iter() {
                 let (k, v) = item?;
                 r.batches += 1;
-                let wire: Vec<WireEvent<'_>> = decode(EVENTS, &v)?;
-                r.events += wire.len() as u64;
-                let ids = wire
-                    .into_iter()
-                    .map(|w| device_id(&w.into_event()))
-                    .collect::<Vec<_>>();
+                let events = decode_batch(EVENTS, &v)?;
+                r.events += events.len() as u64;
+                let ids = events.iter().map(device_id).collect::<Vec<_>>();
                 seen.insert(k.to_vec(), vec![0; ids.len()]);
                 devices.insert(k.to_vec(), ids);
             }
@@ -859,9 +820,8 @@ impl Store {
             };
             for item in tree.iter().values() {
                 let v = item?;
-                let wire: Vec<WireEvent<'_>> = decode(EVENTS, &v)?;
-                for w in wire {
-                    f(w.into_event())?;
+                for e in decode_batch(EVENTS, &v)? {
+                    f(e)?;
                 }
             }
         }

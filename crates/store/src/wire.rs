@@ -9,9 +9,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
 
-/// The format of every value this build writes. A reader refuses other formats by name
-/// rather than guess.
+/// The format of every value this build writes, except batches of access events. A reader
+/// refuses other formats by name rather than guess.
 pub(crate) const FORMAT: u8 = 1;
+
+/// The format of a batch of access events: a dictionary of the batch's repeated strings and
+/// addresses, then each event with indexes into it and its time as an offset. Batches in
+/// [`FORMAT`] (a plain sequence of [`WireEvent`]s) are still read.
+pub(crate) const BATCH_FORMAT: u8 = 2;
+
+pub(crate) const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
 
 /// One access event as stored: the time as nanoseconds, strings borrowed when encoding.
 #[derive(Serialize, Deserialize)]
@@ -47,6 +54,7 @@ pub(crate) struct WireEvent<'a> {
     reference: Option<u64>,
 }
 
+#[cfg(test)]
 fn b(s: &Option<impl AsRef<str>>) -> Option<Cow<'_, str>> {
     s.as_ref().map(|v| Cow::Borrowed(v.as_ref()))
 }
@@ -56,6 +64,7 @@ fn arc(s: Option<Cow<'_, str>>) -> Option<Arc<str>> {
 }
 
 impl<'a> WireEvent<'a> {
+    #[cfg(test)]
     pub(crate) fn from_event(e: &'a AccessEvent) -> Self {
         Self {
             t: nanos(e.time),
@@ -125,12 +134,43 @@ pub(crate) fn time_key(n: i64) -> [u8; 8] {
 
 /// Encodes a value behind the format byte.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
-    let mut out = vec![FORMAT];
-    // Serializing plain data into a Vec cannot fail; an error would leave just the byte.
-    if let Ok(v) = postcard::to_stdvec(value) {
-        out.extend_from_slice(&v);
-    }
+    encode_with_capacity(value, 64)
+}
+
+/// [`encode`] into a buffer of `capacity` bytes to start with: postcard writes straight after
+/// the format byte, so a large value is never copied a second time.
+fn encode_with_capacity<T: Serialize + ?Sized>(value: &T, capacity: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(capacity.max(1));
+    out.push(FORMAT);
+    append(value, &mut out);
     out
+}
+
+/// Appends `value` in postcard to `out`. Serializing plain data into a Vec cannot fail; if it
+/// did, `out` would hold a truncated value that the reader refuses.
+fn append<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    let _ = postcard::serialize_with_flavor(value, Out(out));
+}
+
+/// A postcard output that appends to a `Vec`.
+struct Out<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Out<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
 }
 
 /// Decodes a value written by [`encode`], checking the format byte.
@@ -149,5 +189,545 @@ pub(crate) fn decode<'a, T: Deserialize<'a>>(tree: &str, bytes: &'a [u8]) -> Res
             tree: tree.to_owned(),
             reason: "empty value".into(),
         }),
+    }
+}
+
+/// A batch of access events as stored in [`BATCH_FORMAT`]. The string fields an event shares
+/// with others (device, user, group, query type, category, list, rule, method) are indexes
+/// into `strings`, plus one (0 is none); the client is an index into `clients`. A DNS event
+/// is about 35 bytes this way, against about 90 as a [`WireEvent`].
+#[derive(Serialize, Deserialize)]
+struct Batch<'a> {
+    /// The time of the first event, in nanoseconds; each event holds its offset from it.
+    base: i64,
+    #[serde(borrow)]
+    strings: Vec<Cow<'a, str>>,
+    clients: Vec<IpAddr>,
+    #[serde(borrow)]
+    events: Vec<Compact<'a>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Compact<'a> {
+    dt: i64,
+    front: Front,
+    client: u32,
+    device: u32,
+    user: u32,
+    group: u32,
+    #[serde(borrow)]
+    target: Cow<'a, str>,
+    qtype: u32,
+    outcome: Outcome,
+    action: Action,
+    tier: Tier,
+    category: u32,
+    list: u32,
+    rule: u32,
+    method: u32,
+    #[serde(borrow)]
+    search: Option<Cow<'a, str>>,
+    concern: Option<Severity>,
+    bytes: u64,
+    reference: Option<u64>,
+}
+
+/// Most events in one stored value (DNS events are ~30 bytes, so [`MAX_BATCH_BYTES`] is reached first).
+pub(crate) const MAX_BATCH: usize = 4096;
+/// Encoded bytes after which a batch is sealed. sled writes a page bigger than a quarter of
+/// its 512 KiB segment to a file of its own, created and deleted for every write: a quarter
+/// of the writer's time went to creating those files (perf) when a value held 4,096 DNS
+/// events.
+pub(crate) const MAX_BATCH_BYTES: usize = 96 << 10;
+/// The most a stored batch may claim to hold once decompressed (a batch is sealed near
+/// [`MAX_BATCH_BYTES`]; one event may be as long as a URL is allowed to be).
+const MAX_RAW_BATCH: usize = 16 << 20;
+
+/// A device as the index groups events: by name (an index into the batch's strings), or by
+/// address (an index into its clients) when it has none.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum DeviceKey {
+    Name(u32),
+    Ip(u32),
+}
+
+/// A batch of access events being encoded, one event at a time, as they are recorded: each
+/// event is written while its fields are still in the recording thread's cache, and the
+/// event itself is freed by the thread that made it.
+#[derive(Default)]
+pub(crate) struct BatchBuilder {
+    day: i64,
+    base: i64,
+    count: usize,
+    strings: Vec<Box<str>>,
+    index: foldhash::HashMap<Box<str>, u32>,
+    clients: Vec<IpAddr>,
+    client_index: foldhash::HashMap<IpAddr, u32>,
+    body: Vec<u8>,
+    /// For each device, the time of its first event here and its events' positions.
+    devices: foldhash::HashMap<DeviceKey, (i64, Vec<u32>)>,
+    /// Per string field of an event: the index of the last string seen there (0: none).
+    last: [u32; 8],
+}
+
+/// A batch taken from its builder: the parts of its value, moved rather than copied, so
+/// sealing on a recording thread costs next to nothing; the writer assembles the value.
+pub(crate) struct Sealed {
+    pub(crate) day: i64,
+    /// The time of its first event (nanoseconds): its key in the day's events.
+    pub(crate) first: i64,
+    pub(crate) events: usize,
+    strings: Vec<Box<str>>,
+    clients: Vec<IpAddr>,
+    body: Vec<u8>,
+    devices: Vec<(DeviceKey, i64, Vec<u32>)>,
+}
+
+impl Sealed {
+    /// The stored value, in [`BATCH_FORMAT`].
+    pub(crate) fn value(&self) -> Vec<u8> {
+        let head = Head {
+            base: self.first,
+            strings: &self.strings,
+            clients: &self.clients,
+        };
+        let mut raw = Vec::with_capacity(self.body.len() + 64 + self.strings.len() * 16);
+        append(&head, &mut raw);
+        let mut len = [0u8; 10];
+        raw.extend_from_slice(varint(self.events, &mut len));
+        raw.extend_from_slice(&self.body);
+        let mut value = Vec::with_capacity(raw.len() / 2 + 16);
+        value.push(BATCH_FORMAT);
+        value.extend_from_slice(&lz4_flex::block::compress_prepend_size(&raw));
+        value
+    }
+
+    /// The batch's rows of the device index: the device id (`d:NAME`, or `ip:ADDRESS` for a
+    /// device without a name), the time of its first event here, and its events' positions.
+    pub(crate) fn devices(&self) -> impl Iterator<Item = (String, i64, &[u32])> + '_ {
+        self.devices.iter().map(|(key, t, positions)| {
+            let id = match *key {
+                DeviceKey::Name(i) => {
+                    let name = (i as usize)
+                        .checked_sub(1)
+                        .and_then(|i| self.strings.get(i))
+                        .map_or("", |s| &**s);
+                    format!("d:{name}")
+                }
+                DeviceKey::Ip(i) => match self.clients.get(i as usize) {
+                    Some(ip) => format!("ip:{ip}"),
+                    None => "ip:".to_owned(),
+                },
+            };
+            (id, *t, positions.as_slice())
+        })
+    }
+}
+
+impl BatchBuilder {
+    /// Adds one event. When it belongs to another day than the batch, or the batch is full,
+    /// the batch is sealed first and returned; the event starts the next one.
+    pub(crate) fn push(&mut self, e: &AccessEvent) -> Option<Sealed> {
+        let t = nanos(e.time);
+        let day = t.div_euclid(NANOS_PER_DAY);
+        let sealed = if self.count > 0
+            && (day != self.day || self.count >= MAX_BATCH || self.body.len() >= MAX_BATCH_BYTES)
+        {
+            self.seal()
+        } else {
+            None
+        };
+        if self.count == 0 {
+            self.day = day;
+            self.base = t;
+        }
+        let client = self.client(e.client);
+        let device = self.string(0, e.device.as_deref());
+        let compact = Compact {
+            dt: t.saturating_sub(self.base),
+            front: e.front,
+            client,
+            device,
+            user: self.string(1, e.user.as_deref()),
+            group: self.string(2, e.group.as_deref()),
+            target: Cow::Borrowed(&e.target),
+            qtype: self.string(3, e.qtype.as_deref()),
+            outcome: e.outcome,
+            action: e.action,
+            tier: e.tier,
+            category: self.string(4, e.category.as_ref().map(Category::as_str)),
+            list: self.string(5, e.list.as_deref()),
+            rule: self.string(6, e.rule.as_deref()),
+            method: self.string(7, e.method.as_deref()),
+            search: e.search.as_deref().map(Cow::Borrowed),
+            concern: e.concern,
+            bytes: e.bytes,
+            reference: e.reference,
+        };
+        append(&compact, &mut self.body);
+        let key = if device == 0 {
+            DeviceKey::Ip(client)
+        } else {
+            DeviceKey::Name(device)
+        };
+        let position = u32::try_from(self.count).unwrap_or(u32::MAX);
+        self.devices
+            .entry(key)
+            .or_insert_with(|| (t, Vec::new()))
+            .1
+            .push(position);
+        self.count += 1;
+        sealed
+    }
+
+    /// The batch so far, ready for the store; the builder is left empty (keeping its
+    /// allocations) for the next one.
+    pub(crate) fn seal(&mut self) -> Option<Sealed> {
+        if self.count == 0 {
+            return None;
+        }
+        let sealed = Sealed {
+            day: self.day,
+            first: self.base,
+            events: self.count,
+            strings: std::mem::take(&mut self.strings),
+            clients: std::mem::take(&mut self.clients),
+            body: std::mem::replace(&mut self.body, Vec::with_capacity(MAX_BATCH_BYTES + 1024)),
+            devices: self
+                .devices
+                .drain()
+                .map(|(key, (t, positions))| (key, t, positions))
+                .collect(),
+        };
+        self.count = 0;
+        self.last = [0; 8];
+        self.index.clear();
+        self.client_index.clear();
+        Some(sealed)
+    }
+
+    /// A dictionary index for `s`, plus one (0 is none). `field` names the event field: most
+    /// events repeat the last event's group, list or query type, so the string last seen in
+    /// that field is compared before the text is hashed.
+    fn string(&mut self, field: usize, s: Option<&str>) -> u32 {
+        let Some(s) = s else { return 0 };
+        if let Some(&i) = self.last.get(field)
+            && i > 0
+            && self
+                .strings
+                .get(i as usize - 1)
+                .is_some_and(|last| **last == *s)
+        {
+            return i;
+        }
+        let i = match self.index.get(s) {
+            Some(&i) => i,
+            None => {
+                self.strings.push(s.into());
+                let i = u32::try_from(self.strings.len()).unwrap_or(u32::MAX);
+                self.index.insert(s.into(), i);
+                i
+            }
+        };
+        if let Some(last) = self.last.get_mut(field) {
+            *last = i;
+        }
+        i
+    }
+
+    fn client(&mut self, ip: IpAddr) -> u32 {
+        if let Some(&i) = self.client_index.get(&ip) {
+            return i;
+        }
+        let i = u32::try_from(self.clients.len()).unwrap_or(u32::MAX);
+        self.clients.push(ip);
+        self.client_index.insert(ip, i);
+        i
+    }
+}
+
+/// The fields of a [`Batch`] before its events.
+#[derive(Serialize)]
+struct Head<'a> {
+    base: i64,
+    strings: &'a [Box<str>],
+    clients: &'a [IpAddr],
+}
+
+/// postcard's length prefix: LEB128.
+fn varint(mut n: usize, buf: &mut [u8; 10]) -> &[u8] {
+    let mut i = 0;
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            buf[i] = byte;
+            return &buf[..=i];
+        }
+        buf[i] = byte | 0x80;
+        i += 1;
+    }
+}
+
+/// Decodes a batch of access events, in [`BATCH_FORMAT`] or the older [`FORMAT`].
+pub(crate) fn decode_batch(tree: &str, bytes: &[u8]) -> Result<Vec<AccessEvent>, StoreError> {
+    match bytes.first() {
+        Some(&BATCH_FORMAT) => {
+            let bad = |reason: String| StoreError::Decode {
+                tree: tree.to_owned(),
+                reason,
+            };
+            let compressed = &bytes[1..];
+            // The size comes first; a corrupt one must not make us allocate gigabytes.
+            let size = compressed
+                .get(..4)
+                .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+            if size as usize > MAX_RAW_BATCH {
+                return Err(bad(format!("batch claims {size} bytes")));
+            }
+            let raw = lz4_flex::block::decompress_size_prepended(compressed)
+                .map_err(|e| bad(e.to_string()))?;
+            let batch: Batch<'_> = postcard::from_bytes(&raw).map_err(|e| bad(e.to_string()))?;
+            Ok(batch.into_events())
+        }
+        Some(&FORMAT) => {
+            let wire: Vec<WireEvent<'_>> = decode(tree, bytes)?;
+            Ok(wire.into_iter().map(WireEvent::into_event).collect())
+        }
+        Some(&found) => Err(StoreError::Format {
+            tree: tree.to_owned(),
+            found,
+            expected: BATCH_FORMAT,
+        }),
+        None => Err(StoreError::Decode {
+            tree: tree.to_owned(),
+            reason: "empty value".into(),
+        }),
+    }
+}
+
+impl Batch<'_> {
+    fn into_events(self) -> Vec<AccessEvent> {
+        // Each dictionary string becomes one shared allocation.
+        let shared: Vec<Arc<str>> = self.strings.iter().map(|s| Arc::from(s.as_ref())).collect();
+        let categories: Vec<Option<Category>> =
+            self.strings.iter().map(|s| Category::new(s).ok()).collect();
+        let get = |i: u32| -> Option<Arc<str>> {
+            let i = usize::try_from(i).ok()?.checked_sub(1)?;
+            shared.get(i).cloned()
+        };
+        let cow = |i: u32| get(i).map(|s| Cow::Owned(s.as_ref().to_owned()));
+        let unspecified = IpAddr::from([0u8, 0, 0, 0]);
+        self.events
+            .into_iter()
+            .map(|c| AccessEvent {
+                time: from_nanos(self.base.saturating_add(c.dt)),
+                front: c.front,
+                client: self
+                    .clients
+                    .get(c.client as usize)
+                    .copied()
+                    .unwrap_or(unspecified),
+                device: get(c.device),
+                user: get(c.user),
+                group: get(c.group),
+                target: c.target.into_owned(),
+                qtype: cow(c.qtype),
+                outcome: c.outcome,
+                action: c.action,
+                tier: c.tier,
+                category: usize::try_from(c.category)
+                    .ok()
+                    .and_then(|i| i.checked_sub(1))
+                    .and_then(|i| categories.get(i).cloned().flatten()),
+                list: get(c.list),
+                rule: get(c.rule),
+                method: cow(c.method),
+                search: c.search.map(|s| s.into()),
+                concern: c.concern,
+                bytes: c.bytes,
+                reference: c.reference,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use hedgerow_model::{AccessEvent, Action, Category, Front, Outcome, Severity, Tier};
+
+    use super::{
+        BatchBuilder, MAX_BATCH, MAX_BATCH_BYTES, WireEvent, decode_batch, encode, from_nanos,
+    };
+
+    fn event(i: i64, device: Option<&str>) -> AccessEvent {
+        let mut e = AccessEvent::new(
+            from_nanos(1_795_000_000_000_000_000 + i * 7_000),
+            if i % 2 == 0 { Front::Dns } else { Front::Proxy },
+            format!("10.0.{}.{}", i % 3, i % 7)
+                .parse()
+                .unwrap_or([0u8; 4].into()),
+            format!("host{i}.example.org"),
+        );
+        e.device = device.map(Arc::from);
+        e.group = Some(Arc::from(if i % 5 == 0 { "staff" } else { "pupils" }));
+        e.qtype = Some(if i % 2 == 0 {
+            "A".into()
+        } else {
+            "AAAA".into()
+        });
+        if i % 4 == 0 {
+            e.outcome = Outcome::Blocked;
+            e.action = Action::Block;
+            e.tier = Tier::Category;
+            e.category = Category::new("gambling").ok();
+            e.list = Some("gambling".into());
+            e.rule = Some(format!("example{}.org", i % 9).into());
+        }
+        if i % 3 == 0 {
+            e.user = Some("alice".into());
+            e.method = Some("GET".into());
+            e.search = Some("how to tie a knot".into());
+            e.concern = Some(Severity::High);
+            e.bytes = u64::try_from(i).unwrap_or(0) * 1000;
+            e.reference = Some(0xdead_beef + u64::try_from(i).unwrap_or(0));
+        }
+        e
+    }
+
+    fn round_trip(events: &[AccessEvent]) -> Vec<AccessEvent> {
+        let mut b = BatchBuilder::default();
+        let mut out = Vec::new();
+        let mut sealed = Vec::new();
+        for e in events {
+            sealed.extend(b.push(e));
+        }
+        sealed.extend(b.seal());
+        for s in &sealed {
+            let evs = decode_batch("events", &s.value()).unwrap_or_default();
+            assert_eq!(evs.len(), s.events);
+            out.extend(evs);
+        }
+        out
+    }
+
+    #[test]
+    fn a_batch_reads_back_every_field_of_every_event() {
+        let events: Vec<AccessEvent> = (0..500)
+            .map(|i| event(i, (i % 2 == 0).then_some("Lab-PC-1")))
+            .collect();
+        assert_eq!(round_trip(&events), events);
+    }
+
+    #[test]
+    fn batches_split_when_full_and_at_a_new_day_and_keep_order() {
+        // Small events, so the count fills before the bytes do.
+        let mut events: Vec<AccessEvent> = (0..(MAX_BATCH as i64 + 10))
+            .map(|i| {
+                AccessEvent::new(
+                    from_nanos(1_795_000_000_000_000_000 + i * 7_000),
+                    Front::Dns,
+                    [10, 0, 0, 1].into(),
+                    format!("h{i}.uk"),
+                )
+            })
+            .collect();
+        // Out of order by a little (threads record concurrently), then a new day.
+        events.swap(3, 4);
+        let mut next_day = event(1, Some("pc"));
+        next_day.time = from_nanos(1_795_000_000_000_000_000 + 86_400_000_000_000);
+        events.push(next_day);
+        let mut b = BatchBuilder::default();
+        let mut sealed = Vec::new();
+        for e in &events {
+            sealed.extend(b.push(e));
+        }
+        sealed.extend(b.seal());
+        // A full batch (by count or bytes), the rest of the day, the next day.
+        assert_eq!(sealed.len(), 3);
+        assert!(sealed[0].events == MAX_BATCH || sealed[0].body.len() >= MAX_BATCH_BYTES);
+        assert_eq!(sealed[0].day, sealed[1].day);
+        assert_eq!(sealed[2].day, sealed[1].day + 1);
+        assert_eq!(sealed[2].events, 1);
+        assert_eq!(round_trip(&events), events);
+    }
+
+    #[test]
+    fn a_batch_is_sealed_once_it_holds_its_byte_limit() {
+        let long: Vec<AccessEvent> = (0..2000)
+            .map(|i| {
+                let mut e = event(i, None);
+                e.target = format!("http://host{i}.example.org/{}", "p".repeat(200));
+                e
+            })
+            .collect();
+        let mut b = BatchBuilder::default();
+        let first = long.iter().find_map(|e| b.push(e));
+        let Some(first) = first else {
+            panic!("2000 events of 250 bytes fill a batch");
+        };
+        assert!(first.events < MAX_BATCH);
+        let raw = first.body.len();
+        assert!(
+            (MAX_BATCH_BYTES..MAX_BATCH_BYTES + 400).contains(&raw),
+            "{raw}"
+        );
+    }
+
+    #[test]
+    fn device_rows_name_devices_or_addresses_with_their_positions() {
+        let events: Vec<AccessEvent> = (0..6)
+            .map(|i| event(i, (i < 2).then_some("Lab-PC-1")))
+            .collect();
+        let mut b = BatchBuilder::default();
+        for e in &events {
+            assert!(b.push(e).is_none());
+        }
+        let Some(sealed) = b.seal() else {
+            panic!("a batch of six");
+        };
+        let mut rows: Vec<(String, Vec<u32>)> = sealed
+            .devices()
+            .map(|(id, _, p)| (id, p.to_vec()))
+            .collect();
+        rows.sort();
+        let mut want = vec![("d:Lab-PC-1".to_owned(), vec![0, 1])];
+        for (i, e) in events.iter().enumerate().skip(2) {
+            want.push((format!("ip:{}", e.client), vec![i as u32]));
+        }
+        want.sort();
+        assert_eq!(rows, want);
+    }
+
+    #[test]
+    fn batches_in_the_first_format_are_still_read() {
+        let events: Vec<AccessEvent> = (0..50).map(|i| event(i, Some("pc"))).collect();
+        let wire: Vec<WireEvent<'_>> = events.iter().map(WireEvent::from_event).collect();
+        assert_eq!(decode_batch("events", &encode(&wire)).ok(), Some(events));
+    }
+
+    #[test]
+    fn a_damaged_batch_is_an_error_not_a_panic() {
+        let events: Vec<AccessEvent> = (0..50).map(|i| event(i, None)).collect();
+        let mut b = BatchBuilder::default();
+        for e in &events {
+            let _ = b.push(e);
+        }
+        let value = b.seal().map(|s| s.value()).unwrap_or_default();
+        // Every truncation, a byte flipped at every position, an unknown format, a size
+        // claiming gigabytes.
+        for n in 0..value.len() {
+            let _ = decode_batch("events", &value[..n]);
+        }
+        for i in 1..value.len() {
+            let mut v = value.clone();
+            v[i] ^= 0x5a;
+            let _ = decode_batch("events", &v);
+        }
+        assert!(decode_batch("events", &[9, 1, 2]).is_err());
+        assert!(decode_batch("events", &[2, 0xff, 0xff, 0xff, 0x7f, 0]).is_err());
+        assert!(decode_batch("events", &[]).is_err());
     }
 }
