@@ -95,7 +95,7 @@ fn sustained(c: &mut Criterion) {
     let mut g = c.benchmark_group("recorder-sustained");
     g.sample_size(10);
     g.throughput(Throughput::Elements(1_000_000));
-    g.bench_function("1M events via Recorder, 20 ms flushes", |b| {
+    g.bench_function("1M events via Recorder, 50 ms flushes", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
