@@ -105,7 +105,10 @@ impl Recorder {
         let s = shared.clone();
         let writer = std::thread::Builder::new()
             .name("log-writer".into())
-            .spawn(move || s.write_loop())?;
+            .spawn(move || {
+                lower_priority();
+                s.write_loop()
+            })?;
         Ok(Arc::new(Self {
             shared,
             writer: Mutex::new(Some(writer)),
@@ -151,6 +154,53 @@ impl Recorder {
     }
 }
 
+/// How much lower than the fronts the writer runs. It shares cores with the threads that
+/// answer; at its normal priority its batch writes landed between answers and the warm-mix
+/// p99 with logging on was 3.2–3.7 ms, against 2.6–2.7 ms at nice +10 (measured alternately,
+/// no event dropped). At +10 it still gets about a tenth of a contended core, about twice
+/// what it needs at 130k events a second; at +15 it fell behind and dropped events. Threads
+/// sled starts from the writer (its I/O pool) inherit the value.
+const WRITER_NICE: i32 = 10;
+
+/// Lowers the calling thread's priority by [`WRITER_NICE`]. Where that is refused, the
+/// writer just keeps its priority.
+fn lower_priority() {
+    let tid = rustix::thread::gettid();
+    let now = rustix::process::getpriority_process(Some(tid)).unwrap_or(0);
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), (now + WRITER_NICE).min(19)) {
+        tracing::debug!("could not lower the log writer's priority: {e}");
+    }
+}
+
+/// Gives sled's own threads (its I/O pool and its flushers) the writer's priority. The ones
+/// started while the store opened, before the writer existed, did not inherit it; they
+/// write the writer's batches to disk, so they are as deferrable as it is. Reads thread
+/// names from `/proc/self/task`; anything unreadable is skipped.
+fn lower_sled_threads() {
+    let writer = rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap_or(0);
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return;
+    };
+    for task in tasks.flatten() {
+        let Ok(comm) = std::fs::read_to_string(task.path().join("comm")) else {
+            continue;
+        };
+        if !(comm.starts_with("sled-io") || comm.starts_with("log flusher")) {
+            continue;
+        }
+        let tid = task
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<i32>().ok())
+            .and_then(rustix::process::Pid::from_raw);
+        if let Some(tid) = tid
+            && rustix::process::getpriority_process(Some(tid)).is_ok_and(|n| n < writer)
+        {
+            let _ = rustix::process::setpriority_process(Some(tid), writer);
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A poisoned lock means a panic mid-push; the data is still valid, so keep going.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -161,7 +211,13 @@ impl Shared {
         // Two sets of batches trade places, so a round allocates little: the fronts fill one
         // while the writer empties the other.
         let mut taken = Pending::default();
+        let mut round = 0u64;
         loop {
+            // sled starts I/O threads as it needs them: look again every few seconds.
+            if round.is_multiple_of(100) {
+                lower_sled_threads();
+            }
+            round += 1;
             let last = self.stopping.load(Ordering::SeqCst);
             std::mem::swap(&mut taken, &mut *lock(&self.pending));
             let breaches = std::mem::take(&mut *lock(&self.breaches));
