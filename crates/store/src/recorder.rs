@@ -4,9 +4,10 @@
 //! wakes nobody: a writer thread takes the batches every `interval` and writes them. Waking a
 //! writer per event costs a context switch per DNS answer; encoding on the recording thread
 //! reads the event while it is still in that thread's cache (the writer, reading thousands of
-//! events 20 ms later, spent half its time on those cache misses), and frees it there. Breaches also go on a queue of
-//! their own that is never bounded or dropped; the writer puts each on disk (flushed) before
-//! it counts as recorded, and retries on a write error rather than lose it.
+//! events 20 ms later, spent half its time on those cache misses), and frees it there.
+//! Breaches also go on a queue of their own that is never bounded or dropped; the writer puts
+//! each on disk (flushed) before it counts as recorded, and retries on a write error rather
+//! than lose it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};

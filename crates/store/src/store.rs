@@ -12,8 +12,8 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use crate::breach::Breach;
 use crate::wire::{
-    self, BatchBuilder, NANOS_PER_DAY, Sealed, decode, decode_batch, encode, from_nanos, nanos,
-    time_key,
+    self, BatchBuilder, NANOS_PER_DAY, Sealed, address_device_id, decode, decode_batch, encode,
+    from_nanos, named_device_id, nanos, time_key,
 };
 use crate::{Delivery, StoreError};
 
@@ -204,8 +204,8 @@ fn read_batch(
 /// The device index key of an event: its device name, or its address when it has none.
 fn device_id(e: &AccessEvent) -> String {
     match &e.device {
-        Some(d) => format!("d:{d}"),
-        None => format!("ip:{}", e.client),
+        Some(d) => named_device_id(d),
+        None => address_device_id(e.client),
     }
 }
 
@@ -454,7 +454,7 @@ impl Store {
         let limit = filter.limit.unwrap_or(usize::MAX);
         let mut out = Vec::new();
         // A device filter reads that device's index; anything else reads whole batches.
-        let device_id = filter.device.as_ref().map(|d| format!("d:{d}"));
+        let device_id = filter.device.as_deref().map(named_device_id);
         for name in self.days().iter().rev() {
             let Some(day) = day_of(name) else { continue };
             if from_day.is_some_and(|f| day < f) || to_day.is_some_and(|t| day > t) {

@@ -132,16 +132,9 @@ pub(crate) fn time_key(n: i64) -> [u8; 8] {
     ((n as u64) ^ (1 << 63)).to_be_bytes()
 }
 
-/// Encodes a value behind the format byte.
+/// Encodes a value behind the format byte; postcard writes straight after it.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
-    encode_with_capacity(value, 64)
-}
-
-/// [`encode`] into a buffer of `capacity` bytes to start with: postcard writes straight after
-/// the format byte, so a large value is never copied a second time.
-fn encode_with_capacity<T: Serialize + ?Sized>(value: &T, capacity: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(capacity.max(1));
-    out.push(FORMAT);
+    let mut out = vec![FORMAT];
     append(value, &mut out);
     out
 }
@@ -243,6 +236,16 @@ pub(crate) const MAX_BATCH_BYTES: usize = 96 << 10;
 /// [`MAX_BATCH_BYTES`]; one event may be as long as a URL is allowed to be).
 const MAX_RAW_BATCH: usize = 16 << 20;
 
+/// The device index's id of a named device.
+pub(crate) fn named_device_id(name: &str) -> String {
+    format!("d:{name}")
+}
+
+/// The device index's id of a device with no name: its address.
+pub(crate) fn address_device_id(ip: IpAddr) -> String {
+    format!("ip:{ip}")
+}
+
 /// A device as the index groups events: by name (an index into the batch's strings), or by
 /// address (an index into its clients) when it has none.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -307,15 +310,14 @@ impl Sealed {
     pub(crate) fn devices(&self) -> impl Iterator<Item = (String, i64, &[u32])> + '_ {
         self.devices.iter().map(|(key, t, positions)| {
             let id = match *key {
-                DeviceKey::Name(i) => {
-                    let name = (i as usize)
+                DeviceKey::Name(i) => named_device_id(
+                    (i as usize)
                         .checked_sub(1)
                         .and_then(|i| self.strings.get(i))
-                        .map_or("", |s| &**s);
-                    format!("d:{name}")
-                }
+                        .map_or("", |s| &**s),
+                ),
                 DeviceKey::Ip(i) => match self.clients.get(i as usize) {
-                    Some(ip) => format!("ip:{ip}"),
+                    Some(ip) => address_device_id(*ip),
                     None => "ip:".to_owned(),
                 },
             };
