@@ -2,12 +2,11 @@
 //! does is done by the library crates; this file wires them together and turns their typed
 //! errors into messages and exit codes.
 
+mod alloc;
 mod logs;
 
-/// mimalloc: the DNS path allocates small, short-lived buffers per query; glibc malloc's
-/// consolidation showed up at 12% of a core under load.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: alloc::Split = alloc::Split;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -91,6 +90,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    alloc::configure();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config } => run(&config),

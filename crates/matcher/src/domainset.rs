@@ -1,12 +1,19 @@
-//! A static set of domain names as 64-bit keyed hashes.
+//! A static set of domain names as keyed hashes.
 //!
 //! Layout: open addressing with linear probing at a load of at most 0.8, in three parallel
-//! arrays: a one-byte tag per slot (0 = empty, else 0x80 | seven hash bits), the 64-bit hash,
-//! and a 32-bit value. A miss, the common case for DNS, usually reads only the tag array (about
-//! 1.25 bytes a name, so it stays in cache); a hit reads one tag run, one key and one value.
-//! About 16 bytes a name in all. Slots are chosen by multiply-shift, so the table needs no
-//! power-of-two size. Hashes use a per-build random seed, so nobody can aim query names at
-//! one cluster of the table.
+//! arrays: a one-byte tag per slot (0 = empty, else 0x80 | seven hash bits), 32 more bits of
+//! the hash, and the value in the narrowest width that holds every value of the set (one byte
+//! for up to 255 distinct list sets, the usual case). A miss, the common case for DNS, usually
+//! reads only the tag array (about 1.25 bytes a name, so it stays in cache); a hit reads one tag
+//! run, one key and one value. About 7.5 bytes a name in all (16 with 64-bit keys and 32-bit
+//! values, as before).
+//!
+//! A name matches when its tag and 32-bit key equal a stored entry's within its probe run: 39
+//! bits, drawn from hash bits the slot choice does not use. A probe compares about one entry, so
+//! an unlisted name is taken for a listed one about once in 2^39 lookups (one in 550 billion);
+//! the build merges two names that collide in the same way. Slots are chosen by multiply-shift,
+//! so the table needs no power-of-two size. Hashes use a per-build random seed, so nobody can
+//! aim query names at one cluster of the table or construct a collision in advance.
 
 use std::hash::BuildHasher;
 
@@ -132,13 +139,15 @@ impl DomainSetBuilder {
         let slots = self.tags.len();
         let mirror: Vec<u8> = self.tags[..GROUP].to_vec();
         self.tags.extend_from_slice(&mirror);
+        let keys = self.keys.iter().map(|&k| short_key(k)).collect();
+        drop(self.keys);
         DomainSet {
             hasher: self.hasher,
             slots,
             len: self.len,
             tags: self.tags.into_boxed_slice(),
-            keys: self.keys.into_boxed_slice(),
-            values: self.values.into_boxed_slice(),
+            keys,
+            values: Values::narrowest(self.values),
         }
     }
 }
@@ -153,14 +162,59 @@ fn tag_of(hash: u64) -> u8 {
     0x80 | (hash as u8 & 0x7f)
 }
 
+/// The 32 hash bits stored per slot: the ones above the tag's seven. The slot comes from the
+/// top bits (multiply-shift), which for any table under 2^25 slots lie above these.
+#[inline]
+fn short_key(hash: u64) -> u32 {
+    (hash >> 7) as u32
+}
+
+/// Per-slot values in the narrowest width that holds them all.
+enum Values {
+    U8(Box<[u8]>),
+    U16(Box<[u16]>),
+    U32(Box<[u32]>),
+}
+
+impl Values {
+    fn narrowest(values: Vec<u32>) -> Self {
+        let max = values.iter().copied().max().unwrap_or(0);
+        // The casts below keep every value: each is at most `max`, which fits.
+        if u8::try_from(max).is_ok() {
+            Self::U8(values.iter().map(|&v| v as u8).collect())
+        } else if u16::try_from(max).is_ok() {
+            Self::U16(values.iter().map(|&v| v as u16).collect())
+        } else {
+            Self::U32(values.into_boxed_slice())
+        }
+    }
+
+    #[inline]
+    fn get(&self, at: usize) -> Option<u32> {
+        match self {
+            Self::U8(v) => v.get(at).map(|&x| u32::from(x)),
+            Self::U16(v) => v.get(at).map(|&x| u32::from(x)),
+            Self::U32(v) => v.get(at).copied(),
+        }
+    }
+
+    fn width(&self) -> usize {
+        match self {
+            Self::U8(_) => 1,
+            Self::U16(_) => 2,
+            Self::U32(_) => 4,
+        }
+    }
+}
+
 pub(crate) struct DomainSet {
     hasher: FixedState,
     /// Slots in the table; `tags` has `GROUP` more, mirroring the first group.
     slots: usize,
     len: usize,
     tags: Box<[u8]>,
-    keys: Box<[u64]>,
-    values: Box<[u32]>,
+    keys: Box<[u32]>,
+    values: Values,
 }
 
 /// High bit set in each byte of `group` that equals `tag` (plus, rarely, a false positive
@@ -190,6 +244,7 @@ impl DomainSet {
     #[inline]
     fn finish_probe(&self, h: u64, mut at: usize, mut group: u64) -> Option<u32> {
         let tag = tag_of(h);
+        let key = short_key(h);
         loop {
             let mut m = match_tag(group, tag);
             while m != 0 {
@@ -197,8 +252,8 @@ impl DomainSet {
                 if idx >= self.slots {
                     idx -= self.slots;
                 }
-                if self.keys.get(idx).copied() == Some(h) {
-                    return self.values.get(idx).copied();
+                if self.keys.get(idx).copied() == Some(key) {
+                    return self.values.get(idx);
                 }
                 m &= m - 1;
             }
@@ -256,7 +311,7 @@ impl DomainSet {
     }
 
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.tags.len() + self.slots * (8 + 4)
+        self.tags.len() + self.slots * (4 + self.values.width())
     }
 }
 
@@ -278,6 +333,23 @@ mod tests {
         assert_eq!(set.get("host5.example"), Some(99_999));
         for i in 10_000..20_000u32 {
             assert_eq!(set.get(&format!("host{i}.example")), None);
+        }
+    }
+
+    #[test]
+    fn values_keep_their_width() {
+        for (top, width) in [(200u32, 1), (60_000, 2), (3_000_000, 4)] {
+            let mut b = DomainSetBuilder::new(3);
+            for i in 0..1_000u32 {
+                b.insert(&format!("n{i}.example"), top - i % 150, |_, new| new);
+            }
+            b.flush(|_, new| new);
+            let set = b.build();
+            assert_eq!(set.values.width(), width);
+            for i in 0..1_000u32 {
+                assert_eq!(set.get(&format!("n{i}.example")), Some(top - i % 150));
+            }
+            assert_eq!(set.get("n1000.example"), None);
         }
     }
 

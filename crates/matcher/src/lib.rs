@@ -2,9 +2,9 @@
 //! lists into one immutable [`Matcher`] that the DNS resolver and the web proxy both consult.
 //!
 //! It holds five structures, each built once and never mutated:
-//! - a set of domain suffixes, stored as 64-bit keyed hashes in a sorted array with a radix
-//!   directory (about 16 bytes a name; a lookup hashes each suffix of the name at label
-//!   boundaries and probes one small bucket);
+//! - a set of domain suffixes, stored as keyed hashes in an open-addressing table (about 7.5
+//!   bytes a name; a lookup hashes each suffix of the name at label boundaries and usually
+//!   reads one group of one-byte tags);
 //! - URL-level entries, by host, matched as an exact URL or a path prefix at a path boundary;
 //! - the illegal-content tier, held only as 128-bit keyed SipHash values of the normalised
 //!   entries: once loaded nothing can display, log or enumerate it;

@@ -21,7 +21,7 @@ const EVENTS: &str = "events";
 const DEVICES: &str = "devices";
 const DAYS_DIR: &str = "days";
 /// Bytes written to a day database before it is closed and reopened (see `Store::recycle`).
-const RECYCLE_BYTES: u64 = 16 << 20;
+const RECYCLE_BYTES: u64 = 2 << 20;
 /// Day databases kept open at once (today, yesterday and whatever a query read last).
 const OPEN_DAYS: usize = 3;
 const BREACHES: &str = "breaches";
@@ -427,10 +427,11 @@ impl Store {
     }
 
     /// Closes a day database after every [`RECYCLE_BYTES`] written to it; the next append
-    /// opens it again. sled keeps the values it was given in memory whatever its cache
-    /// capacity (heaptrack: its transaction values were the largest live allocation, and
-    /// the appliance's resident memory grew with every event logged); closing the
-    /// database is what gives that memory back.
+    /// opens it again, replaying only what was written since the last open. sled keeps the
+    /// values it was given in memory whatever its cache capacity (heaptrack: its transaction
+    /// values were the largest live allocation, and the appliance's resident memory grew with
+    /// every event logged); closing the database is what gives that memory back. At 16 MiB
+    /// the proxy under load held 9 MiB more than at 2 MiB.
     fn recycle(&self, day: i64, written: usize) {
         let total = self
             .written
