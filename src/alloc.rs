@@ -2,16 +2,17 @@
 //!
 //! mimalloc keeps the DNS path's small, short-lived per-query buffers cheap (glibc malloc's
 //! consolidation showed up at 12% of a core under load). Large blocks are the opposite case:
-//! the category table (16 MB for 1M names), sled's zeroed page-table nodes, histograms and
+//! the category table (7.8 MB for 1M names), sled's zeroed page-table nodes, histograms and
 //! 512 KiB log buffers, the log batches and the list loader's buffers are few and live long
 //! or are made rarely. Each of those gets a mapping of its own: a zeroed block costs no memory
 //! until it is written, a freed one goes back to the kernel at once, and a growing one moves
-//! with `mremap` instead of a copy. Measured with 1M names loaded, the proxy held 39-42 MiB
-//! resident with every block in mimalloc, and 27 MiB with large blocks mapped.
+//! with `mremap` instead of a copy. Measured with 1M names loaded (then 16 MB of table), the
+//! proxy held 39-42 MiB resident with every block in mimalloc and 29 MiB with blocks of
+//! 128 KiB and up mapped.
 //!
 //! mimalloc itself is set to give freed pages back at once rather than after its default of a
 //! second ([`configure`]). Under the proxy benchmark that kept resident memory at 25-28 MiB
-//! instead of 30-35, at the same request rate.
+//! instead of 30-33, at the same request rate.
 //!
 //! This is the only `unsafe` code in Hedgerow: `GlobalAlloc` is an unsafe trait, and mimalloc's
 //! options are set through its C interface.

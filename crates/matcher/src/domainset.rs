@@ -10,8 +10,9 @@
 //!
 //! A name matches when its tag and 32-bit key equal a stored entry's within its probe run: 39
 //! bits, drawn from hash bits the slot choice does not use. A probe compares about one entry, so
-//! an unlisted name is taken for a listed one about once in 2^39 lookups (one in 550 billion);
-//! the build merges two names that collide in the same way. Slots are chosen by multiply-shift,
+//! an unlisted name is taken for a listed one about once in 2^39 lookups (one in 550 billion).
+//! The build compares whole 64-bit hashes; of two listed names that share those 39 bits in one
+//! probe run (as rare), a lookup finds the first. Slots are chosen by multiply-shift,
 //! so the table needs no power-of-two size. Hashes use a per-build random seed, so nobody can
 //! aim query names at one cluster of the table or construct a collision in advance.
 
