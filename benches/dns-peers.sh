@@ -51,7 +51,7 @@ write_config "$BENCH_WORK/hedgerow" 15320 true
 write_config "$BENCH_WORK/hedgerow-nolog" 15321 false
 
 BIN="$ROOT/target/release/hedgerow"
-export EXTRA_DNS="hedgerow|15320|env HEDGEROW_LOG=warn $BIN run --config $BENCH_WORK/hedgerow/hedgerow.toml;hedgerow-nolog|15321|env HEDGEROW_LOG=warn $BIN run --config $BENCH_WORK/hedgerow-nolog/hedgerow.toml"
+export EXTRA_DNS="hedgerow|15320|env HEDGEROW_LOG=warn,hedgerow=info $BIN run --config $BENCH_WORK/hedgerow/hedgerow.toml;hedgerow-nolog|15321|env HEDGEROW_LOG=warn $BIN run --config $BENCH_WORK/hedgerow-nolog/hedgerow.toml"
 if [ $# -eq 0 ]; then
   set -- unbound dnsdist hedgerow hedgerow-nolog
 fi
@@ -61,3 +61,10 @@ DUR=${DUR:-20} bash "$SHARED/bench/run-peers.sh" dns "$@" || true
 latest=$(ls -t "$BENCH_WORK"/results/dns-*.tsv | head -1)
 column -t -s $'\t' "$latest"
 grep -q "^hedgerow" "$latest" || { echo "no hedgerow rows in $latest" >&2; exit 1; }
+# What the access log kept: the metrics line Hedgerow writes when it stops. A run that
+# dropped events measured less logging than it claims.
+log="$BENCH_WORK/run/dns-hedgerow/server.log"
+if [ -f "$log" ]; then
+  grep "dns metrics" "$log" | tail -1 | grep -o "queries=[0-9]*\|events_[a-z]*=[0-9]*" | tr '\n' ' ' || true
+  echo "(hedgerow, access log on)"
+fi

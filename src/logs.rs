@@ -30,6 +30,7 @@ pub(crate) fn open_store(config: &Config) -> Result<Store> {
     let dir = store_dir(config);
     let options = StoreOptions {
         cache_bytes: config.logs.cache_mb << 20,
+        ..StoreOptions::default()
     };
     Store::open(&dir, &options).with_context(|| {
         format!(

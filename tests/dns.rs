@@ -906,6 +906,92 @@ async fn reload_under_load_fails_no_query_and_a_broken_config_is_refused() {
     );
 }
 
+/// What a client is told about a name, as compared between two ways of asking.
+fn gist(m: &Message) -> (ResponseCode, Vec<IpAddr>) {
+    (m.metadata.response_code, a_records(m))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_from_many_clients_is_answered_once_each_as_if_asked_alone() {
+    // The UDP loop reads waiting datagrams many at a time and sends the ready answers many at
+    // a time. Sent all at once from twelve sockets on four addresses (three groups and a
+    // stranger), 480 queries must each get exactly one answer, at the socket that asked, the
+    // same answer as the query asked alone.
+    use hickory_proto::op::{MessageType, OpCode, Query};
+    use hickory_proto::rr::Name;
+    let (_up, app) = start().await;
+    let names = [
+        "allowed.example",
+        "adult.example",
+        "notadult.example",
+        "games.example",
+    ];
+    let clients = [NX, NULL, STAFF, STRANGER];
+    let mut alone = std::collections::HashMap::new();
+    for from in clients {
+        for name in names {
+            let m = ask(&app, from, Transport::Udp, name, RecordType::A).await;
+            alone.insert((from, name), gist(&m));
+        }
+    }
+    let mut sockets = Vec::new();
+    for from in clients {
+        for _ in 0..3 {
+            let sock = tokio::net::UdpSocket::bind(SocketAddr::new(IpAddr::from(from), 0))
+                .await
+                .unwrap();
+            sockets.push((from, sock));
+        }
+    }
+    let mut sent = Vec::new();
+    for (s, (_, sock)) in sockets.iter().enumerate() {
+        let mut ids = std::collections::HashMap::new();
+        for i in 0..40u16 {
+            let id = u16::try_from(s).unwrap() * 1000 + i;
+            let name = names[usize::from(i) % names.len()];
+            let mut m = Message::new(id, MessageType::Query, OpCode::Query);
+            m.metadata.recursion_desired = true;
+            m.add_query(Query::query(
+                Name::from_ascii(format!("{name}.")).unwrap(),
+                RecordType::A,
+            ));
+            sock.send_to(&m.to_vec().unwrap(), app.dns_udp)
+                .await
+                .unwrap();
+            ids.insert(id, name);
+        }
+        sent.push(ids);
+    }
+    for ((from, sock), mut ids) in sockets.iter().zip(sent) {
+        let mut buf = vec![0u8; 4096];
+        while !ids.is_empty() {
+            let (n, peer) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("{} answers missing for {from:?}", ids.len()))
+                .unwrap();
+            assert_eq!(peer, app.dns_udp);
+            let m = Message::from_vec(&buf[..n]).unwrap();
+            let name = ids
+                .remove(&m.metadata.id)
+                .unwrap_or_else(|| panic!("an answer to {} twice, or not ours", m.metadata.id));
+            assert_eq!(gist(&m), alone[&(*from, name)], "{name} from {from:?}");
+        }
+        // Nothing more arrives: every query was answered once.
+        let extra =
+            tokio::time::timeout(Duration::from_millis(200), sock.recv_from(&mut buf)).await;
+        assert!(extra.is_err(), "an extra answer for {from:?}");
+    }
+    // The groups really differ, so a mixed-up destination would have shown.
+    assert_ne!(
+        alone[&(NX, "adult.example")],
+        alone[&(NULL, "adult.example")]
+    );
+    assert_eq!(
+        alone[&(STRANGER, "allowed.example")].0,
+        ResponseCode::Refused
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn listens_on_ipv4_and_ipv6_over_udp_and_tcp() {
     let up = zone().start().await;

@@ -12,18 +12,20 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use crate::breach::Breach;
 use crate::wire::{
-    self, BatchBuilder, NANOS_PER_DAY, Sealed, address_device_id, decode, decode_batch, encode,
-    from_nanos, named_device_id, nanos, time_key,
+    self, BatchBuilder, NANOS_PER_DAY, Sealed, ValueScratch, address_device_id, decode,
+    decode_batch, encode, from_nanos, named_device_id, nanos, time_key,
 };
 use crate::{Delivery, StoreError};
 
 const EVENTS: &str = "events";
 const DEVICES: &str = "devices";
 const DAYS_DIR: &str = "days";
-/// Bytes written to a day database before it is closed and reopened (see `Store::recycle`).
-const RECYCLE_BYTES: u64 = 2 << 20;
-/// Day databases kept open at once (today, yesterday and whatever a query read last).
-const OPEN_DAYS: usize = 3;
+/// How long, at most, opening a day database waits for the one just closed to let go of
+/// its lock: `LOCK_TRIES` waits of `LOCK_WAIT`.
+const LOCK_TRIES: u32 = 400;
+const LOCK_WAIT: Duration = Duration::from_millis(5);
+/// Parts of days kept open at once (the one being written and whatever a query read last).
+const OPEN_PARTS: usize = 3;
 const BREACHES: &str = "breaches";
 const BREACH_KEYS: &str = "breach-keys";
 const PENDING: &str = "breach-pending";
@@ -36,12 +38,16 @@ pub struct StoreOptions {
     /// sled's page cache, in bytes. sled's default grows with use; a cap keeps the appliance's
     /// memory predictable.
     pub cache_bytes: u64,
+    /// Bytes of access events written to a part of a day before it is closed and the next
+    /// part begun (see `Store::recycle`): 2 MiB, about 150,000 DNS events.
+    pub part_bytes: u64,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             cache_bytes: 64 << 20,
+            part_bytes: 2 << 20,
         }
     }
 }
@@ -131,9 +137,11 @@ pub struct Store {
     db: sled::Db,
     path: PathBuf,
     options: StoreOptions,
-    /// The day databases opened so far (each `days/YYYY-MM-DD`), by day number.
-    day_dbs: std::sync::Mutex<BTreeMap<i64, sled::Db>>,
-    /// Bytes appended since a day database was last reopened.
+    /// The parts of days open now (each `days/YYYY-MM-DD/NNNNNN`), by day number and part.
+    day_dbs: std::sync::Mutex<BTreeMap<PartId, sled::Db>>,
+    /// The part appends go to, once one has been chosen.
+    writing: std::sync::Mutex<Option<PartId>>,
+    /// Bytes appended to the part being written.
     written: std::sync::atomic::AtomicU64,
     breaches: sled::Tree,
     breach_keys: sled::Tree,
@@ -159,6 +167,13 @@ fn tx_err(e: TxError) -> StoreError {
 fn day_name(day: i64) -> String {
     let ts = from_nanos(day.saturating_mul(NANOS_PER_DAY));
     ts.to_zoned(jiff::tz::TimeZone::UTC).date().to_string()
+}
+
+/// A part of a day's access events: the day number and the part's number within the day.
+type PartId = (i64, u32);
+
+fn part_name(part: u32) -> String {
+    format!("{part:06}")
 }
 
 fn day_of(name: &str) -> Option<i64> {
@@ -253,6 +268,7 @@ impl Store {
             path,
             options: options.clone(),
             day_dbs: std::sync::Mutex::new(BTreeMap::new()),
+            writing: std::sync::Mutex::new(None),
             written: std::sync::atomic::AtomicU64::new(0),
         })
     }
@@ -264,7 +280,7 @@ impl Store {
     /// Writes everything to disk and waits for it.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
-        for db in self.open_days().values() {
+        for db in self.open_parts().values() {
             db.flush()?;
         }
         Ok(())
@@ -295,12 +311,9 @@ impl Store {
     pub fn live_bytes(&self) -> Result<u64, StoreError> {
         let mut dbs = vec![self.db.clone()];
         for name in self.days() {
-            if let Some(db) = day_of(&name)
-                .map(|d| self.day_db(d, false))
-                .transpose()?
-                .flatten()
-            {
-                dbs.push(db);
+            let Some(day) = day_of(&name) else { continue };
+            for part in self.parts(&name) {
+                dbs.extend(self.part_db((day, part), false)?);
             }
         }
         let mut n = 0u64;
@@ -315,58 +328,117 @@ impl Store {
         Ok(n)
     }
 
-    fn open_days(&self) -> std::sync::MutexGuard<'_, BTreeMap<i64, sled::Db>> {
+    fn open_parts(&self) -> std::sync::MutexGuard<'_, BTreeMap<PartId, sled::Db>> {
         self.day_dbs
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The database of one day, opened if need be (and created if `create`). Each day is a
-    /// database of its own because sled does not give back the space of a dropped tree:
-    /// measured, a tree per day dropped after three days grew without bound (143 MB on disk
-    /// for 12 MB live after 60 days). A day's directory is deleted whole.
-    fn day_db(&self, day: i64, create: bool) -> Result<Option<sled::Db>, StoreError> {
-        let mut open = self.open_days();
-        if let Some(db) = open.get(&day) {
+    fn writing(&self) -> std::sync::MutexGuard<'_, Option<PartId>> {
+        self.writing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The parts of a day on disk, in the order they were written.
+    fn parts(&self, day_name: &str) -> Vec<u32> {
+        let mut parts: Vec<u32> = std::fs::read_dir(self.path.join(DAYS_DIR).join(day_name))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        parts.sort_unstable();
+        parts
+    }
+
+    /// The database of one part of a day, opened if need be (and created if `create`). Each
+    /// day is a directory of its own because sled does not give back the space of a dropped
+    /// tree: measured, a tree per day dropped after three days grew without bound (143 MB on
+    /// disk for 12 MB live after 60 days). A day's directory is deleted whole. A day is
+    /// written in parts (see [`Store::recycle`]).
+    fn part_db(&self, id: PartId, create: bool) -> Result<Option<sled::Db>, StoreError> {
+        let mut open = self.open_parts();
+        if let Some(db) = open.get(&id) {
             return Ok(Some(db.clone()));
         }
-        let path = self.path.join(DAYS_DIR).join(day_name(day));
+        let path = self
+            .path
+            .join(DAYS_DIR)
+            .join(day_name(id.0))
+            .join(part_name(id.1));
         if !create && !path.is_dir() {
             return Ok(None);
         }
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(&path)
             // Small on purpose: sled under-counts large values against its cache, so a day
             // database given a share of 64 MiB grew to ~200 MiB resident over 3M events;
             // with 2 MiB it stays near 35 MiB at the same speed (measured).
             .cache_capacity((self.options.cache_bytes / 32).max(1 << 20))
-            .flush_every_ms(Some(500))
-            .open()
-            .map_err(|source| StoreError::Open { path, source })?;
-        open.insert(day, db.clone());
-        // Keep the newest few open: those are the ones being written.
-        while open.len() > OPEN_DAYS {
-            open.pop_first();
+            .flush_every_ms(Some(500));
+        // A part just closed by `recycle` keeps its file lock until sled's I/O threads
+        // finish the writes it had under way: a reader opening it waits for them.
+        let mut tries = 0;
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                // sled reports it as `Other` with this text (sled 0.34, config.rs).
+                Err(sled::Error::Io(e))
+                    if tries < LOCK_TRIES
+                        && e.to_string().starts_with("could not acquire lock") =>
+                {
+                    tries += 1;
+                    std::thread::sleep(LOCK_WAIT);
+                }
+                Err(source) => return Err(StoreError::Open { path, source }),
+            }
+        };
+        open.insert(id, db.clone());
+        // Keep a few open: the part being written, and those read last.
+        let writing = *self.writing();
+        while open.len() > OPEN_PARTS {
+            let Some(oldest) = open.keys().copied().find(|k| Some(*k) != writing) else {
+                break;
+            };
+            open.remove(&oldest);
         }
         Ok(Some(db))
     }
 
-    fn day_trees(&self, day: i64) -> Result<(sled::Tree, sled::Tree), StoreError> {
+    /// The trees appends to `day` go to: the part being written, or a new part after the
+    /// last one on disk (a new part opens at once; reopening one replays its log).
+    fn day_trees(&self, day: i64) -> Result<(PartId, sled::Tree, sled::Tree), StoreError> {
+        let id = {
+            let mut writing = self.writing();
+            match *writing {
+                Some(id) if id.0 == day => id,
+                _ => {
+                    let last = self.parts(&day_name(day)).last().copied().unwrap_or(0);
+                    let id = (day, last + 1);
+                    *writing = Some(id);
+                    self.written.store(0, std::sync::atomic::Ordering::Relaxed);
+                    id
+                }
+            }
+        };
         let db = self
-            .day_db(day, true)?
+            .part_db(id, true)?
             .ok_or_else(|| std::io::Error::other("day database could not be created"))?;
-        Ok((db.open_tree(EVENTS)?, db.open_tree(DEVICES)?))
+        Ok((id, db.open_tree(EVENTS)?, db.open_tree(DEVICES)?))
     }
 
-    /// The trees of a day that exists.
-    fn existing_day(&self, name: &str) -> Result<Option<(sled::Tree, sled::Tree)>, StoreError> {
+    /// The trees of each part of a day, in the order they were written.
+    fn existing_day(&self, name: &str) -> Result<Vec<(sled::Tree, sled::Tree)>, StoreError> {
         let Some(day) = day_of(name) else {
-            return Ok(None);
+            return Ok(Vec::new());
         };
-        match self.day_db(day, false)? {
-            Some(db) => Ok(Some((db.open_tree(EVENTS)?, db.open_tree(DEVICES)?))),
-            None => Ok(None),
+        let mut trees = Vec::new();
+        for part in self.parts(name) {
+            if let Some(db) = self.part_db((day, part), false)? {
+                trees.push((db.open_tree(EVENTS)?, db.open_tree(DEVICES)?));
+            }
         }
+        Ok(trees)
     }
 
     /// The days that hold access events, oldest first.
@@ -381,67 +453,96 @@ impl Store {
         days
     }
 
-    /// Appends access events: one stored value per day they fall on, written in one
-    /// transaction with its device index entries.
+    /// Appends access events: one stored value per day they fall on (or per full batch),
+    /// written in one transaction per day with their device index entries.
     pub fn append_events(&self, events: &[AccessEvent]) -> Result<(), StoreError> {
         let mut batch = BatchBuilder::default();
-        for e in events {
-            if let Some(sealed) = batch.push(e) {
-                self.append_sealed(&sealed)?;
-            }
-        }
-        match batch.seal() {
-            Some(sealed) => self.append_sealed(&sealed),
-            None => Ok(()),
-        }
+        let mut sealed: Vec<Sealed> = events.iter().filter_map(|e| batch.push(e)).collect();
+        sealed.extend(batch.seal());
+        self.append_sealed(&sealed, &mut ValueScratch::default())
     }
 
-    /// Writes one encoded batch and its device index rows in one transaction.
-    pub(crate) fn append_sealed(&self, batch: &Sealed) -> Result<(), StoreError> {
-        let (ev_tree, dev_tree) = self.day_trees(batch.day)?;
-        let mut key = Vec::with_capacity(16);
-        key.extend_from_slice(&time_key(batch.first));
-        key.extend_from_slice(&self.db.generate_id()?.to_be_bytes());
-        // Device index: for each device, the positions of its events in this batch.
-        let index: Vec<(Vec<u8>, Vec<u8>)> = batch
-            .devices()
-            .map(|(id, t, positions)| {
-                let mut k = device_prefix(&id);
-                k.extend_from_slice(&time_key(t));
-                k.extend_from_slice(&key);
-                (k, encode(positions))
-            })
-            .collect();
-        let value = batch.value();
+    /// Writes encoded batches and their device index rows: one transaction for the batches
+    /// of each day. A sled transaction writes its part of the log to disk and waits for it
+    /// (two writes and two `sync_file_range` calls, whatever its size): one a batch cost the
+    /// writer and sled's I/O threads more than the encoding, so the writer hands over a
+    /// round's batches at once.
+    pub(crate) fn append_sealed(
+        &self,
+        batches: &[Sealed],
+        scratch: &mut ValueScratch,
+    ) -> Result<(), StoreError> {
+        for day in batches.chunk_by(|a, b| a.day == b.day) {
+            self.append_day(day, scratch)?;
+        }
+        Ok(())
+    }
+
+    /// [`Store::append_sealed`] for batches of one day.
+    fn append_day(&self, batches: &[Sealed], scratch: &mut ValueScratch) -> Result<(), StoreError> {
+        let Some(day) = batches.first().map(|b| b.day) else {
+            return Ok(());
+        };
+        let (part, ev_tree, dev_tree) = self.day_trees(day)?;
+        let mut rows = Vec::with_capacity(batches.len());
+        let mut written = 0;
+        for batch in batches {
+            let mut key = Vec::with_capacity(16);
+            key.extend_from_slice(&time_key(batch.first));
+            key.extend_from_slice(&self.db.generate_id()?.to_be_bytes());
+            // Device index: for each device, the positions of its events in this batch.
+            let index: Vec<(Vec<u8>, Vec<u8>)> = batch
+                .devices()
+                .map(|(id, t, positions)| {
+                    let mut k = device_prefix(&id);
+                    k.extend_from_slice(&time_key(t));
+                    k.extend_from_slice(&key);
+                    (k, encode(positions))
+                })
+                .collect();
+            let value = batch.value_with(scratch);
+            written += value.len();
+            rows.push((key, value, index));
+        }
         (&ev_tree, &dev_tree)
             .transaction(|(evs, devs)| {
-                evs.insert(key.as_slice(), value.as_slice())?;
-                for (k, v) in &index {
-                    devs.insert(k.as_slice(), v.as_slice())?;
+                for (key, value, index) in &rows {
+                    evs.insert(key.as_slice(), value.as_slice())?;
+                    for (k, v) in index {
+                        devs.insert(k.as_slice(), v.as_slice())?;
+                    }
                 }
                 Ok::<_, ConflictableTransactionError<StoreError>>(())
             })
             .map_err(tx_err)?;
-        self.recycle(batch.day, value.len());
+        self.recycle(part, written);
         Ok(())
     }
 
-    /// Closes a day database after every [`RECYCLE_BYTES`] written to it; the next append
-    /// opens it again, replaying only what was written since the last open. sled keeps the
-    /// values it was given in memory whatever its cache capacity (heaptrack: its transaction
-    /// values were the largest live allocation, and the appliance's resident memory grew with
-    /// every event logged); closing the database is what gives that memory back. At 16 MiB
-    /// the proxy under load held 9 MiB more than at 2 MiB.
-    fn recycle(&self, day: i64, written: usize) {
+    /// Closes the part being written after every `part_bytes` written to it; the next
+    /// append starts a new part. sled keeps the values it was given in memory whatever its
+    /// cache capacity (heaptrack: its transaction values were the largest live allocation,
+    /// and the appliance's resident memory grew with every event logged); closing the
+    /// database is what gives that memory back. At 16 MiB the proxy under load held 9 MiB
+    /// more than at 2 MiB. Reopening the same database instead replayed its log: 4–15 ms of
+    /// the writer's time at once, every half second at 150k DNS queries a second, which
+    /// stalled the answers (a new part opens in under 1 ms).
+    fn recycle(&self, id: PartId, written: usize) {
         let total = self
             .written
             .fetch_add(written as u64, std::sync::atomic::Ordering::Relaxed)
             + written as u64;
-        if total < RECYCLE_BYTES {
+        if total < self.options.part_bytes {
             return;
         }
         self.written.store(0, std::sync::atomic::Ordering::Relaxed);
-        if let Some(db) = self.open_days().remove(&day)
+        {
+            let mut writing = self.writing();
+            if *writing == Some(id) {
+                *writing = Some((id.0, id.1 + 1));
+            }
+        }
+        if let Some(db) = self.open_parts().remove(&id)
             && let Err(e) = db.flush()
         {
             tracing::warn!("flushing a day database before closing it: {e}");
@@ -461,34 +562,36 @@ impl Store {
             if from_day.is_some_and(|f| day < f) || to_day.is_some_and(|t| day > t) {
                 continue;
             }
-            let Some((ev_tree, dev_tree)) = self.existing_day(name)? else {
-                continue;
-            };
-            let read = |key: &[u8], only: Option<&[u32]>, out: &mut Vec<AccessEvent>| {
-                read_batch(&ev_tree, key, only, filter, limit, out)
-            };
-            match &device_id {
-                Some(id) => {
-                    let prefix = device_prefix(id);
-                    for item in dev_tree.scan_prefix(&prefix).rev() {
-                        let (k, v) = item?;
-                        let positions: Vec<u32> = decode(DEVICES, &v)?;
-                        let batch_key = k.get(prefix.len() + 8..).unwrap_or_default();
-                        read(batch_key, Some(&positions), &mut out)?;
-                        if out.len() >= limit {
-                            break;
+            for (ev_tree, dev_tree) in self.existing_day(name)?.iter().rev() {
+                let read = |key: &[u8], only: Option<&[u32]>, out: &mut Vec<AccessEvent>| {
+                    read_batch(ev_tree, key, only, filter, limit, out)
+                };
+                match &device_id {
+                    Some(id) => {
+                        let prefix = device_prefix(id);
+                        for item in dev_tree.scan_prefix(&prefix).rev() {
+                            let (k, v) = item?;
+                            let positions: Vec<u32> = decode(DEVICES, &v)?;
+                            let batch_key = k.get(prefix.len() + 8..).unwrap_or_default();
+                            read(batch_key, Some(&positions), &mut out)?;
+                            if out.len() >= limit {
+                                break;
+                            }
+                        }
+                    }
+                    None => {
+                        let keys: Vec<sled::IVec> =
+                            ev_tree.iter().keys().rev().collect::<Result<_, _>>()?;
+                        for k in keys {
+                            read(&k, None, &mut out)?;
+                            if out.len() >= limit {
+                                break;
+                            }
                         }
                     }
                 }
-                None => {
-                    let keys: Vec<sled::IVec> =
-                        ev_tree.iter().keys().rev().collect::<Result<_, _>>()?;
-                    for k in keys {
-                        read(&k, None, &mut out)?;
-                        if out.len() >= limit {
-                            break;
-                        }
-                    }
+                if out.len() >= limit {
+                    break;
                 }
             }
             if out.len() >= limit {
@@ -692,9 +795,21 @@ impl Store {
             let Some(day) = day_of(&name).filter(|&d| d < first_kept_day) else {
                 continue;
             };
-            // Close it first; sled's own threads hold it open until the last handle goes.
-            if let Some(db) = self.open_days().remove(&day) {
+            // Close its parts first; sled's own threads hold them open until the last handle
+            // goes.
+            let closing: Vec<sled::Db> = {
+                let mut open = self.open_parts();
+                let ids: Vec<PartId> = open.keys().copied().filter(|k| k.0 == day).collect();
+                ids.iter().filter_map(|id| open.remove(id)).collect()
+            };
+            for db in closing {
                 db.flush()?;
+            }
+            {
+                let mut writing = self.writing();
+                if writing.is_some_and(|w| w.0 == day) {
+                    *writing = None;
+                }
             }
             std::fs::remove_dir_all(self.path.join(DAYS_DIR).join(&name))?;
             report.days_dropped.push(name);
@@ -730,52 +845,56 @@ impl Store {
     pub fn check_integrity(&self) -> Result<IntegrityReport, StoreError> {
         let mut r = IntegrityReport::default();
         for name in self.days() {
-            let Some((ev_tree, dev_tree)) = self.existing_day(&name)? else {
+            let parts = self.existing_day(&name)?;
+            if parts.is_empty() {
                 continue;
-            };
-            r.days += 1;
-            // For each batch, how many times each event position is indexed.
-            let mut seen: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-            let mut devices: BTreeMap<Vec<u8>, Vec<String>> = BTreeMap::new();
-            for item in ev_tree.iter() {
-                let (k, v) = item?;
-                r.batches += 1;
-                let events = decode_batch(EVENTS, &v)?;
-                r.events += events.len() as u64;
-                let ids = events.iter().map(device_id).collect::<Vec<_>>();
-                seen.insert(k.to_vec(), vec![0; ids.len()]);
-                devices.insert(k.to_vec(), ids);
             }
-            for item in dev_tree.iter() {
-                let (k, v) = item?;
-                let len = k
-                    .get(..2)
-                    .map_or(0, |b| usize::from(u16::from_be_bytes([b[0], b[1]])));
-                let dev =
-                    String::from_utf8_lossy(k.get(2..2 + len).unwrap_or_default()).into_owned();
-                let batch = k.get(2 + len + 8..).unwrap_or_default().to_vec();
-                let positions: Vec<u32> = decode(DEVICES, &v)?;
-                let (Some(counts), Some(ids)) = (seen.get_mut(&batch), devices.get(&batch)) else {
-                    r.problems.push(format!(
-                        "{name}: device index for {dev} points at a missing batch"
-                    ));
-                    continue;
-                };
-                for p in positions {
-                    match (counts.get_mut(p as usize), ids.get(p as usize)) {
+            r.days += 1;
+            for (ev_tree, dev_tree) in parts {
+                // For each batch, how many times each event position is indexed.
+                let mut seen: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+                let mut devices: BTreeMap<Vec<u8>, Vec<String>> = BTreeMap::new();
+                for item in ev_tree.iter() {
+                    let (k, v) = item?;
+                    r.batches += 1;
+                    let events = decode_batch(EVENTS, &v)?;
+                    r.events += events.len() as u64;
+                    let ids = events.iter().map(device_id).collect::<Vec<_>>();
+                    seen.insert(k.to_vec(), vec![0; ids.len()]);
+                    devices.insert(k.to_vec(), ids);
+                }
+                for item in dev_tree.iter() {
+                    let (k, v) = item?;
+                    let len = k
+                        .get(..2)
+                        .map_or(0, |b| usize::from(u16::from_be_bytes([b[0], b[1]])));
+                    let dev =
+                        String::from_utf8_lossy(k.get(2..2 + len).unwrap_or_default()).into_owned();
+                    let batch = k.get(2 + len + 8..).unwrap_or_default().to_vec();
+                    let positions: Vec<u32> = decode(DEVICES, &v)?;
+                    let (Some(counts), Some(ids)) = (seen.get_mut(&batch), devices.get(&batch))
+                    else {
+                        r.problems.push(format!(
+                            "{name}: device index for {dev} points at a missing batch"
+                        ));
+                        continue;
+                    };
+                    for p in positions {
+                        match (counts.get_mut(p as usize), ids.get(p as usize)) {
                         (Some(c), Some(id)) if *id == dev => *c += 1,
                         _ => r.problems.push(format!(
                             "{name}: device index for {dev} points at event {p}, which is not that device's"
                         )),
                     }
+                    }
                 }
-            }
-            for counts in seen.values() {
-                let bad = counts.iter().filter(|&&c| c != 1).count();
-                if bad > 0 {
-                    r.problems.push(format!(
-                        "{name}: {bad} events are not indexed exactly once by device"
-                    ));
+                for counts in seen.values() {
+                    let bad = counts.iter().filter(|&&c| c != 1).count();
+                    if bad > 0 {
+                        r.problems.push(format!(
+                            "{name}: {bad} events are not indexed exactly once by device"
+                        ));
+                    }
                 }
             }
         }
@@ -816,13 +935,12 @@ impl Store {
         mut f: impl FnMut(AccessEvent) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         for name in self.days() {
-            let Some((tree, _)) = self.existing_day(&name)? else {
-                continue;
-            };
-            for item in tree.iter().values() {
-                let v = item?;
-                for e in decode_batch(EVENTS, &v)? {
-                    f(e)?;
+            for (tree, _) in self.existing_day(&name)? {
+                for item in tree.iter().values() {
+                    let v = item?;
+                    for e in decode_batch(EVENTS, &v)? {
+                        f(e)?;
+                    }
                 }
             }
         }

@@ -128,6 +128,70 @@ fn events_round_trip_and_scan_by_device_and_time() {
 }
 
 #[test]
+fn a_day_written_in_parts_reads_back_whole_across_reopens_and_purges_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    // Tiny parts, so a few thousand events span several.
+    let options = StoreOptions {
+        part_bytes: 4 << 10,
+        ..StoreOptions::default()
+    };
+    let day = ts("2026-11-05T08:00:00Z");
+    let all: Vec<AccessEvent> = (0..6000i64)
+        .map(|i| {
+            let t = day + jiff::SignedDuration::from_millis(i * 500);
+            let dev = if i % 4 == 0 { Some("lab-pc-09") } else { None };
+            event(
+                t,
+                &format!("10.0.1.{}", i % 50),
+                dev,
+                &format!("w{i}.example"),
+            )
+        })
+        .collect();
+    let (first, second) = all.split_at(4000);
+    let store = Store::open(dir.path(), &options).unwrap();
+    for chunk in first.chunks(500) {
+        store.append_events(chunk).unwrap();
+    }
+    let parts_dir = dir.path().join("days").join("2026-11-05");
+    let parts_before = std::fs::read_dir(&parts_dir).unwrap().count();
+    assert!(parts_before >= 3, "{parts_before} parts");
+    // Reopened, appends go to a new part after the last.
+    drop(store);
+    let store = Store::open(dir.path(), &options).unwrap();
+    for chunk in second.chunks(500) {
+        store.append_events(chunk).unwrap();
+    }
+    assert!(std::fs::read_dir(&parts_dir).unwrap().count() > parts_before);
+    assert_eq!(store.days(), vec!["2026-11-05"]);
+    assert_eq!(store.events(&EventFilter::default()).unwrap(), all);
+    let f = EventFilter {
+        device: Some("lab-pc-09".into()),
+        ..Default::default()
+    };
+    let want: Vec<_> = all.iter().filter(|e| e.device.is_some()).cloned().collect();
+    assert_eq!(store.events(&f).unwrap(), want);
+    let f = EventFilter {
+        limit: Some(10),
+        ..Default::default()
+    };
+    assert_eq!(store.events(&f).unwrap(), all[all.len() - 10..]);
+    let report = store.check_integrity().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!((report.days, report.events), (1, 6000));
+    // The day goes whole, open parts and all, and a later append starts it afresh.
+    let keep = Retention {
+        access: Duration::from_secs(86_400),
+        breaches: Duration::from_secs(86_400),
+    };
+    let report = store.purge(ts("2026-11-08T00:00:00Z"), keep).unwrap();
+    assert_eq!(report.days_dropped, vec!["2026-11-05"]);
+    assert!(!parts_dir.exists());
+    store.append_events(&all[..10]).unwrap();
+    assert_eq!(store.events(&EventFilter::default()).unwrap(), all[..10]);
+}
+
+#[test]
 fn breaches_are_deduplicated_within_the_window() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
