@@ -163,8 +163,8 @@ const BATCHES_PER_WRITE: usize = 4;
 /// The writer's CPU time between two pauses, and the pause (see `write_loop`). Measured on
 /// the warm mix with dnsperf, the writer sharing the answering thread's core: warm p99 2.45–
 /// 2.51 ms written in one go, 1.78–1.91 ms paced, at the same throughput.
-const BURST: Duration = Duration::from_micros(300);
-const PAUSE: Duration = Duration::from_micros(300);
+const BURST: Duration = Duration::from_micros(150);
+const PAUSE: Duration = Duration::from_micros(200);
 
 /// A round with more batches than this is written without pauses, to catch up (a round at
 /// 150k events a second holds about 15).
@@ -253,29 +253,45 @@ impl Shared {
             // The writer shares cores with the threads that answer, and the kernel lets a
             // busy thread run until its next tick (4 ms at 250 Hz): a round written in one go
             // (about 3 ms at 150k DNS queries a second) stalled every answer waiting behind it.
-            // So it writes a few batches at a time and sleeps after each burst of CPU time.
-            // (A yield instead gave the core away for about 12 ms at this priority, and the
-            // writer fell behind.) A round that has fallen far behind is written flat out.
+            // So it prepares batches one at a time and writes them a few at a time, and sleeps
+            // before each write and after each burst of CPU time. (A yield instead gave the
+            // core away for about 12 ms at this priority, and the writer fell behind.) A round
+            // that has fallen far behind is written flat out.
             let pace = taken.sealed.len() <= PACED_BATCHES;
             let mut burst_start = thread_cpu();
-            for chunk in taken.sealed.chunks(BATCHES_PER_WRITE) {
-                if pace && thread_cpu().saturating_sub(burst_start) >= BURST {
+            let mut pause = |due: bool| {
+                if pace && (due || thread_cpu().saturating_sub(burst_start) >= BURST) {
                     std::thread::sleep(PAUSE);
                     burst_start = thread_cpu();
                 }
-                let n: u64 = chunk.iter().map(|b| b.events as u64).sum();
-                match self.store.append_sealed(chunk, &mut scratch) {
-                    Ok(()) => {
-                        self.written.fetch_add(n, Ordering::Relaxed);
-                    }
+            };
+            let mut ready = Vec::with_capacity(BATCHES_PER_WRITE);
+            let last_batch = taken.sealed.len().saturating_sub(1);
+            for (i, batch) in taken.sealed.drain(..).enumerate() {
+                pause(false);
+                match self.store.prepare(&batch, &mut scratch) {
+                    Ok(p) => ready.push(p),
                     Err(e) => {
-                        self.failed.fetch_add(n, Ordering::Relaxed);
-                        tracing::error!("writing {n} access events: {e}");
+                        self.failed
+                            .fetch_add(batch.events as u64, Ordering::Relaxed);
+                        tracing::error!("preparing {} access events: {e}", batch.events);
                     }
                 }
-            }
-            for batch in taken.sealed.drain(..) {
                 taken.batch.give_back(batch.into_body());
+                if ready.len() == BATCHES_PER_WRITE || (i == last_batch && !ready.is_empty()) {
+                    pause(true);
+                    let n: u64 = ready.iter().map(|p| p.events as u64).sum();
+                    match self.store.write_prepared(&ready) {
+                        Ok(()) => {
+                            self.written.fetch_add(n, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            self.failed.fetch_add(n, Ordering::Relaxed);
+                            tracing::error!("writing {n} access events: {e}");
+                        }
+                    }
+                    ready.clear();
+                }
             }
             taken.events = 0;
             if !breaches.is_empty() {

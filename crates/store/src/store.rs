@@ -169,6 +169,16 @@ fn day_name(day: i64) -> String {
     ts.to_zoned(jiff::tz::TimeZone::UTC).date().to_string()
 }
 
+/// A batch of access events ready to write (see [`Store::prepare`]).
+pub(crate) struct Prepared {
+    day: i64,
+    /// Events in the batch.
+    pub(crate) events: usize,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    index: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
 /// A part of a day's access events: the day number and the part's number within the day.
 type PartId = (i64, u32);
 
@@ -462,60 +472,72 @@ impl Store {
         self.append_sealed(&sealed, &mut ValueScratch::default())
     }
 
-    /// Writes encoded batches and their device index rows: one transaction for the batches
-    /// of each day. A sled transaction writes its part of the log to disk and waits for it
-    /// (two writes and two `sync_file_range` calls, whatever its size): one a batch cost the
-    /// writer and sled's I/O threads more than the encoding, so the writer hands over a
-    /// round's batches at once.
+    /// Writes encoded batches and their device index rows (see [`Store::write_prepared`]).
     pub(crate) fn append_sealed(
         &self,
         batches: &[Sealed],
         scratch: &mut ValueScratch,
     ) -> Result<(), StoreError> {
-        for day in batches.chunk_by(|a, b| a.day == b.day) {
-            self.append_day(day, scratch)?;
-        }
-        Ok(())
+        let ready = batches
+            .iter()
+            .map(|b| self.prepare(b, scratch))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.write_prepared(&ready)
     }
 
-    /// [`Store::append_sealed`] for batches of one day.
-    fn append_day(&self, batches: &[Sealed], scratch: &mut ValueScratch) -> Result<(), StoreError> {
-        let Some(day) = batches.first().map(|b| b.day) else {
-            return Ok(());
-        };
-        let (part, ev_tree, dev_tree) = self.day_trees(day)?;
-        let mut rows = Vec::with_capacity(batches.len());
-        let mut written = 0;
-        for batch in batches {
-            let mut key = Vec::with_capacity(16);
-            key.extend_from_slice(&time_key(batch.first));
-            key.extend_from_slice(&self.db.generate_id()?.to_be_bytes());
-            // Device index: for each device, the positions of its events in this batch.
-            let index: Vec<(Vec<u8>, Vec<u8>)> = batch
-                .devices()
-                .map(|(id, t, positions)| {
-                    let mut k = device_prefix(&id);
-                    k.extend_from_slice(&time_key(t));
-                    k.extend_from_slice(&key);
-                    (k, encode(positions))
-                })
-                .collect();
-            let value = batch.value_with(scratch);
-            written += value.len();
-            rows.push((key, value, index));
-        }
-        (&ev_tree, &dev_tree)
-            .transaction(|(evs, devs)| {
-                for (key, value, index) in &rows {
-                    evs.insert(key.as_slice(), value.as_slice())?;
-                    for (k, v) in index {
-                        devs.insert(k.as_slice(), v.as_slice())?;
-                    }
-                }
-                Ok::<_, ConflictableTransactionError<StoreError>>(())
+    /// A batch made ready to write: its key, its compressed value and its device index rows.
+    /// The writer prepares batches one at a time and writes them a few at a time, so that
+    /// neither step holds a shared core for long.
+    pub(crate) fn prepare(
+        &self,
+        batch: &Sealed,
+        scratch: &mut ValueScratch,
+    ) -> Result<Prepared, StoreError> {
+        let mut key = Vec::with_capacity(16);
+        key.extend_from_slice(&time_key(batch.first));
+        key.extend_from_slice(&self.db.generate_id()?.to_be_bytes());
+        // Device index: for each device, the positions of its events in this batch.
+        let index = batch
+            .devices()
+            .map(|(id, t, positions)| {
+                let mut k = device_prefix(&id);
+                k.extend_from_slice(&time_key(t));
+                k.extend_from_slice(&key);
+                (k, encode(positions))
             })
-            .map_err(tx_err)?;
-        self.recycle(part, written);
+            .collect();
+        Ok(Prepared {
+            day: batch.day,
+            events: batch.events,
+            value: batch.value_with(scratch),
+            key,
+            index,
+        })
+    }
+
+    /// Writes prepared batches: one transaction for those of each day. A sled transaction
+    /// writes its part of the log to disk and waits for it (two writes and two
+    /// `sync_file_range` calls, whatever its size): one a batch cost the writer and sled's
+    /// I/O threads more than the encoding.
+    pub(crate) fn write_prepared(&self, ready: &[Prepared]) -> Result<(), StoreError> {
+        for rows in ready.chunk_by(|a, b| a.day == b.day) {
+            let Some(day) = rows.first().map(|r| r.day) else {
+                continue;
+            };
+            let (part, ev_tree, dev_tree) = self.day_trees(day)?;
+            (&ev_tree, &dev_tree)
+                .transaction(|(evs, devs)| {
+                    for row in rows {
+                        evs.insert(row.key.as_slice(), row.value.as_slice())?;
+                        for (k, v) in &row.index {
+                            devs.insert(k.as_slice(), v.as_slice())?;
+                        }
+                    }
+                    Ok::<_, ConflictableTransactionError<StoreError>>(())
+                })
+                .map_err(tx_err)?;
+            self.recycle(part, rows.iter().map(|r| r.value.len()).sum());
+        }
         Ok(())
     }
 
