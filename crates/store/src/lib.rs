@@ -1,17 +1,20 @@
 //! Hedgerow's log store: who reached what, when, from which device; the breaches the
 //! Designated Safeguarding Lead must see; and the append-only audit log of filter changes.
 //!
-//! Everything lives in one sled database in the state directory, behind this crate's API:
-//! no other crate names sled. The layout answers the weaknesses measured in sled 0.34.7:
+//! Everything lives in sled databases in the state directory, behind this crate's API: no
+//! other crate names sled. The layout answers the weaknesses measured in sled 0.34.7:
 //!
-//! - **A tree per day** for access events (`events/DAY`, time-ordered batches: the time index
-//!   across devices) and their per-device index (`devices/DAY`). Retention drops whole trees,
-//!   which returns disk space; per-key deletes did not.
-//! - **Many events per stored value.** An access batch is one postcard value holding every
-//!   event a flush took, so the writer does one insert per batch, not one per event.
-//! - **One transaction across related trees.** A batch and its device index entries, and a
-//!   breach and its de-duplication key, are written together or not at all: separate writes
-//!   were left out of step after `kill -9`.
+//! - **A directory per day** for access events (`days/DAY/PART`: time-ordered batches, the
+//!   time index across devices, and their per-device index). Retention deletes whole days,
+//!   which returns disk space; dropped trees and per-key deletes did not. A day is written in
+//!   parts of 2 MiB, because sled gives back the memory of what it was given only when its
+//!   database closes, and a new part opens faster than an old one reopens.
+//! - **Many events per stored value.** An access batch is one compressed value holding about
+//!   16 KiB of encoded events, so the writer does one insert per batch, not one per event.
+//! - **One transaction across related trees.** A few batches and their device index entries,
+//!   and a breach and its de-duplication key, are written together or not at all: separate
+//!   writes were left out of step after `kill -9`. Breaches, their alert state and the audit
+//!   log are in one more database (`main`).
 //! - **Versioned values.** Every stored value starts with a format byte.
 //! - **Export and import** of the whole store as JSON lines, so the data can move to another
 //!   engine.
