@@ -161,8 +161,10 @@ impl Recorder {
 const BATCHES_PER_WRITE: usize = 4;
 
 /// The writer's CPU time between two pauses, and the pause (see `write_loop`). Measured on
-/// the warm mix with dnsperf, the writer sharing the answering thread's core: warm p99 2.45–
-/// 2.51 ms written in one go, 1.78–1.91 ms paced, at the same throughput.
+/// the warm mix with dnsperf, the writer sharing the answering thread's core, at the same
+/// throughput: warm p99 2.45–2.51 ms written in one go; 1.78–1.91 ms with a pause of 300 µs
+/// after each 300 µs between writes; 1.47–1.75 ms with these values, pausing between batches
+/// too (two runs each).
 const BURST: Duration = Duration::from_micros(150);
 const PAUSE: Duration = Duration::from_micros(200);
 
