@@ -139,10 +139,8 @@ pub struct Store {
     options: StoreOptions,
     /// The parts of days open now (each `days/YYYY-MM-DD/NNNNNN`), by day number and part.
     day_dbs: std::sync::Mutex<BTreeMap<PartId, sled::Db>>,
-    /// The part appends go to, once one has been chosen.
-    writing: std::sync::Mutex<Option<PartId>>,
-    /// Bytes appended to the part being written.
-    written: std::sync::atomic::AtomicU64,
+    /// For the last few days appended to: the part appends go to, and the bytes written to it.
+    writing: std::sync::Mutex<BTreeMap<i64, (u32, u64)>>,
     breaches: sled::Tree,
     breach_keys: sled::Tree,
     pending: sled::Tree,
@@ -278,8 +276,7 @@ impl Store {
             path,
             options: options.clone(),
             day_dbs: std::sync::Mutex::new(BTreeMap::new()),
-            writing: std::sync::Mutex::new(None),
-            written: std::sync::atomic::AtomicU64::new(0),
+            writing: std::sync::Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -344,7 +341,7 @@ impl Store {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn writing(&self) -> std::sync::MutexGuard<'_, Option<PartId>> {
+    fn writing(&self) -> std::sync::MutexGuard<'_, BTreeMap<i64, (u32, u64)>> {
         self.writing
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -405,9 +402,13 @@ impl Store {
         };
         open.insert(id, db.clone());
         // Keep a few open: the part being written, and those read last.
-        let writing = *self.writing();
+        let writing = self.writing().clone();
         while open.len() > OPEN_PARTS {
-            let Some(oldest) = open.keys().copied().find(|k| Some(*k) != writing) else {
+            let Some(oldest) = open
+                .keys()
+                .copied()
+                .find(|(day, part)| writing.get(day).map(|w| w.0) != Some(*part))
+            else {
                 break;
             };
             open.remove(&oldest);
@@ -420,16 +421,19 @@ impl Store {
     fn day_trees(&self, day: i64) -> Result<(PartId, sled::Tree, sled::Tree), StoreError> {
         let id = {
             let mut writing = self.writing();
-            match *writing {
-                Some(id) if id.0 == day => id,
-                _ => {
-                    let last = self.parts(&day_name(day)).last().copied().unwrap_or(0);
-                    let id = (day, last + 1);
-                    *writing = Some(id);
-                    self.written.store(0, std::sync::atomic::Ordering::Relaxed);
-                    id
+            let part = match writing.get(&day) {
+                Some(&(part, _)) => part,
+                None => {
+                    let part = self.parts(&day_name(day)).last().copied().unwrap_or(0) + 1;
+                    writing.insert(day, (part, 0));
+                    // Events of a few days at most arrive together (around midnight).
+                    while writing.len() > OPEN_PARTS {
+                        writing.pop_first();
+                    }
+                    part
                 }
-            }
+            };
+            (day, part)
         };
         let db = self
             .part_db(id, true)?
@@ -550,21 +554,22 @@ impl Store {
     /// the writer's time at once, every half second at 150k DNS queries a second, which
     /// stalled the answers (a new part opens in under 1 ms).
     fn recycle(&self, id: PartId, written: usize) {
-        let total = self
-            .written
-            .fetch_add(written as u64, std::sync::atomic::Ordering::Relaxed)
-            + written as u64;
-        if total < self.options.part_bytes {
-            return;
-        }
-        self.written.store(0, std::sync::atomic::Ordering::Relaxed);
-        {
+        let full = {
             let mut writing = self.writing();
-            if *writing == Some(id) {
-                *writing = Some((id.0, id.1 + 1));
+            match writing.get_mut(&id.0) {
+                Some(w) if w.0 == id.1 => {
+                    w.1 += written as u64;
+                    let full = w.1 >= self.options.part_bytes;
+                    if full {
+                        *w = (id.1 + 1, 0);
+                    }
+                    full
+                }
+                _ => false,
             }
-        }
-        if let Some(db) = self.open_parts().remove(&id)
+        };
+        if full
+            && let Some(db) = self.open_parts().remove(&id)
             && let Err(e) = db.flush()
         {
             tracing::warn!("flushing a day database before closing it: {e}");
@@ -828,10 +833,7 @@ impl Store {
                 db.flush()?;
             }
             {
-                let mut writing = self.writing();
-                if writing.is_some_and(|w| w.0 == day) {
-                    *writing = None;
-                }
+                self.writing().remove(&day);
             }
             std::fs::remove_dir_all(self.path.join(DAYS_DIR).join(&name))?;
             report.days_dropped.push(name);

@@ -192,6 +192,33 @@ fn a_day_written_in_parts_reads_back_whole_across_reopens_and_purges_whole() {
 }
 
 #[test]
+fn events_alternating_between_two_days_keep_one_part_each() {
+    // Around midnight (or after a clock step) batches of two days arrive interleaved: each
+    // day keeps appending to its own part rather than starting a new one at every switch.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let late = ts("2026-11-05T23:59:59Z");
+    let early = ts("2026-11-06T00:00:01Z");
+    let mut all = Vec::new();
+    for i in 0..20 {
+        let t = if i % 2 == 0 { late } else { early };
+        let e = event(t, "10.0.2.1", None, &format!("m{i}.example"));
+        store.append_events(std::slice::from_ref(&e)).unwrap();
+        all.push(e);
+    }
+    for day in ["2026-11-05", "2026-11-06"] {
+        let parts = std::fs::read_dir(dir.path().join("days").join(day))
+            .unwrap()
+            .count();
+        assert_eq!(parts, 1, "{day}");
+    }
+    all.sort_by_key(|e| e.time);
+    let got = store.events(&EventFilter::default()).unwrap();
+    assert_eq!(got.len(), 20);
+    assert!(got.iter().all(|e| all.contains(e)));
+}
+
+#[test]
 fn breaches_are_deduplicated_within_the_window() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
