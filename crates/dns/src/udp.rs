@@ -67,7 +67,7 @@ pub(crate) async fn serve(socket: Arc<UdpSocket>, resolver: Arc<Resolver>) {
             }
         };
         served = served.saturating_add(u32::try_from(received).unwrap_or(u32::MAX));
-        for (bytes, src) in inbox.datagrams(received) {
+        for (bytes, src) in inbox.datagrams() {
             answer(&socket, &resolver, bytes, src, &mut outbox);
         }
         outbox.flush(&socket).await;
@@ -151,13 +151,12 @@ impl Inbox {
         Ok(self.got.len())
     }
 
-    /// The first `n` datagrams of the last [`Inbox::receive`] (those from an unreadable
-    /// address are skipped).
-    fn datagrams(&self, n: usize) -> impl Iterator<Item = (&[u8], SocketAddr)> {
+    /// The datagrams of the last [`Inbox::receive`] (those from an unreadable address are
+    /// skipped).
+    fn datagrams(&self) -> impl Iterator<Item = (&[u8], SocketAddr)> {
         self.buf
             .chunks(MAX_DATAGRAM)
             .zip(&self.got)
-            .take(n)
             .filter_map(|(slot, (len, src))| Some((slot.get(..*len)?, (*src)?)))
     }
 }

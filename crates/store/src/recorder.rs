@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use hedgerow_model::{AccessEvent, BreachRule, EventSink, Severity};
 
+use crate::store::Prepared;
 use crate::wire::{BatchBuilder, Sealed, ValueScratch};
 use crate::{Store, breach_for};
 
@@ -268,8 +269,7 @@ impl Shared {
                 }
             };
             let mut ready = Vec::with_capacity(BATCHES_PER_WRITE);
-            let last_batch = taken.sealed.len().saturating_sub(1);
-            for (i, batch) in taken.sealed.drain(..).enumerate() {
+            for batch in taken.sealed.drain(..) {
                 pause(false);
                 match self.store.prepare(&batch, &mut scratch) {
                     Ok(p) => ready.push(p),
@@ -280,20 +280,14 @@ impl Shared {
                     }
                 }
                 taken.batch.give_back(batch.into_body());
-                if ready.len() == BATCHES_PER_WRITE || (i == last_batch && !ready.is_empty()) {
+                if ready.len() == BATCHES_PER_WRITE {
                     pause(true);
-                    let n: u64 = ready.iter().map(|p| p.events as u64).sum();
-                    match self.store.write_prepared(&ready) {
-                        Ok(()) => {
-                            self.written.fetch_add(n, Ordering::Relaxed);
-                        }
-                        Err(e) => {
-                            self.failed.fetch_add(n, Ordering::Relaxed);
-                            tracing::error!("writing {n} access events: {e}");
-                        }
-                    }
-                    ready.clear();
+                    self.write(&mut ready);
                 }
+            }
+            if !ready.is_empty() {
+                pause(true);
+                self.write(&mut ready);
             }
             taken.events = 0;
             if !breaches.is_empty() {
@@ -309,6 +303,22 @@ impl Shared {
             }
             std::thread::sleep(self.options.interval);
         }
+    }
+
+    /// Writes `ready` in one store transaction, counts its events as written or failed, and
+    /// empties it.
+    fn write(&self, ready: &mut Vec<Prepared>) {
+        let n: u64 = ready.iter().map(|p| p.events as u64).sum();
+        match self.store.write_prepared(ready) {
+            Ok(()) => {
+                self.written.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.failed.fetch_add(n, Ordering::Relaxed);
+                tracing::error!("writing {n} access events: {e}");
+            }
+        }
+        ready.clear();
     }
 
     fn write_breaches(&self, breaches: Vec<(AccessEvent, Severity, Arc<str>)>) {

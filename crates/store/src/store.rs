@@ -224,6 +224,97 @@ fn read_batch(
     Ok(())
 }
 
+/// The events of one part of a day that `filter` matches, newest first, appended to `out`
+/// until it holds `limit`: through the device index when the filter names a device (its id
+/// in `device_id`), else batch by batch.
+fn read_part(
+    ev_tree: &sled::Tree,
+    dev_tree: &sled::Tree,
+    device_id: Option<&str>,
+    filter: &EventFilter,
+    limit: usize,
+    out: &mut Vec<AccessEvent>,
+) -> Result<(), StoreError> {
+    match device_id {
+        Some(id) => {
+            let prefix = device_prefix(id);
+            for item in dev_tree.scan_prefix(&prefix).rev() {
+                let (k, v) = item?;
+                let positions: Vec<u32> = decode(DEVICES, &v)?;
+                let batch_key = k.get(prefix.len() + 8..).unwrap_or_default();
+                read_batch(ev_tree, batch_key, Some(&positions), filter, limit, out)?;
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        None => {
+            let keys: Vec<sled::IVec> = ev_tree.iter().keys().rev().collect::<Result<_, _>>()?;
+            for k in keys {
+                read_batch(ev_tree, &k, None, filter, limit, out)?;
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`Store::check_integrity`] for one part of the day `name`: every device index entry points
+/// at events of that device, and every event is indexed exactly once.
+fn check_part(
+    name: &str,
+    ev_tree: &sled::Tree,
+    dev_tree: &sled::Tree,
+    r: &mut IntegrityReport,
+) -> Result<(), StoreError> {
+    // For each batch, how many times each event position is indexed.
+    let mut seen: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    let mut devices: BTreeMap<Vec<u8>, Vec<String>> = BTreeMap::new();
+    for item in ev_tree.iter() {
+        let (k, v) = item?;
+        r.batches += 1;
+        let events = decode_batch(EVENTS, &v)?;
+        r.events += events.len() as u64;
+        let ids = events.iter().map(device_id).collect::<Vec<_>>();
+        seen.insert(k.to_vec(), vec![0; ids.len()]);
+        devices.insert(k.to_vec(), ids);
+    }
+    for item in dev_tree.iter() {
+        let (k, v) = item?;
+        let len = k
+            .get(..2)
+            .map_or(0, |b| usize::from(u16::from_be_bytes([b[0], b[1]])));
+        let dev = String::from_utf8_lossy(k.get(2..2 + len).unwrap_or_default()).into_owned();
+        let batch = k.get(2 + len + 8..).unwrap_or_default().to_vec();
+        let positions: Vec<u32> = decode(DEVICES, &v)?;
+        let (Some(counts), Some(ids)) = (seen.get_mut(&batch), devices.get(&batch)) else {
+            r.problems.push(format!(
+                "{name}: device index for {dev} points at a missing batch"
+            ));
+            continue;
+        };
+        for p in positions {
+            match (counts.get_mut(p as usize), ids.get(p as usize)) {
+                (Some(c), Some(id)) if *id == dev => *c += 1,
+                _ => r.problems.push(format!(
+                    "{name}: device index for {dev} points at event {p}, which is not that device's"
+                )),
+            }
+        }
+    }
+    for counts in seen.values() {
+        let bad = counts.iter().filter(|&&c| c != 1).count();
+        if bad > 0 {
+            r.problems.push(format!(
+                "{name}: {bad} events are not indexed exactly once by device"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The device index key of an event: its device name, or its address when it has none.
 fn device_id(e: &AccessEvent) -> String {
     match &e.device {
@@ -590,33 +681,14 @@ impl Store {
                 continue;
             }
             for (ev_tree, dev_tree) in self.existing_day(name)?.iter().rev() {
-                let read = |key: &[u8], only: Option<&[u32]>, out: &mut Vec<AccessEvent>| {
-                    read_batch(ev_tree, key, only, filter, limit, out)
-                };
-                match &device_id {
-                    Some(id) => {
-                        let prefix = device_prefix(id);
-                        for item in dev_tree.scan_prefix(&prefix).rev() {
-                            let (k, v) = item?;
-                            let positions: Vec<u32> = decode(DEVICES, &v)?;
-                            let batch_key = k.get(prefix.len() + 8..).unwrap_or_default();
-                            read(batch_key, Some(&positions), &mut out)?;
-                            if out.len() >= limit {
-                                break;
-                            }
-                        }
-                    }
-                    None => {
-                        let keys: Vec<sled::IVec> =
-                            ev_tree.iter().keys().rev().collect::<Result<_, _>>()?;
-                        for k in keys {
-                            read(&k, None, &mut out)?;
-                            if out.len() >= limit {
-                                break;
-                            }
-                        }
-                    }
-                }
+                read_part(
+                    ev_tree,
+                    dev_tree,
+                    device_id.as_deref(),
+                    filter,
+                    limit,
+                    &mut out,
+                )?;
                 if out.len() >= limit {
                     break;
                 }
@@ -832,9 +904,7 @@ impl Store {
             for db in closing {
                 db.flush()?;
             }
-            {
-                self.writing().remove(&day);
-            }
+            self.writing().remove(&day);
             std::fs::remove_dir_all(self.path.join(DAYS_DIR).join(&name))?;
             report.days_dropped.push(name);
         }
@@ -875,51 +945,7 @@ impl Store {
             }
             r.days += 1;
             for (ev_tree, dev_tree) in parts {
-                // For each batch, how many times each event position is indexed.
-                let mut seen: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-                let mut devices: BTreeMap<Vec<u8>, Vec<String>> = BTreeMap::new();
-                for item in ev_tree.iter() {
-                    let (k, v) = item?;
-                    r.batches += 1;
-                    let events = decode_batch(EVENTS, &v)?;
-                    r.events += events.len() as u64;
-                    let ids = events.iter().map(device_id).collect::<Vec<_>>();
-                    seen.insert(k.to_vec(), vec![0; ids.len()]);
-                    devices.insert(k.to_vec(), ids);
-                }
-                for item in dev_tree.iter() {
-                    let (k, v) = item?;
-                    let len = k
-                        .get(..2)
-                        .map_or(0, |b| usize::from(u16::from_be_bytes([b[0], b[1]])));
-                    let dev =
-                        String::from_utf8_lossy(k.get(2..2 + len).unwrap_or_default()).into_owned();
-                    let batch = k.get(2 + len + 8..).unwrap_or_default().to_vec();
-                    let positions: Vec<u32> = decode(DEVICES, &v)?;
-                    let (Some(counts), Some(ids)) = (seen.get_mut(&batch), devices.get(&batch))
-                    else {
-                        r.problems.push(format!(
-                            "{name}: device index for {dev} points at a missing batch"
-                        ));
-                        continue;
-                    };
-                    for p in positions {
-                        match (counts.get_mut(p as usize), ids.get(p as usize)) {
-                        (Some(c), Some(id)) if *id == dev => *c += 1,
-                        _ => r.problems.push(format!(
-                            "{name}: device index for {dev} points at event {p}, which is not that device's"
-                        )),
-                    }
-                    }
-                }
-                for counts in seen.values() {
-                    let bad = counts.iter().filter(|&&c| c != 1).count();
-                    if bad > 0 {
-                        r.problems.push(format!(
-                            "{name}: {bad} events are not indexed exactly once by device"
-                        ));
-                    }
-                }
+                check_part(&name, &ev_tree, &dev_tree, &mut r)?;
             }
         }
         for item in self.breaches.iter() {
