@@ -33,6 +33,12 @@ rate_limit_qps = 0
 [dns.cache]
 size = 400000
 
+[lists.iwf]
+path = "$ROOT/blocklists/iwf-sample.txt"
+format = "urls"
+kind = "illegal"
+category = "child-abuse"
+
 [lists.bench]
 path = "$BENCH_WORK/data/blocklist.txt"
 format = "domains"

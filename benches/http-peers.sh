@@ -33,6 +33,12 @@ listen = ["127.0.0.1:13140"]
 allow_destinations = ["127.0.0.0/8"]
 max_connections_per_client = 1024
 
+[lists.iwf]
+path = "$ROOT/blocklists/iwf-sample.txt"
+format = "urls"
+kind = "illegal"
+category = "child-abuse"
+
 [lists.bench]
 path = "$BENCH_WORK/data/blocklist.txt"
 format = "domains"

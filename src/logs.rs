@@ -46,6 +46,7 @@ pub(crate) fn recorder(store: Arc<Store>, config: &Config) -> Result<Arc<Recorde
         interval: config.logs.flush_interval,
         rules: config.breaches.rules.clone(),
         window: config.breaches.window,
+        access_log: config.server.access_log,
     };
     Recorder::start(store, options).context("starting the log writer")
 }

@@ -172,13 +172,12 @@ fn run(config: &Path) -> Result<ExitCode> {
             .await
             .context("store opener stopped")??;
         let store = Arc::new(store);
+        illegal_tier_alerts(&snap, &store);
         let recorder = logs::recorder(store.clone(), snap.config())?;
-        let events: Arc<dyn hedgerow_model::EventSink> = if snap.config().server.access_log {
-            recorder.clone()
-        } else {
-            tracing::warn!("access_log = false: no access events or breaches are recorded");
-            Arc::new(Discard)
-        };
+        if !snap.config().server.access_log {
+            tracing::warn!("access_log = false: access events are not stored (breaches still are)");
+        }
+        let events: Arc<dyn hedgerow_model::EventSink> = recorder.clone();
         let clock = clock()?;
         let purge = logs::spawn_purge(store.clone(), logs::retention(snap.config()), clock.clone());
         let alerts = snap.config().alerts.clone().map(|a| {
@@ -212,7 +211,7 @@ fn run(config: &Path) -> Result<ExitCode> {
             None => Vec::new(),
         };
         let control = control_socket(&state_dir, handle.clone(), store.clone())?;
-        let code = serve(handle, &resolver, &recorder).await;
+        let code = serve(handle, &resolver, &recorder, &store).await;
         control.abort();
         purge.abort();
         for t in proxy_tasks {
@@ -248,13 +247,6 @@ fn clock() -> Result<Arc<dyn hedgerow_model::Clock>> {
     }
 }
 
-/// Records nothing (`access_log = false`, for benchmarks).
-struct Discard;
-
-impl hedgerow_model::EventSink for Discard {
-    fn record(&self, _event: hedgerow_model::AccessEvent) {}
-}
-
 fn log_metrics(resolver: &hedgerow_dns::Resolver, recorder: &hedgerow_store::Recorder) {
     let counters: Vec<String> = resolver
         .metrics()
@@ -277,18 +269,27 @@ fn log_metrics(resolver: &hedgerow_dns::Resolver, recorder: &hedgerow_store::Rec
 pub(crate) const CONTROL_SOCKET: &str = "control.sock";
 
 /// Reloads off the async workers; returns a one-line report for the control socket.
-async fn reload_now(handle: &Arc<PolicyHandle>) -> std::result::Result<String, String> {
+async fn reload_now(
+    handle: &Arc<PolicyHandle>,
+    store: &Arc<hedgerow_store::Store>,
+) -> std::result::Result<String, String> {
     let h = handle.clone();
     match tokio::task::spawn_blocking(move || h.reload()).await {
         Ok(Ok(snap)) => {
             announce(&snap);
+            illegal_tier_alerts(&snap, store);
             let s = snap.matcher().stats();
-            Ok(format!(
-                "ok: policy reloaded ({} domains, {} URLs, {} groups)",
+            let mut reply = format!(
+                "ok: policy reloaded ({} domains, {} URLs, {} illegal-tier entries, {} groups)",
                 s.domains,
                 s.urls,
+                s.illegal,
                 snap.config().groups.len()
-            ))
+            );
+            for (list, reason) in snap.report().illegal_kept() {
+                reply.push_str(&format!("; CRITICAL: illegal-tier list {list:?}: {reason}"));
+            }
+            Ok(reply)
         }
         Ok(Err(e)) => {
             tracing::error!("reload refused, previous policy still in force: {e}");
@@ -327,7 +328,7 @@ fn control_socket(
                     return;
                 }
                 let reply = match line.trim() {
-                    "reload" => match reload_now(&handle).await {
+                    "reload" => match reload_now(&handle, &store).await {
                         Ok(s) | Err(s) => s,
                     },
                     query => match serde_json::from_str::<logs::Query>(query) {
@@ -376,6 +377,48 @@ fn reload(config: &Path) -> Result<ExitCode> {
     }
 }
 
+/// An illegal-tier list enforced from its last good copy is a critical operational problem:
+/// it goes to the service log, the audit log and, when alerts are configured, to the DSL
+/// and the technician at once.
+fn illegal_tier_alerts(snap: &PolicySnapshot, store: &Arc<hedgerow_store::Store>) {
+    let problems: Vec<String> = snap
+        .report()
+        .illegal_kept()
+        .map(|(list, reason)| format!("illegal-tier list {list:?}: {reason}"))
+        .collect();
+    if problems.is_empty() {
+        return;
+    }
+    let now = jiff::Timestamp::now();
+    for p in &problems {
+        tracing::error!("CRITICAL: {p}");
+        if let Err(e) = store.append_audit(now, "hedgerow", "illegal-tier-last-good", p) {
+            tracing::error!("audit log: {e}");
+        }
+    }
+    let Some(alerts) = snap.config().alerts.clone() else {
+        tracing::error!(
+            "CRITICAL: no [alerts] configured: nobody but this log hears that the illegal tier runs on its last good copy"
+        );
+        return;
+    };
+    let alert = hedgerow_alert::Operational {
+        severity: hedgerow_model::Severity::Critical,
+        kind: "illegal-tier-last-good".into(),
+        message: format!(
+            "{}
+
+The appliance goes on blocking the last good copy of each list named, so nothing is unblocked, but the list files must be restored (or the list download fixed) so that new entries are enforced.",
+            problems.join("\n")
+        ),
+    };
+    tokio::spawn(async move {
+        for (channel, e) in hedgerow_alert::send_operational(&alerts, &alert, now).await {
+            tracing::error!(channel, "operational alert not sent: {e}");
+        }
+    });
+}
+
 fn announce(snap: &PolicySnapshot) {
     log_report(snap.report());
     let stats = snap.matcher().stats();
@@ -397,6 +440,7 @@ async fn serve(
     handle: Arc<PolicyHandle>,
     resolver: &hedgerow_dns::Resolver,
     recorder: &hedgerow_store::Recorder,
+    store: &Arc<hedgerow_store::Store>,
 ) -> Result<ExitCode> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
@@ -407,7 +451,7 @@ async fn serve(
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                let _ = reload_now(&handle).await;
+                let _ = reload_now(&handle, store).await;
             }
             _ = tick.tick() => log_metrics(resolver, recorder),
             _ = term.recv() => break,
@@ -453,6 +497,15 @@ fn check_config(path: &Path) -> Result<ExitCode> {
     for s in &report.skipped {
         println!("warning: list {s:?}: optional file absent, skipped");
     }
+    for w in &report.warnings {
+        println!("warning: {w}");
+    }
+    for (list, reason) in report.illegal_kept() {
+        println!("CRITICAL: illegal-tier list {list:?}: {reason}");
+    }
+    if let Some(gap) = https_gap(snap.config()) {
+        println!("warning: {gap}");
+    }
     let stats = snap.matcher().stats();
     println!(
         "{}: ok ({files} files, {} groups, {} lists; {} domains, {} URLs, {} illegal-tier entries, {} regexes, {} phrases; {} bad lines skipped; built in {} ms)",
@@ -468,6 +521,30 @@ fn check_config(path: &Path) -> Result<ExitCode> {
         report.elapsed.as_millis()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where URL-level illegal-tier entries cannot be enforced over HTTPS: without a school CA the
+/// proxy cannot see paths inside TLS, and DNS never sees paths at all.
+fn https_gap(config: &hedgerow_config::Config) -> Option<String> {
+    let url_lists: Vec<&str> = config
+        .lists
+        .iter()
+        .filter(|l| {
+            l.kind == hedgerow_model::ListKind::Illegal
+                && l.format == hedgerow_model::ListFormat::Urls
+        })
+        .map(|l| l.name.as_str())
+        .collect();
+    if url_lists.is_empty() {
+        return None;
+    }
+    let has_ca = config.proxy.as_ref().is_some_and(|p| p.ca_cert.is_some());
+    (!has_ca).then(|| {
+        format!(
+            "URL-level illegal-tier lists ({}) are enforced on plain HTTP through the proxy only: with no school CA ([proxy] ca_cert/ca_key) the proxy cannot see the paths of HTTPS requests, and DNS never sees paths (their hosts are not blocked whole, as the IWF asks). Configure the school CA to enforce them on HTTPS.",
+            url_lists.join(", ")
+        )
+    })
 }
 
 fn lookup(
@@ -505,6 +582,15 @@ fn lookup(
     } else {
         let host = Host::parse(target).with_context(|| format!("{target:?} is not a host name"))?;
         ("host", snap.decide(who.group, Target::Host(&host), now))
+    };
+    // An illegal-tier match withholds what was asked, as every record does.
+    let target = if verdict.tier == hedgerow_model::Tier::Illegal {
+        verdict
+            .rule
+            .as_deref()
+            .unwrap_or(hedgerow_model::PROTECTED_RULE)
+    } else {
+        target
     };
     if json {
         let out = serde_json::json!({

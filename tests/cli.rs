@@ -86,9 +86,15 @@ fn check_config_reports_bad_list_lines_by_file_and_line() {
     )
     .unwrap();
     std::fs::write(
+        dir.path().join("iwf.txt"),
+        "http://iwf-test.invalid/a.html\n",
+    )
+    .unwrap();
+    std::fs::write(
         dir.path().join("hedgerow.toml"),
         "[server]\nstate_dir = \"s\"\n[dns]\nlisten = [\"127.0.0.1:5353\"]\nupstreams = [{ address = \"127.0.0.1:5300\" }]\nblockpage_ipv4 = \"192.0.2.80\"\n\
          [lists.x]\npath = \"list.txt\"\nformat = \"domains\"\ncategory = \"x\"\n\
+         [lists.iwf]\npath = \"iwf.txt\"\nformat = \"urls\"\nkind = \"illegal\"\ncategory = \"child-abuse\"\n\
          [groups.g]\nnetworks = [\"10.0.0.0/8\"]\nblock_categories = [\"x\"]\nsafesearch = \"on\"\nyoutube = \"off\"\n",
     )
     .unwrap();
@@ -135,7 +141,12 @@ fn lookup_hides_illegal_entries_and_names_devices() {
     );
     assert_eq!(v["device"], "KS2-iPad-07");
     assert_eq!(v["verdict"]["tier"], "illegal");
-    assert_eq!(v["verdict"]["rule"], "[protected entry]");
+    // The rule is the protected marker with an opaque reference, and the target asked about
+    // is withheld the same way.
+    let rule = v["verdict"]["rule"].as_str().unwrap();
+    assert!(rule.starts_with("[protected entry] #"), "{rule}");
+    assert_eq!(v["target"], rule);
+    assert!(!v.to_string().to_lowercase().contains("iwf-test"), "{v}");
 }
 
 #[test]

@@ -45,6 +45,12 @@ blockpage_ipv6 = "2001:db8::80"
 [dns.cache]
 max_ttl = "60s"
 
+[lists.iwf]
+path = "{{dir}}/iwf.txt"
+format = "urls"
+kind = "illegal"
+category = "child-abuse"
+
 [lists.adult]
 path = "{{dir}}/adult.txt"
 format = "domains"
@@ -145,7 +151,11 @@ async fn launch(cfg: String, extra: &[(&str, &str)], env: &[(&str, &str)]) -> Ap
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect()
     };
-    let mut files = owned(&[("adult.txt", ADULT), ("games.txt", GAMES)]);
+    let mut files = owned(&[
+        ("adult.txt", ADULT),
+        ("games.txt", GAMES),
+        ("iwf.txt", "http://iwf-test.invalid/a.html\n"),
+    ]);
     files.extend(owned(extra));
     let env = owned(env);
     tokio::task::spawn_blocking(move || {

@@ -25,6 +25,12 @@ listen = ["127.0.0.1:0"]
 upstreams = [{{ address = "{upstream}" }}]
 rate_limit_qps = 0
 
+[lists.iwf]
+path = "{{dir}}/iwf.txt"
+format = "urls"
+kind = "illegal"
+category = "child-abuse"
+
 [lists.extremism]
 path = "{{dir}}/extremism.txt"
 format = "domains"

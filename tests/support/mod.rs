@@ -87,6 +87,14 @@ pub fn shared_data_config(data: &Path) -> (tempfile::TempDir, PathBuf, Vec<Strin
             path.display().to_string()
         );
     }
+    // The illegal tier is never optional: the bundled IWF test entries stand in for it.
+    toml += &format!(
+        "[lists.iwf]\npath = {:?}\nformat = \"urls\"\nkind = \"illegal\"\ncategory = \"child-abuse\"\nurl_match = \"exact\"\n\n",
+        repo()
+            .join("blocklists/iwf-sample.txt")
+            .display()
+            .to_string()
+    );
     let quoted: Vec<String> = categories.iter().map(|c| format!("\"{c}\"")).collect();
     toml += &format!(
         "[groups.pupils]\nnetworks = [\"10.0.0.0/8\"]\nblock_categories = [{}]\nsafesearch = \"on\"\nyoutube = \"strict\"\n",

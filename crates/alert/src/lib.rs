@@ -9,6 +9,7 @@
 //!
 //! Illegal-tier breaches carry the host only: the store never holds the protected URL.
 
+mod ops;
 mod send;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use hedgerow_config::AlertsConfig;
 use hedgerow_model::{Clock, Severity};
 use hedgerow_store::{Breach, Delivery, DeliveryState, Store, StoreError};
 
+pub use ops::{Operational, send_operational};
 pub use send::SendError;
 
 /// The longest wait between two attempts.

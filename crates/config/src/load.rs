@@ -169,7 +169,17 @@ impl Context {
                     state_dir: resolve(&src.path, &s.state_dir),
                     timezone: tz,
                     access_log: s.access_log,
+                    illegal_shrink_limit: s.illegal_shrink_limit,
                 };
+                if !(s.illegal_shrink_limit > 0.0 && s.illegal_shrink_limit < 1.0) {
+                    self.err_at(
+                        loc.clone(),
+                        format!(
+                            "[server] illegal_shrink_limit must be between 0 and 1 (a fraction), not {}",
+                            s.illegal_shrink_limit
+                        ),
+                    );
+                }
                 self.once(&mut server, value, loc, "[server]");
             }
             if let Some(d) = raw.dns {
@@ -273,6 +283,11 @@ impl Context {
         }
         if dns.is_none() && !self.unparsed {
             self.errors.push(top("[dns]"));
+        }
+        if !self.unparsed && !lists.values().any(|l| l.kind == ListKind::Illegal) {
+            let mut e = top("[lists.NAME]");
+            e.reason = "no illegal-tier list (kind = \"illegal\"): the IWF and police lists cannot be left out".into();
+            self.errors.push(e);
         }
         if groups.is_empty() && !self.unparsed {
             let mut e = top("[groups.NAME]");
@@ -598,7 +613,15 @@ impl Context {
 
     fn list(&mut self, src: &Source, name: String, l: RawList, loc: Location) -> ListSource {
         let path = resolve(&src.path, l.path.get_ref());
-        if !l.optional && !path.is_file() {
+        if l.kind == ListKind::Illegal && l.optional {
+            let reason = format!(
+                "illegal-tier list {name:?} cannot be optional: the illegal tier cannot be switched off"
+            );
+            self.err_at(loc.clone(), reason);
+        }
+        // A missing illegal-tier file is the policy's to judge: it keeps enforcing the last
+        // good copy, or refuses when there is none.
+        if !l.optional && l.kind != ListKind::Illegal && !path.is_file() {
             let reason = format!("list {name:?}: file {} not found", path.display());
             self.err(src, l.path.span(), reason);
         }

@@ -167,6 +167,9 @@ pub struct ServerConfig {
     /// Record an access event for every query and request. Turning it off is for benchmarks
     /// only: the school's monitoring duty needs it on.
     pub access_log: bool,
+    /// How much smaller than its last good load an illegal-tier list may become before the
+    /// appliance keeps enforcing the last good copy instead (a fraction; 0.5 = half).
+    pub illegal_shrink_limit: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -484,6 +487,12 @@ pub(crate) struct RawServer {
     pub(crate) timezone: Spanned<String>,
     #[serde(default = "default_true")]
     pub(crate) access_log: bool,
+    #[serde(default = "default_shrink_limit")]
+    pub(crate) illegal_shrink_limit: f64,
+}
+
+fn default_shrink_limit() -> f64 {
+    0.5
 }
 
 fn default_true() -> bool {

@@ -16,6 +16,11 @@ fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("lists")).unwrap();
     std::fs::write(dir.path().join("lists/a.txt"), "adult.example\n").unwrap();
+    std::fs::write(
+        dir.path().join("lists/iwf.txt"),
+        "http://iwf-test.invalid/a.html\n",
+    )
+    .unwrap();
     for (name, text) in files {
         std::fs::write(dir.path().join(name), text).unwrap();
     }
@@ -41,6 +46,12 @@ networks = ["10.20.0.0/16"]
 block_categories = ["adult"]
 safesearch = "on"
 youtube = "strict"
+
+[lists.iwf]
+path = "lists/iwf.txt"
+format = "urls"
+kind = "illegal"
+category = "child-abuse"
 "#;
 
 fn errors(main: &str, extra: &[(&str, &str)]) -> (tempfile::TempDir, Vec<ConfigError>) {
@@ -297,4 +308,55 @@ format = "dnsmasq"
     let line_of = |needle: &str| bad.lines().position(|l| l.contains(needle)).unwrap() + 1;
     let gaming = errs.iter().find(|e| e.reason.contains("gaming")).unwrap();
     assert_eq!(gaming.line, line_of("\"gaming\""));
+}
+
+#[test]
+fn the_illegal_tier_cannot_be_optional_or_left_out() {
+    // Optional: refused at the list, with the reason.
+    let bad = GOOD.replace(
+        "kind = \"illegal\"\n",
+        "kind = \"illegal\"\noptional = true\n",
+    );
+    let (dir, errs) = errors(&bad, &[]);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    let line = bad.lines().position(|l| l == "[lists.iwf]").unwrap() + 1;
+    assert_eq!(errs[0].path, dir.path().join("hedgerow.toml"));
+    assert_eq!(errs[0].line, line, "{errs:?}");
+    assert!(errs[0].reason.contains("cannot be optional"), "{errs:?}");
+    // Left out: refused, naming what is missing.
+    let start = GOOD.find("\n[lists.iwf]").unwrap();
+    let without = &GOOD[..start];
+    let (_dir, errs) = errors(without, &[]);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].reason.contains("no illegal-tier list"), "{errs:?}");
+    // The twin: an ordinary list may be optional, and an illegal list's missing file is the
+    // policy's to judge (it may enforce the last good copy), not a configuration error.
+    let ok = GOOD
+        .replace(
+            "category = \"adult\"\n",
+            "category = \"adult\"\noptional = true\n",
+        )
+        .replace("lists/iwf.txt", "lists/absent.txt");
+    let (_dir, errs) = errors(&ok, &[]);
+    assert!(errs.is_empty(), "{errs:?}");
+}
+
+#[test]
+fn the_illegal_shrink_limit_is_a_fraction() {
+    for bad in ["0.0", "1.0", "1.5", "-0.2"] {
+        let cfg = GOOD.replace(
+            "state_dir = \"state\"\n",
+            &format!("state_dir = \"state\"\nillegal_shrink_limit = {bad}\n"),
+        );
+        let (_dir, errs) = errors(&cfg, &[]);
+        assert_eq!(errs.len(), 1, "{bad}: {errs:?}");
+        assert!(errs[0].reason.contains("illegal_shrink_limit"), "{errs:?}");
+    }
+    let cfg = GOOD.replace(
+        "state_dir = \"state\"\n",
+        "state_dir = \"state\"\nillegal_shrink_limit = 0.2\n",
+    );
+    let dir = tree(&[("hedgerow.toml", &cfg)]);
+    let c = hedgerow_config::load(&dir.path().join("hedgerow.toml")).unwrap();
+    assert_eq!(c.server.illegal_shrink_limit, 0.2);
 }

@@ -10,7 +10,7 @@ use hedgerow_model::{
 use regex::{RegexSet, RegexSetBuilder};
 
 use crate::domainset::{DomainSet, DomainSetBuilder};
-use crate::illegal::IllegalTier;
+use crate::illegal::{IllegalHit, IllegalKey, IllegalSet, IllegalTier};
 use crate::phrases::{PhraseSet, PhraseSetBuilder};
 use crate::urlset::UrlSet;
 
@@ -71,6 +71,8 @@ pub enum ListError {
     Regex(String),
     #[error("phrases: {0}")]
     Phrases(String),
+    #[error("list {0:?} is not an illegal-tier list")]
+    NotIllegal(String),
 }
 
 /// How specific a hit is, for weighing an allow-list hit against a category hit.
@@ -148,16 +150,18 @@ impl Default for MatcherBuilder {
 impl MatcherBuilder {
     /// A builder with fresh random keys for the domain hashes and the illegal tier.
     pub fn new() -> Self {
-        Self::with_keys(rand::random(), rand::random(), rand::random())
+        Self::with_illegal_key(IllegalKey::random())
     }
 
-    fn with_keys(seed: u64, k0: u64, k1: u64) -> Self {
+    /// A builder whose illegal tier is hashed under `key` (the appliance's kept key), so
+    /// its hashes can be compared with, and replaced by, a set kept from an earlier load.
+    pub fn with_illegal_key(key: IllegalKey) -> Self {
         Self {
             lists: Vec::new(),
             sets: Vec::new(),
-            domains: DomainSetBuilder::new(seed),
+            domains: DomainSetBuilder::new(rand::random()),
             urls: UrlSet::default(),
-            illegal: IllegalTier::new(k0, k1),
+            illegal: IllegalTier::new(key),
             regexes: Vec::new(),
             phrases: PhraseSetBuilder::new(),
             name_buf: String::new(),
@@ -180,6 +184,35 @@ impl MatcherBuilder {
         let reader = open_list(path).map_err(io)?;
         self.add_reader(spec, path.display().to_string(), reader)
             .map_err(io)
+    }
+
+    /// Adds an illegal-tier list from a set kept from an earlier load (hashed under this
+    /// builder's key): the last good copy, used when the list's file is missing, empty or
+    /// much smaller than before.
+    pub fn add_illegal_set(
+        &mut self,
+        spec: ListSpec,
+        origin: &str,
+        set: &IllegalSet,
+    ) -> Result<LoadReport, ListError> {
+        if spec.kind != ListKind::Illegal {
+            return Err(ListError::NotIllegal(spec.name.to_string()));
+        }
+        let id = self.register(spec)?;
+        self.illegal.insert_set(set, id);
+        let mut report = self.report(id, origin);
+        report.entries = set.entries();
+        Ok(report)
+    }
+
+    /// The hashed entries an illegal-tier list added, by its name (empty if none).
+    pub fn illegal_set(&self, list: &str) -> IllegalSet {
+        self.lists
+            .iter()
+            .position(|l| &*l.name == list && l.kind == ListKind::Illegal)
+            .and_then(|i| ListId::try_from(i).ok())
+            .map(|id| self.illegal.set_of(id))
+            .unwrap_or_default()
     }
 
     /// Loads entries given in memory (a group's local entries, tests).
@@ -478,14 +511,21 @@ impl Matcher {
         }
     }
 
-    /// The illegal-tier list that lists this host or a parent of it.
-    pub fn illegal_host(&self, host: &Host) -> Option<ListId> {
+    /// The illegal-tier list that lists this host or a parent of it (domain entries only:
+    /// a host that carries URL-level entries is not blocked whole).
+    pub fn illegal_host(&self, host: &Host) -> Option<IllegalHit> {
         self.illegal.match_host(host)
     }
 
     /// The illegal-tier list that lists this URL (by domain, exact URL or path prefix).
-    pub fn illegal_url(&self, url: &UrlKey) -> Option<ListId> {
+    pub fn illegal_url(&self, url: &UrlKey) -> Option<IllegalHit> {
         self.illegal.match_url(url)
+    }
+
+    /// Whether URL-level illegal-tier entries are listed under this host: the proxy
+    /// intercepts such hosts so the entries apply inside TLS.
+    pub fn illegal_urls_on(&self, host: &Host) -> bool {
+        self.illegal.has_url_entries(host)
     }
 
     /// Calls `f` for every domain-level and regex hit on `host`, longest suffix first.

@@ -26,6 +26,7 @@ pub use builder::{
     BadLine, Hit, ListError, ListId, ListSpec, LoadReport, MatchLevel, Matcher, MatcherBuilder,
     MatcherStats, PhraseHit,
 };
+pub use illegal::{IllegalHit, IllegalKey, IllegalSet, IllegalSetError};
 pub use phrases::normalise_text;
 
 #[cfg(test)]

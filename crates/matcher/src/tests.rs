@@ -477,3 +477,62 @@ fn hashed_domain_set_has_no_false_positives_a_test_can_find() {
         assert_eq!(host_lists(&m, name).len(), 1, "{name}");
     }
 }
+
+#[test]
+fn hosts_with_url_level_illegal_entries_are_known_without_being_listed() {
+    let m = illegal_matcher();
+    assert!(m.illegal_urls_on(&Host::parse("abuse.example").unwrap()));
+    assert!(m.illegal_urls_on(&Host::parse("www.abuse.example").unwrap()));
+    // Twins: a domain-level entry's host and an unrelated host carry no URL entries.
+    assert!(!m.illegal_urls_on(&Host::parse("terror.example").unwrap()));
+    assert!(!m.illegal_urls_on(&Host::parse("sub.abuse.example").unwrap()));
+    assert!(!m.illegal_urls_on(&Host::parse("allowed.example").unwrap()));
+}
+
+#[test]
+fn an_illegal_set_round_trips_and_rebuilds_the_same_tier_under_its_key() {
+    let key = crate::IllegalKey::random();
+    let mut b = MatcherBuilder::with_illegal_key(key);
+    b.add_lines(
+        spec("iwf", ListKind::Illegal, ListFormat::Urls),
+        "t",
+        ["abuse.example/gallery/img1.html", "other.example/dir/"],
+    )
+    .unwrap();
+    let set = b.illegal_set("iwf");
+    assert_eq!(set.entries(), 2);
+    let bytes = set.to_bytes();
+    assert!(!String::from_utf8_lossy(&bytes).contains("abuse"));
+    let back = crate::IllegalSet::from_bytes(&bytes).unwrap();
+    assert_eq!(back, set);
+    assert!(crate::IllegalSet::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+    assert!(crate::IllegalSet::from_bytes(&[1, 2, 3]).is_err());
+
+    let first = b.build().unwrap();
+    let mut again = MatcherBuilder::with_illegal_key(key);
+    again
+        .add_illegal_set(
+            spec("iwf", ListKind::Illegal, ListFormat::Urls),
+            "kept",
+            &back,
+        )
+        .unwrap();
+    let m = again.build().unwrap();
+    let u = UrlKey::parse("http://abuse.example/gallery/img1.html").unwrap();
+    assert_eq!(m.illegal_url(&u), first.illegal_url(&u));
+    assert!(m.illegal_url(&u).is_some());
+    assert!(m.illegal_urls_on(&Host::parse("abuse.example").unwrap()));
+    let sibling = UrlKey::parse("http://abuse.example/gallery/img2.html").unwrap();
+    assert!(m.illegal_url(&sibling).is_none());
+    assert_eq!(m.stats().illegal, 2);
+    // Under another key the kept hashes match nothing.
+    let mut other = MatcherBuilder::new();
+    other
+        .add_illegal_set(
+            spec("iwf", ListKind::Illegal, ListFormat::Urls),
+            "kept",
+            &back,
+        )
+        .unwrap();
+    assert!(other.build().unwrap().illegal_url(&u).is_none());
+}

@@ -94,13 +94,33 @@ impl AccessEvent {
     }
 
     /// Copies the verdict's fields into the event.
+    ///
+    /// An illegal-tier verdict also withholds what the request asked for: the target becomes
+    /// the verdict's protected rule (`[protected entry] #ref`) and search terms are dropped,
+    /// so no record, export, alert or log line made from the event can show the entry. This
+    /// is the one place that happens, for every front.
     pub fn with_verdict(mut self, v: &Verdict) -> Self {
         self.action = v.action;
         self.tier = v.tier;
         self.category = v.category.clone();
         self.list = v.list.clone();
         self.rule = v.rule.clone();
+        if v.tier == crate::Tier::Illegal {
+            self.protect();
+        }
         self
+    }
+
+    /// Withholds the target and search terms (see [`Self::with_verdict`]).
+    pub fn protect(&mut self) {
+        let shown = self
+            .rule
+            .clone()
+            .filter(|r| r.starts_with(crate::PROTECTED_RULE))
+            .unwrap_or_else(|| crate::PROTECTED_RULE.into());
+        self.target = shown.to_string();
+        self.rule = Some(shown);
+        self.search = None;
     }
 }
 

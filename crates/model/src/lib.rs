@@ -27,4 +27,4 @@ pub use host::{Host, HostError, Suffixes, normalise_name_into};
 pub use list::{ListFormat, ListKind, Severity, UrlMatch};
 pub use mac::{MacAddr, MacError};
 pub use urlkey::{UrlError, UrlKey};
-pub use verdict::{Action, Category, CategoryError, Tier, Verdict};
+pub use verdict::{Action, Category, CategoryError, PROTECTED_RULE, Tier, Verdict};

@@ -133,6 +133,10 @@ impl fmt::Display for Action {
     }
 }
 
+/// What is shown instead of an illegal-tier entry, and instead of the host, URL and search
+/// terms of a request that matched one: the entry is never available in clear anywhere.
+pub const PROTECTED_RULE: &str = "[protected entry]";
+
 /// A decision with everything a log line or block page needs to explain it.
 ///
 /// For the illegal tier, `rule` is never the entry itself: the entry is held only as a keyed

@@ -7,7 +7,7 @@ use hedgerow_matcher::{Hit, ListId, MatchLevel, Matcher};
 use hedgerow_model::{Action, Category, Host, Severity, Tier, UrlKey, Verdict};
 
 use crate::snapshot::{GroupPolicy, PolicySnapshot};
-use crate::{GroupId, PROTECTED_RULE};
+use crate::{GroupId, protected_rule};
 
 /// What is being asked about: a host (DNS, CONNECT) or a full URL (proxied HTTP).
 #[derive(Debug, Clone, Copy)]
@@ -57,14 +57,14 @@ impl PolicySnapshot {
             Target::Host(h) => self.matcher.illegal_host(h),
             Target::Url(u) => self.matcher.illegal_url(u),
         };
-        if let Some(list) = illegal {
-            let spec = self.matcher.list(list);
+        if let Some(hit) = illegal {
+            let spec = self.matcher.list(hit.list);
             return Verdict {
                 action: Action::Block,
                 tier: Tier::Illegal,
                 category: spec.and_then(|s| s.category.clone()),
                 list: spec.map(|s| s.name.clone()),
-                rule: Some(PROTECTED_RULE.into()),
+                rule: Some(protected_rule(hit.reference).into()),
             };
         }
 

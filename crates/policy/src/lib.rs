@@ -12,10 +12,12 @@
 //! schedules are tested without sleeping. It does not know about DNS, HTTP or storage.
 
 mod decide;
+mod illegal_guard;
 mod leases;
 mod snapshot;
 
 pub use decide::{PhraseMatch, Target};
+pub use illegal_guard::{BuildMode, IllegalSource, IllegalStatus};
 pub use leases::{Lease, parse_leases};
 pub use snapshot::{
     BuildReport, Client, GroupId, PolicyError, PolicyHandle, PolicySnapshot, canonical_ip,
@@ -24,4 +26,12 @@ pub use snapshot::{
 pub use hedgerow_model::Verdict;
 
 /// The rule shown for an illegal-tier match: the entry itself is never available.
-pub const PROTECTED_RULE: &str = "[protected entry]";
+pub use hedgerow_model::PROTECTED_RULE;
+
+/// The rule shown for an illegal-tier match: `[protected entry] #3f9a1c2b`, where the
+/// reference is 32 bits of the entry's keyed hash. It is the same for the same entry across
+/// restarts (the key is kept in the state directory), so a DSL can quote it to the IWF or the
+/// police, and it cannot be turned back into the entry.
+pub fn protected_rule(reference: u32) -> String {
+    format!("{PROTECTED_RULE} #{reference:08x}")
+}

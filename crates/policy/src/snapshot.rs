@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use hedgerow_config::{Config, ConfigErrors, Device, Group, ListKind, Schedule};
-use hedgerow_matcher::{ListError, ListSpec, LoadReport, Matcher, MatcherBuilder};
+use hedgerow_matcher::{IllegalSet, ListError, ListSpec, LoadReport, Matcher, MatcherBuilder};
+
+use crate::illegal_guard::{BuildMode, Guard, IllegalSource, IllegalStatus};
 use hedgerow_model::{ListFormat, MacAddr, Severity, UrlMatch};
 use ipnet::IpNet;
 
@@ -30,6 +32,17 @@ pub enum PolicyError {
     },
     #[error("time zone {0:?} is not available on this machine")]
     TimeZone(String),
+    /// An illegal-tier list that cannot be enforced (missing, empty, shrunk) with no last
+    /// good copy to enforce instead.
+    #[error("{location}: illegal-tier list {list:?}: {reason}")]
+    IllegalTier {
+        location: String,
+        list: String,
+        reason: String,
+    },
+    /// The kept key or last good copies in the state directory cannot be used.
+    #[error("illegal tier: {0}")]
+    IllegalState(String),
 }
 
 /// What happened while building: every list's load report and how long it took.
@@ -40,12 +53,24 @@ pub struct BuildReport {
     pub skipped: Vec<String>,
     /// Problems that did not stop the build, such as an unreadable lease file.
     pub warnings: Vec<String>,
+    /// Each illegal-tier list: entries enforced, and whether from its file or its last good
+    /// copy (see `illegal_guard`).
+    pub illegal: Vec<IllegalStatus>,
     pub elapsed: Duration,
 }
 
 impl BuildReport {
     pub fn bad_line_count(&self) -> usize {
         self.lists.iter().map(|r| r.bad_line_count).sum()
+    }
+
+    /// The illegal-tier lists enforced from their last good copy, with the reason: each is a
+    /// critical operational problem.
+    pub fn illegal_kept(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.illegal.iter().filter_map(|s| match &s.source {
+            IllegalSource::KeptLastGood { reason } => Some((s.list.as_str(), reason.as_str())),
+            IllegalSource::Loaded => None,
+        })
     }
 }
 
@@ -90,6 +115,10 @@ pub struct PolicySnapshot {
     leases_by_ip: HashMap<IpAddr, LeaseDevice>,
     pub(crate) tz: jiff::tz::TimeZone,
     report: BuildReport,
+    /// Illegal-tier lists loaded from their files, kept as last good copies when this
+    /// snapshot is put in force (serving builds).
+    illegal_keep: Vec<(String, IllegalSet)>,
+    mode: BuildMode,
 }
 
 impl std::fmt::Debug for PolicySnapshot {
@@ -109,14 +138,26 @@ impl PolicySnapshot {
         Self::build(config)
     }
 
-    /// Builds a snapshot from a validated configuration. Blocking, as [`Self::load`].
+    /// Builds a snapshot from a validated configuration, to check or explain it: the illegal
+    /// tier is weighed against its kept last good copy, but nothing in the state directory is
+    /// created or changed. Blocking, as [`Self::load`].
     pub fn build(config: Config) -> Result<Self, PolicyError> {
+        Self::build_with(config, BuildMode::Check)
+    }
+
+    /// Builds a snapshot; with [`BuildMode::Serve`] the illegal tier's key is created if
+    /// needed (see [`PolicyHandle`], which keeps the last good copies when it swaps in).
+    pub fn build_with(config: Config, mode: BuildMode) -> Result<Self, PolicyError> {
         let started = Instant::now();
         let tz = jiff::tz::TimeZone::get(&config.server.timezone)
             .map_err(|_| PolicyError::TimeZone(config.server.timezone.clone()))?;
         let mut report = BuildReport::default();
-        let mut builder = MatcherBuilder::new();
-        for list in &config.lists {
+        let guard = Guard::open(&config.server.state_dir, mode)?;
+        report.warnings.extend(guard.notes.iter().cloned());
+        let mut builder = MatcherBuilder::with_illegal_key(guard.key());
+        let (illegal, illegal_keep) = guard.add_lists(&config, &mut builder, &mut report.lists)?;
+        report.illegal = illegal;
+        for list in config.lists.iter().filter(|l| l.kind != ListKind::Illegal) {
             if list.optional && !list.path.is_file() {
                 report.skipped.push(list.name.clone());
                 continue;
@@ -207,7 +248,17 @@ impl PolicySnapshot {
             leases_by_ip,
             tz,
             report,
+            illegal_keep,
+            mode,
         })
+    }
+
+    /// Keeps this snapshot's illegal-tier lists as their last good copies (serving builds).
+    fn keep_illegal(&self) -> Result<(), PolicyError> {
+        if self.mode != BuildMode::Serve {
+            return Ok(());
+        }
+        Guard::open(&self.config.server.state_dir, self.mode)?.keep(&self.illegal_keep)
     }
 
     pub fn config(&self) -> &Config {
@@ -381,7 +432,7 @@ pub struct PolicyHandle {
 impl PolicyHandle {
     /// Loads the configuration at `path`. Blocking.
     pub fn load(path: &Path) -> Result<Self, PolicyError> {
-        let snapshot = PolicySnapshot::load(path)?;
+        let snapshot = Self::build_serving(path)?;
         Ok(Self {
             path: path.to_owned(),
             current: ArcSwap::from_pointee(snapshot),
@@ -397,9 +448,16 @@ impl PolicyHandle {
     /// the old snapshot stays live and the error says why. Blocking: call it from
     /// `spawn_blocking` or a thread, never on an async task.
     pub fn reload(&self) -> Result<Arc<PolicySnapshot>, PolicyError> {
-        let fresh = Arc::new(PolicySnapshot::load(&self.path)?);
+        let fresh = Arc::new(Self::build_serving(&self.path)?);
         self.current.store(fresh.clone());
         Ok(fresh)
+    }
+
+    fn build_serving(path: &Path) -> Result<PolicySnapshot, PolicyError> {
+        let config = hedgerow_config::load(path).map_err(PolicyError::Config)?;
+        let snapshot = PolicySnapshot::build_with(config, BuildMode::Serve)?;
+        snapshot.keep_illegal()?;
+        Ok(snapshot)
     }
 
     pub fn path(&self) -> &Path {

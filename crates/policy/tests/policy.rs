@@ -7,7 +7,9 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use hedgerow_model::{Action, Host, Tier, UrlKey};
-use hedgerow_policy::{PROTECTED_RULE, PolicyHandle, PolicySnapshot, Target, Verdict};
+use hedgerow_policy::{
+    IllegalSource, PROTECTED_RULE, PolicyError, PolicyHandle, PolicySnapshot, Target, Verdict,
+};
 
 const CONFIG: &str = r#"
 [server]
@@ -137,7 +139,12 @@ fn illegal_tier_beats_a_local_allow_entry() {
         "http://IWF-TEST.invalid:80/gallery/./a.html",
     );
     assert_eq!((v.action, v.tier), (Action::Block, Tier::Illegal));
-    assert_eq!(v.rule.as_deref(), Some(PROTECTED_RULE));
+    assert!(
+        v.rule
+            .as_deref()
+            .is_some_and(|r| r.starts_with(PROTECTED_RULE)),
+        "{v:?}"
+    );
     assert_eq!(v.category.as_ref().map(|c| c.as_str()), Some("child-abuse"));
     // Twin: the same host's other pages follow the local allow entry.
     let v = url(&snap, "10.20.1.1", "http://iwf-test.invalid/gallery/b.html");
@@ -315,4 +322,156 @@ fn a_failed_reload_leaves_the_old_policy_serving() {
         host(&before, "10.20.1.1", "adult.example").action,
         Action::Block
     );
+}
+
+const IWF_URL: &str = "http://iwf-test.invalid/gallery/a.html";
+
+fn iwf_blocked(handle: &PolicyHandle) -> bool {
+    url(&handle.snapshot(), "10.20.1.1", IWF_URL).tier == Tier::Illegal
+}
+
+fn kept(handle: &PolicyHandle) -> Vec<String> {
+    handle
+        .snapshot()
+        .report()
+        .illegal_kept()
+        .map(|(l, r)| format!("{l}: {r}"))
+        .collect()
+}
+
+#[test]
+fn a_missing_or_empty_illegal_list_is_refused_when_no_last_good_copy_is_kept() {
+    for content in [None, Some(""), Some("# comments only\n")] {
+        let dir = setup(CONFIG);
+        let path = dir.path().join("iwf.txt");
+        match content {
+            None => std::fs::remove_file(&path).unwrap(),
+            Some(t) => std::fs::write(&path, t).unwrap(),
+        }
+        let Err(err) = PolicyHandle::load(&dir.path().join("hedgerow.toml")) else {
+            panic!("a missing or empty illegal list must refuse the build");
+        };
+        let text = err.to_string();
+        assert!(matches!(err, PolicyError::IllegalTier { .. }), "{text}");
+        // file:line of the list's definition, and the reason.
+        let line = CONFIG.lines().position(|l| l == "[lists.iwf]").unwrap() + 1;
+        assert!(text.contains(&format!("hedgerow.toml:{line}:")), "{text}");
+        assert!(text.contains("no last good copy"), "{text}");
+    }
+}
+
+#[test]
+fn a_broken_illegal_list_keeps_enforcing_the_last_good_copy() {
+    let dir = setup(CONFIG);
+    let config = dir.path().join("hedgerow.toml");
+    let handle = PolicyHandle::load(&config).unwrap();
+    assert!(iwf_blocked(&handle));
+    assert!(kept(&handle).is_empty());
+
+    // The kept copy is keyed hashes only, readable by the service alone.
+    let state = dir.path().join("state/illegal");
+    let key_mode = std::fs::metadata(state.join("key")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(key_mode.permissions().mode() & 0o777, 0o600);
+    let set = std::fs::read(state.join("iwf.set")).unwrap();
+    assert!(!String::from_utf8_lossy(&set).contains("iwf-test"));
+    assert!(!String::from_utf8_lossy(&set).contains("gallery"));
+
+    // Missing, empty: the reload is taken, the last good copy is enforced, and it says so.
+    let path = dir.path().join("iwf.txt");
+    for (what, change) in [("missing", None), ("empty", Some(""))] {
+        match change {
+            None => std::fs::remove_file(&path).unwrap(),
+            Some(t) => std::fs::write(&path, t).unwrap(),
+        }
+        handle.reload().unwrap();
+        assert!(iwf_blocked(&handle), "{what}");
+        let k = kept(&handle);
+        assert_eq!(k.len(), 1, "{what}: {k:?}");
+        assert!(
+            k[0].contains("last good copy of 1 entries"),
+            "{what}: {k:?}"
+        );
+        // A fresh start finds the same: it starts, enforcing the kept copy.
+        let fresh = PolicyHandle::load(&config).unwrap();
+        assert!(iwf_blocked(&fresh), "{what}");
+        assert_eq!(kept(&fresh).len(), 1);
+    }
+
+    // The file comes back: loaded from it again.
+    std::fs::write(&path, "http://iwf-test.invalid/gallery/a.html\n").unwrap();
+    handle.reload().unwrap();
+    assert!(iwf_blocked(&handle));
+    assert!(kept(&handle).is_empty());
+    assert_eq!(
+        handle.snapshot().report().illegal[0].source,
+        IllegalSource::Loaded
+    );
+}
+
+#[test]
+fn an_illegal_list_that_shrinks_past_the_limit_keeps_its_last_good_copy() {
+    let dir = setup(CONFIG);
+    let path = dir.path().join("iwf.txt");
+    let entries = |n: usize| -> String {
+        (0..n)
+            .map(|i| format!("http://iwf-test.invalid/gallery/{i}.html\n"))
+            .collect()
+    };
+    std::fs::write(&path, entries(10)).unwrap();
+    let handle = PolicyHandle::load(&dir.path().join("hedgerow.toml")).unwrap();
+    let blocked = |h: &PolicyHandle, i: usize| {
+        url(
+            &h.snapshot(),
+            "10.20.1.1",
+            &format!("http://iwf-test.invalid/gallery/{i}.html"),
+        )
+        .tier
+            == Tier::Illegal
+    };
+    assert!(blocked(&handle, 9));
+    // 10 -> 6: within the default 50%, taken as the new last good copy.
+    std::fs::write(&path, entries(6)).unwrap();
+    handle.reload().unwrap();
+    assert!(kept(&handle).is_empty());
+    assert!(
+        !blocked(&handle, 9),
+        "a removed entry is no longer enforced"
+    );
+    // 6 -> 2: more than half gone; the 6 stay enforced.
+    std::fs::write(&path, entries(2)).unwrap();
+    handle.reload().unwrap();
+    let k = kept(&handle);
+    assert_eq!(k.len(), 1, "{k:?}");
+    assert!(k[0].contains("shrank from 6 to 2"), "{k:?}");
+    assert!(blocked(&handle, 5));
+    assert_eq!(handle.snapshot().matcher().stats().illegal, 6);
+}
+
+#[test]
+fn checking_a_config_creates_nothing_in_the_state_directory() {
+    let dir = setup(CONFIG);
+    let snap = snapshot(dir.path());
+    assert_eq!(snap.report().illegal.len(), 1);
+    assert!(!dir.path().join("state").exists());
+}
+
+#[test]
+fn the_protected_reference_is_stable_across_restarts() {
+    let dir = setup(CONFIG);
+    let config = dir.path().join("hedgerow.toml");
+    let a = url(
+        &PolicyHandle::load(&config).unwrap().snapshot(),
+        "10.20.1.1",
+        IWF_URL,
+    );
+    let b = url(
+        &PolicyHandle::load(&config).unwrap().snapshot(),
+        "10.20.1.1",
+        IWF_URL,
+    );
+    assert_eq!(a.rule, b.rule);
+    let rule = a.rule.unwrap();
+    assert!(rule.starts_with("[protected entry] #"), "{rule}");
+    assert!(!rule.contains("iwf-test"));
 }

@@ -779,12 +779,16 @@ impl Proxy {
         let group_filters = snap
             .group(who.group)
             .is_some_and(|g| !g.block_categories.is_empty());
-        let intercept = self.minter.is_some()
-            && self
-                .config
-                .intercept_groups
-                .iter()
-                .any(|g| g == who.group_name);
+        // Hosts that carry URL-level illegal-tier entries are intercepted for every group, so
+        // those entries apply inside TLS (and the host is not blocked whole).
+        let illegal_urls = self.minter.is_some() && snap.matcher().illegal_urls_on(&host);
+        let intercept = illegal_urls
+            || (self.minter.is_some()
+                && self
+                    .config
+                    .intercept_groups
+                    .iter()
+                    .any(|g| g == who.group_name));
         let proxy = self.clone();
         let snap = snap.clone();
         let group = who.group;
@@ -801,6 +805,7 @@ impl Proxy {
                         addrs,
                         group_filters,
                         intercept,
+                        illegal_urls,
                     };
                     t.run(TokioIo::new(up), ev).await;
                 }
@@ -823,6 +828,9 @@ struct Tunnel {
     addrs: Vec<SocketAddr>,
     group_filters: bool,
     intercept: bool,
+    /// The host carries URL-level illegal-tier entries: intercepted even if never_intercept
+    /// names it.
+    illegal_urls: bool,
 }
 
 impl Tunnel {
@@ -850,7 +858,8 @@ impl Tunnel {
             }
         };
         let refuse = |mut ev: AccessEvent, why: &str| {
-            tracing::info!(client = %self.peer, host = %self.host, "CONNECT refused: {why}");
+            // The event's target, not the host: an illegal-tier match has withheld it.
+            tracing::info!(client = %self.peer, target = %ev.target, "CONNECT refused: {why}");
             ev.outcome = Outcome::Blocked;
             ev.action = Action::Block;
             if ev.rule.is_none() {
@@ -876,8 +885,8 @@ impl Tunnel {
                 }
                 let v = self.snap.decide(self.group, Target::Host(&sni_host), now);
                 if v.is_blocked() {
-                    ev = ev.with_verdict(&v);
                     ev.target = format!("{sni}:{}", self.port);
+                    ev = ev.with_verdict(&v);
                     return refuse(ev, "blocked SNI");
                 }
             }
@@ -890,7 +899,7 @@ impl Tunnel {
             .clone()
             .unwrap_or_else(|| self.host.as_str().to_owned());
         let never = p.config.never_intercept.iter().any(|n| within(&name, n));
-        if self.intercept && !never && hello.sni.is_some() {
+        if (self.illegal_urls || (self.intercept && !never)) && hello.sni.is_some() {
             return self.intercepted(client, buf, name).await;
         }
         // Pass through.

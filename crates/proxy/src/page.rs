@@ -33,21 +33,7 @@ pub(crate) fn block_page(
 ) -> String {
     let r = reference_text(reference);
     if verdict.tier == Tier::Illegal {
-        return format!(
-            r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Access denied</title>
-<style>body{{font-family:sans-serif;max-width:40em;margin:3em auto;color:#222}}h1{{color:#a00}}</style></head>
-<body>
-<h1>Access denied: potentially illegal content</h1>
-<p>Access to this page has been denied because it has been identified as containing
-potentially illegal content, on a list maintained by the Internet Watch Foundation or the
-police.</p>
-<p>If you think this is wrong, or you are worried about something you have seen online,
-speak to a trusted adult. You can report content to the IWF at report.iwf.org.uk.</p>
-<p class="meta">Time: {time}<br>Reference: <code id="reference">{r}</code></p>
-</body></html>
-"#
-        );
+        return illegal_page(verdict, time, &r, review);
     }
     let category = verdict
         .category
@@ -82,6 +68,68 @@ can find this request and review it.</p>
     )
 }
 
+/// Which authority's list an illegal-tier verdict came from, by its category: the police
+/// Counter Terrorism Internet Referral Unit's list for `terrorism` and `extremism`, else the
+/// Internet Watch Foundation's.
+fn is_police_list(verdict: &Verdict) -> bool {
+    verdict
+        .category
+        .as_ref()
+        .is_some_and(|c| matches!(c.as_str(), "terrorism" | "extremism"))
+}
+
+/// The illegal tier's pages. The IWF page follows the IWF's recommended splash-page content
+/// (why access was denied, that deliberate attempts may be an offence, how to appeal, and
+/// confidential help from Stop It Now); the police list has its own. Neither shows the
+/// address asked for, nor the entry: only the time and the reference.
+fn illegal_page(verdict: &Verdict, time: &str, reference: &str, review: &str) -> String {
+    let review = escape(review);
+    let time = escape(time);
+    let (title, body) = if is_police_list(verdict) {
+        (
+            "Access denied: unlawful terrorist content",
+            format!(
+                r#"<p>Access to this page has been denied because it has been identified by the police
+Counter Terrorism Internet Referral Unit (CTIRU) as containing unlawful terrorist material.</p>
+<p>Deliberately viewing, downloading or sharing terrorist material may be a criminal offence.</p>
+<p id="appeal">If you think this page has been blocked in error, {review} and quote the reference
+below; the school can ask the police to review the listing.</p>
+<p id="help">If you are worried that you or someone you know is being drawn into extremism, talk to
+a trusted adult or the school's Designated Safeguarding Lead. Confidential advice is available from
+ACT Early on 0800 011 3764 (actearly.uk). You can report online terrorist content at
+gov.uk/report-terrorism.</p>"#
+            ),
+        )
+    } else {
+        (
+            "Access denied: potentially illegal content",
+            format!(
+                r#"<p>Access has been denied by the school's web filter because this page may contain
+indecent images of children as identified by the Internet Watch Foundation (IWF).</p>
+<p>Deliberate attempts to access this or related material may result in you committing a criminal
+offence. The consequences of deliberately accessing such material are likely to be serious.</p>
+<p id="appeal">If you think this page has been blocked in error, {review} and quote the reference
+below. You can also appeal to the IWF through its content assessment appeals process
+(iwf.org.uk/appeals).</p>
+<p id="help">If you are worried about your own or someone else's online behaviour, you can get
+confidential, non-judgemental help from Stop It Now on 0808 1000 900 or at stopitnow.org.uk.
+If you have seen something that upset you, speak to a trusted adult.</p>"#
+            ),
+        )
+    };
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:sans-serif;max-width:40em;margin:3em auto;color:#222}}h1{{color:#a00}}</style></head>
+<body>
+<h1>{title}</h1>
+{body}
+<p class="meta">Time: {time}<br>Reference: <code id="reference">{reference}</code></p>
+</body></html>
+"#
+    )
+}
+
 /// The PAC/WPAD file: everything through the proxy except plain host names and private
 /// ranges, which go direct.
 pub(crate) fn pac(proxy: &str) -> String {
@@ -110,8 +158,17 @@ mod tests {
         assert!(page.contains("adult"));
         assert!(page.contains("0000000000000abc"));
         v.tier = Tier::Illegal;
+        v.category = Some(Category::new("child-abuse").unwrap());
         let page = block_page("http://secret.example/path", &v, "10:00", 1, "ask IT");
         assert!(!page.contains("secret.example"));
-        assert!(page.contains("potentially illegal content"));
+        assert!(page.contains("Internet Watch Foundation"));
+        assert!(page.contains("Stop It Now"));
+        assert!(page.contains("criminal"));
+        assert!(page.contains("appeal"));
+        v.category = Some(Category::new("terrorism").unwrap());
+        let page = block_page("http://secret.example/path", &v, "10:00", 1, "ask IT");
+        assert!(!page.contains("secret.example"));
+        assert!(page.contains("Counter Terrorism Internet Referral Unit"));
+        assert!(!page.contains("Internet Watch Foundation"));
     }
 }

@@ -88,6 +88,10 @@ pub fn breach_for(rules: &[BreachRule], event: &AccessEvent) -> Option<(Severity
 
 /// The host part of an event's target: the query name, or the host of a URL.
 pub(crate) fn site_of(target: &str) -> &str {
+    if target.starts_with(hedgerow_model::PROTECTED_RULE) {
+        // A withheld illegal-tier target: its reference is what tells two entries apart.
+        return target;
+    }
     let rest = target.split_once("://").map_or(target, |(_, rest)| rest);
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let hostport = &rest[..end];

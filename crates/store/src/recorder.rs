@@ -30,6 +30,8 @@ pub struct RecorderOptions {
     pub rules: Vec<BreachRule>,
     /// The same device, site and rule within this long is one breach.
     pub window: Duration,
+    /// Store access events (`[server] access_log`). Breaches are recorded either way.
+    pub access_log: bool,
 }
 
 impl Default for RecorderOptions {
@@ -39,6 +41,7 @@ impl Default for RecorderOptions {
             interval: Duration::from_millis(50),
             rules: Vec::new(),
             window: Duration::from_secs(3600),
+            access_log: true,
         }
     }
 }
@@ -367,15 +370,18 @@ impl Shared {
 impl EventSink for Recorder {
     fn record(&self, mut event: AccessEvent) {
         let s = &self.shared;
-        if event.tier == hedgerow_model::Tier::Illegal {
-            // Keep the host only: the full URL would repeat an entry of the protected list.
-            let site = crate::breach::site_of(&event.target);
-            if site.len() != event.target.len() {
-                event.target = site.to_owned();
-            }
+        if event.tier == hedgerow_model::Tier::Illegal
+            && !event.target.starts_with(hedgerow_model::PROTECTED_RULE)
+        {
+            // The fronts withhold the target of an illegal-tier match (`with_verdict`); an
+            // event made another way is withheld here, so no record can show an entry.
+            event.protect();
         }
         if let Some((severity, rule)) = breach_for(&s.options.rules, &event) {
             lock(&s.breaches).push((event.clone(), severity, rule));
+        }
+        if !s.options.access_log {
+            return;
         }
         let mut pending = lock(&s.pending);
         if pending.events < s.options.capacity {

@@ -293,6 +293,7 @@ fn recorder_applies_rules_never_drops_breaches_and_redacts_the_illegal_tier() {
             interval: Duration::from_millis(200),
             rules,
             window: Duration::from_secs(3600),
+            ..Default::default()
         },
     )
     .unwrap();
