@@ -359,7 +359,7 @@ fn trusted_forwarders_and_listen_addresses_are_typed_and_checked() {
     let (_d, errs) = errors(&with("", &vlan.replace("127.0.0.2", "vlan2")), &[]);
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(errs[0].line > 1, "{errs:?}");
-    let both = good.clone() + &vlan.replace("staff", "office");
+    let both = good + &vlan.replace("staff", "office");
     let (_d, errs) = errors(&both, &[]);
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(

@@ -15,6 +15,9 @@ pub(crate) struct Query<'a> {
     pub(crate) question: &'a [u8],
     /// `Some((payload, dnssec_ok))` when the query carried EDNS.
     pub(crate) edns: Option<(u16, bool)>,
+    /// The OPT record's options as sent (empty without EDNS or options), for
+    /// [`crate::identity::identify`].
+    pub(crate) options: &'a [u8],
 }
 
 /// A [`Query`] that owns its question, for a task that outlives the datagram buffer.
@@ -49,6 +52,7 @@ impl OwnedQuery {
             qtype: self.qtype,
             question: &self.question,
             edns: self.edns,
+            options: &[],
         }
     }
 }
@@ -107,6 +111,7 @@ pub(crate) fn parse_query(b: &[u8]) -> Option<Query<'_>> {
     }
     let question = b.get(12..i + 4)?;
     i += 4;
+    let mut options: &[u8] = &[];
     let edns = if ar == 1 {
         // OPT: root name, type 41, class = payload size, TTL = ext-rcode, version, flags.
         if *b.get(i)? != 0 || u16_at(b, i + 1)? != 41 {
@@ -119,6 +124,7 @@ pub(crate) fn parse_query(b: &[u8]) -> Option<Query<'_>> {
         if version != 0 || i + 11 + rdlen != b.len() {
             return None;
         }
+        options = b.get(i + 11..)?;
         Some((payload.max(512), do_bit))
     } else {
         if i != b.len() {
@@ -133,7 +139,36 @@ pub(crate) fn parse_query(b: &[u8]) -> Option<Query<'_>> {
         qtype,
         question,
         edns,
+        options,
     })
+}
+
+/// The data of the first OPT record in a whole message (empty when there is none), for the
+/// full path, which has only the raw bytes hickory decoded.
+pub(crate) fn opt_rdata(b: &[u8]) -> &[u8] {
+    find_opt(b).unwrap_or_default()
+}
+
+fn find_opt(b: &[u8]) -> Option<&[u8]> {
+    let (qd, an, ns, ar) = (u16_at(b, 4)?, u16_at(b, 6)?, u16_at(b, 8)?, u16_at(b, 10)?);
+    if ar == 0 {
+        return None;
+    }
+    let mut i = 12;
+    for _ in 0..qd {
+        i = skip_name(b, i)? + 4;
+    }
+    for n in 0..(u32::from(an) + u32::from(ns) + u32::from(ar)) {
+        i = skip_name(b, i)?;
+        let rtype = u16_at(b, i)?;
+        let rdlen = usize::from(u16_at(b, i + 8)?);
+        let rdata = b.get(i + 10..i + 10 + rdlen)?;
+        if rtype == 41 && n >= u32::from(an) + u32::from(ns) {
+            return Some(rdata);
+        }
+        i += 10 + rdlen;
+    }
+    None
 }
 
 /// Skips a (possibly compressed) name starting at `i`; returns the index after it.
@@ -256,6 +291,42 @@ mod tests {
         assert_eq!(q.edns, Some((1232, true)));
         let b = query("example.com.", false);
         assert_eq!(parse_query(&b).unwrap().edns, None);
+    }
+
+    #[test]
+    fn both_paths_see_the_same_options() {
+        use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+        let mut m = Message::new(7, MessageType::Query, OpCode::Query);
+        m.add_query(HQuery::query(
+            Name::from_ascii("example.com.").unwrap(),
+            RecordType::A,
+        ));
+        let mut e = Edns::new();
+        e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
+            "10.20.1.7".parse().unwrap(),
+            32,
+            0,
+        )));
+        e.options_mut()
+            .insert(EdnsOption::Unknown(65001, vec![2, 0, 0x5e, 0, 0, 7]));
+        m.set_edns(e);
+        let b = m.to_vec().unwrap();
+        let fast = parse_query(&b).unwrap().options;
+        assert_eq!(
+            fast,
+            [
+                0, 8, 0, 8, 0, 1, 32, 0, 10, 20, 1, 7, 0xfd, 0xe9, 0, 6, 2, 0, 0x5e, 0, 0, 7
+            ]
+        );
+        assert_eq!(opt_rdata(&b), fast);
+        assert!(
+            parse_query(&query("example.com.", true))
+                .unwrap()
+                .options
+                .is_empty()
+        );
+        assert!(opt_rdata(&query("example.com.", false)).is_empty());
+        assert!(opt_rdata(&b[..b.len() - 1]).is_empty());
     }
 
     #[test]
