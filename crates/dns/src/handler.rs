@@ -9,6 +9,7 @@ use hedgerow_config::{DnsBlockMode, Group};
 use hedgerow_model::{AccessEvent, Action, Clock, EventSink, Front, Host, Outcome, Tier, Verdict};
 use hedgerow_policy::{Client, PolicyHandle, PolicySnapshot, Target};
 use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::rdata::svcb::SvcParamKey;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
@@ -177,7 +178,7 @@ impl Resolver {
         src: std::net::SocketAddr,
         local: Option<IpAddr>,
     ) -> Option<Fast> {
-        let q = wire::parse_query(bytes)?;
+        let mut q = wire::parse_query(bytes)?;
         let snap = self.policy.snapshot();
         let dns = &snap.config().dns;
         // Options to report (ignored or unreadable) are left to the full path, which reports
@@ -187,6 +188,7 @@ impl Resolver {
         else {
             return None;
         };
+        q.echo = who.echo;
         let client = snap.client_on(who.ip, who.mac, who.local)?;
         let group = snap.group(client.group)?;
         if canary_rcode(&q.name).is_some() || safesearch::rewrite(&q.name, group).is_some() {
@@ -359,7 +361,7 @@ impl Resolver {
         local: Option<IpAddr>,
     ) -> ResponseInfo {
         bump(&self.metrics.queries);
-        let edns = response_edns(request);
+        let mut edns = response_edns(request);
         if request.metadata.op_code != OpCode::Query {
             return send_error(request, handle, ResponseCode::NotImp, edns.as_ref()).await;
         }
@@ -373,6 +375,10 @@ impl Resolver {
         let now = self.clock.now();
         let snap = self.policy.snapshot();
         let who = self.identify(&snap, info.src.ip(), local, request.as_slice());
+        if let (Some(edns), Some(echo)) = (edns.as_mut(), who.echo) {
+            edns.options_mut()
+                .insert(EdnsOption::Unknown(8, echo.data().to_vec()));
+        }
         let ascii = qname.to_ascii();
         let name = ascii.trim_end_matches('.').to_ascii_lowercase();
         let mut event = Event {

@@ -41,6 +41,26 @@ pub(crate) struct Who {
     pub(crate) mac: Option<MacAddr>,
     /// The local address the query arrived on, when the listener is bound to one.
     pub(crate) local: Option<IpAddr>,
+    /// The client-subnet option to send back with the answer, when a trusted forwarder gave
+    /// one.
+    pub(crate) echo: Option<Echo>,
+}
+
+/// The EDNS Client Subnet option an answer carries back (RFC 7871 §7.2.1): family, source
+/// prefix and address as received, and a scope prefix equal to the source prefix. The answer
+/// was chosen for that client's group, so a forwarder that caches by subnet must not give it
+/// to anyone else. (dnsmasq checks that it matches what it sent, and does not cache it.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Echo {
+    len: u8,
+    data: [u8; 20],
+}
+
+impl Echo {
+    /// The option's data (without code and length).
+    pub(crate) fn data(&self) -> &[u8] {
+        self.data.get(..usize::from(self.len)).unwrap_or_default()
+    }
 }
 
 /// What [`identify`] made of a query's options.
@@ -86,6 +106,7 @@ pub(crate) fn identify(
         ip: sender,
         mac: None,
         local,
+        echo: None,
     };
     if options.is_empty() {
         return (plain, Note::Plain);
@@ -101,10 +122,10 @@ pub(crate) fn identify(
         return (plain, Note::Untrusted);
     }
     let ip = match found.subnet.map(subnet) {
-        None => Some(sender),
-        Some(Ok(Some(ip))) => Some(ip),
+        None => Some((sender, None)),
+        Some(Ok(Some((ip, echo)))) => Some((ip, Some(echo))),
         // Source prefix 0: the client asked not to be identified by address.
-        Some(Ok(None)) => Some(sender),
+        Some(Ok(None)) => Some((sender, None)),
         Some(Err(())) => None,
     };
     let mac = match (found.mac.map(raw_mac), found.device_id.map(device_id)) {
@@ -113,7 +134,15 @@ pub(crate) fn identify(
         (None, None) => Ok(None),
     };
     match (ip, mac) {
-        (Some(ip), Ok(mac)) => (Who { ip, mac, local }, Note::Plain),
+        (Some((ip, echo)), Ok(mac)) => (
+            Who {
+                ip,
+                mac,
+                local,
+                echo,
+            },
+            Note::Plain,
+        ),
         _ => (plain, Note::Malformed),
     }
 }
@@ -152,10 +181,10 @@ impl<'a> Found<'a> {
     }
 }
 
-/// An ECS option's address with the bits outside its source prefix cleared; `None` for
-/// source prefix 0. RFC 7871 §6: exactly as many address bytes as the prefix needs, and no
-/// bits set beyond it.
-fn subnet(data: &[u8]) -> Result<Option<IpAddr>, ()> {
+/// An ECS option's address with the bits outside its source prefix cleared, and the option
+/// to send back; `None` for source prefix 0. RFC 7871 §6: exactly as many address bytes as
+/// the prefix needs, and no bits set beyond it.
+fn subnet(data: &[u8]) -> Result<Option<(IpAddr, Echo)>, ()> {
     let [f0, f1, source, _scope, addr @ ..] = data else {
         return Err(());
     };
@@ -179,12 +208,21 @@ fn subnet(data: &[u8]) -> Result<Option<IpAddr>, ()> {
     }
     let mut octets = [0u8; 16];
     octets.get_mut(..len).ok_or(())?.copy_from_slice(addr);
-    Ok(Some(if family == 1 {
+    let ip = if family == 1 {
         let [a, b, c, d, ..] = octets;
         IpAddr::V4(Ipv4Addr::new(a, b, c, d))
     } else {
         IpAddr::V6(Ipv6Addr::from(octets))
-    }))
+    };
+    let mut data_out = [0u8; 20];
+    data_out.get_mut(..4 + len).ok_or(())?.copy_from_slice(data);
+    // The scope prefix: this answer is for this prefix alone.
+    data_out[3] = source;
+    let echo = Echo {
+        len: u8::try_from(4 + len).map_err(|_| ())?,
+        data: data_out,
+    };
+    Ok(Some((ip, echo)))
 }
 
 /// dnsmasq `--add-mac`: the six bytes of an Ethernet MAC.
@@ -286,13 +324,13 @@ mod tests {
         let ecs = opt(8, &[0, 1, 32, 0, 10, 20, 1, 7]);
         let (w, n) = who(&ecs);
         assert_eq!((w.ip, w.mac, n), (ip("10.20.1.7"), None, Note::Plain));
+        assert_eq!(w.echo.unwrap().data(), [0, 1, 32, 32, 10, 20, 1, 7]);
         let ecs6 = opt(8, &[0, 2, 56, 0, 0x20, 1, 0xd, 0xb8, 0, 0, 0x12]);
         assert_eq!(who(&ecs6).0.ip, ip("2001:db8:0:1200::"));
         // A shorter prefix: its network address.
-        assert_eq!(
-            who(&opt(8, &[0, 1, 20, 0, 10, 20, 16])).0.ip,
-            ip("10.20.16.0")
-        );
+        let (w, _) = who(&opt(8, &[0, 1, 20, 0, 10, 20, 16]));
+        assert_eq!(w.ip, ip("10.20.16.0"));
+        assert_eq!(w.echo.unwrap().data(), [0, 1, 20, 20, 10, 20, 16]);
         // Every MAC form dnsmasq sends.
         for mac in [
             opt(65001, &MAC.0),
@@ -307,6 +345,7 @@ mod tests {
             // The MAC alone: the router's address stays.
             let (w, n) = who(&mac);
             assert_eq!((w.ip, w.mac, n), (ip(ROUTER), Some(MAC), Note::Plain));
+            assert_eq!(w.echo, None);
             assert_eq!(w.rate_key(), RateKey::Mac(MAC));
         }
         // IPv4-mapped senders are matched as IPv4.

@@ -3,6 +3,8 @@
 //! makes itself. Every read is bounds-checked; anything unusual returns `None` and the query
 //! takes the full hickory path instead.
 
+use crate::identity::Echo;
+
 /// A plain query as it arrived.
 pub(crate) struct Query<'a> {
     pub(crate) id: u16,
@@ -18,6 +20,8 @@ pub(crate) struct Query<'a> {
     /// The OPT record's options as sent (empty without EDNS or options), for
     /// [`crate::identity::identify`].
     pub(crate) options: &'a [u8],
+    /// The client-subnet option our answer carries back, once the client is identified.
+    pub(crate) echo: Option<Echo>,
 }
 
 /// A [`Query`] that owns its question, for a task that outlives the datagram buffer.
@@ -28,6 +32,7 @@ pub(crate) struct OwnedQuery {
     qtype: u16,
     question: Vec<u8>,
     edns: Option<(u16, bool)>,
+    echo: Option<Echo>,
 }
 
 impl Query<'_> {
@@ -39,6 +44,7 @@ impl Query<'_> {
             qtype: self.qtype,
             question: self.question.to_vec(),
             edns: self.edns,
+            echo: self.echo,
         }
     }
 }
@@ -53,6 +59,7 @@ impl OwnedQuery {
             question: &self.question,
             edns: self.edns,
             options: &[],
+            echo: self.echo,
         }
     }
 }
@@ -140,6 +147,7 @@ pub(crate) fn parse_query(b: &[u8]) -> Option<Query<'_>> {
         question,
         edns,
         options,
+        echo: None,
     })
 }
 
@@ -235,7 +243,8 @@ pub(crate) fn header(out: &mut Vec<u8>, q: &Query<'_>, rcode: u8, an: u16, ns: u
     out.extend_from_slice(q.question);
 }
 
-/// Appends our OPT record when the client used EDNS: our payload size, its DO bit echoed.
+/// Appends our OPT record when the client used EDNS: our payload size, its DO bit echoed,
+/// and the client-subnet option sent back when there is one.
 pub(crate) fn opt(out: &mut Vec<u8>, q: &Query<'_>, payload: u16) {
     if let Some((_, do_bit)) = q.edns {
         out.push(0);
@@ -243,7 +252,18 @@ pub(crate) fn opt(out: &mut Vec<u8>, q: &Query<'_>, payload: u16) {
         out.extend_from_slice(&payload.to_be_bytes());
         out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(&(if do_bit { 0x8000u16 } else { 0 }).to_be_bytes());
-        out.extend_from_slice(&0u16.to_be_bytes());
+        match &q.echo {
+            None => out.extend_from_slice(&0u16.to_be_bytes()),
+            Some(echo) => {
+                let data = echo.data();
+                // At most 20 bytes: the lengths fit.
+                let len = data.len() as u16;
+                out.extend_from_slice(&(len + 4).to_be_bytes());
+                out.extend_from_slice(&8u16.to_be_bytes());
+                out.extend_from_slice(&len.to_be_bytes());
+                out.extend_from_slice(data);
+            }
+        }
     }
 }
 
