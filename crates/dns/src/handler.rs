@@ -374,7 +374,12 @@ impl Resolver {
         let qtype = info.query.query_type();
         let now = self.clock.now();
         let snap = self.policy.snapshot();
-        let who = self.identify(&snap, info.src.ip(), local, request.as_slice());
+        // The options as received; hickory has already said whether there are any.
+        let options = match &request.edns {
+            Some(e) if !e.options().options.is_empty() => wire::opt_rdata(request.as_slice()),
+            _ => &[],
+        };
+        let who = self.identify(&snap, info.src.ip(), local, options);
         if let (Some(edns), Some(echo)) = (edns.as_mut(), who.echo) {
             edns.options_mut()
                 .insert(EdnsOption::Unknown(8, echo.data().to_vec()));
@@ -483,17 +488,17 @@ impl Resolver {
         send(request, handle, answer, edns.as_ref()).await
     }
 
-    /// Who the full path's query is for ([`identity::identify`] over the OPT record as
+    /// Who the full path's query is for ([`identity::identify`] over the OPT record's data as
     /// received); counts and logs identity options it does not believe.
     fn identify(
         &self,
         snap: &PolicySnapshot,
         sender: IpAddr,
         local: Option<IpAddr>,
-        message: &[u8],
+        options: &[u8],
     ) -> Who {
         let trusted = &snap.config().dns.trusted_forwarders;
-        let (who, note) = identity::identify(trusted, sender, local, wire::opt_rdata(message));
+        let (who, note) = identity::identify(trusted, sender, local, options);
         match note {
             Note::Plain => {}
             Note::Untrusted => {

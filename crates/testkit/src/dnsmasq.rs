@@ -17,7 +17,7 @@ pub struct Dnsmasq {
 impl Dnsmasq {
     /// True when `dnsmasq` can be run.
     pub fn available() -> bool {
-        Command::new("dnsmasq")
+        Command::new(program())
             .arg("--version")
             .output()
             .is_ok_and(|o| o.status.success())
@@ -26,8 +26,8 @@ impl Dnsmasq {
     /// Starts `dnsmasq ARGS…` (inside `netns` when given) and waits for it to start.
     pub fn start(netns: Option<&crate::Netns>, args: &[String]) -> Self {
         let mut cmd = match netns {
-            Some(ns) => ns.command("dnsmasq"),
-            None => Command::new("dnsmasq"),
+            Some(ns) => ns.command(program()),
+            None => Command::new(program()),
         };
         cmd.args([
             "--keep-in-foreground",
@@ -85,6 +85,16 @@ impl Dnsmasq {
     /// Everything it logged so far.
     pub fn logs(&self) -> String {
         self.lines.0.lock().unwrap().join("\n")
+    }
+}
+
+/// Debian installs dnsmasq in /usr/sbin, which may not be on a user's PATH.
+fn program() -> &'static str {
+    const SBIN: &str = "/usr/sbin/dnsmasq";
+    if std::path::Path::new(SBIN).is_file() {
+        SBIN
+    } else {
+        "dnsmasq"
     }
 }
 
