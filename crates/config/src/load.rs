@@ -155,6 +155,7 @@ impl Context {
         let mut alerts: Option<(AlertsConfig, Location)> = None;
         let mut rule_categories = Vec::new();
         let mut proxy_groups: Vec<(String, Location)> = Vec::new();
+        let mut group_listens: Vec<(String, IpAddr, Location)> = Vec::new();
         let paths: Vec<PathBuf> = files.iter().map(|(s, _)| s.path.clone()).collect();
 
         for (src, raw) in files {
@@ -217,6 +218,9 @@ impl Context {
                     let reason = format!("group {name:?} is already defined at {}", prev.location);
                     self.err_at(loc, reason);
                     continue;
+                }
+                for a in &group.listen_addresses {
+                    group_listens.push((name.clone(), *a.get_ref(), src.location(a.span())));
                 }
                 let parsed = self.group(&src, name.clone(), group, loc);
                 groups.insert(name, parsed);
@@ -310,6 +314,9 @@ impl Context {
                 }
             }
             self.cross_checks(&lists, &groups, &devices, &device_groups);
+            if let Some((d, _)) = &dns {
+                self.listen_checks(&d.listen, &group_listens);
+            }
             let blockpage = dns.as_ref().and_then(|(d, _)| d.blockpage_ipv4);
             for (g, _) in groups.values() {
                 if g.dns_block == DnsBlockMode::Blockpage && blockpage.is_none() && dns.is_some() {
@@ -595,6 +602,19 @@ impl Context {
         if d.timeout.is_zero() {
             self.err_at(loc.clone(), "[dns] timeout must be longer than zero".into());
         }
+        let mut trusted_forwarders = Vec::new();
+        for f in &d.trusted_forwarders {
+            match parse_net_or_addr(f.get_ref()) {
+                Some(net) => trusted_forwarders.push(net),
+                None => {
+                    let reason = format!(
+                        "trusted_forwarders: {:?} is not an address or a network (such as \"10.20.0.1\" or \"10.20.0.0/24\")",
+                        f.get_ref()
+                    );
+                    self.err(src, f.span(), reason);
+                }
+            }
+        }
         DnsConfig {
             listen: d.listen,
             upstreams,
@@ -608,6 +628,33 @@ impl Context {
             rate_limit_qps: d.rate_limit_qps,
             blockpage_ipv4: d.blockpage_ipv4,
             blockpage_ipv6: d.blockpage_ipv6,
+            trusted_forwarders,
+        }
+    }
+
+    /// Each group's `listen_addresses` must be the address of a `[dns] listen` entry (a query
+    /// arriving on a wildcard listener does not say which address it was sent to), and belong
+    /// to one group only.
+    fn listen_checks(
+        &mut self,
+        listen: &[std::net::SocketAddr],
+        wanted: &[(String, IpAddr, Location)],
+    ) {
+        let mut taken: HashMap<IpAddr, &str> = HashMap::new();
+        for (group, addr, loc) in wanted {
+            if !listen.iter().any(|l| l.ip() == *addr) {
+                let reason = format!(
+                    "group {group:?}: listen address {addr} is not the address of any [dns] listen entry (list each of the appliance's addresses there on its own)"
+                );
+                self.err_at(loc.clone(), reason);
+            }
+            if let Some(other) = taken.insert(*addr, group)
+                && other != group
+            {
+                let reason =
+                    format!("listen address {addr} is in both group {other:?} and group {group:?}");
+                self.err_at(loc.clone(), reason);
+            }
         }
     }
 
@@ -662,10 +709,10 @@ impl Context {
         g: RawGroup,
         loc: Location,
     ) -> (Group, Vec<(Spanned<Category>, Location)>) {
-        if g.networks.is_empty() {
+        if g.networks.is_empty() && g.listen_addresses.is_empty() {
             self.err_at(
                 loc.clone(),
-                format!("group {name:?} needs at least one network"),
+                format!("group {name:?} needs at least one network or listen address"),
             );
         }
         let mut cats = Vec::new();
@@ -749,6 +796,7 @@ impl Context {
             name,
             description: g.description,
             networks: g.networks.iter().map(|n| n.get_ref().trunc()).collect(),
+            listen_addresses: g.listen_addresses.iter().map(|a| *a.get_ref()).collect(),
             block_categories: blocked,
             safesearch: g.safesearch,
             youtube: g.youtube,
@@ -827,6 +875,15 @@ fn check_entry(text: &str) -> Result<(), String> {
     } else {
         let bare = text.strip_prefix("*.").unwrap_or(text);
         Host::parse(bare).map(|_| ()).map_err(|e| e.to_string())
+    }
+}
+
+/// `"10.20.0.1"` (one address) or `"10.20.0.0/24"` (a network; host bits cleared).
+fn parse_net_or_addr(s: &str) -> Option<IpNet> {
+    if s.contains('/') {
+        s.parse::<IpNet>().ok().map(|n| n.trunc())
+    } else {
+        s.parse::<IpAddr>().ok().map(IpNet::from)
     }
 }
 

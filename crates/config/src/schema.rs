@@ -184,6 +184,9 @@ pub struct DnsConfig {
     pub blockpage_ipv4: Option<std::net::Ipv4Addr>,
     /// Where `dns_block = "blockpage"` points AAAA queries; without it AAAA gets no data.
     pub blockpage_ipv6: Option<std::net::Ipv6Addr>,
+    /// Forwarders (the school router) whose EDNS Client Subnet and MAC options are believed:
+    /// from them, those options say which client asked. From anyone else they are ignored.
+    pub trusted_forwarders: Vec<IpNet>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -269,6 +272,9 @@ pub struct Group {
     pub name: String,
     pub description: String,
     pub networks: Vec<IpNet>,
+    /// DNS queries that arrive on these local addresses (one of `[dns] listen`) are this
+    /// group's, whoever sent them: routers that forward each VLAN to its own address.
+    pub listen_addresses: Vec<IpAddr>,
     pub block_categories: Vec<Category>,
     pub safesearch: SafeSearch,
     pub youtube: YouTubeMode,
@@ -516,6 +522,8 @@ pub(crate) struct RawDns {
     pub(crate) rate_limit_qps: u32,
     pub(crate) blockpage_ipv4: Option<std::net::Ipv4Addr>,
     pub(crate) blockpage_ipv6: Option<std::net::Ipv6Addr>,
+    #[serde(default)]
+    pub(crate) trusted_forwarders: Vec<Spanned<String>>,
 }
 
 fn default_timeout() -> Duration {
@@ -653,7 +661,10 @@ fn default_severity() -> Severity {
 pub(crate) struct RawGroup {
     #[serde(default)]
     pub(crate) description: String,
+    #[serde(default)]
     pub(crate) networks: Vec<Spanned<IpNet>>,
+    #[serde(default)]
+    pub(crate) listen_addresses: Vec<Spanned<IpAddr>>,
     #[serde(default)]
     pub(crate) block_categories: Vec<Spanned<Category>>,
     pub(crate) safesearch: SafeSearch,

@@ -360,3 +360,96 @@ fn the_illegal_shrink_limit_is_a_fraction() {
     let c = hedgerow_config::load(&dir.path().join("hedgerow.toml")).unwrap();
     assert_eq!(c.server.illegal_shrink_limit, 0.2);
 }
+
+#[test]
+fn trusted_forwarders_and_listen_addresses_are_typed_and_checked() {
+    let with = |dns: &str, group: &str| {
+        GOOD.replace(
+            "blockpage_ipv4 = \"192.0.2.80\"",
+            &format!("blockpage_ipv4 = \"192.0.2.80\"\n{dns}"),
+        ) + group
+    };
+    let vlan = "\n[groups.staff]\nlisten_addresses = [\"127.0.0.2\"]\nsafesearch = \"off\"\nyoutube = \"off\"\n";
+    let good = with(
+        "listen = [\"127.0.0.1:5353\", \"127.0.0.2:5353\"]\ntrusted_forwarders = [\"10.20.0.1\", \"10.30.0.7/24\", \"fd00::1\"]",
+        vlan,
+    )
+    .replacen("listen = [\"127.0.0.1:5353\"]\n", "", 1);
+    let dir = tree(&[("hedgerow.toml", &good)]);
+    let c =
+        hedgerow_config::load(&dir.path().join("hedgerow.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let shown: Vec<String> = c
+        .dns
+        .trusted_forwarders
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert_eq!(shown, ["10.20.0.1/32", "10.30.0.0/24", "fd00::1/128"]);
+    let staff = c.group("staff").unwrap();
+    assert!(staff.networks.is_empty());
+    assert_eq!(
+        staff.listen_addresses,
+        ["127.0.0.2".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert!(c.group("ks2").unwrap().listen_addresses.is_empty());
+
+    // A bad forwarder: its own line and column.
+    let bad = with("trusted_forwarders = [\"10.20.0.1\", \"router\"]", "");
+    let (_d, errs) = errors(&bad, &[]);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0]
+            .reason
+            .contains("\"router\" is not an address or a network"),
+        "{errs:?}"
+    );
+    assert_eq!((errs[0].line, errs[0].column), (9, 36), "{errs:?}");
+    let (_d, errs) = errors(&with("trusted_forwarders = [\"10.20.0.0/40\"]", ""), &[]);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].reason.contains("10.20.0.0/40"), "{errs:?}");
+
+    // A listen address no listener binds, a wrongly typed one, and one in two groups.
+    let (_d, errs) = errors(&with("", vlan), &[]);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0]
+            .reason
+            .contains("listen address 127.0.0.2 is not the address of any [dns] listen entry"),
+        "{errs:?}"
+    );
+    let text = with("", vlan);
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("listen_addresses"))
+        .unwrap()
+        + 1;
+    assert_eq!(errs[0].line, line, "{errs:?}");
+    let (_d, errs) = errors(&with("", &vlan.replace("127.0.0.2", "vlan2")), &[]);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].line > 1, "{errs:?}");
+    let both = good + &vlan.replace("staff", "office");
+    let (_d, errs) = errors(&both, &[]);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0]
+            .reason
+            .contains("127.0.0.2 is in both group \"office\" and group \"staff\""),
+        "{errs:?}"
+    );
+
+    // A group needs networks or listen addresses.
+    let (_d, errs) = errors(
+        &with(
+            "",
+            &vlan.replace("listen_addresses = [\"127.0.0.2\"]\n", ""),
+        ),
+        &[],
+    );
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0]
+            .reason
+            .contains("at least one network or listen address"),
+        "{errs:?}"
+    );
+}

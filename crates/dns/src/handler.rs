@@ -9,6 +9,7 @@ use hedgerow_config::{DnsBlockMode, Group};
 use hedgerow_model::{AccessEvent, Action, Clock, EventSink, Front, Host, Outcome, Tier, Verdict};
 use hedgerow_policy::{Client, PolicyHandle, PolicySnapshot, Target};
 use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::rdata::svcb::SvcParamKey;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
@@ -17,6 +18,7 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 use tokio::time::Instant;
 
 use crate::cache::{self, Cache, Limits};
+use crate::identity::{self, LogLimiter, Note, Who};
 use crate::ratelimit::{self, RateLimiter};
 use crate::safesearch;
 use crate::upstream::Forwarder;
@@ -45,6 +47,9 @@ pub struct Metrics {
     pub rate_limited: AtomicU64,
     pub servfail: AtomicU64,
     pub formerr: AtomicU64,
+    /// Queries carrying client-subnet or MAC options from a sender that is not a trusted
+    /// forwarder (the options were ignored).
+    pub untrusted_identity: AtomicU64,
 }
 
 impl Metrics {
@@ -62,6 +67,7 @@ impl Metrics {
             ("rate_limited", v(&self.rate_limited)),
             ("servfail", v(&self.servfail)),
             ("formerr", v(&self.formerr)),
+            ("untrusted_identity", v(&self.untrusted_identity)),
         ]
     }
 }
@@ -79,6 +85,8 @@ pub struct Resolver {
     forwarder: Forwarder,
     limiter: RateLimiter,
     metrics: Metrics,
+    /// Log lines about identity options, at most one a minute per sender.
+    identity_log: LogLimiter,
     soa_mname: Name,
     soa_rname: Name,
     /// The SOA's RDATA in wire form, for the fast path's negative answers.
@@ -96,7 +104,7 @@ pub(crate) enum Fast {
 /// snapshot, time and verdict are those of its arrival.
 pub(crate) struct Miss {
     query: wire::OwnedQuery,
-    src: std::net::SocketAddr,
+    who: Who,
     now: jiff::Timestamp,
     verdict: Verdict,
     snap: Arc<PolicySnapshot>,
@@ -129,6 +137,7 @@ impl Resolver {
             forwarder: Forwarder::new(),
             limiter: RateLimiter::new(),
             metrics: Metrics::default(),
+            identity_log: LogLimiter::new(),
             soa_mname: Name::from_ascii(SOA_MNAME).unwrap_or_else(|_| Name::root()),
             soa_rname: Name::from_ascii(SOA_RNAME).unwrap_or_else(|_| Name::root()),
             soa_rdata: soa_rdata(),
@@ -154,16 +163,34 @@ impl Resolver {
     /// cache miss comes back as a [`Fast::Miss`] for [`Self::fill`]; [`Fast::Full`] means
     /// "take the full path" (anything unusual, SafeSearch, a canary, an answer that needs
     /// per-group treatment or truncation), and nothing has been recorded then.
-    pub(crate) fn try_fast(&self, bytes: &[u8], src: std::net::SocketAddr) -> Fast {
-        self.fast_or_miss(bytes, src).unwrap_or(Fast::Full)
+    pub(crate) fn try_fast(
+        &self,
+        bytes: &[u8],
+        src: std::net::SocketAddr,
+        local: Option<IpAddr>,
+    ) -> Fast {
+        self.fast_or_miss(bytes, src, local).unwrap_or(Fast::Full)
     }
 
-    fn fast_or_miss(&self, bytes: &[u8], src: std::net::SocketAddr) -> Option<Fast> {
-        let q = wire::parse_query(bytes)?;
+    fn fast_or_miss(
+        &self,
+        bytes: &[u8],
+        src: std::net::SocketAddr,
+        local: Option<IpAddr>,
+    ) -> Option<Fast> {
+        let mut q = wire::parse_query(bytes)?;
         let snap = self.policy.snapshot();
-        let client = snap.client(src.ip(), None)?;
-        let group = snap.group(client.group)?;
         let dns = &snap.config().dns;
+        // Options to report (ignored or unreadable) are left to the full path, which reports
+        // them once.
+        let (who, Note::Plain) =
+            identity::identify(&dns.trusted_forwarders, src.ip(), local, q.options)
+        else {
+            return None;
+        };
+        q.echo = who.echo;
+        let client = snap.client_on(who.ip, who.mac, who.local)?;
+        let group = snap.group(client.group)?;
         if canary_rcode(&q.name).is_some() || safesearch::rewrite(&q.name, group).is_some() {
             return None;
         }
@@ -193,15 +220,15 @@ impl Resolver {
         // checks again, refuses and logs.
         if let ratelimit::Decision::Deny { log } =
             self.limiter
-                .check(src.ip(), dns.rate_limit_qps, Instant::now())
+                .check(who.rate_key(), dns.rate_limit_qps, Instant::now())
         {
-            warn_rate_limited(src.ip(), dns.rate_limit_qps, log);
+            warn_rate_limited(&who, dns.rate_limit_qps, log);
             return None;
         }
         let Some((out, outcome)) = answer else {
             return Some(Fast::Miss(Miss {
                 query: q.to_owned(),
-                src,
+                who,
                 now,
                 verdict,
                 snap: snap.clone(),
@@ -215,7 +242,7 @@ impl Resolver {
         let event = Event {
             resolver: self,
             now,
-            src: src.ip(),
+            src: who.ip,
             client: Some(client),
             name: &q.name,
             qtype: RecordType::from(q.qtype),
@@ -232,7 +259,8 @@ impl Resolver {
     pub(crate) async fn fill(&self, miss: Miss) -> Option<Vec<u8>> {
         let q = miss.query.as_query();
         let snap = &miss.snap;
-        let client = snap.client(miss.src.ip(), None)?;
+        let who = miss.who;
+        let client = snap.client_on(who.ip, who.mac, who.local)?;
         let qtype = RecordType::from(q.qtype);
         let dnssec_ok = q.dnssec_ok();
         let name = Name::from_ascii(format!("{}.", q.name)).ok()?;
@@ -240,7 +268,7 @@ impl Resolver {
         let event = Event {
             resolver: self,
             now: miss.now,
-            src: miss.src.ip(),
+            src: who.ip,
             client: Some(client),
             name: &q.name,
             qtype,
@@ -324,13 +352,16 @@ impl Resolver {
         wire::opt(out, q, payload(q));
     }
 
+    /// The full path, for a query that arrived on the local address `local` (when the
+    /// listener is bound to one).
     pub(crate) async fn handle<R: ResponseHandler>(
         &self,
         request: &Request,
         handle: R,
+        local: Option<IpAddr>,
     ) -> ResponseInfo {
         bump(&self.metrics.queries);
-        let edns = response_edns(request);
+        let mut edns = response_edns(request);
         if request.metadata.op_code != OpCode::Query {
             return send_error(request, handle, ResponseCode::NotImp, edns.as_ref()).await;
         }
@@ -341,21 +372,30 @@ impl Resolver {
         };
         let qname: Name = info.query.name().into();
         let qtype = info.query.query_type();
-        let src = info.src.ip();
         let now = self.clock.now();
         let snap = self.policy.snapshot();
+        // The options as received; hickory has already said whether there are any.
+        let options = match &request.edns {
+            Some(e) if !e.options().options.is_empty() => wire::opt_rdata(request.as_slice()),
+            _ => &[],
+        };
+        let who = self.identify(&snap, info.src.ip(), local, options);
+        if let (Some(edns), Some(echo)) = (edns.as_mut(), who.echo) {
+            edns.options_mut()
+                .insert(EdnsOption::Unknown(8, echo.data().to_vec()));
+        }
         let ascii = qname.to_ascii();
         let name = ascii.trim_end_matches('.').to_ascii_lowercase();
         let mut event = Event {
             resolver: self,
             now,
-            src,
+            src: who.ip,
             client: None,
             name: &name,
             qtype,
         };
 
-        let Some(client) = snap.client(src, None) else {
+        let Some(client) = snap.client_on(who.ip, who.mac, who.local) else {
             bump(&self.metrics.refused);
             event.record(Outcome::Refused, None);
             return send_error(request, handle, ResponseCode::Refused, edns.as_ref()).await;
@@ -367,10 +407,11 @@ impl Resolver {
         let dns = &snap.config().dns;
 
         if let ratelimit::Decision::Deny { log } =
-            self.limiter.check(src, dns.rate_limit_qps, Instant::now())
+            self.limiter
+                .check(who.rate_key(), dns.rate_limit_qps, Instant::now())
         {
             bump(&self.metrics.rate_limited);
-            warn_rate_limited(src, dns.rate_limit_qps, log);
+            warn_rate_limited(&who, dns.rate_limit_qps, log);
             event.record(Outcome::RateLimited, None);
             return send_error(request, handle, ResponseCode::Refused, edns.as_ref()).await;
         }
@@ -445,6 +486,40 @@ impl Resolver {
         }
         event.record(Outcome::Forwarded, None);
         send(request, handle, answer, edns.as_ref()).await
+    }
+
+    /// Who the full path's query is for ([`identity::identify`] over the OPT record's data as
+    /// received); counts and logs identity options it does not believe.
+    fn identify(
+        &self,
+        snap: &PolicySnapshot,
+        sender: IpAddr,
+        local: Option<IpAddr>,
+        options: &[u8],
+    ) -> Who {
+        let trusted = &snap.config().dns.trusted_forwarders;
+        let (who, note) = identity::identify(trusted, sender, local, options);
+        match note {
+            Note::Plain => {}
+            Note::Untrusted => {
+                bump(&self.metrics.untrusted_identity);
+                if self.identity_log.allow(sender, Instant::now()) {
+                    tracing::warn!(
+                        %sender,
+                        "query carries client-subnet or MAC options but its sender is not in [dns] trusted_forwarders; options ignored (logged at most once a minute per sender)"
+                    );
+                }
+            }
+            Note::Malformed => {
+                if self.identity_log.allow(sender, Instant::now()) {
+                    tracing::warn!(
+                        %sender,
+                        "query carries EDNS options that do not read (client subnet, MAC or the option list); the sender is taken as the client (logged at most once a minute per sender)"
+                    );
+                }
+            }
+        }
+        who
     }
 
     /// Built-in circumvention defences, answered locally for every client.
@@ -693,9 +768,16 @@ fn block_address(
 }
 
 /// The log line for a client over its rate limit, at most once per client per 10 s.
-fn warn_rate_limited(client: IpAddr, limit_qps: u32, log: bool) {
+fn warn_rate_limited(who: &Who, limit_qps: u32, log: bool) {
     if log {
-        tracing::warn!(%client, limit_qps, "client over its DNS rate limit; answering REFUSED");
+        match who.mac {
+            Some(mac) => {
+                tracing::warn!(client = %who.ip, %mac, limit_qps, "client over its DNS rate limit; answering REFUSED")
+            }
+            None => {
+                tracing::warn!(client = %who.ip, limit_qps, "client over its DNS rate limit; answering REFUSED")
+            }
+        }
     }
 }
 
@@ -844,9 +926,13 @@ fn failed(request: &Request) -> ResponseInfo {
     })
 }
 
-/// The hickory-server handler: a thin shell over [`Resolver`].
+/// The hickory-server handler: a thin shell over [`Resolver`] for one listener, which knows
+/// the local address it is bound to (`None` for a wildcard address).
 #[derive(Clone)]
-pub struct Handler(pub Arc<Resolver>);
+pub struct Handler {
+    pub resolver: Arc<Resolver>,
+    pub local: Option<IpAddr>,
+}
 
 #[async_trait::async_trait]
 impl RequestHandler for Handler {
@@ -855,6 +941,8 @@ impl RequestHandler for Handler {
         request: &Request,
         response_handle: R,
     ) -> ResponseInfo {
-        self.0.handle(request, response_handle).await
+        self.resolver
+            .handle(request, response_handle, self.local)
+            .await
     }
 }

@@ -18,6 +18,7 @@
 
 mod cache;
 mod handler;
+mod identity;
 mod pool;
 mod ratelimit;
 mod safesearch;
@@ -79,31 +80,52 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<Bound> {
 
 /// A running DNS server.
 pub struct DnsServer {
-    tcp: hickory_server::Server<Handler>,
+    tcp: Vec<hickory_server::Server<Handler>>,
     udp: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Starts serving `resolver` on the bound sockets: TCP through hickory-server's listener, UDP
-/// through an inline transport of its own (see `udp.rs` for why).
+/// through an inline transport of its own (see `udp.rs` for why). Each listener knows the
+/// address it is bound to, which can choose the group (`[groups.X] listen_addresses`); TCP
+/// gets a hickory server per listener for that.
 pub fn start(resolver: Arc<Resolver>, sockets: Vec<Bound>) -> DnsServer {
-    let mut tcp = hickory_server::Server::new(Handler(resolver.clone()));
+    let mut tcp = Vec::new();
     let mut udp = Vec::new();
     for b in sockets {
+        let udp_local = local_ip(b.udp.local_addr());
         let socket = Arc::new(b.udp);
-        udp.push(tokio::spawn(udp::serve(socket, resolver.clone())));
-        tcp.register_listener(b.tcp, TCP_IDLE, 64 * 1024);
+        udp.push(tokio::spawn(udp::serve(
+            socket,
+            resolver.clone(),
+            udp_local,
+        )));
+        let local = local_ip(b.tcp.local_addr());
+        let mut server = hickory_server::Server::new(Handler {
+            resolver: resolver.clone(),
+            local,
+        });
+        server.register_listener(b.tcp, TCP_IDLE, 64 * 1024);
+        tcp.push(server);
     }
     DnsServer { tcp, udp }
 }
 
+/// The address a listener is bound to, unless it is a wildcard (a query to a wildcard
+/// listener does not say which of the host's addresses it was sent to).
+fn local_ip(addr: std::io::Result<SocketAddr>) -> Option<std::net::IpAddr> {
+    addr.ok().map(|a| a.ip()).filter(|ip| !ip.is_unspecified())
+}
+
 impl DnsServer {
     /// Stops accepting queries and waits for TCP queries in flight.
-    pub async fn shutdown(mut self) {
+    pub async fn shutdown(self) {
         for t in &self.udp {
             t.abort();
         }
-        if let Err(e) = self.tcp.shutdown_gracefully().await {
-            tracing::debug!("DNS server shutdown: {e}");
+        for mut server in self.tcp {
+            if let Err(e) = server.shutdown_gracefully().await {
+                tracing::debug!("DNS server shutdown: {e}");
+            }
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Per-client rate limiting: a token bucket per source address, in sharded maps so the hot
-//! path rarely contends.
+//! Per-client rate limiting: a token bucket per client (its address, or the MAC a trusted
+//! forwarder gave), in sharded maps so the hot path rarely contends.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -7,6 +7,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use crate::identity::RateKey;
 
 const SHARDS: usize = 16;
 /// Buckets idle this long are forgotten when their shard is swept.
@@ -29,7 +31,7 @@ pub(crate) enum Decision {
 }
 
 pub(crate) struct RateLimiter {
-    shards: Vec<Mutex<HashMap<IpAddr, Bucket>>>,
+    shards: Vec<Mutex<HashMap<RateKey, Bucket>>>,
 }
 
 impl RateLimiter {
@@ -39,14 +41,15 @@ impl RateLimiter {
         }
     }
 
-    /// Takes one token for `ip` at `qps` per second with a burst of `2 * qps`.
-    pub(crate) fn check(&self, ip: IpAddr, qps: u32, now: Instant) -> Decision {
+    /// Takes one token for `key` at `qps` per second with a burst of `2 * qps`.
+    pub(crate) fn check(&self, key: RateKey, qps: u32, now: Instant) -> Decision {
         if qps == 0 {
             return Decision::Allow;
         }
-        let shard = match ip {
-            IpAddr::V4(v4) => v4.octets()[3] as usize,
-            IpAddr::V6(v6) => v6.octets()[15] as usize,
+        let shard = match key {
+            RateKey::Ip(IpAddr::V4(v4)) => v4.octets()[3] as usize,
+            RateKey::Ip(IpAddr::V6(v6)) => v6.octets()[15] as usize,
+            RateKey::Mac(mac) => mac.0[5] as usize,
         } % SHARDS;
         let Some(lock) = self.shards.get(shard) else {
             return Decision::Allow;
@@ -58,7 +61,7 @@ impl RateLimiter {
             map.retain(|_, b| now.saturating_duration_since(b.last) < IDLE);
         }
         let burst = f64::from(qps) * 2.0;
-        let b = map.entry(ip).or_insert(Bucket {
+        let b = map.entry(key).or_insert(Bucket {
             tokens: burst,
             last: now,
             last_logged: None,
@@ -88,7 +91,7 @@ mod tests {
     #[test]
     fn burst_then_steady_rate() {
         let rl = RateLimiter::new();
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let ip = RateKey::Ip("10.0.0.1".parse().unwrap());
         let t0 = Instant::now();
         let allowed = (0..100)
             .filter(|_| matches!(rl.check(ip, 10, t0), Decision::Allow))
@@ -96,7 +99,7 @@ mod tests {
         assert_eq!(allowed, 20);
         // Another client is unaffected.
         assert!(matches!(
-            rl.check("10.0.0.2".parse().unwrap(), 10, t0),
+            rl.check(RateKey::Ip("10.0.0.2".parse().unwrap()), 10, t0),
             Decision::Allow
         ));
         // One second later, ten more.
@@ -109,5 +112,12 @@ mod tests {
             matches!(rl.check(ip, 0, t1), Decision::Allow),
             "0 turns the limit off"
         );
+        // Clients a forwarder names by MAC behind one address have a bucket each.
+        let mac = |b| RateKey::Mac(hedgerow_model::MacAddr([2, 0, 0, 0, 0, b]));
+        for _ in 0..20 {
+            assert!(matches!(rl.check(mac(1), 10, t1), Decision::Allow));
+        }
+        assert!(matches!(rl.check(mac(1), 10, t1), Decision::Deny { .. }));
+        assert!(matches!(rl.check(mac(2), 10, t1), Decision::Allow));
     }
 }

@@ -10,7 +10,7 @@
 
 use std::future::Future;
 use std::io::{IoSlice, IoSliceMut};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -40,8 +40,8 @@ const MAX_DATAGRAM: usize = 4096;
 /// Datagrams read with one `recvmmsg`, and answers sent with one `sendmmsg`, at most.
 const BATCH: usize = 32;
 
-/// Serves `socket` until the task is aborted.
-pub(crate) async fn serve(socket: Arc<UdpSocket>, resolver: Arc<Resolver>) {
+/// Serves `socket`, bound to `local` (`None`: a wildcard address), until the task is aborted.
+pub(crate) async fn serve(socket: Arc<UdpSocket>, resolver: Arc<Resolver>, local: Option<IpAddr>) {
     let mut inbox = Inbox::new();
     let mut outbox = Outbox::default();
     let mut served: u32 = 0;
@@ -68,7 +68,7 @@ pub(crate) async fn serve(socket: Arc<UdpSocket>, resolver: Arc<Resolver>) {
         };
         served = served.saturating_add(u32::try_from(received).unwrap_or(u32::MAX));
         for (bytes, src) in inbox.datagrams() {
-            answer(&socket, &resolver, bytes, src, &mut outbox);
+            answer(&socket, &resolver, bytes, src, local, &mut outbox);
         }
         outbox.flush(&socket).await;
     }
@@ -81,24 +81,26 @@ fn answer(
     resolver: &Arc<Resolver>,
     bytes: &[u8],
     src: SocketAddr,
+    local: Option<IpAddr>,
     outbox: &mut Outbox,
 ) {
     if src.port() == 0 {
         return;
     }
-    match resolver.try_fast(bytes, src) {
+    match resolver.try_fast(bytes, src, local) {
         Fast::Answer(reply) => outbox.push(reply, src),
         Fast::Miss(miss) => {
             let (socket, resolver, raw) = (socket.clone(), resolver.clone(), bytes.to_vec());
             tokio::spawn(async move {
                 match resolver.fill(miss).await {
                     Some(reply) => send(&socket, &reply, src).await,
-                    None => full(socket, resolver, raw, src).await,
+                    None => full(socket, resolver, raw, src, local).await,
                 }
             });
         }
         Fast::Full => {
-            let mut task = Box::pin(full(socket.clone(), resolver.clone(), bytes.to_vec(), src));
+            let raw = bytes.to_vec();
+            let mut task = Box::pin(full(socket.clone(), resolver.clone(), raw, src, local));
             // Poll once here. A future that is not done has registered nothing that outlives
             // this poll (tokio I/O and timers register again on every poll), so it can move to
             // a task and be polled there with a real waker.
@@ -224,7 +226,13 @@ async fn send(socket: &UdpSocket, reply: &[u8], dst: SocketAddr) {
 
 /// The full hickory path: decode (FORMERR if that fails but the header reads), never answer
 /// an answer (that would make us a reflector), then [`Resolver`]'s handler.
-async fn full(socket: Arc<UdpSocket>, resolver: Arc<Resolver>, raw: Vec<u8>, src: SocketAddr) {
+async fn full(
+    socket: Arc<UdpSocket>,
+    resolver: Arc<Resolver>,
+    raw: Vec<u8>,
+    src: SocketAddr,
+    local: Option<IpAddr>,
+) {
     // Shorter than a header: dropped.
     let Ok(header) = Header::read(&mut BinDecoder::new(&raw)) else {
         return;
@@ -236,7 +244,7 @@ async fn full(socket: Arc<UdpSocket>, resolver: Arc<Resolver>, raw: Vec<u8>, src
         return form_error(&socket, &header, src).await;
     };
     let responder = UdpResponder { socket, dst: src };
-    resolver.handle(&request, responder).await;
+    resolver.handle(&request, responder, local).await;
 }
 
 /// A datagram we could not decode but whose header we can read gets FORMERR, as

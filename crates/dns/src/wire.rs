@@ -3,6 +3,8 @@
 //! makes itself. Every read is bounds-checked; anything unusual returns `None` and the query
 //! takes the full hickory path instead.
 
+use crate::identity::Echo;
+
 /// A plain query as it arrived.
 pub(crate) struct Query<'a> {
     pub(crate) id: u16,
@@ -15,6 +17,11 @@ pub(crate) struct Query<'a> {
     pub(crate) question: &'a [u8],
     /// `Some((payload, dnssec_ok))` when the query carried EDNS.
     pub(crate) edns: Option<(u16, bool)>,
+    /// The OPT record's options as sent (empty without EDNS or options), for
+    /// [`crate::identity::identify`].
+    pub(crate) options: &'a [u8],
+    /// The client-subnet option our answer carries back, once the client is identified.
+    pub(crate) echo: Option<Echo>,
 }
 
 /// A [`Query`] that owns its question, for a task that outlives the datagram buffer.
@@ -25,6 +32,7 @@ pub(crate) struct OwnedQuery {
     qtype: u16,
     question: Vec<u8>,
     edns: Option<(u16, bool)>,
+    echo: Option<Echo>,
 }
 
 impl Query<'_> {
@@ -36,6 +44,7 @@ impl Query<'_> {
             qtype: self.qtype,
             question: self.question.to_vec(),
             edns: self.edns,
+            echo: self.echo,
         }
     }
 }
@@ -49,6 +58,8 @@ impl OwnedQuery {
             qtype: self.qtype,
             question: &self.question,
             edns: self.edns,
+            options: &[],
+            echo: self.echo,
         }
     }
 }
@@ -107,6 +118,7 @@ pub(crate) fn parse_query(b: &[u8]) -> Option<Query<'_>> {
     }
     let question = b.get(12..i + 4)?;
     i += 4;
+    let mut options: &[u8] = &[];
     let edns = if ar == 1 {
         // OPT: root name, type 41, class = payload size, TTL = ext-rcode, version, flags.
         if *b.get(i)? != 0 || u16_at(b, i + 1)? != 41 {
@@ -119,6 +131,7 @@ pub(crate) fn parse_query(b: &[u8]) -> Option<Query<'_>> {
         if version != 0 || i + 11 + rdlen != b.len() {
             return None;
         }
+        options = b.get(i + 11..)?;
         Some((payload.max(512), do_bit))
     } else {
         if i != b.len() {
@@ -133,7 +146,37 @@ pub(crate) fn parse_query(b: &[u8]) -> Option<Query<'_>> {
         qtype,
         question,
         edns,
+        options,
+        echo: None,
     })
+}
+
+/// The data of the first OPT record in a whole message (empty when there is none), for the
+/// full path, which has only the raw bytes hickory decoded.
+pub(crate) fn opt_rdata(b: &[u8]) -> &[u8] {
+    find_opt(b).unwrap_or_default()
+}
+
+fn find_opt(b: &[u8]) -> Option<&[u8]> {
+    let (qd, an, ns, ar) = (u16_at(b, 4)?, u16_at(b, 6)?, u16_at(b, 8)?, u16_at(b, 10)?);
+    if ar == 0 {
+        return None;
+    }
+    let mut i = 12;
+    for _ in 0..qd {
+        i = skip_name(b, i)? + 4;
+    }
+    for n in 0..(u32::from(an) + u32::from(ns) + u32::from(ar)) {
+        i = skip_name(b, i)?;
+        let rtype = u16_at(b, i)?;
+        let rdlen = usize::from(u16_at(b, i + 8)?);
+        let rdata = b.get(i + 10..i + 10 + rdlen)?;
+        if rtype == 41 && n >= u32::from(an) + u32::from(ns) {
+            return Some(rdata);
+        }
+        i += 10 + rdlen;
+    }
+    None
 }
 
 /// Skips a (possibly compressed) name starting at `i`; returns the index after it.
@@ -200,7 +243,8 @@ pub(crate) fn header(out: &mut Vec<u8>, q: &Query<'_>, rcode: u8, an: u16, ns: u
     out.extend_from_slice(q.question);
 }
 
-/// Appends our OPT record when the client used EDNS: our payload size, its DO bit echoed.
+/// Appends our OPT record when the client used EDNS: our payload size, its DO bit echoed,
+/// and the client-subnet option sent back when there is one.
 pub(crate) fn opt(out: &mut Vec<u8>, q: &Query<'_>, payload: u16) {
     if let Some((_, do_bit)) = q.edns {
         out.push(0);
@@ -208,7 +252,18 @@ pub(crate) fn opt(out: &mut Vec<u8>, q: &Query<'_>, payload: u16) {
         out.extend_from_slice(&payload.to_be_bytes());
         out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(&(if do_bit { 0x8000u16 } else { 0 }).to_be_bytes());
-        out.extend_from_slice(&0u16.to_be_bytes());
+        match &q.echo {
+            None => out.extend_from_slice(&0u16.to_be_bytes()),
+            Some(echo) => {
+                let data = echo.data();
+                // At most 20 bytes: the lengths fit.
+                let len = data.len() as u16;
+                out.extend_from_slice(&(len + 4).to_be_bytes());
+                out.extend_from_slice(&8u16.to_be_bytes());
+                out.extend_from_slice(&len.to_be_bytes());
+                out.extend_from_slice(data);
+            }
+        }
     }
 }
 
@@ -256,6 +311,42 @@ mod tests {
         assert_eq!(q.edns, Some((1232, true)));
         let b = query("example.com.", false);
         assert_eq!(parse_query(&b).unwrap().edns, None);
+    }
+
+    #[test]
+    fn both_paths_see_the_same_options() {
+        use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+        let mut m = Message::new(7, MessageType::Query, OpCode::Query);
+        m.add_query(HQuery::query(
+            Name::from_ascii("example.com.").unwrap(),
+            RecordType::A,
+        ));
+        let mut e = Edns::new();
+        e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
+            "10.20.1.7".parse().unwrap(),
+            32,
+            0,
+        )));
+        e.options_mut()
+            .insert(EdnsOption::Unknown(65001, vec![2, 0, 0x5e, 0, 0, 7]));
+        m.set_edns(e);
+        let b = m.to_vec().unwrap();
+        let fast = parse_query(&b).unwrap().options;
+        assert_eq!(
+            fast,
+            [
+                0, 8, 0, 8, 0, 1, 32, 0, 10, 20, 1, 7, 0xfd, 0xe9, 0, 6, 2, 0, 0x5e, 0, 0, 7
+            ]
+        );
+        assert_eq!(opt_rdata(&b), fast);
+        assert!(
+            parse_query(&query("example.com.", true))
+                .unwrap()
+                .options
+                .is_empty()
+        );
+        assert!(opt_rdata(&query("example.com.", false)).is_empty());
+        assert!(opt_rdata(&b[..b.len() - 1]).is_empty());
     }
 
     #[test]

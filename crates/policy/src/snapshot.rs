@@ -107,12 +107,16 @@ pub struct PolicySnapshot {
     pub(crate) groups: Vec<GroupPolicy>,
     /// Group networks, most specific first.
     networks: Vec<(IpNet, GroupId)>,
+    /// Groups chosen by the local address a query arrived on.
+    listen_groups: Vec<(IpAddr, GroupId)>,
     devices_by_ip: HashMap<IpAddr, usize>,
     devices_by_mac: HashMap<MacAddr, usize>,
     /// Devices known only from DHCP leases, named by their host name (or MAC).
     lease_devices: Vec<Device>,
     /// Lease addresses: a configured device (by MAC) or one of `lease_devices`.
     leases_by_ip: HashMap<IpAddr, LeaseDevice>,
+    /// The same leases by MAC, for clients a forwarder names by MAC.
+    leases_by_mac: HashMap<MacAddr, LeaseDevice>,
     pub(crate) tz: jiff::tz::TimeZone,
     report: BuildReport,
     /// Illegal-tier lists loaded from their files, kept as last good copies when this
@@ -185,10 +189,14 @@ impl PolicySnapshot {
 
         let mut groups = Vec::new();
         let mut networks = Vec::new();
+        let mut listen_groups = Vec::new();
         for (i, g) in config.groups.iter().enumerate() {
             groups.push(compile_group(g, &matcher, &mut report)?);
             for n in &g.networks {
                 networks.push((*n, GroupId(i)));
+            }
+            for a in &g.listen_addresses {
+                listen_groups.push((canonical_ip(*a), GroupId(i)));
             }
         }
         networks.sort_by_key(|(n, _)| std::cmp::Reverse(n.prefix_len()));
@@ -204,6 +212,7 @@ impl PolicySnapshot {
         }
         let mut lease_devices = Vec::new();
         let mut leases_by_ip = HashMap::new();
+        let mut leases_by_mac = HashMap::new();
         for file in &config.leases {
             let text = match std::fs::read_to_string(&file.path) {
                 Ok(t) => t,
@@ -225,7 +234,11 @@ impl PolicySnapshot {
                     .hostname
                     .or_else(|| lease.mac.map(|m| m.to_string()))
                     .unwrap_or_else(|| ip.to_string());
-                leases_by_ip.insert(ip, LeaseDevice::Leased(lease_devices.len()));
+                let leased = LeaseDevice::Leased(lease_devices.len());
+                leases_by_ip.insert(ip, leased);
+                if let Some(mac) = lease.mac {
+                    leases_by_mac.insert(mac, leased);
+                }
                 lease_devices.push(Device {
                     name,
                     ip: Some(ip),
@@ -242,10 +255,12 @@ impl PolicySnapshot {
             matcher,
             groups,
             networks,
+            listen_groups,
             devices_by_ip,
             devices_by_mac,
             lease_devices,
             leases_by_ip,
+            leases_by_mac,
             tz,
             report,
             illegal_keep,
@@ -298,15 +313,31 @@ impl PolicySnapshot {
     /// with a group is in that group; otherwise the most specific network decides. `None`
     /// means the client is in no configured network and must be refused.
     pub fn client(&self, ip: IpAddr, mac: Option<MacAddr>) -> Option<Client<'_>> {
+        self.client_on(ip, mac, None)
+    }
+
+    /// Identifies a client as [`Self::client`] does, for a query that arrived on the local
+    /// address `local`. The device is found by MAC first (a forwarder's MAC names one
+    /// machine; an address may be shared or reassigned), then by address, then in the DHCP
+    /// leases. The group: the device's own group if it has one; else the group whose
+    /// `listen_addresses` hold `local`; else the most specific network holding `ip`.
+    pub fn client_on(
+        &self,
+        ip: IpAddr,
+        mac: Option<MacAddr>,
+        local: Option<IpAddr>,
+    ) -> Option<Client<'_>> {
         let ip = canonical_ip(ip);
-        let device_idx = self
-            .devices_by_ip
-            .get(&ip)
-            .or_else(|| mac.and_then(|m| self.devices_by_mac.get(&m)))
+        let device_idx = mac
+            .and_then(|m| self.devices_by_mac.get(&m))
+            .or_else(|| self.devices_by_ip.get(&ip))
             .copied();
         let device = match device_idx {
             Some(i) => self.config.devices.get(i),
-            None => match self.leases_by_ip.get(&ip) {
+            None => match mac
+                .and_then(|m| self.leases_by_mac.get(&m))
+                .or_else(|| self.leases_by_ip.get(&ip))
+            {
                 Some(LeaseDevice::Configured(i)) => self.config.devices.get(*i),
                 Some(LeaseDevice::Leased(i)) => self.lease_devices.get(*i),
                 None => None,
@@ -315,7 +346,14 @@ impl PolicySnapshot {
         let by_device = device
             .and_then(|d| d.group.as_deref())
             .and_then(|name| self.group_id(name));
-        let group = by_device.or_else(|| {
+        let by_listener = || {
+            let local = canonical_ip(local?);
+            self.listen_groups
+                .iter()
+                .find(|(a, _)| *a == local)
+                .map(|(_, g)| *g)
+        };
+        let group = by_device.or_else(by_listener).or_else(|| {
             self.networks
                 .iter()
                 .find(|(net, _)| net.contains(&ip))

@@ -475,3 +475,89 @@ fn the_protected_reference_is_stable_across_restarts() {
     assert!(rule.starts_with("[protected entry] #"), "{rule}");
     assert!(!rule.contains("iwf-test"));
 }
+
+#[test]
+#[test]
+fn a_forwarders_mac_and_the_local_address_identify_clients() {
+    let config = CONFIG.replace(
+        "listen = [\"127.0.0.1:5353\"]",
+        "listen = [\"127.0.0.1:5353\", \"127.0.0.2:5353\"]",
+    ) + r#"
+[groups.vlan-guest]
+listen_addresses = ["127.0.0.2"]
+block_categories = ["adult", "games"]
+safesearch = "on"
+youtube = "strict"
+
+[[devices]]
+name = "Library-PC-3"
+mac = "02:00:5e:00:00:07"
+group = "staff"
+
+[[devices]]
+name = "Trolley-iPad-1"
+mac = "02:00:5e:00:00:08"
+
+[[leases]]
+path = "dnsmasq.leases"
+format = "dnsmasq"
+"#;
+    let dir = setup(&config);
+    std::fs::write(
+        dir.path().join("dnsmasq.leases"),
+        "1900000000 02:00:5e:00:00:09 10.20.4.4 pupil-chromebook *\n",
+    )
+    .unwrap();
+    let snap = snapshot(dir.path());
+    let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+    let mac = |s: &str| Some(hedgerow_model::MacAddr::parse(s).unwrap());
+    let who = |c: Option<hedgerow_policy::Client<'_>>| {
+        c.map(|c| (c.group_name.to_owned(), c.device.map(|d| d.name.clone())))
+    };
+    let named = |g: &str, d: Option<&str>| Some((g.to_owned(), d.map(str::to_owned)));
+    // Behind a router (10.20.0.1, a pupil address): its MAC names the device and its group.
+    assert_eq!(
+        who(snap.client(ip("10.20.0.1"), mac("02:00:5e:00:00:07"))),
+        named("staff", Some("Library-PC-3"))
+    );
+    // A registered device without a group stays in its network's group.
+    assert_eq!(
+        who(snap.client(ip("10.20.0.1"), mac("02:00:5e:00:00:08"))),
+        named("pupils", Some("Trolley-iPad-1"))
+    );
+    // The MAC beats the address: 10.20.9.9 is the Head-Laptop's address.
+    assert_eq!(
+        who(snap.client(ip("10.20.9.9"), mac("02:00:5e:00:00:07"))),
+        named("staff", Some("Library-PC-3"))
+    );
+    // An unknown MAC changes nothing; a leased one gives the lease's name.
+    assert_eq!(
+        who(snap.client(ip("10.20.9.9"), mac("02:00:5e:00:00:99"))),
+        named("staff", Some("Head-Laptop"))
+    );
+    assert_eq!(
+        who(snap.client(ip("10.20.0.1"), mac("02:00:5e:00:00:09"))),
+        named("pupils", Some("pupil-chromebook"))
+    );
+    // The listen address beats the network, and a device's own group beats both.
+    assert_eq!(
+        who(snap.client_on(ip("10.30.1.1"), None, Some(ip("127.0.0.2")))),
+        named("vlan-guest", None)
+    );
+    assert_eq!(
+        who(snap.client_on(ip("192.0.2.1"), None, Some(ip("::ffff:127.0.0.2")))),
+        named("vlan-guest", None)
+    );
+    assert_eq!(
+        who(snap.client_on(ip("10.30.1.1"), None, Some(ip("127.0.0.1")))),
+        named("staff", None)
+    );
+    assert_eq!(
+        who(snap.client_on(ip("10.20.9.9"), None, Some(ip("127.0.0.2")))),
+        named("staff", Some("Head-Laptop"))
+    );
+    assert_eq!(
+        who(snap.client_on(ip("192.0.2.1"), None, Some(ip("127.0.0.1")))),
+        None
+    );
+}

@@ -26,13 +26,36 @@ impl Appliance {
     /// `{dir}` replaced by that folder's path, and runs `bin run --config …` with `env` set. Waits
     /// (up to 60 s) for the "ready" line and reads the DNS listener addresses from the log.
     pub fn start(bin: &Path, config: &str, files: &[(&str, &str)], env: &[(&str, &str)]) -> Self {
+        Self::start_with(Command::new(bin), bin, config, files, env)
+    }
+
+    /// As [`Self::start`], inside the network namespace `netns`. The listener addresses in
+    /// `dns_udp` and the others are the namespace's; the CLI (`logs`, …) still reaches the
+    /// appliance through its control socket.
+    pub fn start_in(
+        netns: &crate::Netns,
+        bin: &Path,
+        config: &str,
+        files: &[(&str, &str)],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let program = bin.to_str().unwrap();
+        Self::start_with(netns.command(program), bin, config, files, env)
+    }
+
+    fn start_with(
+        mut cmd: Command,
+        bin: &Path,
+        config: &str,
+        files: &[(&str, &str)],
+        env: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let fill = |s: &str| s.replace("{dir}", &dir.path().display().to_string());
         for (name, text) in files {
             std::fs::write(dir.path().join(name), fill(text)).unwrap();
         }
         std::fs::write(dir.path().join("hedgerow.toml"), fill(config)).unwrap();
-        let mut cmd = Command::new(bin);
         cmd.arg("run")
             .arg("--config")
             .arg(dir.path().join("hedgerow.toml"))

@@ -4,6 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::{Name, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, UdpSocket};
@@ -51,6 +52,60 @@ pub async fn query_from(
     qtype: RecordType,
     edns: Option<u16>,
 ) -> Option<Message> {
+    let m = message(name, qtype, edns, &[])?;
+    exchange(src, server, transport, m).await
+}
+
+/// As [`query_from`] with EDNS (1232 bytes) carrying `options` as (code, data), such as an
+/// EDNS Client Subnet (8) or dnsmasq's MAC (65001), in that order.
+pub async fn query_with_options(
+    src: IpAddr,
+    server: SocketAddr,
+    transport: Transport,
+    name: &str,
+    qtype: RecordType,
+    options: &[(u16, Vec<u8>)],
+) -> Option<Message> {
+    let m = message(name, qtype, Some(1232), options)?;
+    exchange(src, server, transport, m).await
+}
+
+/// The data of an EDNS Client Subnet option (RFC 7871) for `ip`/`prefix`, scope 0.
+pub fn client_subnet(ip: IpAddr, prefix: u8) -> Vec<u8> {
+    let (family, octets): (u16, Vec<u8>) = match ip {
+        IpAddr::V4(v4) => (1, v4.octets().to_vec()),
+        IpAddr::V6(v6) => (2, v6.octets().to_vec()),
+    };
+    let mut out = family.to_be_bytes().to_vec();
+    out.extend_from_slice(&[prefix, 0]);
+    out.extend(octets.iter().take(usize::from(prefix).div_ceil(8)));
+    out
+}
+
+/// The EDNS option codes (and data) an answer carries.
+pub fn answer_options(m: &Message) -> Vec<(u16, Vec<u8>)> {
+    m.edns.as_ref().map_or_else(Vec::new, |e| {
+        e.options()
+            .options
+            .iter()
+            .map(|(code, option)| {
+                let data = match option {
+                    EdnsOption::Unknown(_, d) => d.clone(),
+                    EdnsOption::Subnet(s) => Vec::<u8>::try_from(s).unwrap_or_default(),
+                    _ => Vec::new(),
+                };
+                (u16::from(*code), data)
+            })
+            .collect()
+    })
+}
+
+fn message(
+    name: &str,
+    qtype: RecordType,
+    edns: Option<u16>,
+    options: &[(u16, Vec<u8>)],
+) -> Option<Message> {
     let fqdn = if name.ends_with('.') {
         name.to_owned()
     } else {
@@ -62,8 +117,21 @@ pub async fn query_from(
     if let Some(size) = edns {
         let mut e = Edns::new();
         e.set_max_payload(size);
+        for (code, data) in options {
+            e.options_mut()
+                .insert(EdnsOption::Unknown(*code, data.clone()));
+        }
         m.set_edns(e);
     }
+    Some(m)
+}
+
+async fn exchange(
+    src: IpAddr,
+    server: SocketAddr,
+    transport: Transport,
+    m: Message,
+) -> Option<Message> {
     let bytes = m.to_vec().ok()?;
     let reply = tokio::time::timeout(Duration::from_secs(2), async {
         match transport {
@@ -121,4 +189,28 @@ fn rand_id() -> u16 {
             .map_or(0, |d| d.as_nanos() as u64),
     );
     h.finish() as u16
+}
+
+/// A UDP query from `src`, blocking, with EDNS and `options`: for a thread inside a network
+/// namespace ([`crate::Netns::run`]), where the socket must be made. `None` after 3 s.
+pub fn query_blocking(
+    src: IpAddr,
+    server: SocketAddr,
+    name: &str,
+    qtype: RecordType,
+    options: &[(u16, Vec<u8>)],
+) -> Option<Message> {
+    let m = message(name, qtype, Some(1232), options)?;
+    let bytes = m.to_vec().ok()?;
+    let sock = std::net::UdpSocket::bind(SocketAddr::new(src, 0)).ok()?;
+    sock.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    sock.send_to(&bytes, server).ok()?;
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let (n, from) = sock.recv_from(&mut buf).ok()?;
+        let reply = Message::from_vec(&buf[..n]).ok()?;
+        if from == server && reply.metadata.id == m.metadata.id {
+            return Some(reply);
+        }
+    }
 }

@@ -2,23 +2,32 @@
 //! scriptable authoritative server that tests start on a loopback port as Hedgerow's upstream;
 //! [`query`], a DNS client that sends real UDP and TCP packets; [`Origin`], a web server
 //! (HTTP, or HTTPS from a [`TestCa`]) for proxy tests; [`Webhook`], a receiver for alert
-//! tests; and [`Appliance`], which runs
+//! tests; [`Appliance`], which runs
 //! the real `hedgerow` binary on port 0 with a test configuration and waits for it to be
-//! ready.
+//! ready; [`Dnsmasq`], a real dnsmasq as the school router in front of it; and [`Netns`],
+//! network namespaces for tests that need separate hosts with their own MACs.
 //!
-//! It never talks to anything but loopback addresses, and it does not depend on any Hedgerow
-//! crate: it sees the appliance only from the outside, as a client does.
+//! It never talks to anything but loopback addresses and the namespaces a test made, and it
+//! does not depend on any Hedgerow crate: it sees the appliance only from the outside, as a
+//! client does.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod appliance;
 mod client;
+mod dnsmasq;
+mod netns;
 mod origin;
 mod upstream;
 mod webhook;
 
 pub use appliance::Appliance;
-pub use client::{Transport, query, query_from, query_with, raw_udp};
+pub use client::{
+    Transport, answer_options, client_subnet, query, query_blocking, query_from, query_with,
+    query_with_options, raw_udp,
+};
+pub use dnsmasq::Dnsmasq;
+pub use netns::Netns;
 pub use origin::{Origin, TestCa};
 pub use upstream::{RunningUpstream, UpstreamDns, black_hole};
 pub use webhook::Webhook;

@@ -95,11 +95,36 @@ impl UpstreamDns {
     /// Binds UDP and TCP on one loopback port and serves until dropped.
     pub async fn start(self) -> RunningUpstream {
         let (udp, tcp) = bind_pair().await;
+        self.serve(udp, tcp)
+    }
+
+    /// As [`Self::start`], on loopback inside the network namespace `netns` (for an appliance
+    /// that runs there).
+    pub async fn start_in(self, netns: &crate::Netns) -> RunningUpstream {
+        let (udp, tcp) = netns.run(|| {
+            for _ in 0..64 {
+                let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                if let Ok(tcp) = std::net::TcpListener::bind(udp.local_addr().unwrap()) {
+                    return (udp, tcp);
+                }
+            }
+            panic!("no loopback port free for both UDP and TCP in the namespace");
+        });
+        udp.set_nonblocking(true).unwrap();
+        tcp.set_nonblocking(true).unwrap();
+        self.serve(
+            UdpSocket::from_std(udp).unwrap(),
+            TcpListener::from_std(tcp).unwrap(),
+        )
+    }
+
+    fn serve(self, udp: UdpSocket, tcp: TcpListener) -> RunningUpstream {
         let addr = udp.local_addr().unwrap();
         let state = Arc::new(State {
             zone: self,
             queries: AtomicUsize::new(0),
             log: Mutex::new(Vec::new()),
+            options: Mutex::new(Vec::new()),
         });
         let s = state.clone();
         let udp_task = tokio::spawn(async move {
@@ -190,6 +215,7 @@ impl UpstreamDns {
             zone: self,
             queries: AtomicUsize::new(0),
             log: Mutex::new(Vec::new()),
+            options: Mutex::new(Vec::new()),
         });
         let s = state.clone();
         let task = tokio::spawn(async move {
@@ -220,6 +246,8 @@ struct State {
     zone: UpstreamDns,
     queries: AtomicUsize,
     log: Mutex<Vec<(String, RecordType)>>,
+    /// The EDNS option codes of every query, in order.
+    options: Mutex<Vec<Vec<u16>>>,
 }
 
 impl State {
@@ -237,6 +265,14 @@ impl State {
             .lock()
             .unwrap()
             .push((qname.clone(), question.query_type()));
+        let codes = q.edns.as_ref().map_or_else(Vec::new, |e| {
+            e.options()
+                .options
+                .iter()
+                .map(|(code, _)| u16::from(*code))
+                .collect()
+        });
+        self.options.lock().unwrap().push(codes);
         let limit = q
             .edns
             .as_ref()
@@ -323,6 +359,11 @@ impl RunningUpstream {
     /// Every (name, type) asked, in order.
     pub fn asked(&self) -> Vec<(String, RecordType)> {
         self.state.log.lock().unwrap().clone()
+    }
+
+    /// The EDNS option codes each query carried, in the order of [`Self::asked`].
+    pub fn options_seen(&self) -> Vec<Vec<u16>> {
+        self.state.options.lock().unwrap().clone()
     }
 }
 
