@@ -67,6 +67,9 @@ impl IllegalTier {
         })
     }
 
+    /// The list naming this URL: by its host or a parent (a domain entry), or by its path
+    /// and query (an exact or prefix URL entry), as written or as servers that decode `%2F` or
+    /// drop `;` parameters read it ([`UrlKey::server_variant`]).
     pub(crate) fn match_url(&self, url: &UrlKey) -> Option<u16> {
         if self.entries.is_empty() {
             return None;
@@ -75,7 +78,11 @@ impl IllegalTier {
             return Some(l);
         }
         let host = site_host(url.host().as_str());
-        let request = url.path_and_query().as_bytes();
+        self.match_request(host, url.path_and_query().as_bytes())
+            .or_else(|| self.match_request(host, url.server_variant()?.as_bytes()))
+    }
+
+    fn match_request(&self, host: &str, request: &[u8]) -> Option<u16> {
         let mut exact = self.start(EXACT, host);
         exact.write(request);
         if let Some(&l) = self.entries.get(&exact.finish128().as_u128()) {
