@@ -257,6 +257,42 @@ fn illegal_tier_does_not_over_block() {
     );
 }
 
+/// The bundled IWF configuration matches exactly (`url_match = "exact"`). A GET form with no
+/// fields, or a typed `?`, sends `/page?`; that, and the other spellings browsers and curl
+/// send, are the listed URL.
+#[test]
+fn exact_illegal_entries_match_every_spelling_of_their_url() {
+    let mut b = MatcherBuilder::new();
+    let mut iwf = spec("iwf", ListKind::Illegal, ListFormat::Urls);
+    iwf.url_match = UrlMatch::Exact;
+    b.add_lines(iwf, "t", ["http://abuse.example/gallery/item-001.html"])
+        .unwrap();
+    let m = b.build().unwrap();
+    for v in [
+        "http://abuse.example/gallery/item-001.html?",
+        "http://abuse.example/gallery/item-001.html?#x",
+        "http://abuse.example//gallery//item-001.html",
+        "http://abuse.example/gallery/x//../item-001.html",
+        "http://abuse.example/gallery%2Fitem-001.html",
+        "http://abuse.example/gallery;jsessionid=1/item-001.html;x=2",
+        "http://abuse.example/gallery/x%2F..%2Fitem-001.html",
+        "http://abuse.example/gallery/item%2D001%2Ehtml",
+        "http://ABUSE.EXAMPLE:8080/gallery/item-001.html#top",
+    ] {
+        assert!(m.illegal_url(&UrlKey::parse(v).unwrap()).is_some(), "{v}");
+    }
+    for v in [
+        "http://abuse.example/gallery/item-001.html?x=1",
+        "http://abuse.example/gallery/item-001.html/",
+        "http://abuse.example/gallery/item-002.html",
+        "http://abuse.example/gallery%2Fitem-002.html",
+        "http://abuse.example/gallery/item-001.htmlx",
+        "http://abuse.example/gallery/",
+    ] {
+        assert!(m.illegal_url(&UrlKey::parse(v).unwrap()).is_none(), "{v}");
+    }
+}
+
 #[test]
 fn illegal_entries_are_not_in_the_ordinary_sets_or_debug_output() {
     let m = illegal_matcher();
