@@ -278,8 +278,14 @@ fn merge_path_slashes(url: &str) -> Cow<'_, str> {
 fn server_reading(url: &str) -> Option<String> {
     let range = path_range(url);
     let path = &url[range.clone()];
-    let lower = path.to_ascii_lowercase();
-    if !(path.contains(';') || lower.contains("%2f") || lower.contains("%5c")) {
+    let escaped_slash = path.as_bytes().windows(3).any(|w| {
+        w[0] == b'%'
+            && matches!(
+                (w[1], w[2].to_ascii_lowercase()),
+                (b'2', b'f') | (b'5', b'c')
+            )
+    });
+    if !(escaped_slash || path.contains(';')) {
         return None;
     }
     let decoded = lower_escape_slashes(path);
