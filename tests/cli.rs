@@ -77,6 +77,75 @@ fn check_config_rejects_a_broken_config_naming_every_error() {
     assert!(err.contains("gmaes"), "{err}");
 }
 
+/// The bundled configuration in a temporary folder, with `policy.toml` edited by `edit`.
+fn bundled_copy_with(edit: impl Fn(&str) -> String) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["hedgerow.toml", "lists.toml", "devices.toml", "policy.toml"] {
+        let mut text = std::fs::read_to_string(repo().join("config").join(name)).unwrap();
+        if name == "policy.toml" {
+            text = edit(&text);
+        }
+        std::fs::write(
+            dir.path().join(name),
+            text.replace(
+                "../blocklists",
+                &repo().join("blocklists").display().to_string(),
+            ),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+#[test]
+fn check_config_rejects_an_allow_entry_the_illegal_tier_covers() {
+    // The IWF sample's test URL, as a browser might show it, in the ks2 allow array.
+    let edit = |entry: &'static str| {
+        move |policy: &str| {
+            policy.replacen(
+                "allow = [\"scratch.mit.edu\"]",
+                &format!("allow = [\"scratch.mit.edu\", \"{entry}\"]"),
+                1,
+            )
+        }
+    };
+    let dir = bundled_copy_with(edit("HTTP://iwf-test.invalid:80/gallery/item-001.html?"));
+    let main = dir.path().join("hedgerow.toml");
+    let out = hedgerow(&["check-config", main.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let policy = std::fs::read_to_string(dir.path().join("policy.toml")).unwrap();
+    let line = policy.lines().position(|l| l.contains("item-001")).unwrap() + 1;
+    let col = policy
+        .lines()
+        .nth(line - 1)
+        .unwrap()
+        .find("\"HTTP:")
+        .unwrap()
+        + 1;
+    assert!(
+        err.contains(&format!(
+            "policy.toml:{line}:{col}: group \"ks2\": allow entry has no effect: covered by the illegal tier"
+        )),
+        "{err}"
+    );
+    assert!(
+        !err.contains("item-001"),
+        "the error repeats the entry: {err}"
+    );
+
+    // Twin: a sibling page on the same host allows something, so it is accepted.
+    let dir = bundled_copy_with(edit("iwf-test.invalid/gallery/item-002.html"));
+    let main = dir.path().join("hedgerow.toml");
+    let out = hedgerow(&["check-config", main.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn check_config_reports_bad_list_lines_by_file_and_line() {
     let dir = tempfile::tempdir().unwrap();

@@ -351,16 +351,7 @@ impl MatcherBuilder {
 
     /// Normalises a domain token into `name_buf`; IP literals are kept in canonical form.
     fn normalise(&mut self, token: &str) -> Result<(), String> {
-        if (token.bytes().any(|b| b == b':')
-            || token.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
-            && let Ok(host) = Host::parse(token)
-            && host.is_ip()
-        {
-            self.name_buf.clear();
-            self.name_buf.push_str(host.as_str());
-            return Ok(());
-        }
-        normalise_name_into(token, &mut self.name_buf).map_err(|e| e.to_string())
+        normalise_domain_token(token, &mut self.name_buf)
     }
 
     /// Compiles everything added so far into a [`Matcher`].
@@ -395,6 +386,19 @@ impl MatcherBuilder {
             phrases,
         })
     }
+}
+
+/// Normalises a domain token into `out`; IP literals are kept in canonical form.
+fn normalise_domain_token(token: &str, out: &mut String) -> Result<(), String> {
+    if (token.bytes().any(|b| b == b':') || token.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
+        && let Ok(host) = Host::parse(token)
+        && host.is_ip()
+    {
+        out.clear();
+        out.push_str(host.as_str());
+        return Ok(());
+    }
+    normalise_name_into(token, out).map_err(|e| e.to_string())
 }
 
 /// Opens a list file, through a gzip decoder when it starts with the gzip magic bytes.
@@ -526,6 +530,73 @@ impl Matcher {
     /// intercepts such hosts so the entries apply inside TLS.
     pub fn illegal_urls_on(&self, host: &Host) -> bool {
         self.illegal.has_url_entries(host)
+    }
+
+    /// Whether the illegal tier covers the entry on one line of a `domains` or `urls` list
+    /// (read as the builder reads it): every request the entry would match is one the
+    /// illegal tier blocks anyway, because the entry's own host or URL is on it. An allow
+    /// entry like that can never take effect. A line of another format, a comment or a line
+    /// that does not parse is not covered. A hosts-file line is covered when any of its
+    /// names is.
+    ///
+    /// Illegal entries are keyed hashes, so this is the lookup a request makes: the entry's
+    /// host (and its parents) against domain entries, its URL against exact and prefix URL
+    /// entries. An allow entry for a host on which some URL is listed is not covered, and
+    /// cannot be found out: the tier cannot be walked.
+    pub fn illegal_covers(&self, format: ListFormat, line: &str) -> bool {
+        if self.illegal.is_empty() {
+            return false;
+        }
+        match format {
+            ListFormat::Domains => {
+                let mut tokens = Vec::new();
+                if crate::parse::domain_line(line, |t| tokens.push(t)).is_err() {
+                    return false;
+                }
+                let mut name = String::new();
+                tokens.into_iter().any(|t| {
+                    normalise_domain_token(t, &mut name).is_ok()
+                        && Host::parse(&name).is_ok_and(|h| self.illegal.match_host(&h).is_some())
+                })
+            }
+            ListFormat::Urls => crate::parse::plain_line(line)
+                .and_then(|t| UrlKey::parse(t).ok())
+                .is_some_and(|k| self.illegal.match_url(&k).is_some()),
+            ListFormat::Regex | ListFormat::Phrases => false,
+        }
+    }
+
+    /// The 1-based numbers of the lines of the list file at `path` (plain or gzip) whose
+    /// entries the illegal tier covers; see [`Matcher::illegal_covers`].
+    pub fn illegal_covered_lines(
+        &self,
+        format: ListFormat,
+        path: &Path,
+    ) -> Result<Vec<usize>, ListError> {
+        let io = |source| ListError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let mut covered = Vec::new();
+        if self.illegal.is_empty() || !matches!(format, ListFormat::Domains | ListFormat::Urls) {
+            return Ok(covered);
+        }
+        let mut reader = open_list(path).map_err(io)?;
+        let mut buf = Vec::with_capacity(256);
+        let mut line_no = 0;
+        loop {
+            buf.clear();
+            if reader.read_until(b'\n', &mut buf).map_err(io)? == 0 {
+                break;
+            }
+            line_no += 1;
+            if let Ok(line) = std::str::from_utf8(&buf)
+                && self.illegal_covers(format, line)
+            {
+                covered.push(line_no);
+            }
+        }
+        Ok(covered)
     }
 
     /// Calls `f` for every domain-level and regex hit on `host`, longest suffix first.

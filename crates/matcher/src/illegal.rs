@@ -236,6 +236,9 @@ impl IllegalTier {
         self.entries.contains_key(&v)
     }
 
+    /// The list naming this URL: by its host or a parent (a domain entry), or by its path
+    /// and query (an exact or prefix URL entry), as written or as servers that decode `%2F` or
+    /// drop `;` parameters read it ([`UrlKey::server_variant`]).
     pub(crate) fn match_url(&self, url: &UrlKey) -> Option<IllegalHit> {
         if self.entries.is_empty() {
             return None;
@@ -244,7 +247,11 @@ impl IllegalTier {
             return Some(l);
         }
         let host = site_host(url.host().as_str());
-        let request = url.path_and_query().as_bytes();
+        self.match_request(host, url.path_and_query().as_bytes())
+            .or_else(|| self.match_request(host, url.server_variant()?.as_bytes()))
+    }
+
+    fn match_request(&self, host: &str, request: &[u8]) -> Option<IllegalHit> {
         let mut exact = self.start(EXACT, host);
         exact.write(request);
         let v = exact.finish128().as_u128();
@@ -280,5 +287,9 @@ impl IllegalTier {
     /// Entries loaded (a URL entry and its host mark count once).
     pub(crate) fn len(&self) -> usize {
         self.by_list.values().map(|s| s.entries).sum()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 }

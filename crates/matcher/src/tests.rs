@@ -257,6 +257,99 @@ fn illegal_tier_does_not_over_block() {
     );
 }
 
+/// The bundled IWF configuration matches exactly (`url_match = "exact"`). A GET form with no
+/// fields, or a typed `?`, sends `/page?`; that, and the other spellings browsers and curl
+/// send, are the listed URL.
+#[test]
+fn exact_illegal_entries_match_every_spelling_of_their_url() {
+    let mut b = MatcherBuilder::new();
+    let mut iwf = spec("iwf", ListKind::Illegal, ListFormat::Urls);
+    iwf.url_match = UrlMatch::Exact;
+    b.add_lines(iwf, "t", ["http://abuse.example/gallery/item-001.html"])
+        .unwrap();
+    let m = b.build().unwrap();
+    for v in [
+        "http://abuse.example/gallery/item-001.html?",
+        "http://abuse.example/gallery/item-001.html?#x",
+        "http://abuse.example//gallery//item-001.html",
+        "http://abuse.example/gallery/x//../item-001.html",
+        "http://abuse.example/gallery%2Fitem-001.html",
+        "http://abuse.example/gallery;jsessionid=1/item-001.html;x=2",
+        "http://abuse.example/gallery/x%2F..%2Fitem-001.html",
+        "http://abuse.example/gallery/item%2D001%2Ehtml",
+        "http://ABUSE.EXAMPLE:8080/gallery/item-001.html#top",
+    ] {
+        assert!(m.illegal_url(&UrlKey::parse(v).unwrap()).is_some(), "{v}");
+    }
+    for v in [
+        "http://abuse.example/gallery/item-001.html?x=1",
+        "http://abuse.example/gallery/item-001.html/",
+        "http://abuse.example/gallery/item-002.html",
+        "http://abuse.example/gallery%2Fitem-002.html",
+        "http://abuse.example/gallery/item-001.htmlx",
+        "http://abuse.example/gallery/",
+    ] {
+        assert!(m.illegal_url(&UrlKey::parse(v).unwrap()).is_none(), "{v}");
+    }
+}
+
+#[test]
+fn the_illegal_tier_says_which_allow_entries_it_covers() {
+    let m = illegal_matcher();
+    let domains = |line: &str| m.illegal_covers(ListFormat::Domains, line);
+    let urls = |line: &str| m.illegal_covers(ListFormat::Urls, line);
+    // The entry itself, spelled otherwise, under a prefix entry, or inside a listed domain.
+    assert!(urls("abuse.example/gallery/img1.html"));
+    assert!(urls("https://WWW.abuse.example/gallery/./img1.html?"));
+    assert!(urls("other.example/dir/page"));
+    assert!(urls("http://x.terror.example/"));
+    assert!(domains("terror.example"));
+    assert!(domains("*.sub.TERROR.example."));
+    assert!(domains("0.0.0.0 fine.example terror.example"));
+    // Entries that still allow something: a sibling, the host of a listed URL, a parent.
+    assert!(!urls("abuse.example/gallery/img2.html"));
+    assert!(!urls("abuse.example/gallery/"));
+    assert!(!urls("other.example/dir"));
+    assert!(!domains("abuse.example"));
+    assert!(!domains("example"));
+    assert!(!domains("notterror.example"));
+    // Comments, bad lines and other formats are never covered.
+    assert!(!urls("# terror.example/"));
+    assert!(!domains("terror.example/path"));
+    assert!(!m.illegal_covers(ListFormat::Regex, "terror\\.example"));
+    // Without an illegal tier nothing is.
+    assert!(!Matcher::empty().illegal_covers(ListFormat::Domains, "terror.example"));
+}
+
+#[test]
+fn covered_lines_of_a_list_file_are_numbered() {
+    let m = illegal_matcher();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("allow.txt.gz");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(b"# must-allow sites\nschool.example\nwww.terror.example\n\nabuse.example\n")
+        .unwrap();
+    std::fs::write(&path, gz.finish().unwrap()).unwrap();
+    assert_eq!(
+        m.illegal_covered_lines(ListFormat::Domains, &path).unwrap(),
+        [3]
+    );
+    let path = dir.path().join("allow-urls.txt");
+    std::fs::write(
+        &path,
+        "abuse.example/gallery/img2.html\nabuse.example/gallery/img1.html?\n",
+    )
+    .unwrap();
+    assert_eq!(
+        m.illegal_covered_lines(ListFormat::Urls, &path).unwrap(),
+        [2]
+    );
+    assert!(
+        m.illegal_covered_lines(ListFormat::Urls, &dir.path().join("absent"))
+            .is_err()
+    );
+}
+
 #[test]
 fn illegal_entries_are_not_in_the_ordinary_sets_or_debug_output() {
     let m = illegal_matcher();

@@ -11,6 +11,7 @@
 //! It does no I/O on the request path and reads no clock: callers pass the time in, so
 //! schedules are tested without sleeping. It does not know about DNS, HTTP or storage.
 
+mod covered;
 mod decide;
 mod illegal_guard;
 mod leases;

@@ -186,6 +186,7 @@ impl PolicySnapshot {
             list: "(all lists)".into(),
             source,
         })?;
+        crate::covered::check_allow_entries(&config, &matcher)?;
 
         let mut groups = Vec::new();
         let mut networks = Vec::new();

@@ -477,7 +477,6 @@ fn the_protected_reference_is_stable_across_restarts() {
 }
 
 #[test]
-#[test]
 fn a_forwarders_mac_and_the_local_address_identify_clients() {
     let config = CONFIG.replace(
         "listen = [\"127.0.0.1:5353\"]",
@@ -560,4 +559,90 @@ format = "dnsmasq"
         who(snap.client_on(ip("192.0.2.1"), None, Some(ip("127.0.0.1")))),
         None
     );
+}
+
+/// The 1-based line and column of `needle` in `text`.
+fn place(text: &str, needle: &str) -> (usize, usize) {
+    let at = text.find(needle).expect("needle in text");
+    let line = text[..at].matches('\n').count() + 1;
+    let column = at - text[..at].rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+#[test]
+fn an_allow_entry_the_illegal_tier_covers_is_an_error_at_its_place() {
+    // The listed URL, spelled otherwise, in a group's allow array; a name under a listed
+    // domain in an allow list file.
+    let config = format!(
+        "{}\n[lists.terror]\npath = \"terror.txt\"\nformat = \"domains\"\nkind = \"illegal\"\ncategory = \"terrorism\"\n",
+        CONFIG.replace(
+            "allow = [\"iwf-test.invalid\", ",
+            "allow = [\"iwf-test.invalid\", \"HTTP://iwf-test.invalid/gallery/./a.html?\", "
+        )
+    );
+    let dir = setup(&config);
+    std::fs::write(dir.path().join("terror.txt"), "terror.example\n").unwrap();
+    std::fs::write(
+        dir.path().join("allow.txt"),
+        "allowed.example\nwww.terror.example\ngames.example.org\n",
+    )
+    .unwrap();
+    let err = PolicySnapshot::load(&dir.path().join("hedgerow.toml"))
+        .unwrap_err()
+        .to_string();
+    let (line, column) = place(&config, "\"HTTP://iwf-test.invalid/gallery");
+    let toml = dir.path().join("hedgerow.toml");
+    assert!(
+        err.contains(&format!(
+            "{}:{line}:{column}: group \"pupils\": allow entry has no effect: covered by the illegal tier",
+            toml.display()
+        )),
+        "{err}"
+    );
+    let list = dir.path().join("allow.txt");
+    assert!(
+        err.contains(&format!(
+            "{}:2:1: allow list \"allow\": entry has no effect: covered by the illegal tier",
+            list.display()
+        )),
+        "{err}"
+    );
+    // Exactly those two, and the report repeats neither entry.
+    assert_eq!(
+        err.matches("covered by the illegal tier").count(),
+        2,
+        "{err}"
+    );
+    assert!(
+        !err.contains("gallery") && !err.contains("terror.example"),
+        "{err}"
+    );
+}
+
+#[test]
+fn allow_entries_that_still_allow_something_are_accepted() {
+    // The host of a listed URL, a sibling page, the directory above it and a parent of a
+    // listed domain all allow pages the illegal tier does not list.
+    let config = format!(
+        "{}\n[lists.terror]\npath = \"terror.txt\"\nformat = \"domains\"\nkind = \"illegal\"\ncategory = \"terrorism\"\n",
+        CONFIG.replace(
+            "allow = [\"iwf-test.invalid\", ",
+            "allow = [\"iwf-test.invalid\", \"iwf-test.invalid/gallery/b.html\", \"iwf-test.invalid/gallery/\", \"example\", "
+        )
+    );
+    let dir = setup(&config);
+    std::fs::write(dir.path().join("terror.txt"), "terror.example\n").unwrap();
+    std::fs::write(
+        dir.path().join("allow.txt"),
+        "allowed.example\nnotterror.example\nexample\n",
+    )
+    .unwrap();
+    let snap = snapshot(dir.path());
+    let v = url(&snap, "10.20.1.1", "http://iwf-test.invalid/gallery/b.html");
+    assert_eq!((v.action, v.tier), (Action::Allow, Tier::LocalAllow));
+    // What a proposal would ask before adding an allow entry.
+    assert!(snap.illegal_tier_covers("iwf-test.invalid/gallery/a.html"));
+    assert!(snap.illegal_tier_covers("news.terror.example"));
+    assert!(!snap.illegal_tier_covers("iwf-test.invalid/gallery/c.html"));
+    assert!(!snap.illegal_tier_covers("iwf-test.invalid"));
 }
