@@ -233,6 +233,7 @@ async fn full(socket: Arc<UdpSocket>, resolver: Arc<Resolver>, raw: Vec<u8>, src
         return;
     }
     let Ok(request) = Request::from_bytes(raw, src, Protocol::Udp) else {
+        resolver.unreadable(src);
         return form_error(&socket, &header, src).await;
     };
     let responder = UdpResponder { socket, dst: src };

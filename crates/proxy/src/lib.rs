@@ -17,6 +17,7 @@
 //! - **Events**: every request yields an access event (method, URL or host, search terms,
 //!   concern, verdict, bytes, block-page reference) handed to the event sink without waiting.
 
+mod access;
 mod handler;
 mod page;
 mod resolve;
