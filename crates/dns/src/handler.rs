@@ -212,7 +212,13 @@ impl Resolver {
             Outcome::Blocked => bump(&self.metrics.blocked),
             _ => bump(&self.metrics.cache_hits),
         }
-        let mut event = Event::new(self, now, src.ip(), &q.name, Some(RecordType::from(q.qtype)));
+        let mut event = Event::new(
+            self,
+            now,
+            src.ip(),
+            &q.name,
+            Some(RecordType::from(q.qtype)),
+        );
         event.client = Some(client);
         let shown = (verdict.is_blocked() || verdict.category.is_some()).then_some(&verdict);
         event.record(outcome, shown);

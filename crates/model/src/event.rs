@@ -263,7 +263,11 @@ mod tests {
         for d in Disposition::ALL {
             assert_eq!(d.as_str().parse::<Disposition>(), Ok(d));
             let json = serde_json::to_string(&d).unwrap();
-            assert_eq!(json, format!("\"{d}\""), "the serde name is the displayed one");
+            assert_eq!(
+                json,
+                format!("\"{d}\""),
+                "the serde name is the displayed one"
+            );
         }
         let err = "blocked".parse::<Disposition>().unwrap_err();
         assert!(err.to_string().contains("rate-limited"), "{err}");

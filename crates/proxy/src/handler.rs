@@ -302,12 +302,7 @@ impl Proxy {
 
     /// The guard that records this request's access event, whatever ends it: created first
     /// thing for every request, so no exit goes unrecorded.
-    fn log(
-        &self,
-        peer: SocketAddr,
-        req: &Request<Incoming>,
-        tls: Option<&Intercepted>,
-    ) -> Logged {
+    fn log(&self, peer: SocketAddr, req: &Request<Incoming>, tls: Option<&Intercepted>) -> Logged {
         let target = match tls {
             Some(t) => format!("https://{}{}", t.host, req.uri()),
             None => req.uri().to_string(),

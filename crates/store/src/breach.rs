@@ -171,7 +171,10 @@ mod tests {
             concern,
             severity: Severity::High,
         };
-        vec![rule("any block", None), rule("concern", Some(Severity::High))]
+        vec![
+            rule("any block", None),
+            rule("concern", Some(Severity::High)),
+        ]
     }
 
     /// An event as the fronts stored refusals before outcomes had their own verdicts: the
@@ -207,10 +210,18 @@ mod tests {
             assert_eq!(breach_for(&rules, &event(o)), None, "{o:?}");
             let mut concerning = event(o);
             concerning.concern = Some(Severity::Critical);
-            assert_eq!(breach_for(&rules, &concerning), None, "{o:?} with a concern");
+            assert_eq!(
+                breach_for(&rules, &concerning),
+                None,
+                "{o:?} with a concern"
+            );
             let mut illegal = event(o);
             illegal.tier = Tier::Illegal;
-            assert_eq!(breach_for(&rules, &illegal), None, "{o:?} in the illegal tier");
+            assert_eq!(
+                breach_for(&rules, &illegal),
+                None,
+                "{o:?} in the illegal tier"
+            );
         }
         // An allowed request with a concern still raises one.
         let mut allowed = event(Outcome::Forwarded);

@@ -790,16 +790,55 @@ mod tests {
         assert_eq!(
             seen,
             [
-                (Front::Dns, Outcome::Refused, Action::Block, Disposition::Refused),
-                (Front::Dns, Outcome::RateLimited, Action::Block, Disposition::RateLimited),
-                (Front::Dns, Outcome::Failed, Action::Block, Disposition::Error),
-                (Front::Proxy, Outcome::Refused, Action::Block, Disposition::Refused),
-                (Front::Proxy, Outcome::Failed, Action::Allow, Disposition::Error),
-                (Front::Dns, Outcome::Blocked, Action::Block, Disposition::Block),
-                (Front::Dns, Outcome::Forwarded, Action::Allow, Disposition::Allow),
+                (
+                    Front::Dns,
+                    Outcome::Refused,
+                    Action::Block,
+                    Disposition::Refused
+                ),
+                (
+                    Front::Dns,
+                    Outcome::RateLimited,
+                    Action::Block,
+                    Disposition::RateLimited
+                ),
+                (
+                    Front::Dns,
+                    Outcome::Failed,
+                    Action::Block,
+                    Disposition::Error
+                ),
+                (
+                    Front::Proxy,
+                    Outcome::Refused,
+                    Action::Block,
+                    Disposition::Refused
+                ),
+                (
+                    Front::Proxy,
+                    Outcome::Failed,
+                    Action::Allow,
+                    Disposition::Error
+                ),
+                (
+                    Front::Dns,
+                    Outcome::Blocked,
+                    Action::Block,
+                    Disposition::Block
+                ),
+                (
+                    Front::Dns,
+                    Outcome::Forwarded,
+                    Action::Allow,
+                    Disposition::Allow
+                ),
             ]
         );
-        assert!(events.iter().all(|e| e.client == std::net::IpAddr::from([10, 0, 0, 7])));
+        assert!(
+            events
+                .iter()
+                .all(|e| e.client == std::net::IpAddr::from([10, 0, 0, 7]))
+        );
         assert_eq!(events[3].target, "http://www.bbc.co.uk/news");
         assert_eq!(events[5].category, Category::new("adult").ok());
     }
