@@ -475,9 +475,10 @@ impl Proxy {
                 .own
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            return !own
-                .iter()
-                .any(|a| a.port() == port && (a.ip() == ip || a.ip().is_unspecified()));
+            return !own.iter().any(|a| {
+                let own_ip = canonical_ip(a.ip());
+                a.port() == port && (own_ip == ip || own_ip.is_unspecified())
+            });
         }
         match ip {
             IpAddr::V4(v4) => {

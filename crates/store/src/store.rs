@@ -104,7 +104,10 @@ impl EventFilter {
             .device
             .as_deref()
             .is_none_or(|d| e.device.as_deref() == Some(d))
-            && self.ip.is_none_or(|ip| e.client == ip)
+            // IPv4-mapped IPv6 is IPv4 (as the fronts store it), however it is asked for.
+            && self
+                .ip
+                .is_none_or(|ip| e.client.to_canonical() == ip.to_canonical())
             && self
                 .user
                 .as_deref()
