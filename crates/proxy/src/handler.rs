@@ -322,7 +322,7 @@ impl Proxy {
     /// a head) end no request.
     fn unreadable(&self, peer: SocketAddr, e: &hyper::Error, tls: Option<&Intercepted>) {
         tracing::debug!(client = %peer, "proxy connection: {e}");
-        if !(e.is_parse() || e.is_parse_too_large()) {
+        if !e.is_parse() {
             return;
         }
         let target = tls.map_or_else(String::new, |t| format!("https://{}", t.host));
@@ -783,7 +783,7 @@ impl Proxy {
         log.target = format!("{host_text}:{port}");
         let refuse = |log: Logged, outcome: Outcome, why: &str| {
             log.end(outcome);
-            text(StatusCode::FORBIDDEN, why)
+            text(refusal_status(outcome), why)
         };
         if !self.config.connect_ports.contains(&port) {
             let why = format!("CONNECT to port {port} is not allowed");
@@ -881,12 +881,12 @@ impl Tunnel {
         };
         let refuse = |mut log: Logged, why: &str| {
             tracing::info!(client = %self.peer, host = %self.host, "CONNECT refused: {why}");
+            // A circumvention shape is blocked whatever the host's verdict; a blocked SNI
+            // keeps the policy's verdict.
             if log.rule.is_none() {
-                let mut v = Verdict::default_allow();
-                v.action = hedgerow_model::Action::Block;
-                v.tier = Tier::Circumvention;
-                v.rule = Some(Arc::from(why));
-                log.apply(&v);
+                log.action = hedgerow_model::Action::Block;
+                log.tier = Tier::Circumvention;
+                log.rule = Some(Arc::from(why));
             }
             log.end(Outcome::Blocked);
         };
@@ -909,8 +909,9 @@ impl Tunnel {
                 }
                 let v = self.snap.decide(self.group, Target::Host(&sni_host), now);
                 if v.is_blocked() {
-                    log.apply(&v);
+                    // The target first: the verdict may hide it (the illegal tier).
                     log.target = format!("{sni}:{}", self.port);
+                    log.apply(&v);
                     return refuse(log, "blocked SNI");
                 }
             }
@@ -1158,11 +1159,12 @@ fn within(host: &str, domain: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.ends_with('.'))
 }
 
-/// The status of a response that refuses a destination for `outcome`.
+/// The status of a response that ends a request with `outcome` before it reached the origin:
+/// 502 when the destination's name did not resolve, else 403.
 fn refusal_status(outcome: Outcome) -> StatusCode {
     match outcome {
-        Outcome::Refused => StatusCode::FORBIDDEN,
-        _ => StatusCode::BAD_GATEWAY,
+        Outcome::Failed => StatusCode::BAD_GATEWAY,
+        _ => StatusCode::FORBIDDEN,
     }
 }
 
