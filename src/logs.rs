@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use hedgerow_config::Config;
-use hedgerow_model::{AccessEvent, Action, Category, Severity};
+use hedgerow_model::{AccessEvent, Category, Disposition, Severity};
 use hedgerow_store::{
     Breach, EventFilter, Recorder, RecorderOptions, Retention, Store, StoreOptions,
 };
@@ -85,13 +85,28 @@ pub(crate) enum Query {
     Export(PathBuf),
 }
 
+/// An access event as `logs` sends it: its fields, and what happened in the one word that
+/// the table shows and `--verdict` filters by.
+#[derive(Serialize)]
+struct Shown<'a> {
+    verdict: Disposition,
+    #[serde(flatten)]
+    event: &'a AccessEvent,
+}
+
 /// Answers a query from the store: JSON lines.
 pub(crate) fn answer(store: &Store, q: Query) -> Vec<String> {
     fn json<T: Serialize>(v: &T) -> String {
         serde_json::to_string(v).unwrap_or_default()
     }
+    let shown = |e: &AccessEvent| {
+        json(&Shown {
+            verdict: e.disposition(),
+            event: e,
+        })
+    };
     let result: Result<Vec<String>, hedgerow_store::StoreError> = match q {
-        Query::Logs(f) => store.events(&f).map(|v| v.iter().map(json).collect()),
+        Query::Logs(f) => store.events(&f).map(|v| v.iter().map(shown).collect()),
         Query::Breaches { min, limit } => {
             store.breaches(min, limit).map(|v| v.iter().map(json).collect())
         }
@@ -177,9 +192,9 @@ pub(crate) struct LogsArgs {
     pub(crate) group: Option<String>,
     #[arg(long)]
     pub(crate) category: Option<Category>,
-    /// allow, block or rewrite.
-    #[arg(long, value_parser = parse_action)]
-    pub(crate) verdict: Option<Action>,
+    /// What happened: allow, block, rewrite, refused, rate-limited or error.
+    #[arg(long)]
+    pub(crate) verdict: Option<Disposition>,
     /// From: a local date or time (2026-11-23, 2026-11-23T09:00) or a span back from now (2h, 7d).
     #[arg(long)]
     pub(crate) since: Option<String>,
@@ -191,15 +206,6 @@ pub(crate) struct LogsArgs {
     pub(crate) limit: usize,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
-}
-
-fn parse_action(s: &str) -> std::result::Result<Action, String> {
-    match s {
-        "allow" => Ok(Action::Allow),
-        "block" => Ok(Action::Block),
-        "rewrite" => Ok(Action::Rewrite),
-        _ => Err(format!("{s:?}: expected allow, block or rewrite")),
-    }
 }
 
 /// Reads `2h`/`7d` (back from now), a local date, or a local date and time.
@@ -252,7 +258,7 @@ pub(crate) fn logs(args: LogsArgs) -> Result<ExitCode> {
         user: args.user,
         group: args.group,
         category: args.category,
-        action: args.verdict,
+        verdict: args.verdict,
         limit: Some(args.limit),
     };
     let (lines, events): (_, Vec<AccessEvent>) = ask_for(&config, Query::Logs(filter))?;
@@ -284,7 +290,7 @@ pub(crate) fn logs(args: LogsArgs) -> Result<ExitCode> {
                 opt(e.group.as_deref()),
                 e.target.clone(),
                 opt(e.qtype.as_deref().or(e.method.as_deref())),
-                e.action.to_string(),
+                e.disposition().to_string(),
                 opt(e.category.as_ref().map(Category::as_str)),
                 e.tier.to_string(),
                 opt(e.search.as_deref()),

@@ -572,6 +572,22 @@ async fn a_dead_upstream_gets_servfail_within_the_timeout_and_failover_works() {
     // Blocked names need no upstream at all.
     let m = ask(&app, NX, Transport::Udp, "adult.example", RecordType::A).await;
     assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    // The dead upstream is an error in the log, not a block.
+    let events = tokio::task::block_in_place(|| settled_events(&app, 2));
+    let what: Vec<(&str, &str, &str)> = events
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or_default();
+            (s("target"), s("outcome"), s("verdict"))
+        })
+        .collect();
+    assert_eq!(
+        what,
+        [
+            ("allowed.example", "failed", "error"),
+            ("adult.example", "blocked", "block")
+        ]
+    );
     drop(app);
 
     // Failover: the first upstream is down, the second answers.
@@ -788,6 +804,21 @@ async fn the_rate_limit_refuses_a_flooding_client_only() {
         ResponseCode::NoError,
         "another client is unaffected"
     );
+    // One event a query; each refusal recorded as rate-limited, none as a block.
+    let events = tokio::task::block_in_place(|| settled_events(&app, 41));
+    assert_eq!(events.len(), 41);
+    let limited = events
+        .iter()
+        .filter(|e| e["verdict"] == "rate-limited")
+        .inspect(|e| {
+            assert!(
+                e["client"] == "127.0.0.1" && e["outcome"] == "rate-limited",
+                "{e}"
+            )
+        })
+        .count();
+    assert_eq!(limited, refused, "{events:#?}");
+    assert!(events.iter().all(|e| e["action"] != "block"), "{events:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1068,4 +1099,156 @@ async fn dns_over_tls_upstreams_are_used_and_verified() {
         1,
         "no query was sent over an unverified connection"
     );
+}
+
+/// Every access event so far, once `n` have arrived and nothing more came in the next half
+/// second (the writer flushes every 50 ms): a duplicate or a second event shows up as extra.
+fn settled_events(app: &Appliance, n: usize) -> Vec<serde_json::Value> {
+    let first = app.events(n, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(500));
+    let events = app.events(n, Duration::ZERO);
+    assert_eq!(
+        first.len(),
+        events.len(),
+        "events still arriving: {events:#?}"
+    );
+    events
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_query_is_recorded_once_with_what_happened_on_both_paths() {
+    let up = zone().servfail("broken.example").start().await;
+    let app = start_with(&format!("{{ address = \"{}\" }}", up.addr), "", &[]).await;
+    let rcode = |m: Message| m.metadata.response_code;
+    // (client, name, transport, answer) for each query; the event must say the same.
+    let mut asked: Vec<([u8; 4], &str, ResponseCode, &str)> = Vec::new();
+    for t in [Transport::Udp, Transport::Tcp] {
+        let exits: [([u8; 4], &str, ResponseCode, &str); 9] = [
+            // UDP: fast path, blocked.
+            (NX, "adult.example", ResponseCode::NXDomain, "block"),
+            // UDP: a miss forwarded by a task, then the same from the cache.
+            (NULL, "allowed.example", ResponseCode::NoError, "allow"),
+            (NULL, "allowed.example", ResponseCode::NoError, "allow"),
+            // The upstream's SERVFAIL passed on is an error, not a block.
+            (NX, "broken.example", ResponseCode::ServFail, "error"),
+            // The full path: a canary, a SafeSearch rewrite, a CNAME into a blocked name.
+            (
+                NX,
+                "use-application-dns.net",
+                ResponseCode::NXDomain,
+                "block",
+            ),
+            (NX, "www.google.com", ResponseCode::NoError, "rewrite"),
+            (NX, "redirect.example", ResponseCode::NXDomain, "block"),
+            // A client in no network.
+            (
+                STRANGER,
+                "allowed.example",
+                ResponseCode::Refused,
+                "refused",
+            ),
+            (OPEN, "adult.example", ResponseCode::NoError, "allow"),
+        ];
+        for (from, name, want, verdict) in exits {
+            let m = ask(&app, from, t, name, RecordType::A).await;
+            assert_eq!(rcode(m), want, "{name} from {from:?} over {t:?}");
+            asked.push((from, name, want, verdict));
+        }
+    }
+    // Unreadable or unserved queries: FORMERR and NOTIMP, each recorded as an error.
+    let wait = Duration::from_millis(500);
+    let header_only = [0xab, 0xcd, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0];
+    let reply = raw_udp(app.dns_udp, &header_only, wait).await.unwrap();
+    assert_eq!(
+        rcode(Message::from_vec(&reply).unwrap()),
+        ResponseCode::FormErr
+    );
+    let mut two = Message::query();
+    two.metadata.id = 7;
+    for n in ["two.example.", "questions.example."] {
+        two.add_query(hickory_proto::op::Query::query(
+            n.parse().unwrap(),
+            RecordType::A,
+        ));
+    }
+    let reply = raw_udp(app.dns_udp, &two.to_vec().unwrap(), wait)
+        .await
+        .unwrap();
+    assert_eq!(
+        rcode(Message::from_vec(&reply).unwrap()),
+        ResponseCode::FormErr
+    );
+    let mut notify = Message::new(9, hickory_proto::op::MessageType::Query, {
+        hickory_proto::op::OpCode::Notify
+    });
+    notify.add_query(hickory_proto::op::Query::query(
+        "notify.example.".parse().unwrap(),
+        RecordType::SOA,
+    ));
+    let reply = raw_udp(app.dns_udp, &notify.to_vec().unwrap(), wait)
+        .await
+        .unwrap();
+    assert_eq!(
+        rcode(Message::from_vec(&reply).unwrap()),
+        ResponseCode::NotImp
+    );
+    // Not queries, not answered, not recorded: shorter than a header, and an answer.
+    assert!(raw_udp(app.dns_udp, &[1, 2, 3], wait).await.is_none());
+    let mut answer = Message::query();
+    answer.metadata.message_type = hickory_proto::op::MessageType::Response;
+    answer.add_query(hickory_proto::op::Query::query(
+        "reflected.example.".parse().unwrap(),
+        RecordType::A,
+    ));
+    assert!(
+        raw_udp(app.dns_udp, &answer.to_vec().unwrap(), wait)
+            .await
+            .is_none()
+    );
+
+    let events = tokio::task::block_in_place(|| settled_events(&app, asked.len() + 3));
+    assert_eq!(events.len(), asked.len() + 3, "{events:#?}");
+    // Each query is there exactly as often as it was asked, with what happened to it.
+    for (from, name, _, verdict) in &asked {
+        let client = IpAddr::from(*from).to_string();
+        let want = asked
+            .iter()
+            .filter(|(f, n, _, _)| f == from && n == name)
+            .count();
+        let got: Vec<&serde_json::Value> = events
+            .iter()
+            .filter(|e| e["client"] == client.as_str() && e["target"] == *name)
+            .collect();
+        assert_eq!(got.len(), want, "{name} from {client}: {events:#?}");
+        assert!(
+            got.iter().all(|e| e["verdict"] == *verdict),
+            "{name} from {client} should be {verdict}: {got:#?}"
+        );
+    }
+    let invalid: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["outcome"] == "invalid")
+        .collect();
+    let mut targets: Vec<&str> = invalid
+        .iter()
+        .map(|e| e["target"].as_str().unwrap())
+        .collect();
+    targets.sort_unstable();
+    assert_eq!(
+        targets,
+        ["", "notify.example", "two.example"],
+        "{invalid:#?}"
+    );
+    assert!(
+        invalid
+            .iter()
+            .all(|e| e["verdict"] == "error" && e["client"] == "127.0.0.1")
+    );
+    // A refusal or an error is not the policy blocking anything.
+    for e in events.iter().filter(|e| e["verdict"] != "block") {
+        assert_ne!(e["action"], "block", "{e}");
+    }
 }

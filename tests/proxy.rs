@@ -793,3 +793,257 @@ async fn basic_authentication_names_the_user_in_the_log() {
     let ev = event_where(&r.app, |e| e["user"] == "pupil7").await;
     assert_eq!(ev["target"], url);
 }
+
+/// Sends raw bytes from the loopback address `from` on a new connection; returns what came
+/// back before the proxy closed (or 5 s passed).
+async fn raw_from(proxy: SocketAddr, from: [u8; 4], bytes: &[u8]) -> String {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::new(from.into(), 0)).unwrap();
+    let mut s = sock.connect(proxy).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Every access event, once `n` have arrived and nothing more came in the next half second
+/// (the writer flushes every 50 ms): a second event for one request shows up as extra.
+fn settled_events(app: &Appliance, n: usize) -> Vec<serde_json::Value> {
+    let first = app.events(n, Duration::from_secs(15));
+    std::thread::sleep(Duration::from_millis(500));
+    let events = app.events(n, Duration::ZERO);
+    assert_eq!(
+        first.len(),
+        events.len(),
+        "events still arriving: {events:#?}"
+    );
+    events
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Each way a request or tunnel can end, driven by a real client (curl, or raw TCP for what
+/// curl will not send), leaves exactly one access event saying what happened: a refused
+/// client, a missing or wrong sign-in, three malformed requests, a block, an allowed request,
+/// an origin that is down, a client that gave up on a silent origin, a refused CONNECT port,
+/// a tunnel closed for having no SNI, a tunnel left before its ClientHello, and a tunnel that
+/// carried a request. The PAC file is not an access and leaves none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_exit_of_a_request_or_tunnel_records_exactly_one_event() {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let salt = SaltString::encode_b64(b"hedgerow-test-salt").unwrap();
+    let hash = argon2::Argon2::default()
+        .hash_password(b"correct horse", &salt)
+        .unwrap()
+        .to_string();
+    let users = tempfile::tempdir().unwrap();
+    let file = users.path().join("users");
+    std::fs::write(&file, format!("pupil7:{hash}\n")).unwrap();
+    let r = rig_with(&format!("users_file = \"{}\"", file.display())).await;
+    let port = r.http.addr.port();
+    let tls_port = r.https.addr.port();
+    let site = |path: &str| format!("http://allowed.example:{port}/exit/{path}");
+    let signed = ["--proxy-user", "pupil7:correct horse"];
+    // base64 of "pupil7:correct horse".
+    let auth = "Proxy-Authorization: Basic cHVwaWw3OmNvcnJlY3QgaG9yc2U=";
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+
+    // Refused: a client in no network; no sign-in; a wrong password.
+    let (code, _) = curl_async(r.proxy, &["--interface", "127.0.0.9"], &site("stranger")).await;
+    assert_eq!(code, 403);
+    let (code, _) = curl_async(r.proxy, &[], &site("no-sign-in")).await;
+    assert_eq!(code, 407);
+    let (code, _) = curl_async(r.proxy, &["--proxy-user", "pupil7:wrong"], &site("wrong")).await;
+    assert_eq!(code, 407);
+    // Malformed: a head hyper cannot read, a smuggling shape, an origin-form request.
+    let reply = raw_from(r.proxy, [127, 0, 0, 11], b"\x16\x03\x01garbage\r\n\r\n").await;
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    let smuggle = format!(
+        "POST {} HTTP/1.1\r\nHost: allowed.example\r\n{auth}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET {} HTTP/1.1\r\n{auth}\r\n\r\n",
+        site("smuggle"),
+        site("smuggled")
+    );
+    let reply = raw_from(r.proxy, [127, 0, 0, 1], smuggle.as_bytes()).await;
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    let reply = raw_from(
+        r.proxy,
+        [127, 0, 0, 1],
+        b"GET /exit/origin-form HTTP/1.1\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    // The PAC file is the proxy's own, not an access: not recorded.
+    let reply = raw_from(
+        r.proxy,
+        [127, 0, 0, 1],
+        b"GET /proxy.pac HTTP/1.1\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    // Blocked, allowed, and an origin that is down.
+    let (code, _) = curl_async(
+        r.proxy,
+        &signed,
+        &format!("http://adult.example:{port}/exit/blocked"),
+    )
+    .await;
+    assert_eq!(code, 403);
+    let (code, body) = curl_async(r.proxy, &signed, &site("allowed")).await;
+    assert_eq!(code, 200, "{body}");
+    let (code, _) = curl_async(
+        r.proxy,
+        &signed,
+        &format!("http://allowed.example:{dead}/exit/down"),
+    )
+    .await;
+    assert_eq!(code, 502);
+    // A client that gives up while the origin says nothing: recorded when it goes.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slow = silent.local_addr().unwrap().port();
+    let _silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let (code, _) = curl_async(
+        r.proxy,
+        &[&signed[..], &["--max-time", "1"]].concat(),
+        &format!("http://allowed.example:{slow}/exit/gave-up"),
+    )
+    .await;
+    assert_eq!(code, 0, "curl gave up");
+    // Tunnels: a port not allowed; no SNI on an IP literal (closed after the 200); a client
+    // that goes away before its ClientHello; one that carries a request and closes.
+    let port25 = format!(
+        "CONNECT secure.example:25 HTTP/1.1\r\nHost: secure.example\r\nConnection: close\r\n{auth}\r\n\r\n"
+    );
+    let reply = raw_from(r.proxy, [127, 0, 0, 1], port25.as_bytes()).await;
+    assert!(reply.starts_with("HTTP/1.1 403"), "{reply}");
+    let (code, _) = curl_async(
+        r.proxy,
+        &[&signed[..], &["--cacert", &r.path("origin-ca.pem")]].concat(),
+        &format!("https://127.0.0.1:{tls_port}/exit/no-sni"),
+    )
+    .await;
+    assert_ne!(code, 200);
+    let gone =
+        format!("CONNECT bank.example:{tls_port} HTTP/1.1\r\nHost: bank.example\r\n{auth}\r\n\r\n");
+    {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        let mut s = sock.connect(r.proxy).await.unwrap();
+        s.write_all(gone.as_bytes()).await.unwrap();
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200");
+    }
+    let (code, body) = curl_async(
+        r.proxy,
+        &[&signed[..], &["--cacert", &r.path("origin-ca.pem")]].concat(),
+        &format!("https://secure.example:{tls_port}/exit/tunnel"),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+
+    // (target, client, outcome, verdict) of each exit, once each.
+    let want: Vec<(String, &str, &str, &str)> = vec![
+        (site("stranger"), "127.0.0.9", "refused", "refused"),
+        (site("no-sign-in"), "127.0.0.1", "refused", "refused"),
+        (site("wrong"), "127.0.0.1", "refused", "refused"),
+        (String::new(), "127.0.0.11", "invalid", "error"),
+        (site("smuggle"), "127.0.0.1", "invalid", "error"),
+        ("/exit/origin-form".into(), "127.0.0.1", "invalid", "error"),
+        (
+            format!("http://adult.example:{port}/exit/blocked"),
+            "127.0.0.1",
+            "blocked",
+            "block",
+        ),
+        (site("allowed"), "127.0.0.1", "forwarded", "allow"),
+        (
+            format!("http://allowed.example:{dead}/exit/down"),
+            "127.0.0.1",
+            "failed",
+            "error",
+        ),
+        (
+            format!("http://allowed.example:{slow}/exit/gave-up"),
+            "127.0.0.1",
+            "failed",
+            "error",
+        ),
+        (
+            "secure.example:25".into(),
+            "127.0.0.1",
+            "refused",
+            "refused",
+        ),
+        (
+            format!("127.0.0.1:{tls_port}"),
+            "127.0.0.1",
+            "blocked",
+            "block",
+        ),
+        (
+            format!("bank.example:{tls_port}"),
+            "127.0.0.1",
+            "failed",
+            "error",
+        ),
+        (
+            format!("secure.example:{tls_port}"),
+            "127.0.0.1",
+            "forwarded",
+            "allow",
+        ),
+    ];
+    let events = tokio::task::block_in_place(|| settled_events(&r.app, want.len()));
+    let mut got: Vec<(String, &str, &str, &str)> = events
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or_default();
+            (
+                s("target").to_owned(),
+                s("client"),
+                s("outcome"),
+                s("verdict"),
+            )
+        })
+        .collect();
+    let mut want_sorted = want.clone();
+    want_sorted.sort();
+    got.sort();
+    assert_eq!(got, want_sorted, "{events:#?}");
+
+    let find = |target: &str| {
+        events
+            .iter()
+            .find(|e| e["target"] == target)
+            .unwrap_or_else(|| panic!("no event for {target}"))
+    };
+    // Signed-in requests name the user; a refused sign-in names the group it came from.
+    assert_eq!(find(&site("allowed"))["user"], "pupil7");
+    assert_eq!(find(&site("no-sign-in"))["group"], "pupils");
+    assert!(find(&site("stranger"))["group"].is_null());
+    // Bytes are counted: the allowed response body, and what came back through the tunnel.
+    assert!(find(&site("allowed"))["bytes"].as_u64().unwrap() > 0);
+    assert!(
+        find(&format!("secure.example:{tls_port}"))["bytes"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert!(find(&format!("http://adult.example:{port}/exit/blocked"))["reference"].is_u64());
+    assert_eq!(
+        find(&format!("127.0.0.1:{tls_port}"))["rule"],
+        "no SNI on a CONNECT to an IP address"
+    );
+    // Refusals and errors are not the policy blocking anything.
+    for e in events.iter().filter(|e| e["verdict"] != "block") {
+        assert_ne!(e["action"], "block", "{e}");
+    }
+}

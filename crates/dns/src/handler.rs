@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use hedgerow_config::{DnsBlockMode, Group};
 use hedgerow_model::{AccessEvent, Action, Clock, EventSink, Front, Host, Outcome, Tier, Verdict};
-use hedgerow_policy::{Client, PolicyHandle, PolicySnapshot, Target};
+use hedgerow_policy::{Client, PolicyHandle, PolicySnapshot, Target, canonical_ip};
 use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::rdata::svcb::SvcParamKey;
@@ -239,14 +239,8 @@ impl Resolver {
             Outcome::Blocked => bump(&self.metrics.blocked),
             _ => bump(&self.metrics.cache_hits),
         }
-        let event = Event {
-            resolver: self,
-            now,
-            src: who.ip,
-            client: Some(client),
-            name: &q.name,
-            qtype: RecordType::from(q.qtype),
-        };
+        let mut event = Event::new(self, now, who.ip, &q.name, Some(RecordType::from(q.qtype)));
+        event.client = Some(client);
         let shown = (verdict.is_blocked() || verdict.category.is_some()).then_some(&verdict);
         event.record(outcome, shown);
         Some(Fast::Answer(out))
@@ -265,14 +259,8 @@ impl Resolver {
         let dnssec_ok = q.dnssec_ok();
         let name = Name::from_ascii(format!("{}.", q.name)).ok()?;
         let key = cache::key(&q.name, qtype, dnssec_ok);
-        let event = Event {
-            resolver: self,
-            now: miss.now,
-            src: who.ip,
-            client: Some(client),
-            name: &q.name,
-            qtype,
-        };
+        let mut event = Event::new(self, miss.now, who.ip, &q.name, Some(qtype));
+        event.client = Some(client);
         // Another query may have filled the entry while this one waited for a turn.
         let entry = match self.cache.get(&key, Instant::now()) {
             Some(e) => Some(e),
@@ -280,7 +268,7 @@ impl Resolver {
                 Forwarded::Failed => {
                     bump(&self.metrics.queries);
                     bump(&self.metrics.servfail);
-                    event.record(Outcome::ServFail, None);
+                    event.record(Outcome::Failed, None);
                     return Some(empty_answer(&q, ResponseCode::ServFail));
                 }
                 Forwarded::Answer(answer, entry) => {
@@ -288,21 +276,32 @@ impl Resolver {
                     {
                         // REFUSED, SERVFAIL or the like from the upstream: passed on, empty.
                         bump(&self.metrics.queries);
-                        event.record(Outcome::Forwarded, None);
+                        event.record(upstream_outcome(answer.rcode), None);
                         return Some(empty_answer(&q, answer.rcode));
                     }
                     entry
                 }
             },
         };
-        let out = self.cached_answer(&q, &*entry?)?;
-        if out.len() > usize::from(payload(&q)) {
+        let out = entry
+            .and_then(|e| self.cached_answer(&q, &e))
+            .filter(|out| out.len() <= usize::from(payload(&q)));
+        let Some(out) = out else {
+            event.pass();
             return None;
-        }
+        };
         bump(&self.metrics.queries);
         let shown = miss.verdict.category.is_some().then_some(&miss.verdict);
         event.record(Outcome::Forwarded, shown);
         Some(out)
+    }
+
+    /// Records a datagram that could not be decoded, though its header could: it is answered
+    /// FORMERR, and recorded with no name.
+    pub(crate) fn unreadable(&self, src: std::net::SocketAddr) {
+        bump(&self.metrics.queries);
+        bump(&self.metrics.formerr);
+        Event::new(self, self.clock.now(), src.ip(), "", None).record(Outcome::Invalid, None);
     }
 
     /// A cached answer in wire form for query `q`, unless it needs per-group treatment.
@@ -362,18 +361,29 @@ impl Resolver {
     ) -> ResponseInfo {
         bump(&self.metrics.queries);
         let mut edns = response_edns(request);
+        // The first question names the event even when the query is refused as unreadable.
+        let first = request.queries.queries().first();
+        let name = first.map_or_else(String::new, |q| {
+            let ascii = Name::from(q.name()).to_ascii();
+            ascii.trim_end_matches('.').to_ascii_lowercase()
+        });
+        let now = self.clock.now();
+        let src = request.src().ip();
+        // Before the event, which may borrow from it until it is dropped.
+        let snap = self.policy.snapshot();
+        let mut event = Event::new(self, now, src, &name, first.map(|q| q.query_type()));
         if request.metadata.op_code != OpCode::Query {
+            event.record(Outcome::Invalid, None);
             return send_error(request, handle, ResponseCode::NotImp, edns.as_ref()).await;
         }
         let Ok(info) = request.request_info() else {
             // Zero or several questions.
             bump(&self.metrics.formerr);
+            event.record(Outcome::Invalid, None);
             return send_error(request, handle, ResponseCode::FormErr, edns.as_ref()).await;
         };
         let qname: Name = info.query.name().into();
         let qtype = info.query.query_type();
-        let now = self.clock.now();
-        let snap = self.policy.snapshot();
         // The options as received; hickory has already said whether there are any.
         let options = match &request.edns {
             Some(e) if !e.options().options.is_empty() => wire::opt_rdata(request.as_slice()),
@@ -384,16 +394,8 @@ impl Resolver {
             edns.options_mut()
                 .insert(EdnsOption::Unknown(8, echo.data().to_vec()));
         }
-        let ascii = qname.to_ascii();
-        let name = ascii.trim_end_matches('.').to_ascii_lowercase();
-        let mut event = Event {
-            resolver: self,
-            now,
-            src: who.ip,
-            client: None,
-            name: &name,
-            qtype,
-        };
+        // The event names the identified client, not the forwarder that asked.
+        event.src = canonical_ip(who.ip);
 
         let Some(client) = snap.client_on(who.ip, who.mac, who.local) else {
             bump(&self.metrics.refused);
@@ -402,6 +404,7 @@ impl Resolver {
         };
         event.client = Some(client);
         let Some(group) = snap.group(client.group) else {
+            event.record(Outcome::Failed, None);
             return send_error(request, handle, ResponseCode::ServFail, edns.as_ref()).await;
         };
         let dns = &snap.config().dns;
@@ -459,7 +462,7 @@ impl Resolver {
                 }
                 None => {
                     bump(&self.metrics.servfail);
-                    event.record(Outcome::ServFail, Some(&verdict));
+                    event.record(Outcome::Failed, Some(&verdict));
                     return send_error(request, handle, ResponseCode::ServFail, edns.as_ref())
                         .await;
                 }
@@ -469,7 +472,7 @@ impl Resolver {
 
         let Some(mut answer) = self.lookup(&qname, qtype, dnssec_ok, &snap).await else {
             bump(&self.metrics.servfail);
-            event.record(Outcome::ServFail, None);
+            event.record(Outcome::Failed, None);
             return send_error(request, handle, ResponseCode::ServFail, edns.as_ref()).await;
         };
 
@@ -484,7 +487,7 @@ impl Resolver {
         if is_filtered(group) {
             strip_ech(&mut answer.answers);
         }
-        event.record(Outcome::Forwarded, None);
+        event.record(upstream_outcome(answer.rcode), None);
         send(request, handle, answer, edns.as_ref()).await
     }
 
@@ -822,39 +825,84 @@ fn strip_ech(records: &mut [Record]) {
     }
 }
 
-/// Builds the access event for one query; records at most once.
+/// The access event of one query, recorded exactly once: by [`Event::record`] with the
+/// outcome that ended the query, or, should a path end without saying (a future dropped while
+/// waiting for an upstream), when it is dropped, as [`Outcome::Failed`]. [`Event::pass`] is
+/// for the fast path handing a query on to the full path, which records it there.
 struct Event<'a> {
     resolver: &'a Resolver,
     now: jiff::Timestamp,
+    /// The client's address, IPv4-mapped IPv6 as IPv4 (as the proxy stores it).
     src: IpAddr,
     client: Option<Client<'a>>,
     name: &'a str,
-    qtype: RecordType,
+    qtype: Option<RecordType>,
+    done: bool,
 }
 
-impl Event<'_> {
-    fn record(&self, outcome: Outcome, verdict: Option<&Verdict>) {
+impl<'a> Event<'a> {
+    fn new(
+        resolver: &'a Resolver,
+        now: jiff::Timestamp,
+        src: IpAddr,
+        name: &'a str,
+        qtype: Option<RecordType>,
+    ) -> Self {
+        Self {
+            resolver,
+            now,
+            src: canonical_ip(src),
+            client: None,
+            name,
+            qtype,
+            done: false,
+        }
+    }
+
+    /// Records the event with `outcome`; `verdict` is the policy's, when it was asked.
+    fn record(mut self, outcome: Outcome, verdict: Option<&Verdict>) {
+        self.emit(outcome, verdict);
+    }
+
+    /// The query goes on to the full path, which records it: nothing is recorded here.
+    fn pass(mut self) {
+        self.done = true;
+    }
+
+    fn emit(&mut self, outcome: Outcome, verdict: Option<&Verdict>) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
         let device = self.client.and_then(|c| c.device);
         let mut ev = AccessEvent {
-            time: self.now,
-            front: Front::Dns,
-            client: self.src,
             device: device.map(|d| d.name.as_str().into()),
             user: device.and_then(|d| d.user.as_deref()).map(Arc::from),
             group: self.client.map(|c| c.group_arc.clone()),
-            target: self.name.to_owned(),
-            qtype: Some(std::borrow::Cow::Borrowed(<&'static str>::from(self.qtype))),
+            qtype: self
+                .qtype
+                .map(|t| std::borrow::Cow::Borrowed(<&'static str>::from(t))),
             outcome,
-            action: match outcome {
-                Outcome::Refused | Outcome::RateLimited | Outcome::ServFail => Action::Block,
-                _ => Action::Allow,
-            },
-            ..AccessEvent::new(self.now, Front::Dns, self.src, String::new())
+            ..AccessEvent::new(self.now, Front::Dns, self.src, self.name.to_owned())
         };
         if let Some(v) = verdict {
             ev = ev.with_verdict(v);
         }
         self.resolver.sink.record(ev);
+    }
+}
+
+impl Drop for Event<'_> {
+    fn drop(&mut self) {
+        self.emit(Outcome::Failed, None);
+    }
+}
+
+/// The outcome of a query answered with the upstream's code: an answer or NXDOMAIN is
+/// forwarded; SERVFAIL, REFUSED and the like passed on from the upstream are failures.
+fn upstream_outcome(rcode: ResponseCode) -> Outcome {
+    match rcode {
+        ResponseCode::NoError | ResponseCode::NXDomain => Outcome::Forwarded,
+        _ => Outcome::Failed,
     }
 }
 

@@ -241,6 +241,7 @@ async fn full(
         return;
     }
     let Ok(request) = Request::from_bytes(raw, src, Protocol::Udp) else {
+        resolver.unreadable(src);
         return form_error(&socket, &header, src).await;
     };
     let responder = UdpResponder { socket, dst: src };

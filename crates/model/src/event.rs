@@ -1,6 +1,7 @@
 //! Access events: one per DNS query or proxied request, for the log store.
 
 use std::borrow::Cow;
+use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -14,25 +15,118 @@ pub enum Front {
     Proxy,
 }
 
-/// What happened to the request, beyond the verdict.
+/// What happened to the request, in detail. [`Outcome::disposition`] sums it up in the one
+/// word that logs show as the verdict.
+///
+/// The order of the variants is the stored encoding (the log store writes the variant's
+/// index): new variants go at the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
-    /// Answered from the upstream or the cache.
+    /// Answered from the upstream or the cache (DNS), or by the origin (proxy).
     Forwarded,
-    /// Answered with a block response.
+    /// Answered with a block response: the policy blocked it, or (proxy) the tunnel was
+    /// closed for a circumvention shape (no SNI, a different SNI, ECH, not TLS).
     Blocked,
     /// Answered with a SafeSearch rewrite (CNAME to the engine's enforcement host).
     SafeSearch,
     /// A circumvention canary (DoH opt-out, iCloud Private Relay, DDR) answered locally.
     Circumvention,
-    /// The client is in no configured network.
+    /// Not served because of who asked or where to, before any filtering decision: the client
+    /// is in no configured network, or did not sign in to the proxy, or (proxy) the
+    /// destination is an address or port the proxy does not reach.
     Refused,
     /// The client went over its rate limit.
     RateLimited,
-    /// The upstreams failed or timed out.
-    ServFail,
+    /// No answer came: the upstreams or the origin failed, refused or timed out, or the
+    /// request ended before it was answered (the client went away).
+    #[serde(alias = "serv-fail")]
+    Failed,
+    /// The request could not be read or is of a kind not served: DNS FORMERR or NOTIMP, an
+    /// HTTP 400.
+    Invalid,
 }
+
+impl Outcome {
+    /// The one word for what happened. This is the only place outcomes are summed up: the
+    /// logs' verdict column, `logs --verdict`, counts of blocked requests and breach rules all
+    /// go through it.
+    pub fn disposition(self) -> Disposition {
+        match self {
+            Outcome::Forwarded => Disposition::Allow,
+            Outcome::Blocked | Outcome::Circumvention => Disposition::Block,
+            Outcome::SafeSearch => Disposition::Rewrite,
+            Outcome::Refused => Disposition::Refused,
+            Outcome::RateLimited => Disposition::RateLimited,
+            Outcome::Failed | Outcome::Invalid => Disposition::Error,
+        }
+    }
+}
+
+/// What happened to a request, in one word: the verdict a log shows. Only `Block` means
+/// the filter stopped it; a refusal, the rate limit or an error is never counted as blocked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Disposition {
+    /// Served as asked.
+    Allow,
+    /// Stopped by the filter (a block answer or page, a closed tunnel).
+    Block,
+    /// Not answered: an upstream or origin failure, or a request that could not be read.
+    Error,
+    /// Refused because the client went over its rate limit.
+    RateLimited,
+    /// Refused because of who asked or where to (not the school's network, not signed in,
+    /// a destination the proxy does not reach).
+    Refused,
+    /// Served with a SafeSearch rewrite.
+    Rewrite,
+}
+
+impl Disposition {
+    /// Every disposition, in the order the error message lists them.
+    const ALL: [Disposition; 6] = [
+        Disposition::Allow,
+        Disposition::Block,
+        Disposition::Rewrite,
+        Disposition::Refused,
+        Disposition::RateLimited,
+        Disposition::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::Allow => "allow",
+            Disposition::Block => "block",
+            Disposition::Error => "error",
+            Disposition::RateLimited => "rate-limited",
+            Disposition::Refused => "refused",
+            Disposition::Rewrite => "rewrite",
+        }
+    }
+}
+
+impl fmt::Display for Disposition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Disposition {
+    type Err = UnknownDisposition;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Disposition::ALL
+            .into_iter()
+            .find(|d| d.as_str() == s)
+            .ok_or_else(|| UnknownDisposition(s.to_owned()))
+    }
+}
+
+/// A word that is not a [`Disposition`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?}: expected allow, block, rewrite, refused, rate-limited or error")]
+pub struct UnknownDisposition(String);
 
 /// One access: who, when, what, and what Hedgerow did.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -47,7 +141,10 @@ pub struct AccessEvent {
     pub target: String,
     /// The query type (DNS), such as `A` or `HTTPS`.
     pub qtype: Option<Cow<'static, str>>,
+    /// What happened; [`AccessEvent::disposition`] is the verdict logs show.
     pub outcome: Outcome,
+    /// The policy's action. `Allow` when the policy was not asked (a refused, rate-limited,
+    /// unreadable or failed request): read [`AccessEvent::disposition`] for what happened.
     pub action: crate::Action,
     pub tier: crate::Tier,
     pub category: Option<crate::Category>,
@@ -91,6 +188,11 @@ impl AccessEvent {
             bytes: 0,
             reference: None,
         }
+    }
+
+    /// What happened, in one word (see [`Outcome::disposition`]).
+    pub fn disposition(&self) -> Disposition {
+        self.outcome.disposition()
     }
 
     /// Copies the verdict's fields into the event.
@@ -152,5 +254,49 @@ pub struct FixedClock(pub jiff::Timestamp);
 impl Clock for FixedClock {
     fn now(&self) -> jiff::Timestamp {
         self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_blocks_and_canaries_are_blocks() {
+        let all = [
+            (Outcome::Forwarded, Disposition::Allow),
+            (Outcome::Blocked, Disposition::Block),
+            (Outcome::SafeSearch, Disposition::Rewrite),
+            (Outcome::Circumvention, Disposition::Block),
+            (Outcome::Refused, Disposition::Refused),
+            (Outcome::RateLimited, Disposition::RateLimited),
+            (Outcome::Failed, Disposition::Error),
+            (Outcome::Invalid, Disposition::Error),
+        ];
+        for (outcome, disposition) in all {
+            assert_eq!(outcome.disposition(), disposition, "{outcome:?}");
+        }
+    }
+
+    #[test]
+    fn dispositions_read_back_from_their_names() {
+        for d in Disposition::ALL {
+            assert_eq!(d.as_str().parse::<Disposition>(), Ok(d));
+            let json = serde_json::to_string(&d).unwrap();
+            assert_eq!(
+                json,
+                format!("\"{d}\""),
+                "the serde name is the displayed one"
+            );
+        }
+        let err = "blocked".parse::<Disposition>().unwrap_err();
+        assert!(err.to_string().contains("rate-limited"), "{err}");
+    }
+
+    #[test]
+    fn the_old_name_of_failed_still_reads() {
+        let old: Outcome = serde_json::from_str("\"serv-fail\"").unwrap();
+        assert_eq!(old, Outcome::Failed);
+        assert_eq!(serde_json::to_string(&old).unwrap(), "\"failed\"");
     }
 }

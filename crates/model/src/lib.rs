@@ -22,7 +22,10 @@ mod urlkey;
 mod verdict;
 
 pub use breach::BreachRule;
-pub use event::{AccessEvent, Clock, EventSink, FixedClock, Front, Outcome, SystemClock};
+pub use event::{
+    AccessEvent, Clock, Disposition, EventSink, FixedClock, Front, Outcome, SystemClock,
+    UnknownDisposition,
+};
 pub use host::{Host, HostError, Suffixes, normalise_name_into};
 pub use list::{ListFormat, ListKind, Severity, UrlMatch};
 pub use mac::{MacAddr, MacError};

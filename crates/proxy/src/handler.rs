@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use hedgerow_model::{AccessEvent, Action, Front, Host, Outcome, Severity, Tier, UrlKey, Verdict};
+use hedgerow_model::{AccessEvent, Front, Host, Outcome, Severity, Tier, UrlKey, Verdict};
 use hedgerow_policy::{Client as PolicyClient, PolicySnapshot, Target, canonical_ip};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
@@ -19,6 +19,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::access::Logged;
 use crate::tls::{HelloError, parse_hello};
 use crate::{Proxy, ProxyError, page, search};
 
@@ -265,27 +266,23 @@ async fn serve_connection(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAddr
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .pop_front();
         async move {
-            if framing == Some(Framing::Conflict) {
-                return Ok::<_, Infallible>(bad_request(
-                    "conflicting Content-Length and Transfer-Encoding",
-                ));
-            }
+            let conflict = framing == Some(Framing::Conflict);
             let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
-            let mut resp = p.handle(peer, req, None).await;
+            let mut resp = p.handle(peer, req, None, conflict).await;
             if chunked {
                 // The inspector stops at a chunked request: no further requests on this
                 // connection.
                 resp.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
-            Ok(resp)
+            Ok::<_, Infallible>(resp)
         }
     });
     let conn = http1_server(&proxy)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     if let Err(e) = conn.await {
-        tracing::debug!(client = %peer, "proxy connection: {e}");
+        proxy.unreadable(peer, &e, None);
     }
 }
 
@@ -303,26 +300,39 @@ impl Proxy {
             .to_string()
     }
 
-    fn event(
-        &self,
-        peer: SocketAddr,
-        who: Option<&PolicyClient<'_>>,
-        target: String,
-    ) -> AccessEvent {
+    /// The guard that records this request's access event, whatever ends it: created first
+    /// thing for every request, so no exit goes unrecorded.
+    fn log(&self, peer: SocketAddr, req: &Request<Incoming>, tls: Option<&Intercepted>) -> Logged {
+        let target = match tls {
+            Some(t) => format!("https://{}{}", t.host, req.uri()),
+            None => req.uri().to_string(),
+        };
         let mut e = AccessEvent::new(
             self.clock.now(),
             Front::Proxy,
             canonical_ip(peer.ip()),
             target,
         );
-        if let Some(c) = who {
-            e.group = Some(c.group_arc.clone());
-            if let Some(d) = c.device {
-                e.device = Some(Arc::from(d.name.as_str()));
-                e.user = d.user.as_deref().map(Arc::from);
-            }
+        e.method = Some(method_name(req.method()));
+        Logged::new(self.sink.clone(), e)
+    }
+
+    /// Records a request hyper could not read (it answers 400 or 431 itself, and the service
+    /// never sees the request). Other connection errors (a client gone, a timeout waiting for
+    /// a head) end no request.
+    fn unreadable(&self, peer: SocketAddr, e: &hyper::Error, tls: Option<&Intercepted>) {
+        tracing::debug!(client = %peer, "proxy connection: {e}");
+        if !e.is_parse() {
+            return;
         }
-        e
+        let target = tls.map_or_else(String::new, |t| format!("https://{}", t.host));
+        let event = AccessEvent::new(
+            self.clock.now(),
+            Front::Proxy,
+            canonical_ip(peer.ip()),
+            target,
+        );
+        Logged::new(self.sink.clone(), event).end(Outcome::Invalid);
     }
 
     /// Boxed with an explicit `Send`: the CONNECT path spawns tunnels that serve intercepted
@@ -332,57 +342,74 @@ impl Proxy {
         peer: SocketAddr,
         req: Request<Incoming>,
         tls: Option<Intercepted>,
+        conflict: bool,
     ) -> Pin<Box<dyn Future<Output = Response<Out>> + Send>> {
-        Box::pin(self.handle_inner(peer, req, tls))
+        Box::pin(self.handle_inner(peer, req, tls, conflict))
     }
 
+    /// One request. `conflict`: the inspector saw a smuggling shape in its head, which hyper
+    /// hides (it drops Content-Length beside Transfer-Encoding).
     async fn handle_inner(
         self: Arc<Self>,
         peer: SocketAddr,
         req: Request<Incoming>,
         tls: Option<Intercepted>,
+        conflict: bool,
     ) -> Response<Out> {
+        let mut log = self.log(peer, &req, tls.as_ref());
         // Smuggling shapes: both framings, or several lengths.
         let h = req.headers();
-        if h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH) {
+        if conflict
+            || h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH)
+        {
+            log.end(Outcome::Invalid);
             return bad_request("conflicting Content-Length and Transfer-Encoding");
         }
         if h.get_all(header::CONTENT_LENGTH).iter().count() > 1 {
+            log.end(Outcome::Invalid);
             return bad_request("more than one Content-Length");
         }
         let origin_form = req.uri().authority().is_none();
         if tls.is_none() && req.method() != Method::CONNECT && origin_form {
-            return self.local(&req);
+            return self.local(&req, log);
         }
         let snap = self.policy.snapshot();
         let Some(who) = snap.client(canonical_ip(peer.ip()), None) else {
-            let mut e = self.event(peer, None, req.uri().to_string());
-            e.outcome = Outcome::Refused;
-            e.action = Action::Block;
-            e.method = Some(method_name(req.method()));
-            self.sink.record(e);
+            log.end(Outcome::Refused);
             return text(
                 StatusCode::FORBIDDEN,
                 "this proxy serves the school's network only",
             );
         };
-        let user = match self.authenticate(&req) {
-            Ok(u) => u,
-            Err(resp) => return *resp,
-        };
+        log.group = Some(who.group_arc.clone());
+        if let Some(d) = who.device {
+            log.device = Some(Arc::from(d.name.as_str()));
+            log.user = d.user.as_deref().map(Arc::from);
+        }
+        match self.authenticate(&req) {
+            Ok(Some(user)) => log.user = Some(user),
+            Ok(None) => {}
+            Err(resp) => {
+                log.end(Outcome::Refused);
+                return *resp;
+            }
+        }
         if req.method() == Method::CONNECT {
             if tls.is_some() {
+                log.end(Outcome::Invalid);
                 return bad_request("CONNECT inside an intercepted connection");
             }
-            return self.connect(peer, req, &snap, &who, user).await;
+            return self.connect(peer, req, &snap, &who, log).await;
         }
-        self.http(peer, req, &snap, &who, user, tls).await
+        self.http(req, &snap, &who, tls, log).await
     }
 
-    /// Origin-form requests to the proxy itself: the PAC and WPAD files.
-    fn local(&self, req: &Request<Incoming>) -> Response<Out> {
+    /// Origin-form requests to the proxy itself: the PAC and WPAD files, which are not
+    /// accesses and are not recorded; anything else is a malformed proxy request.
+    fn local(&self, req: &Request<Incoming>, log: Logged) -> Response<Out> {
         match req.uri().path() {
             "/proxy.pac" | "/wpad.dat" => {
+                log.dismiss();
                 let host = self.config.pac_proxy.clone().unwrap_or_else(|| {
                     req.headers()
                         .get(header::HOST)
@@ -397,10 +424,13 @@ impl Proxy {
                     page::pac(&host),
                 )
             }
-            _ => text(
-                StatusCode::BAD_REQUEST,
-                "this is a web proxy: configure it in the browser, or fetch /proxy.pac",
-            ),
+            _ => {
+                log.end(Outcome::Invalid);
+                text(
+                    StatusCode::BAD_REQUEST,
+                    "this is a web proxy: configure it in the browser, or fetch /proxy.pac",
+                )
+            }
         }
     }
 
@@ -445,9 +475,10 @@ impl Proxy {
                 .own
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            return !own
-                .iter()
-                .any(|a| a.port() == port && (a.ip() == ip || a.ip().is_unspecified()));
+            return !own.iter().any(|a| {
+                let own_ip = canonical_ip(a.ip());
+                a.port() == port && (own_ip == ip || own_ip.is_unspecified())
+            });
         }
         match ip {
             IpAddr::V4(v4) => {
@@ -466,20 +497,22 @@ impl Proxy {
         }
     }
 
-    /// Resolves and checks a destination; the addresses to try, or a refusal.
+    /// Resolves and checks a destination; the addresses to try, or why not: the name did not
+    /// resolve ([`Outcome::Failed`]) or names an address the proxy does not reach
+    /// ([`Outcome::Refused`]).
     async fn destination(
         &self,
         host: &str,
         port: u16,
-    ) -> Result<Vec<SocketAddr>, (StatusCode, String)> {
+    ) -> Result<Vec<SocketAddr>, (Outcome, String)> {
         let ips = self
             .resolver
             .lookup(host)
             .await
-            .map_err(|e| (StatusCode::BAD_GATEWAY, e.to_string()))?;
+            .map_err(|e| (Outcome::Failed, e.to_string()))?;
         if let Some(bad) = ips.iter().find(|ip| !self.destination_ok(**ip, port)) {
             return Err((
-                StatusCode::FORBIDDEN,
+                Outcome::Refused,
                 format!("refused: {host} is {bad}, an address this proxy does not reach"),
             ));
         }
@@ -506,26 +539,26 @@ impl Proxy {
         (terms, concern)
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn http(
         self: &Arc<Self>,
-        peer: SocketAddr,
         req: Request<Incoming>,
         snap: &Arc<PolicySnapshot>,
         who: &PolicyClient<'_>,
-        user: Option<Arc<str>>,
         tls: Option<Intercepted>,
+        mut log: Logged,
     ) -> Response<Out> {
         let (scheme, host, port) = match &tls {
             Some(t) => ("https", t.host.clone(), t.port),
             None => {
                 let uri = req.uri();
                 if uri.scheme_str() != Some("http") {
+                    log.end(Outcome::Invalid);
                     return bad_request(
                         "only http:// URLs are proxied this way; HTTPS uses CONNECT",
                     );
                 }
                 let Some(a) = uri.authority() else {
+                    log.end(Outcome::Invalid);
                     return bad_request("no host in the request");
                 };
                 (
@@ -551,30 +584,25 @@ impl Proxy {
         } else {
             format!("{scheme}://{shown_host}:{port}{path_q}")
         };
+        log.target.clone_from(&url_text);
         let Ok(key) = UrlKey::parse(&url_text) else {
+            log.end(Outcome::Invalid);
             return bad_request("the URL could not be read");
         };
         let now = self.clock.now();
         let verdict = snap.decide(who.group, Target::Url(&key), now);
         let (search, concern) = self.monitor(snap, who, &key);
-        let mut ev = self.event(peer, Some(who), url_text.clone());
-        if user.is_some() {
-            ev.user = user;
-        }
-        ev.method = Some(method_name(req.method()));
-        ev.search = search.map(String::into_boxed_str);
-        ev.concern = concern;
-        ev = ev.with_verdict(&verdict);
+        log.search = search.map(String::into_boxed_str);
+        log.concern = concern;
+        log.apply(&verdict);
         if verdict.is_blocked() {
-            return self.block(ev, &verdict, &url_text, snap, now);
+            return self.block(log, &verdict, &url_text, snap, now);
         }
         let addrs = match self.destination(&host, port).await {
             Ok(a) => a,
-            Err((status, why)) => {
-                ev.outcome = Outcome::Refused;
-                ev.action = Action::Block;
-                self.sink.record(ev);
-                return text(status, &why);
+            Err((outcome, why)) => {
+                log.end(outcome);
+                return text(refusal_status(outcome), &why);
             }
         };
         // The request to the origin: origin-form, hop-by-hop headers gone.
@@ -615,7 +643,10 @@ impl Proxy {
         }
         parts.uri = match Uri::try_from(path_q.as_str()) {
             Ok(u) => u,
-            Err(_) => return bad_request("the request target could not be read"),
+            Err(_) => {
+                log.end(Outcome::Invalid);
+                return bad_request("the request target could not be read");
+            }
         };
         let out = Request::from_parts(parts, body.boxed());
         let result = match &tls {
@@ -631,19 +662,19 @@ impl Proxy {
                     .get(header::CONTENT_LENGTH)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse().ok());
+                // Recorded when the body ends, with its bytes.
+                log.outcome = Outcome::Forwarded;
                 let counted = Counted {
                     inner: body,
                     bytes: 0,
                     expected,
-                    event: Some(ev),
-                    sink: self.sink.clone(),
+                    log: Some(log),
                     pooled: pooled.map(|p| (self.clone(), p)),
                 };
                 Response::from_parts(parts, counted.boxed())
             }
             Err(why) => {
-                ev.outcome = Outcome::ServFail;
-                self.sink.record(ev);
+                log.end(Outcome::Failed);
                 text(
                     StatusCode::BAD_GATEWAY,
                     &format!("the site did not answer: {why}"),
@@ -654,16 +685,15 @@ impl Proxy {
 
     fn block(
         &self,
-        mut ev: AccessEvent,
+        mut log: Logged,
         verdict: &Verdict,
         url: &str,
         snap: &PolicySnapshot,
         now: jiff::Timestamp,
     ) -> Response<Out> {
         let reference: u64 = rand::random();
-        ev.outcome = Outcome::Blocked;
-        ev.reference = Some(reference);
-        self.sink.record(ev);
+        log.reference = Some(reference);
+        log.end(Outcome::Blocked);
         let html = page::block_page(
             url,
             verdict,
@@ -742,39 +772,35 @@ impl Proxy {
         req: Request<Incoming>,
         snap: &Arc<PolicySnapshot>,
         who: &PolicyClient<'_>,
-        user: Option<Arc<str>>,
+        mut log: Logged,
     ) -> Response<Out> {
         let Some(auth) = req.uri().authority().cloned() else {
+            log.end(Outcome::Invalid);
             return bad_request("CONNECT needs host:port");
         };
         let host_text = auth.host().trim_matches(['[', ']']).to_owned();
         let port = auth.port_u16().unwrap_or(443);
-        let mut ev = self.event(peer, Some(who), format!("{host_text}:{port}"));
-        ev.method = Some(method_name(&Method::CONNECT));
-        if user.is_some() {
-            ev.user = user;
-        }
-        let refuse = |mut ev: AccessEvent, why: &str| {
-            ev.outcome = Outcome::Blocked;
-            ev.action = Action::Block;
-            self.sink.record(ev);
-            text(StatusCode::FORBIDDEN, why)
+        log.target = format!("{host_text}:{port}");
+        let refuse = |log: Logged, outcome: Outcome, why: &str| {
+            log.end(outcome);
+            text(refusal_status(outcome), why)
         };
         if !self.config.connect_ports.contains(&port) {
-            return refuse(ev, &format!("CONNECT to port {port} is not allowed"));
+            let why = format!("CONNECT to port {port} is not allowed");
+            return refuse(log, Outcome::Refused, &why);
         }
         let Ok(host) = Host::parse(&host_text) else {
-            return refuse(ev, "CONNECT to an unreadable host");
+            return refuse(log, Outcome::Invalid, "CONNECT to an unreadable host");
         };
         let now = self.clock.now();
         let verdict = snap.decide(who.group, Target::Host(&host), now);
-        ev = ev.with_verdict(&verdict);
+        log.apply(&verdict);
         if verdict.is_blocked() {
-            return refuse(ev, "blocked by the school's web filter");
+            return refuse(log, Outcome::Blocked, "blocked by the school's web filter");
         }
         let addrs = match self.destination(&host_text, port).await {
             Ok(a) => a,
-            Err((_, why)) => return refuse(ev, &why),
+            Err((outcome, why)) => return refuse(log, outcome, &why),
         };
         let group_filters = snap
             .group(who.group)
@@ -807,8 +833,9 @@ impl Proxy {
                         intercept,
                         illegal_urls,
                     };
-                    t.run(TokioIo::new(up), ev).await;
+                    t.run(TokioIo::new(up), log).await;
                 }
+                // The client went away after the 200: `log` records the CONNECT as failed.
                 Err(e) => tracing::debug!("CONNECT upgrade: {e}"),
             }
         });
@@ -834,7 +861,9 @@ struct Tunnel {
 }
 
 impl Tunnel {
-    async fn run<S>(self, mut client: S, mut ev: AccessEvent)
+    /// The tunnel, recorded (through `log`) when it ends: closed for a circumvention shape
+    /// or a blocked SNI, or after it carried the connection (bytes from the origin counted).
+    async fn run<S>(self, mut client: S, mut log: Logged)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -852,47 +881,52 @@ impl Tunnel {
             }
             let mut chunk = [0u8; 4096];
             match tokio::time::timeout(HELLO_TIMEOUT, client.read(&mut chunk)).await {
+                // The client went away before its ClientHello: recorded as failed.
                 Ok(Ok(0)) | Ok(Err(_)) => return,
                 Ok(Ok(n)) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
                 Err(_) => break Err("no ClientHello in time"),
             }
         };
-        let refuse = |mut ev: AccessEvent, why: &str| {
+        let refuse = |mut log: Logged, why: &str| {
             // The event's target, not the host: an illegal-tier match has withheld it.
-            tracing::info!(client = %self.peer, target = %ev.target, "CONNECT refused: {why}");
-            ev.outcome = Outcome::Blocked;
-            ev.action = Action::Block;
-            if ev.rule.is_none() {
-                ev.tier = Tier::Circumvention;
-                ev.rule = Some(Arc::from(why));
+            tracing::info!(client = %self.peer, target = %log.target, "CONNECT refused: {why}");
+            // A circumvention shape is blocked whatever the host's verdict; a blocked SNI
+            // keeps the policy's verdict.
+            if log.rule.is_none() {
+                log.action = hedgerow_model::Action::Block;
+                log.tier = Tier::Circumvention;
+                log.rule = Some(Arc::from(why));
             }
-            p.sink.record(ev);
+            log.end(Outcome::Blocked);
         };
         let hello = match hello {
             Ok(h) => h,
-            Err(why) => return refuse(ev, why),
+            Err(why) => return refuse(log, why),
         };
         let now = p.clock.now();
         match &hello.sni {
-            None if self.host.is_ip() => return refuse(ev, "no SNI on a CONNECT to an IP address"),
+            None if self.host.is_ip() => {
+                return refuse(log, "no SNI on a CONNECT to an IP address");
+            }
             None => {}
             Some(sni) => {
                 let Ok(sni_host) = Host::parse(sni) else {
-                    return refuse(ev, "unreadable SNI");
+                    return refuse(log, "unreadable SNI");
                 };
                 if !self.host.is_ip() && sni_host != self.host {
-                    return refuse(ev, "SNI differs from the CONNECT host");
+                    return refuse(log, "SNI differs from the CONNECT host");
                 }
                 let v = self.snap.decide(self.group, Target::Host(&sni_host), now);
                 if v.is_blocked() {
-                    ev.target = format!("{sni}:{}", self.port);
-                    ev = ev.with_verdict(&v);
-                    return refuse(ev, "blocked SNI");
+                    // The target first: the verdict may hide it (the illegal tier).
+                    log.target = format!("{sni}:{}", self.port);
+                    log.apply(&v);
+                    return refuse(log, "blocked SNI");
                 }
             }
         }
         if hello.ech && self.group_filters {
-            return refuse(ev, "Encrypted Client Hello hides the site from the filter");
+            return refuse(log, "Encrypted Client Hello hides the site from the filter");
         }
         let name = hello
             .sni
@@ -900,29 +934,30 @@ impl Tunnel {
             .unwrap_or_else(|| self.host.as_str().to_owned());
         let never = p.config.never_intercept.iter().any(|n| within(&name, n));
         if (self.illegal_urls || (self.intercept && !never)) && hello.sni.is_some() {
-            return self.intercepted(client, buf, name).await;
+            return self.intercepted(client, buf, name, log).await;
         }
         // Pass through.
         let mut upstream = match p.dial(&self.addrs).await {
             Ok(s) => s,
             Err(e) => {
-                ev.outcome = Outcome::ServFail;
-                p.sink.record(ev);
                 tracing::debug!("CONNECT dial: {e}");
-                return;
+                return log.end(Outcome::Failed);
             }
         };
         if upstream.write_all(&buf).await.is_err() {
-            return;
+            return log.end(Outcome::Failed);
         }
+        log.outcome = Outcome::Forwarded;
         let copied = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
         if let Ok((_, down)) = copied {
-            ev.bytes = down;
+            log.bytes = down;
         }
-        p.sink.record(ev);
     }
 
-    async fn intercepted<S>(self, client: S, hello: Vec<u8>, name: String)
+    /// Serves the tunnel's requests decrypted, each recorded as a request of its own. The
+    /// CONNECT itself is recorded when the connection ends: forwarded once the handshake
+    /// with the client succeeded (bytes are counted on the requests), failed otherwise.
+    async fn intercepted<S>(self, client: S, hello: Vec<u8>, name: String, mut log: Logged)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -949,19 +984,24 @@ impl Tunnel {
                 return;
             }
         };
+        log.outcome = Outcome::Forwarded;
         let peer = self.peer;
         let target = Intercepted {
             host: name,
             port: self.port,
         };
+        let shown = target.clone();
         let service = hyper::service::service_fn(move |req| {
             let p = p.clone();
             let t = target.clone();
-            async move { Ok::<_, Infallible>(p.handle(peer, req, Some(t)).await) }
+            async move { Ok::<_, Infallible>(p.handle(peer, req, Some(t), false).await) }
         });
-        let _ = http1_server(&self.proxy)
+        if let Err(e) = http1_server(&self.proxy)
             .serve_connection(TokioIo::new(tls), service)
-            .await;
+            .await
+        {
+            self.proxy.unreadable(peer, &e, Some(&shown));
+        }
     }
 }
 
@@ -1029,16 +1069,14 @@ struct Counted {
     /// The response's Content-Length: the server stops reading once it has that many bytes,
     /// so reaching it counts as the end even before the body says so.
     expected: Option<u64>,
-    event: Option<AccessEvent>,
-    sink: Arc<dyn hedgerow_model::EventSink>,
+    log: Option<Logged>,
     pooled: Option<(Arc<Proxy>, Pooled)>,
 }
 
 impl Counted {
     fn finish(&mut self, complete: bool) {
-        if let Some(mut e) = self.event.take() {
-            e.bytes = self.bytes;
-            self.sink.record(e);
+        if let Some(mut log) = self.log.take() {
+            log.bytes = self.bytes;
         }
         if let Some((proxy, (addr, sender))) = self.pooled.take()
             && complete
@@ -1128,6 +1166,15 @@ fn is_youtube(host: &str) -> bool {
 fn within(host: &str, domain: &str) -> bool {
     host.strip_suffix(domain)
         .is_some_and(|rest| rest.is_empty() || rest.ends_with('.'))
+}
+
+/// The status of a response that ends a request with `outcome` before it reached the origin:
+/// 502 when the destination's name did not resolve, else 403.
+fn refusal_status(outcome: Outcome) -> StatusCode {
+    match outcome {
+        Outcome::Failed => StatusCode::BAD_GATEWAY,
+        _ => StatusCode::FORBIDDEN,
+    }
 }
 
 fn method_name(m: &Method) -> std::borrow::Cow<'static, str> {

@@ -14,9 +14,12 @@
 //! - **Refusals**: clients outside the configured networks; destinations that are the proxy
 //!   itself, loopback, link-local or private unless allowed (no SSRF); malformed requests and
 //!   smuggling shapes (400 and close); too many connections from one client.
-//! - **Events**: every request yields an access event (method, URL or host, search terms,
-//!   concern, verdict, bytes, block-page reference) handed to the event sink without waiting.
+//! - **Events**: every request and tunnel yields exactly one access event (method, URL or
+//!   host, search terms, concern, verdict, outcome, bytes, block-page reference), recorded by
+//!   a guard made first thing for the request, so no exit goes unrecorded; handed to the event
+//!   sink without waiting. The PAC and WPAD files are not accesses and are not recorded.
 
+mod access;
 mod handler;
 mod page;
 mod resolve;

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use hedgerow_model::{AccessEvent, Action, BreachRule, Category, Front, Severity, Tier};
+use hedgerow_model::{AccessEvent, BreachRule, Category, Disposition, Front, Severity, Tier};
 use serde::{Deserialize, Serialize};
 
 /// One breach: the same device and site under the same rule within the de-duplication window
@@ -58,13 +58,19 @@ pub enum DeliveryState {
     Failed,
 }
 
-/// The severity and rule name if `event` is a breach under `rules`. The illegal tier is always
-/// critical whatever the rules say. Otherwise the first matching rule decides.
+/// The severity and rule name if `event` is a breach under `rules`. A request that was
+/// refused, rate-limited or failed is never one: it was not served, and it was not the filter
+/// that stopped it. The illegal tier is always critical whatever the rules say. Otherwise the
+/// first matching rule decides.
 pub fn breach_for(rules: &[BreachRule], event: &AccessEvent) -> Option<(Severity, Arc<str>)> {
+    let blocked = match event.disposition() {
+        Disposition::Block => event.tier != Tier::Default,
+        Disposition::Allow | Disposition::Rewrite => false,
+        Disposition::Refused | Disposition::RateLimited | Disposition::Error => return None,
+    };
     if event.tier == Tier::Illegal {
         return Some((Severity::Critical, Arc::from("illegal")));
     }
-    let blocked = event.action == Action::Block && event.tier != Tier::Default;
     if !blocked && event.concern.is_none() {
         return None;
     }
@@ -159,5 +165,75 @@ mod tests {
         assert_eq!(site_of("http://u:p@Example.com:8080/a?b"), "Example.com");
         assert_eq!(site_of("https://[::1]:443/x"), "[::1]");
         assert_eq!(site_of("www.x.org:443"), "www.x.org");
+    }
+
+    fn rules() -> Vec<BreachRule> {
+        let rule = |name: &str, concern| BreachRule {
+            name: Arc::from(name),
+            tiers: Vec::new(),
+            categories: Vec::new(),
+            concern,
+            severity: Severity::High,
+        };
+        vec![
+            rule("any block", None),
+            rule("concern", Some(Severity::High)),
+        ]
+    }
+
+    /// An event as the fronts stored refusals before outcomes had their own verdicts: the
+    /// policy's action said block.
+    fn event(outcome: hedgerow_model::Outcome) -> AccessEvent {
+        let mut e = AccessEvent::new(
+            jiff::Timestamp::UNIX_EPOCH,
+            Front::Proxy,
+            [10, 0, 0, 1].into(),
+            "http://news.example/".into(),
+        );
+        e.outcome = outcome;
+        e.action = hedgerow_model::Action::Block;
+        e.tier = Tier::Category;
+        e.category = Some(Category::new("news").unwrap());
+        e
+    }
+
+    #[test]
+    fn rules_fire_on_blocks_and_never_on_refusals_limits_or_errors() {
+        use hedgerow_model::Outcome;
+        let rules = rules();
+        assert_eq!(
+            breach_for(&rules, &event(Outcome::Blocked)).map(|(_, r)| r),
+            Some(Arc::from("any block"))
+        );
+        for o in [
+            Outcome::Refused,
+            Outcome::RateLimited,
+            Outcome::Failed,
+            Outcome::Invalid,
+        ] {
+            assert_eq!(breach_for(&rules, &event(o)), None, "{o:?}");
+            let mut concerning = event(o);
+            concerning.concern = Some(Severity::Critical);
+            assert_eq!(
+                breach_for(&rules, &concerning),
+                None,
+                "{o:?} with a concern"
+            );
+            let mut illegal = event(o);
+            illegal.tier = Tier::Illegal;
+            assert_eq!(
+                breach_for(&rules, &illegal),
+                None,
+                "{o:?} in the illegal tier"
+            );
+        }
+        // An allowed request with a concern still raises one.
+        let mut allowed = event(Outcome::Forwarded);
+        allowed.action = hedgerow_model::Action::Allow;
+        allowed.concern = Some(Severity::High);
+        assert_eq!(
+            breach_for(&rules, &allowed).map(|(_, r)| r),
+            Some(Arc::from("concern"))
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hedgerow_model::{AccessEvent, Action, Category, Severity};
+use hedgerow_model::{AccessEvent, Category, Disposition, Severity};
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -91,7 +91,8 @@ pub struct EventFilter {
     pub user: Option<String>,
     pub group: Option<String>,
     pub category: Option<Category>,
-    pub action: Option<Action>,
+    /// What happened (see [`hedgerow_model::Outcome::disposition`]).
+    pub verdict: Option<Disposition>,
     /// Return at most this many, the most recent.
     pub limit: Option<usize>,
 }
@@ -103,7 +104,10 @@ impl EventFilter {
             .device
             .as_deref()
             .is_none_or(|d| e.device.as_deref() == Some(d))
-            && self.ip.is_none_or(|ip| e.client == ip)
+            // IPv4-mapped IPv6 is IPv4 (as the fronts store it), however it is asked for.
+            && self
+                .ip
+                .is_none_or(|ip| e.client.to_canonical() == ip.to_canonical())
             && self
                 .user
                 .as_deref()
@@ -116,7 +120,7 @@ impl EventFilter {
                 .category
                 .as_ref()
                 .is_none_or(|c| e.category.as_ref() == Some(c))
-            && self.action.is_none_or(|a| e.action == a)
+            && self.verdict.is_none_or(|v| e.disposition() == v)
     }
 }
 

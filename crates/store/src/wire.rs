@@ -770,6 +770,88 @@ mod tests {
         assert_eq!(decode_batch("events", &encode(&wire)).ok(), Some(events));
     }
 
+    /// A batch in [`super::BATCH_FORMAT`] as the build before outcomes had their own verdicts
+    /// wrote it (commit 33e4144): a DNS refusal, rate limit and SERVFAIL and a proxy refusal
+    /// stored with the action `block`, a proxy 502, a real block and a forwarded query.
+    const OLD_BATCH: &str = "0248010000f11480809cbdabbf8fe9310606707570696c73014103474554046e657773056164756c740d0600f0012e6578616d706c6501000a00000707000100f203010d7777772e6262632e636f2e756b02040118007100000080a8d6b90d000c24001705240040d0acf30e2e000c240017062400f902f882ad16010000000119687474703a2f2f7300102fa7001200780010034b005180a0d9e61d30001f1a300002a473706f72740006000704310040c8afa0253a001a01e80070020101060505061a00600080f085da2c0a000ca900b00000070000000000000000";
+
+    #[test]
+    fn an_old_batch_reads_with_what_happened_as_its_verdict() {
+        use hedgerow_model::Disposition;
+        let bytes: Vec<u8> = (0..OLD_BATCH.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&OLD_BATCH[i..i + 2], 16).unwrap_or_default())
+            .collect();
+        let events = decode_batch("events", &bytes).unwrap_or_default();
+        let seen: Vec<(Front, Outcome, Action, Disposition)> = events
+            .iter()
+            .map(|e| (e.front, e.outcome, e.action, e.disposition()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (
+                    Front::Dns,
+                    Outcome::Refused,
+                    Action::Block,
+                    Disposition::Refused
+                ),
+                (
+                    Front::Dns,
+                    Outcome::RateLimited,
+                    Action::Block,
+                    Disposition::RateLimited
+                ),
+                (
+                    Front::Dns,
+                    Outcome::Failed,
+                    Action::Block,
+                    Disposition::Error
+                ),
+                (
+                    Front::Proxy,
+                    Outcome::Refused,
+                    Action::Block,
+                    Disposition::Refused
+                ),
+                (
+                    Front::Proxy,
+                    Outcome::Failed,
+                    Action::Allow,
+                    Disposition::Error
+                ),
+                (
+                    Front::Dns,
+                    Outcome::Blocked,
+                    Action::Block,
+                    Disposition::Block
+                ),
+                (
+                    Front::Dns,
+                    Outcome::Forwarded,
+                    Action::Allow,
+                    Disposition::Allow
+                ),
+            ]
+        );
+        assert!(
+            events
+                .iter()
+                .all(|e| e.client == std::net::IpAddr::from([10, 0, 0, 7]))
+        );
+        assert_eq!(events[3].target, "http://www.bbc.co.uk/news");
+        assert_eq!(events[5].category, Category::new("adult").ok());
+    }
+
+    #[test]
+    fn a_batch_keeps_the_outcomes_added_after_format_2() {
+        let mut e = event(1, None);
+        e.outcome = Outcome::Invalid;
+        let mut f = event(2, None);
+        f.outcome = Outcome::Failed;
+        assert_eq!(round_trip(&[e.clone(), f.clone()]), [e, f]);
+    }
+
     #[test]
     fn a_damaged_batch_is_an_error_not_a_panic() {
         let events: Vec<AccessEvent> = (0..50).map(|i| event(i, None)).collect();

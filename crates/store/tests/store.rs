@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hedgerow_model::{
-    AccessEvent, Action, BreachRule, Category, EventSink, Front, Outcome, Severity, Tier,
+    AccessEvent, Action, BreachRule, Category, Disposition, EventSink, Front, Outcome, Severity,
+    Tier,
 };
 use hedgerow_store::{EventFilter, Recorder, RecorderOptions, Retention, Store, StoreOptions};
 
@@ -94,7 +95,7 @@ fn events_round_trip_and_scan_by_device_and_time() {
 
     let f = EventFilter {
         ip: Some("10.0.0.3".parse::<IpAddr>().unwrap()),
-        action: Some(Action::Block),
+        verdict: Some(Disposition::Block),
         ..Default::default()
     };
     let got = store.events(&f).unwrap();

@@ -25,6 +25,9 @@ fn name(s: &str) -> Name {
 #[derive(Default, Clone)]
 pub struct UpstreamDns {
     records: HashMap<String, Vec<(RecordType, RData, u32)>>,
+    /// Names answered SERVFAIL, as a recursive resolver does when it cannot reach their
+    /// servers.
+    failing: Vec<String>,
 }
 
 impl UpstreamDns {
@@ -82,6 +85,13 @@ impl UpstreamDns {
             ],
         );
         self.add(owner, RData::HTTPS(HTTPS(svcb)), 300)
+    }
+
+    /// Answers SERVFAIL (no records) for `owner`.
+    pub fn servfail(mut self, owner: &str) -> Self {
+        self.failing
+            .push(owner.trim_end_matches('.').to_ascii_lowercase());
+        self
     }
 
     /// `count` TXT records of 200 bytes: too big for a 512-byte UDP answer.
@@ -283,6 +293,10 @@ impl State {
         reply.add_query(question.clone());
         if let Some(edns) = q.edns {
             reply.set_edns(edns);
+        }
+        if self.zone.failing.contains(&qname) {
+            reply.metadata.response_code = ResponseCode::ServFail;
+            return Some((reply, limit));
         }
         // Follow CNAMEs within the zone, as a recursive resolver would.
         let mut owner = qname;
