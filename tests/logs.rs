@@ -116,6 +116,7 @@ async fn blocked_queries_appear_in_logs_and_breaches_with_the_device() {
             &cfg,
             &[
                 ("extremism.txt", "extreme.example\n"),
+                ("iwf.txt", "http://iwf-test.invalid/a.html\n"),
                 ("gambling.txt", "bet.example\n"),
                 ("dnsmasq.leases", leases),
             ],
@@ -315,6 +316,12 @@ path = "{{dir}}/news.txt"
 format = "domains"
 kind = "allow"
 
+[lists.iwf]
+path = "{{dir}}/iwf.txt"
+format = "urls"
+kind = "illegal"
+category = "child-abuse"
+
 [groups.pupils]
 networks = ["127.0.0.0/24"]
 block_categories = ["adult"]
@@ -361,6 +368,7 @@ async fn verdicts_say_what_happened_and_only_real_blocks_are_counted_or_raise_br
             &[
                 ("adult.txt", "adult.example\n"),
                 ("news.txt", "bbc.co.uk\n"),
+                ("iwf.txt", "http://iwf-test.invalid/a.html\n"),
             ],
             &[],
         )
@@ -586,6 +594,7 @@ async fn ipv4_mapped_clients_are_stored_as_ipv4_on_both_fronts() {
             &[
                 ("adult.txt", "adult.example\n"),
                 ("news.txt", "bbc.co.uk\n"),
+                ("iwf.txt", "http://iwf-test.invalid/a.html\n"),
             ],
             &[],
         )

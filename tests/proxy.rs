@@ -367,7 +367,9 @@ async fn http_allowed_blocked_url_level_and_the_illegal_tier_through_url_variati
         text = String::from_utf8_lossy(&out.stdout).into_owned();
     }
     assert!(
-        text.contains("\"severity\":\"critical\"") && text.contains("\"site\":\"illegal.example\""),
+        text.contains("\"severity\":\"critical\"")
+            && text.contains("\"site\":\"[protected entry] #")
+            && !text.contains("illegal.example"),
         "{text}"
     );
     assert!(!text.contains("b.html"), "{text}");
