@@ -244,7 +244,7 @@ impl Alerter {
             }
         }
         if ok {
-                let ids: Vec<(u64, Severity)> = list.iter().map(|b| (b.id, b.severity)).collect();
+            let ids: Vec<(u64, Severity)> = list.iter().map(|b| (b.id, b.severity)).collect();
             self.blocking(move |s| {
                 for (id, severity) in ids {
                     let d = Delivery {

@@ -257,7 +257,10 @@ fn search_event(t: jiff::Timestamp, terms: &str, concern: Severity) -> AccessEve
         t,
         Front::Proxy,
         "10.0.0.4".parse().unwrap(),
-        format!("https://www.google.com/search?q={}", terms.replace(' ', "+")),
+        format!(
+            "https://www.google.com/search?q={}",
+            terms.replace(' ', "+")
+        ),
     );
     e.device = Some("lab-pc-04".into());
     e.user = Some("pupil7".into());
@@ -318,7 +321,12 @@ async fn issue_12_alerts_carry_every_trigger_and_a_more_severe_one_alerts_again(
     assert_eq!(webhook.json().len(), 1, "{:?}", webhook.json());
     assert_eq!(mails.lock().unwrap().len(), 1);
     // More severe: alerted again at once, with every trigger, under the same id.
-    let raised = rec(40, "suicide methods", Severity::Critical, "self-harm methods");
+    let raised = rec(
+        40,
+        "suicide methods",
+        Severity::Critical,
+        "self-harm methods",
+    );
     assert_eq!((raised.id, raised.severity), (1, Severity::Critical));
     alerter.pass().await.unwrap();
     let hooks = webhook.json();
@@ -361,7 +369,14 @@ async fn issue_12_alerts_carry_every_trigger_and_a_more_severe_one_alerts_again(
         assert!(mail.contains(needle), "{needle:?} in:\n{mail}");
     }
     let stored = store.breach(1).unwrap();
-    assert_eq!(stored.delivery("webhook").unwrap().state, DeliveryState::Sent);
-    assert_eq!(stored.deliveries.len(), 4, "both channels at both severities");
+    assert_eq!(
+        stored.delivery("webhook").unwrap().state,
+        DeliveryState::Sent
+    );
+    assert_eq!(
+        stored.deliveries.len(),
+        4,
+        "both channels at both severities"
+    );
     assert!(store.pending_alerts().unwrap().is_empty());
 }
