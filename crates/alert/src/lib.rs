@@ -7,6 +7,11 @@
 //! the breach itself. Breaches below `[alerts] immediate` wait for the digest, which goes out
 //! every `digest_every` with everything else since the last one.
 //!
+//! Every alert names the breach's id (the one `hedgerow breaches show` takes) and carries
+//! every trigger of the breach: each distinct search, URL or name with its time, device and
+//! user. A breach raised by a more severe trigger is alerted again at its new severity.
+//! Times in text are in the school's time zone ([`Alerter::with_time_zone`]).
+//!
 //! Illegal-tier breaches carry the host only: the store never holds the protected URL.
 
 mod send;
