@@ -338,7 +338,7 @@ const TABLE_CELL: usize = 60;
 /// Where rows go, in the chosen format. JSON lines pass through as the appliance sent them.
 enum Printer<W: Write> {
     Json(W),
-    Csv(csv::Writer<W>),
+    Csv(Box<csv::Writer<W>>),
     Table(Table<W>),
 }
 
@@ -349,7 +349,7 @@ impl<W: Write> Printer<W> {
             Format::Csv => {
                 let mut w = csv::Writer::from_writer(out);
                 w.write_record(header)?;
-                Self::Csv(w)
+                Self::Csv(Box::new(w))
             }
             Format::Table => Self::Table(Table {
                 out,

@@ -124,7 +124,8 @@ impl Matcher {
 
 /// The batches of one part of a day to read, in key order, each with the positions of the
 /// events to look at when a device filter narrowed them through the device index.
-type Plan = Vec<(sled::IVec, Option<Vec<u32>>)>;
+type Plan = Vec<PlannedBatch>;
+type PlannedBatch = (sled::IVec, Option<Vec<u32>>);
 
 /// Access events matching a filter, oldest first, streamed: see [`Store::events_iter`].
 pub struct Events<'s> {
@@ -133,7 +134,7 @@ pub struct Events<'s> {
     /// Parts still to open, oldest first.
     parts: VecDeque<PartId>,
     /// The part being read: its events tree and the batches still to read.
-    current: Option<(sled::Tree, VecDeque<(sled::IVec, Option<Vec<u32>>)>)>,
+    current: Option<(sled::Tree, VecDeque<PlannedBatch>)>,
     /// Matches of the batch read last, oldest first.
     ready: VecDeque<AccessEvent>,
     /// Matches still to pass over: the older ones beyond the limit, in the first batch.

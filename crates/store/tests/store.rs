@@ -615,7 +615,7 @@ fn issue_12_an_alert_finished_at_the_old_severity_leaves_a_raised_breach_pending
     };
     store.set_delivery(r.id, retrying.clone(), false).unwrap();
     // A more severe request arrives while the alerter works on the old severity.
-    let mut worse = low.clone();
+    let mut worse = low;
     worse.target = "bet.example".into();
     worse.user = Some(Arc::from("someone"));
     store
