@@ -527,7 +527,9 @@ async fn issue_12_queries_as_people_type_them_and_times_in_the_school_zone() {
         .strftime("%Y-%m-%d %H:%M")
         .to_string();
     let tomorrow = now.date().tomorrow().unwrap().to_string();
-    for since in ["1h", "90m", "2d", "yesterday", "today", minute_ago.as_str()] {
+    // (`today` is checked in the unit tests: here it would fail for the seconds around
+    // midnight in Kolkata.)
+    for since in ["1h", "90m", "2d", "yesterday", minute_ago.as_str()] {
         assert_eq!(count(&["--since", since]), 4, "--since {since}");
     }
     assert_eq!(count(&["--since", &tomorrow]), 0);
