@@ -179,9 +179,11 @@ fn run(config: &Path) -> Result<ExitCode> {
         }
         let events: Arc<dyn hedgerow_model::EventSink> = recorder.clone();
         let clock = clock()?;
+        let tz = jiff::tz::TimeZone::get(&snap.config().server.timezone)?;
         let purge = logs::spawn_purge(store.clone(), logs::retention(snap.config()), clock.clone());
         let alerts = snap.config().alerts.clone().map(|a| {
-            let alerter = hedgerow_alert::Alerter::new(store.clone(), a, clock.clone());
+            let alerter = hedgerow_alert::Alerter::new(store.clone(), a, clock.clone())
+                .with_time_zone(tz.clone());
             tokio::spawn(alerter.run(std::time::Duration::from_millis(500)))
         });
         let events_for_proxy = events.clone();
@@ -331,15 +333,11 @@ fn control_socket(
                     "reload" => match reload_now(&handle, &store).await {
                         Ok(s) | Err(s) => s,
                     },
-                    query => match serde_json::from_str::<logs::Query>(query) {
-                        Ok(q) => tokio::task::spawn_blocking(move || logs::answer(&store, q))
-                            .await
-                            .unwrap_or_default()
-                            .join("\n"),
-                        Err(e) => {
-                            serde_json::json!({ "error": format!("bad query: {e}") }).to_string()
-                        }
-                    },
+                    query => {
+                        // Streamed, however long the answer.
+                        logs::reply(store, query, &mut write).await;
+                        return;
+                    }
                 };
                 let _ = write.write_all(format!("{reply}\n").as_bytes()).await;
             });

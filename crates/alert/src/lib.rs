@@ -7,7 +7,13 @@
 //! the breach itself. Breaches below `[alerts] immediate` wait for the digest, which goes out
 //! every `digest_every` with everything else since the last one.
 //!
-//! Illegal-tier breaches carry the host only: the store never holds the protected URL.
+//! Every alert names the breach's id (the one `hedgerow breaches show` takes) and carries
+//! every trigger of the breach: each distinct search, URL or name with its time, device and
+//! user. A breach raised by a more severe trigger is alerted again at its new severity.
+//! Times in text are in the school's time zone ([`Alerter::with_time_zone`]).
+//!
+//! Illegal-tier breaches carry `[protected entry] #reference` only: the store never holds the
+//! protected host or URL.
 
 mod ops;
 mod send;
@@ -20,7 +26,7 @@ use hedgerow_model::{Clock, Severity};
 use hedgerow_store::{Breach, Delivery, DeliveryState, Store, StoreError};
 
 pub use ops::{Operational, send_operational};
-pub use send::SendError;
+pub use send::{SendError, local_time};
 
 /// The longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(900);
@@ -31,7 +37,10 @@ pub struct Alerter {
     store: Arc<Store>,
     config: AlertsConfig,
     clock: Arc<dyn Clock>,
-    /// Where a breach's review can be done, shown in messages (the admin page).
+    /// The school's time zone, for times in messages.
+    time_zone: jiff::tz::TimeZone,
+    /// Where a breach's review can be done, shown in messages; `{id}` is replaced by the
+    /// breach's id.
     pub review_hint: String,
 }
 
@@ -52,8 +61,15 @@ impl Alerter {
             store,
             config,
             clock,
-            review_hint: "Review it with `hedgerow breaches show ID` on the appliance.".into(),
+            time_zone: jiff::tz::TimeZone::UTC,
+            review_hint: "Review it with `hedgerow breaches show {id}` on the appliance.".into(),
         }
+    }
+
+    /// Times in messages in `tz` (the school's, `[server] timezone`) rather than UTC.
+    pub fn with_time_zone(mut self, tz: jiff::tz::TimeZone) -> Self {
+        self.time_zone = tz;
+        self
     }
 
     fn channels(&self) -> Vec<&'static str> {
@@ -87,8 +103,9 @@ impl Alerter {
             .map_err(|e| StoreError::Io(std::io::Error::other(e)))??;
         for breach in pending {
             if breach.severity < self.config.immediate {
-                // The digest covers it.
-                self.blocking(move |s| s.clear_pending(breach.id)).await?;
+                // The digest covers it (unless a trigger raises it meanwhile).
+                let (id, at) = (breach.id, breach.severity);
+                self.blocking(move |s| s.clear_pending(id, at)).await?;
                 continue;
             }
             self.alert(&breach).await?;
@@ -106,15 +123,19 @@ impl Alerter {
             .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
     }
 
+    /// Sends the alert for the breach at its current severity on every channel not done
+    /// with it: a breach raised by a more severe trigger is alerted again, with all its
+    /// triggers.
     async fn alert(&self, breach: &Breach) -> Result<(), StoreError> {
         let now = self.clock.now();
+        let severity = Some(breach.severity);
         let channels = self.channels();
         let mut finished = 0;
         for channel in &channels {
             let previous = breach.delivery(channel);
             let attempts = previous.map_or(0, |d| d.attempts);
             match previous.map(|d| d.state) {
-                Some(DeliveryState::Sent | DeliveryState::Failed) => {
+                Some(DeliveryState::Sent | DeliveryState::Failed | DeliveryState::Superseded) => {
                     finished += 1;
                     continue;
                 }
@@ -138,6 +159,7 @@ impl Alerter {
                         attempts,
                         last_error: None,
                         at: now,
+                        severity,
                     }
                 }
                 Err(e) => {
@@ -153,6 +175,7 @@ impl Alerter {
                         attempts,
                         last_error: Some(e.to_string()),
                         at: now,
+                        severity,
                     }
                 }
             };
@@ -164,8 +187,8 @@ impl Alerter {
                 .await?;
         }
         if finished == channels.len() {
-            let id = breach.id;
-            self.blocking(move |s| s.clear_pending(id)).await?;
+            let (id, at) = (breach.id, breach.severity);
+            self.blocking(move |s| s.clear_pending(id, at)).await?;
         }
         Ok(())
     }
@@ -178,12 +201,16 @@ impl Alerter {
     ) -> Result<(), SendError> {
         match channel {
             "webhook" => match &self.config.webhook {
-                Some(w) => send::webhook(&w.url, &send::payload(breach, digest)).await,
+                Some(w) => {
+                    let body = send::payload(breach, digest, &self.time_zone);
+                    send::webhook(&w.url, &body).await
+                }
                 None => Ok(()),
             },
             _ => match &self.config.email {
                 Some(e) => {
-                    let (subject, body) = send::email_text(breach, digest, &self.review_hint);
+                    let (subject, body) =
+                        send::email_text(breach, digest, &self.review_hint, &self.time_zone);
                     send::email(e, &subject, &body).await
                 }
                 None => Ok(()),
@@ -225,15 +252,16 @@ impl Alerter {
             }
         }
         if ok {
-            let ids: Vec<u64> = list.iter().map(|b| b.id).collect();
+            let ids: Vec<(u64, Severity)> = list.iter().map(|b| (b.id, b.severity)).collect();
             self.blocking(move |s| {
-                for id in ids {
+                for (id, severity) in ids {
                     let d = Delivery {
                         channel: "digest".into(),
                         state: DeliveryState::Sent,
                         attempts: 1,
                         last_error: None,
                         at: now,
+                        severity: Some(severity),
                     };
                     s.set_delivery(id, d, true)?;
                 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hedgerow_config::{EmailConfig, SmtpTls};
-use hedgerow_store::Breach;
+use hedgerow_store::{Breach, Trigger};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
@@ -30,15 +30,54 @@ pub enum SendError {
     Email(String),
 }
 
-/// The webhook body: the breach, or a digest of several.
-pub(crate) fn payload(breach: &Breach, digest: &[Breach]) -> serde_json::Value {
+/// A time as people read it: in the school's time zone, to the second, with the zone
+/// (`2026-11-23 10:04:05 GMT`).
+pub fn local_time(t: jiff::Timestamp, tz: &jiff::tz::TimeZone) -> String {
+    t.to_zoned(tz.clone())
+        .strftime("%Y-%m-%d %H:%M:%S %Z")
+        .to_string()
+}
+
+/// A time for machines: RFC 3339 with the school's offset (`2026-11-23T10:04:05+00:00`).
+fn machine_time(t: jiff::Timestamp, tz: &jiff::tz::TimeZone) -> String {
+    t.to_zoned(tz.clone())
+        .strftime("%Y-%m-%dT%H:%M:%S%:z")
+        .to_string()
+}
+
+/// The webhook body: the breach, or a digest of several. Times are RFC 3339 with the
+/// school's offset; `text` is for people, in the school's time zone.
+pub(crate) fn payload(
+    breach: &Breach,
+    digest: &[Breach],
+    tz: &jiff::tz::TimeZone,
+) -> serde_json::Value {
+    let trigger = |t: &Trigger| {
+        serde_json::json!({
+            "time": machine_time(t.time, tz),
+            "last": machine_time(t.last, tz),
+            "count": t.count,
+            "severity": t.severity,
+            "rule": t.rule,
+            "front": t.front,
+            "client": t.client.to_string(),
+            "device": t.device,
+            "user": t.user,
+            "target": t.target,
+            "search": t.search,
+            "tier": t.tier,
+            "category": t.category,
+            "reference": t.reference.map(|r| format!("{r:016x}")),
+        })
+    };
     let one = |b: &Breach| {
         serde_json::json!({
             "id": b.id,
             "severity": b.severity,
+            "raised": b.raised(),
             "rule": b.rule,
-            "first": b.first.to_string(),
-            "last": b.last.to_string(),
+            "first": machine_time(b.first, tz),
+            "last": machine_time(b.last, tz),
             "count": b.count,
             "front": b.front,
             "client": b.client.to_string(),
@@ -51,12 +90,13 @@ pub(crate) fn payload(breach: &Breach, digest: &[Breach]) -> serde_json::Value {
             "category": b.category,
             "search": b.search,
             "reference": b.reference.map(|r| format!("{r:016x}")),
+            "triggers": b.triggers.iter().map(trigger).collect::<Vec<_>>(),
         })
     };
     if digest.is_empty() {
         serde_json::json!({
             "kind": "breach",
-            "text": summary(breach),
+            "text": summary(breach, tz),
             "breach": one(breach),
         })
     } else {
@@ -68,10 +108,21 @@ pub(crate) fn payload(breach: &Breach, digest: &[Breach]) -> serde_json::Value {
     }
 }
 
-fn summary(b: &Breach) -> String {
+/// One line: severity, id, who, where, what and when.
+fn summary(b: &Breach, tz: &jiff::tz::TimeZone) -> String {
+    let raised = if b.raised() {
+        b.triggers
+            .first()
+            .map(|t| format!(" (raised from {})", severity_word(t.severity)))
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let n = b.triggers.len();
     format!(
-        "{} breach: {} ({}) reached for {} [{}{}]",
+        "{} breach {}{raised}: {} ({}) reached for {} [{}{}], {} request{} since {}",
         severity_word(b.severity),
+        b.id,
         b.device.as_deref().unwrap_or("unknown device"),
         b.client,
         b.site,
@@ -79,12 +130,21 @@ fn summary(b: &Breach) -> String {
         b.category
             .as_ref()
             .map(|c| format!(", {c}"))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        n,
+        if n == 1 { "" } else { "s" },
+        local_time(b.first, tz),
     )
 }
 
-/// Subject and plain-text body of an e-mail for one breach or a digest.
-pub(crate) fn email_text(breach: &Breach, digest: &[Breach], hint: &str) -> (String, String) {
+/// Subject and plain-text body of an e-mail for one breach or a digest. `hint` names the
+/// command to review a breach; `{id}` in it is replaced by the breach's id.
+pub(crate) fn email_text(
+    breach: &Breach,
+    digest: &[Breach],
+    hint: &str,
+    tz: &jiff::tz::TimeZone,
+) -> (String, String) {
     let mut body = String::new();
     let describe = |b: &Breach, body: &mut String| {
         let _ = writeln!(body, "Breach {} - {}", b.id, severity_word(b.severity));
@@ -105,29 +165,62 @@ pub(crate) fn email_text(breach: &Breach, digest: &[Breach], hint: &str) -> (Str
         if let Some(c) = &b.category {
             let _ = writeln!(body, "  Category:  {c}");
         }
-        if let Some(s) = &b.search {
-            let _ = writeln!(body, "  Searched:  {s}");
-        }
         let _ = writeln!(
             body,
             "  When:      {} (seen {} time{}, last {})",
-            b.first,
+            local_time(b.first, tz),
             b.count,
             if b.count == 1 { "" } else { "s" },
-            b.last
+            local_time(b.last, tz)
         );
+        let _ = writeln!(body, "  Requests, in order:");
+        for (i, t) in b.triggers.iter().enumerate() {
+            let what = match &t.search {
+                Some(s) => format!("searched \"{s}\""),
+                None => t.target.clone(),
+            };
+            let _ = writeln!(
+                body,
+                "  {:>3}. {}  {}  {}",
+                i + 1,
+                local_time(t.time, tz),
+                severity_word(t.severity),
+                what
+            );
+            let repeat = if t.count > 1 {
+                format!(", {} times, last {}", t.count, local_time(t.last, tz))
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                body,
+                "       device {} ({}), user {}, rule {}{repeat}",
+                t.device.as_deref().unwrap_or("unknown"),
+                t.client,
+                t.user.as_deref().unwrap_or("unknown"),
+                t.rule
+            );
+            if t.search.is_some() {
+                let _ = writeln!(body, "       {}", t.target);
+            }
+        }
         let _ = writeln!(body);
     };
     let subject = if digest.is_empty() {
         describe(breach, &mut body);
-        format!("[Hedgerow] {}", summary(breach))
+        format!("[Hedgerow] {}", summary(breach, tz))
     } else {
         for b in digest {
             describe(b, &mut body);
         }
         format!("[Hedgerow] digest: {} breaches", digest.len())
     };
-    let _ = writeln!(body, "{hint}");
+    let id = if digest.is_empty() {
+        breach.id.to_string()
+    } else {
+        "ID".to_owned()
+    };
+    let _ = writeln!(body, "{}", hint.replace("{id}", &id));
     (subject, body)
 }
 

@@ -122,7 +122,7 @@ async fn high_breaches_go_out_at_once_with_retries_and_the_rest_in_a_digest() {
     alerter.pass().await.unwrap(); // starts the digest clock
 
     let w = Duration::from_secs(3600);
-    let (high, _) = store
+    let high = store
         .record_breach(
             &breach_event(t0, "extreme.example", "extremism"),
             Severity::High,
@@ -130,7 +130,7 @@ async fn high_breaches_go_out_at_once_with_retries_and_the_rest_in_a_digest() {
             w,
         )
         .unwrap();
-    let (low, _) = store
+    let low = store
         .record_breach(
             &breach_event(t0, "bet.example", "gambling"),
             Severity::Low,
@@ -186,7 +186,11 @@ async fn high_breaches_go_out_at_once_with_retries_and_the_rest_in_a_digest() {
     {
         let mails = mails.lock().unwrap();
         assert_eq!(mails.len(), 1);
-        assert!(mails[0].contains("HIGH breach: lab-pc-04"), "{}", mails[0]);
+        assert!(
+            mails[0].contains(&format!("HIGH breach {}: lab-pc-04", high.id)),
+            "{}",
+            mails[0]
+        );
         assert!(mails[0].contains("extreme.example"));
         assert!(mails[0].contains("dsl@school.example"));
     }
@@ -226,7 +230,7 @@ async fn an_unreachable_webhook_fails_after_its_attempts() {
         email: None,
     };
     let alerter = Alerter::new(store.clone(), config, clock.clone());
-    let (b, _) = store
+    let b = store
         .record_breach(
             &breach_event(t0, "x.example", "extremism"),
             Severity::Critical,
@@ -245,5 +249,134 @@ async fn an_unreachable_webhook_fails_after_its_attempts() {
         .cloned()
         .unwrap();
     assert_eq!((d.state, d.attempts), (DeliveryState::Failed, 3));
+    assert!(store.pending_alerts().unwrap().is_empty());
+}
+
+fn search_event(t: jiff::Timestamp, terms: &str, concern: Severity) -> AccessEvent {
+    let mut e = AccessEvent::new(
+        t,
+        Front::Proxy,
+        "10.0.0.4".parse().unwrap(),
+        format!(
+            "https://www.google.com/search?q={}",
+            terms.replace(' ', "+")
+        ),
+    );
+    e.device = Some("lab-pc-04".into());
+    e.user = Some("pupil7".into());
+    e.group = Some("ks3".into());
+    e.search = Some(terms.into());
+    e.concern = Some(concern);
+    e
+}
+
+/// The e-mail text as a person reads it: quoted-printable soft breaks undone.
+fn unfold(mail: &str) -> String {
+    mail.replace("=\r\n", "").replace("=3D", "=")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_12_alerts_carry_every_trigger_and_a_more_severe_one_alerts_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), &StoreOptions::default()).unwrap());
+    let webhook = Webhook::start(0);
+    let (port, mails) = smtp_sink().await;
+    let t0: jiff::Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
+    let clock = Arc::new(TestClock(Mutex::new(t0)));
+    let config = AlertsConfig {
+        immediate: Severity::High,
+        digest_every: Duration::from_secs(7 * 86_400),
+        attempts: 5,
+        webhook: Some(WebhookConfig {
+            url: webhook.url.clone(),
+        }),
+        email: Some(EmailConfig {
+            server: "127.0.0.1".into(),
+            port,
+            tls: SmtpTls::None,
+            from: "hedgerow@school.example".into(),
+            to: vec!["dsl@school.example".into()],
+            username: None,
+            password_file: None,
+        }),
+    };
+    let tz = jiff::tz::TimeZone::get("Asia/Kolkata").unwrap();
+    let alerter = Alerter::new(store.clone(), config, clock.clone()).with_time_zone(tz);
+    alerter.pass().await.unwrap();
+    let w = Duration::from_secs(3600);
+    let at = |s: i64| t0 + jiff::SignedDuration::from_secs(s);
+    let rec = |s: i64, terms: &str, sev: Severity, rule: &str| {
+        store
+            .record_breach(&search_event(at(s), terms, sev), sev, rule, w)
+            .unwrap()
+    };
+
+    let first = rec(0, "how to kill myself", Severity::High, "concerning search");
+    assert_eq!(first.id, 1);
+    alerter.pass().await.unwrap();
+    assert_eq!(webhook.json().len(), 1);
+    // Same severity: kept on the breach, no new alert.
+    rec(20, "want to die", Severity::High, "concerning search");
+    alerter.pass().await.unwrap();
+    assert_eq!(webhook.json().len(), 1, "{:?}", webhook.json());
+    assert_eq!(mails.lock().unwrap().len(), 1);
+    // More severe: alerted again at once, with every trigger, under the same id.
+    let raised = rec(
+        40,
+        "suicide methods",
+        Severity::Critical,
+        "self-harm methods",
+    );
+    assert_eq!((raised.id, raised.severity), (1, Severity::Critical));
+    alerter.pass().await.unwrap();
+    let hooks = webhook.json();
+    assert_eq!(hooks.len(), 2);
+    assert_eq!(hooks[0]["breach"]["triggers"].as_array().unwrap().len(), 1);
+    let b = &hooks[1]["breach"];
+    assert_eq!(b["id"], 1);
+    assert_eq!(b["severity"], "critical");
+    assert_eq!(b["raised"], true);
+    let searches: Vec<&str> = b["triggers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["search"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        searches,
+        ["how to kill myself", "want to die", "suicide methods"]
+    );
+    assert_eq!(b["triggers"][1]["time"], "2026-11-23T15:30:20+05:30");
+    assert_eq!(b["triggers"][2]["user"], "pupil7");
+    assert_eq!(b["triggers"][2]["device"], "lab-pc-04");
+    let text = hooks[1]["text"].as_str().unwrap();
+    assert!(
+        text.contains("CRITICAL breach 1 (raised from HIGH)")
+            && text.contains("2026-11-23 15:30:00 IST"),
+        "{text}"
+    );
+    let mails = mails.lock().unwrap();
+    assert_eq!(mails.len(), 2);
+    let mail = unfold(&mails[1]);
+    for needle in [
+        "searched \"how to kill myself\"",
+        "searched \"want to die\"",
+        "searched \"suicide methods\"",
+        "2026-11-23 15:30:40 IST",
+        "user pupil7",
+        "hedgerow breaches show 1",
+    ] {
+        assert!(mail.contains(needle), "{needle:?} in:\n{mail}");
+    }
+    let stored = store.breach(1).unwrap();
+    assert_eq!(
+        stored.delivery("webhook").unwrap().state,
+        DeliveryState::Sent
+    );
+    assert_eq!(
+        stored.deliveries.len(),
+        4,
+        "both channels at both severities"
+    );
     assert!(store.pending_alerts().unwrap().is_empty());
 }

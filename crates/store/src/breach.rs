@@ -1,4 +1,5 @@
-//! Breach events: what the rules pick out of the access events, de-duplicated.
+//! Breach events: what the rules pick out of the access events, de-duplicated without losing
+//! what each request was.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -6,16 +7,22 @@ use std::sync::Arc;
 use hedgerow_model::{AccessEvent, BreachRule, Category, Disposition, Front, Severity, Tier};
 use serde::{Deserialize, Serialize};
 
-/// One breach: the same device and site under the same rule within the de-duplication window
-/// is one breach with a count and first and last times.
+/// One breach: requests from the same device to the same site within the de-duplication
+/// window are one breach, with a count, first and last times, and every distinct request
+/// (search, URL or name) that raised it as a [`Trigger`], in the order they came.
+///
+/// The breach's severity is the highest of its triggers'; `rule` is the rule that gave it.
+/// The fields from `front` to `reference` describe the first trigger.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Breach {
+    /// Dense and sequential (1, 2, 3…) in a new store; the id alerts name.
     pub id: u64,
     pub severity: Severity,
-    /// The breach rule that matched (`illegal` for the illegal tier).
+    /// The breach rule that gave the breach its severity (`illegal` for the illegal tier).
     pub rule: String,
     pub first: jiff::Timestamp,
     pub last: jiff::Timestamp,
+    /// Requests folded into the breach, repeats included.
     pub count: u64,
     pub front: Front,
     pub client: IpAddr,
@@ -33,8 +40,40 @@ pub struct Breach {
     pub concern: Option<Severity>,
     /// The block page reference of the first request, if there was one.
     pub reference: Option<u64>,
-    /// One entry for each alert channel that was tried.
+    /// Every distinct request that raised the breach, oldest first. Never empty when read
+    /// from the store: a breach written before triggers were kept has the one it was made
+    /// from.
+    #[serde(default)]
+    pub triggers: Vec<Trigger>,
+    /// One entry for each alert channel that was tried, at each severity the breach had.
     pub deliveries: Vec<Delivery>,
+}
+
+/// One distinct request inside a breach: what was asked for, by whom, when, and under which
+/// rule. The same request again counts on its trigger.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trigger {
+    /// When it was first seen.
+    pub time: jiff::Timestamp,
+    /// When it was last seen.
+    pub last: jiff::Timestamp,
+    pub count: u64,
+    pub front: Front,
+    pub client: IpAddr,
+    pub device: Option<String>,
+    pub user: Option<String>,
+    /// The name or URL asked for; for the illegal tier only the host.
+    pub target: String,
+    /// The search terms, for a search.
+    pub search: Option<String>,
+    pub rule: String,
+    pub severity: Severity,
+    pub tier: Tier,
+    pub category: Option<Category>,
+    pub list: Option<String>,
+    pub concern: Option<Severity>,
+    /// The block page reference, if there was one.
+    pub reference: Option<u64>,
 }
 
 /// How an alert for a breach went on one channel.
@@ -46,6 +85,11 @@ pub struct Delivery {
     pub attempts: u32,
     pub last_error: Option<String>,
     pub at: jiff::Timestamp,
+    /// The breach's severity this alert was for: a breach raised by a more severe trigger is
+    /// alerted again. None in records written before breaches could be raised, which were
+    /// for the breach's only severity.
+    #[serde(default)]
+    pub severity: Option<Severity>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +100,30 @@ pub enum DeliveryState {
     Sent,
     /// Failed every attempt.
     Failed,
+    /// Still retrying when a more severe trigger raised the breach; the alert at the new
+    /// severity replaces it. (Last, so records written before it read as they were.)
+    Superseded,
+}
+
+/// What recording a breach candidate did (see [`crate::Store::record_breach`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    pub id: u64,
+    /// The breach's severity after this request.
+    pub severity: Severity,
+    pub change: Change,
+}
+
+/// How a request changed the breaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Added to an open breach at no higher severity: no new alert.
+    Add,
+    /// Opened a new breach.
+    Open,
+    /// Added to an open breach with a higher severity than it had: the breach is raised to it
+    /// and alerted again.
+    Raise,
 }
 
 /// The severity and rule name if `event` is a breach under `rules`. A request that was
@@ -108,50 +176,144 @@ pub(crate) fn site_of(target: &str) -> &str {
     hostport.split(':').next().unwrap_or(hostport)
 }
 
-impl Breach {
-    pub(crate) fn new(id: u64, ev: &AccessEvent, severity: Severity, rule: &str) -> Self {
-        let site = site_of(&ev.target).to_owned();
+impl Trigger {
+    pub(crate) fn new(ev: &AccessEvent, severity: Severity, rule: &str) -> Self {
         let target = if ev.tier == Tier::Illegal {
-            site.clone()
+            site_of(&ev.target).to_owned()
         } else {
             ev.target.clone()
         };
         Self {
-            id,
-            severity,
-            rule: rule.to_owned(),
-            first: ev.time,
+            time: ev.time,
             last: ev.time,
             count: 1,
             front: ev.front,
             client: ev.client,
             device: ev.device.as_deref().map(str::to_owned),
             user: ev.user.as_deref().map(str::to_owned),
-            group: ev.group.as_deref().map(str::to_owned),
-            site,
             target,
+            search: ev.search.as_deref().map(str::to_owned),
+            rule: rule.to_owned(),
+            severity,
             tier: ev.tier,
             category: ev.category.clone(),
             list: ev.list.as_deref().map(str::to_owned),
-            search: ev.search.as_deref().map(str::to_owned),
             concern: ev.concern,
             reference: ev.reference,
+        }
+    }
+
+    /// What makes two triggers of one breach the same: who, under which rule, what. A
+    /// request equal in all of these counts on the trigger already kept.
+    pub(crate) fn identity(&self) -> Vec<u8> {
+        let mut k = Vec::with_capacity(self.target.len() + 32);
+        for part in [
+            self.user.as_deref().unwrap_or(""),
+            &self.rule,
+            &self.target,
+            self.search.as_deref().unwrap_or(""),
+        ] {
+            k.extend_from_slice(part.as_bytes());
+            k.push(0);
+        }
+        k
+    }
+
+    /// Counts one more sighting of the same request.
+    pub(crate) fn seen(&mut self, at: jiff::Timestamp) {
+        self.count += 1;
+        if at > self.last {
+            self.last = at;
+        }
+        if at < self.time {
+            self.time = at;
+        }
+    }
+}
+
+impl Breach {
+    /// A new breach opened by `first`, with no triggers attached (the store keeps them apart).
+    pub(crate) fn open(id: u64, first: &Trigger, ev: &AccessEvent) -> Self {
+        Self {
+            id,
+            severity: first.severity,
+            rule: first.rule.clone(),
+            first: first.time,
+            last: first.time,
+            count: 1,
+            front: first.front,
+            client: first.client,
+            device: first.device.clone(),
+            user: first.user.clone(),
+            group: ev.group.as_deref().map(str::to_owned),
+            site: site_of(&ev.target).to_owned(),
+            target: first.target.clone(),
+            tier: first.tier,
+            category: first.category.clone(),
+            list: first.list.clone(),
+            search: first.search.clone(),
+            concern: first.concern,
+            reference: first.reference,
+            triggers: Vec::new(),
             deliveries: Vec::new(),
         }
     }
 
-    /// The de-duplication key: device (or address), site and rule.
-    pub(crate) fn dedup_key(&self) -> Vec<u8> {
-        let who = self
-            .device
-            .clone()
-            .unwrap_or_else(|| self.client.to_string());
-        format!("{who}\u{0}{}\u{0}{}", self.site, self.rule).into_bytes()
+    /// The one trigger of a breach recorded before triggers were kept: its first request,
+    /// counted as often as the breach.
+    pub(crate) fn only_trigger(&self) -> Trigger {
+        Trigger {
+            time: self.first,
+            last: self.last,
+            count: self.count,
+            front: self.front,
+            client: self.client,
+            device: self.device.clone(),
+            user: self.user.clone(),
+            target: self.target.clone(),
+            search: self.search.clone(),
+            rule: self.rule.clone(),
+            severity: self.severity,
+            tier: self.tier,
+            category: self.category.clone(),
+            list: self.list.clone(),
+            concern: self.concern,
+            reference: self.reference,
+        }
     }
 
-    /// The delivery record for `channel`, if one was made.
+    /// The de-duplication key: device (or address) and site. Requests under different rules
+    /// join one breach, so a more severe one raises it instead of hiding in a breach of its
+    /// own that may only reach a digest.
+    pub(crate) fn dedup_key(&self) -> Vec<u8> {
+        format!("{}\u{0}{}", self.who(), self.site).into_bytes()
+    }
+
+    /// The key breaches were de-duplicated by before triggers were kept: device, site and
+    /// rule. Such keys are still recognised (and removed with their breach), never made.
+    pub(crate) fn legacy_dedup_key(&self) -> Vec<u8> {
+        format!("{}\u{0}{}\u{0}{}", self.who(), self.site, self.rule).into_bytes()
+    }
+
+    fn who(&self) -> String {
+        self.device
+            .clone()
+            .unwrap_or_else(|| self.client.to_string())
+    }
+
+    /// The delivery record for `channel` at the breach's current severity, if one was made.
     pub fn delivery(&self, channel: &str) -> Option<&Delivery> {
-        self.deliveries.iter().find(|d| d.channel == channel)
+        self.deliveries
+            .iter()
+            .rev()
+            .find(|d| d.channel == channel && d.severity.is_none_or(|s| s == self.severity))
+    }
+
+    /// Whether a more severe trigger raised the breach after it was opened.
+    pub fn raised(&self) -> bool {
+        self.triggers
+            .first()
+            .is_some_and(|t| t.severity < self.severity)
     }
 }
 
@@ -234,6 +396,28 @@ mod tests {
         assert_eq!(
             breach_for(&rules, &allowed).map(|(_, r)| r),
             Some(Arc::from("concern"))
+        );
+    }
+
+    #[test]
+    fn identity_separates_fields() {
+        let ev = AccessEvent::new(
+            jiff::Timestamp::UNIX_EPOCH,
+            Front::Proxy,
+            IpAddr::from([10, 0, 0, 1]),
+            "http://a.example/x".into(),
+        );
+        let a = Trigger::new(&ev, Severity::High, "r");
+        let mut b = a.clone();
+        b.search = Some("x".into());
+        assert_ne!(a.identity(), b.identity());
+        let mut c = a.clone();
+        c.count = 9;
+        c.last = jiff::Timestamp::MAX;
+        assert_eq!(
+            a.identity(),
+            c.identity(),
+            "counts and times are not identity"
         );
     }
 }

@@ -28,3 +28,20 @@ pub enum StoreError {
     #[error("import line {line}: {reason}")]
     Import { line: usize, reason: String },
 }
+
+impl StoreError {
+    /// Whether the store could not be opened or read for lack of permission (the caller is
+    /// not the user the appliance runs as).
+    pub fn is_permission_denied(&self) -> bool {
+        let denied = |e: &std::io::Error| e.kind() == std::io::ErrorKind::PermissionDenied;
+        match self {
+            Self::Open {
+                source: sled::Error::Io(e),
+                ..
+            }
+            | Self::Sled(sled::Error::Io(e))
+            | Self::Io(e) => denied(e),
+            _ => false,
+        }
+    }
+}

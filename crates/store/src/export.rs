@@ -52,11 +52,11 @@ impl Store {
             n.events += 1;
             write_line(out, &Line::Access { event })
         })?;
-        for breach in self.all_breaches()? {
+        self.for_each_breach(|breach| {
             n.breaches += 1;
             let pending = self.is_pending(breach.id)?;
-            write_line(out, &Line::Breach { pending, breach })?;
-        }
+            write_line(out, &Line::Breach { pending, breach })
+        })?;
         for entry in self.audit()? {
             n.audit += 1;
             write_line(out, &Line::Audit { entry })?;

@@ -12,9 +12,12 @@
 //! - **Many events per stored value.** An access batch is one compressed value holding about
 //!   16 KiB of encoded events, so the writer does one insert per batch, not one per event.
 //! - **One transaction across related trees.** A few batches and their device index entries,
-//!   and a breach and its de-duplication key, are written together or not at all: separate
-//!   writes were left out of step after `kill -9`. Breaches, their alert state and the audit
-//!   log are in one more database (`main`).
+//!   and a breach, its triggers, its de-duplication key and the id counter, are written
+//!   together or not at all: separate writes were left out of step after `kill -9`.
+//!   Breaches, their alert state and the audit log are in one more database (`main`).
+//! - **Breaches keep their evidence.** Every distinct request (search, URL, name) that joins
+//!   a breach is kept as a trigger with its time, device and user; ids are dense (1, 2, 3…).
+//! - **Queries stream.** [`Store::events_iter`] reads a batch at a time.
 //! - **Versioned values.** Every stored value starts with a format byte.
 //! - **Export and import** of the whole store as JSON lines, so the data can move to another
 //!   engine.
@@ -24,16 +27,17 @@
 //! breaches are never dropped, and count as recorded only once they are on disk.
 
 mod breach;
+mod breaches;
 mod error;
+mod events;
 mod export;
 mod recorder;
 mod store;
 mod wire;
 
-pub use breach::{Breach, Delivery, DeliveryState, breach_for};
+pub use breach::{Breach, Change, Delivery, DeliveryState, Recorded, Trigger, breach_for};
 pub use error::StoreError;
+pub use events::{EventFilter, Events};
 pub use export::Counts;
 pub use recorder::{Recorder, RecorderOptions, RecorderStats};
-pub use store::{
-    AuditEntry, EventFilter, IntegrityReport, PurgeReport, Retention, Store, StoreOptions,
-};
+pub use store::{AuditEntry, IntegrityReport, PurgeReport, Retention, Store, StoreOptions};

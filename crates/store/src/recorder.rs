@@ -18,7 +18,7 @@ use hedgerow_model::{AccessEvent, BreachRule, EventSink, Severity};
 
 use crate::store::Prepared;
 use crate::wire::{BatchBuilder, Sealed, ValueScratch};
-use crate::{Store, breach_for};
+use crate::{Change, Store, breach_for};
 
 /// How the recorder batches and which events are breaches.
 #[derive(Debug, Clone)]
@@ -332,17 +332,27 @@ impl Shared {
                 .store
                 .record_breach(&ev, severity, &rule, self.options.window)
             {
-                Ok((b, new)) => {
+                Ok(r) => {
                     done += 1;
-                    if new {
-                        tracing::warn!(
-                            id = b.id,
-                            severity = ?b.severity,
-                            rule = %b.rule,
-                            device = b.device.as_deref().unwrap_or("-"),
-                            client = %b.client,
+                    let device = ev.device.as_deref().unwrap_or("-");
+                    match r.change {
+                        Change::Open => tracing::warn!(
+                            id = r.id,
+                            severity = ?r.severity,
+                            rule = %rule,
+                            device,
+                            client = %ev.client,
                             "breach recorded"
-                        );
+                        ),
+                        Change::Raise => tracing::warn!(
+                            id = r.id,
+                            severity = ?r.severity,
+                            rule = %rule,
+                            device,
+                            client = %ev.client,
+                            "breach raised by a more severe request"
+                        ),
+                        Change::Add => {}
                     }
                 }
                 Err(e) => {

@@ -1,24 +1,23 @@
 //! The sled database and its trees.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hedgerow_model::{AccessEvent, Category, Disposition, Severity};
+use hedgerow_model::AccessEvent;
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use crate::breach::Breach;
+use crate::StoreError;
+use crate::breaches::{BREACH_KEYS, BREACHES, PENDING, TRIGGER_KEYS, TRIGGERS};
 use crate::wire::{
     self, BatchBuilder, NANOS_PER_DAY, Sealed, ValueScratch, address_device_id, decode,
     decode_batch, encode, from_nanos, named_device_id, nanos, time_key,
 };
-use crate::{Delivery, StoreError};
 
-const EVENTS: &str = "events";
-const DEVICES: &str = "devices";
+pub(crate) const EVENTS: &str = "events";
+pub(crate) const DEVICES: &str = "devices";
 const DAYS_DIR: &str = "days";
 /// How long, at most, opening a day database waits for the one just closed to let go of
 /// its lock: `LOCK_TRIES` waits of `LOCK_WAIT`.
@@ -26,9 +25,6 @@ const LOCK_TRIES: u32 = 400;
 const LOCK_WAIT: Duration = Duration::from_millis(5);
 /// Parts of days kept open at once (the one being written and whatever a query read last).
 const OPEN_PARTS: usize = 3;
-const BREACHES: &str = "breaches";
-const BREACH_KEYS: &str = "breach-keys";
-const PENDING: &str = "breach-pending";
 const AUDIT: &str = "audit";
 const META: &str = "meta";
 
@@ -80,50 +76,6 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
-/// Which access events to return. Empty fields match everything.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EventFilter {
-    pub from: Option<jiff::Timestamp>,
-    pub to: Option<jiff::Timestamp>,
-    pub device: Option<String>,
-    pub ip: Option<IpAddr>,
-    pub user: Option<String>,
-    pub group: Option<String>,
-    pub category: Option<Category>,
-    /// What happened (see [`hedgerow_model::Outcome::disposition`]).
-    pub verdict: Option<Disposition>,
-    /// Return at most this many, the most recent.
-    pub limit: Option<usize>,
-}
-
-impl EventFilter {
-    fn matches(&self, e: &AccessEvent) -> bool {
-        let t_ok = self.from.is_none_or(|f| e.time >= f) && self.to.is_none_or(|t| e.time < t);
-        t_ok && self
-            .device
-            .as_deref()
-            .is_none_or(|d| e.device.as_deref() == Some(d))
-            // IPv4-mapped IPv6 is IPv4 (as the fronts store it), however it is asked for.
-            && self
-                .ip
-                .is_none_or(|ip| e.client.to_canonical() == ip.to_canonical())
-            && self
-                .user
-                .as_deref()
-                .is_none_or(|u| e.user.as_deref() == Some(u))
-            && self
-                .group
-                .as_deref()
-                .is_none_or(|g| e.group.as_deref() == Some(g))
-            && self
-                .category
-                .as_ref()
-                .is_none_or(|c| e.category.as_ref() == Some(c))
-            && self.verdict.is_none_or(|v| e.disposition() == v)
-    }
-}
-
 /// Whether every index agrees with the data it indexes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IntegrityReport {
@@ -145,9 +97,12 @@ pub struct Store {
     day_dbs: std::sync::Mutex<BTreeMap<PartId, sled::Db>>,
     /// For the last few days appended to: the part appends go to, and the bytes written to it.
     writing: std::sync::Mutex<BTreeMap<i64, (u32, u64)>>,
-    breaches: sled::Tree,
-    breach_keys: sled::Tree,
-    pending: sled::Tree,
+    pub(crate) breaches: sled::Tree,
+    pub(crate) breach_keys: sled::Tree,
+    pub(crate) pending: sled::Tree,
+    pub(crate) triggers: sled::Tree,
+    pub(crate) trigger_keys: sled::Tree,
+    pub(crate) meta: sled::Tree,
     audit: sled::Tree,
 }
 
@@ -159,7 +114,7 @@ impl std::fmt::Debug for Store {
 
 type TxError = TransactionError<StoreError>;
 
-fn tx_err(e: TxError) -> StoreError {
+pub(crate) fn tx_err(e: TxError) -> StoreError {
     match e {
         TransactionError::Abort(e) => e,
         TransactionError::Storage(e) => StoreError::Sled(e),
@@ -182,87 +137,16 @@ pub(crate) struct Prepared {
 }
 
 /// A part of a day's access events: the day number and the part's number within the day.
-type PartId = (i64, u32);
+pub(crate) type PartId = (i64, u32);
 
 fn part_name(part: u32) -> String {
     format!("{part:06}")
 }
 
-fn day_of(name: &str) -> Option<i64> {
+pub(crate) fn day_of(name: &str) -> Option<i64> {
     let date: jiff::civil::Date = name.parse().ok()?;
     let ts = date.to_zoned(jiff::tz::TimeZone::UTC).ok()?.timestamp();
     Some(nanos(ts).div_euclid(NANOS_PER_DAY))
-}
-
-/// Decodes one stored batch (only the events at `only`, if given) and appends the ones
-/// `filter` matches to `out`, newest first, until `out` holds `limit`.
-fn read_batch(
-    tree: &sled::Tree,
-    key: &[u8],
-    only: Option<&[u32]>,
-    filter: &EventFilter,
-    limit: usize,
-    out: &mut Vec<AccessEvent>,
-) -> Result<(), StoreError> {
-    let Some(value) = tree.get(key)? else {
-        return Ok(());
-    };
-    let all = decode_batch(EVENTS, &value)?;
-    let evs: Vec<AccessEvent> = match only {
-        Some(pos) => {
-            let mut all: Vec<Option<AccessEvent>> = all.into_iter().map(Some).collect();
-            pos.iter()
-                .filter_map(|&p| all.get_mut(p as usize).and_then(Option::take))
-                .collect()
-        }
-        None => all,
-    };
-    for e in evs.into_iter().rev() {
-        if out.len() >= limit {
-            break;
-        }
-        if filter.matches(&e) {
-            out.push(e);
-        }
-    }
-    Ok(())
-}
-
-/// The events of one part of a day that `filter` matches, newest first, appended to `out`
-/// until it holds `limit`: through the device index when the filter names a device (its id
-/// in `device_id`), else batch by batch.
-fn read_part(
-    ev_tree: &sled::Tree,
-    dev_tree: &sled::Tree,
-    device_id: Option<&str>,
-    filter: &EventFilter,
-    limit: usize,
-    out: &mut Vec<AccessEvent>,
-) -> Result<(), StoreError> {
-    match device_id {
-        Some(id) => {
-            let prefix = device_prefix(id);
-            for item in dev_tree.scan_prefix(&prefix).rev() {
-                let (k, v) = item?;
-                let positions: Vec<u32> = decode(DEVICES, &v)?;
-                let batch_key = k.get(prefix.len() + 8..).unwrap_or_default();
-                read_batch(ev_tree, batch_key, Some(&positions), filter, limit, out)?;
-                if out.len() >= limit {
-                    break;
-                }
-            }
-        }
-        None => {
-            let keys: Vec<sled::IVec> = ev_tree.iter().keys().rev().collect::<Result<_, _>>()?;
-            for k in keys {
-                read_batch(ev_tree, &k, None, filter, limit, out)?;
-                if out.len() >= limit {
-                    break;
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 /// [`Store::check_integrity`] for one part of the day `name`: every device index entry points
@@ -362,17 +246,22 @@ impl Store {
                 });
             }
         }
-        Ok(Self {
+        let store = Self {
             breaches: db.open_tree(BREACHES)?,
             breach_keys: db.open_tree(BREACH_KEYS)?,
             pending: db.open_tree(PENDING)?,
+            triggers: db.open_tree(TRIGGERS)?,
+            trigger_keys: db.open_tree(TRIGGER_KEYS)?,
+            meta,
             audit: db.open_tree(AUDIT)?,
             db,
             path,
             options: options.clone(),
             day_dbs: std::sync::Mutex::new(BTreeMap::new()),
             writing: std::sync::Mutex::new(BTreeMap::new()),
-        })
+        };
+        store.init_breach_ids()?;
+        Ok(store)
     }
 
     pub fn path(&self) -> &Path {
@@ -443,7 +332,7 @@ impl Store {
     }
 
     /// The parts of a day on disk, in the order they were written.
-    fn parts(&self, day_name: &str) -> Vec<u32> {
+    pub(crate) fn parts(&self, day_name: &str) -> Vec<u32> {
         let mut parts: Vec<u32> = std::fs::read_dir(self.path.join(DAYS_DIR).join(day_name))
             .into_iter()
             .flatten()
@@ -548,6 +437,17 @@ impl Store {
             }
         }
         Ok(trees)
+    }
+
+    /// The trees of one part of a day, if it is on disk.
+    pub(crate) fn part_trees(
+        &self,
+        id: PartId,
+    ) -> Result<Option<(sled::Tree, sled::Tree)>, StoreError> {
+        match self.part_db(id, false)? {
+            Some(db) => Ok(Some((db.open_tree(EVENTS)?, db.open_tree(DEVICES)?))),
+            None => Ok(None),
+        }
     }
 
     /// The days that hold access events, oldest first.
@@ -671,172 +571,6 @@ impl Store {
         }
     }
 
-    /// Access events matching `filter`, oldest first (the most recent `limit` if set).
-    pub fn events(&self, filter: &EventFilter) -> Result<Vec<AccessEvent>, StoreError> {
-        let from_day = filter.from.map(|t| nanos(t).div_euclid(NANOS_PER_DAY));
-        let to_day = filter.to.map(|t| nanos(t).div_euclid(NANOS_PER_DAY));
-        let limit = filter.limit.unwrap_or(usize::MAX);
-        let mut out = Vec::new();
-        // A device filter reads that device's index; anything else reads whole batches.
-        let device_id = filter.device.as_deref().map(named_device_id);
-        for name in self.days().iter().rev() {
-            let Some(day) = day_of(name) else { continue };
-            if from_day.is_some_and(|f| day < f) || to_day.is_some_and(|t| day > t) {
-                continue;
-            }
-            for (ev_tree, dev_tree) in self.existing_day(name)?.iter().rev() {
-                read_part(
-                    ev_tree,
-                    dev_tree,
-                    device_id.as_deref(),
-                    filter,
-                    limit,
-                    &mut out,
-                )?;
-                if out.len() >= limit {
-                    break;
-                }
-            }
-            if out.len() >= limit {
-                break;
-            }
-        }
-        out.reverse();
-        out.sort_by_key(|e| e.time);
-        Ok(out)
-    }
-
-    /// Records a breach, or adds to the open one for the same device, site and rule when that
-    /// one was first seen within `window` of this event. Returns the breach and whether it is new. The write
-    /// is on disk when this returns.
-    pub fn record_breach(
-        &self,
-        event: &AccessEvent,
-        severity: Severity,
-        rule: &str,
-        window: Duration,
-    ) -> Result<(Breach, bool), StoreError> {
-        let fresh_id = self.db.generate_id()?;
-        let candidate = Breach::new(fresh_id, event, severity, rule);
-        let dedup = candidate.dedup_key();
-        let window = jiff::SignedDuration::try_from(window).unwrap_or(jiff::SignedDuration::MAX);
-        let result = (&self.breaches, &self.breach_keys, &self.pending)
-            .transaction(|(breaches, keys, pending)| {
-                let open = match keys.get(&dedup)? {
-                    Some(id) => match breaches.get(&id)? {
-                        Some(v) => Some(
-                            decode::<Breach>(BREACHES, &v)
-                                .map_err(ConflictableTransactionError::Abort)?,
-                        ),
-                        None => None,
-                    },
-                    None => None,
-                };
-                if let Some(mut b) = open
-                    && event.time.duration_since(b.first) <= window
-                {
-                    b.count += 1;
-                    if event.time > b.last {
-                        b.last = event.time;
-                    }
-                    breaches.insert(&b.id.to_be_bytes(), encode(&b))?;
-                    return Ok((b, false));
-                }
-                let id = candidate.id.to_be_bytes();
-                breaches.insert(&id, encode(&candidate))?;
-                keys.insert(dedup.as_slice(), &id)?;
-                pending.insert(&id, &[])?;
-                Ok((candidate.clone(), true))
-            })
-            .map_err(tx_err)?;
-        Ok(result)
-    }
-
-    /// Breaches, newest first, at most `limit`, optionally only those at or above `min`.
-    pub fn breaches(&self, min: Option<Severity>, limit: usize) -> Result<Vec<Breach>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.breaches.iter().rev() {
-            let (_, v) = item?;
-            let b: Breach = decode(BREACHES, &v)?;
-            if min.is_none_or(|m| b.severity >= m) {
-                out.push(b);
-                if out.len() >= limit {
-                    break;
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Breaches first seen in `[from, to)`, oldest first.
-    pub fn breaches_between(
-        &self,
-        from: jiff::Timestamp,
-        to: jiff::Timestamp,
-    ) -> Result<Vec<Breach>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.breaches.iter() {
-            let (_, v) = item?;
-            let b: Breach = decode(BREACHES, &v)?;
-            if b.first >= from && b.first < to {
-                out.push(b);
-            }
-        }
-        Ok(out)
-    }
-
-    pub fn breach(&self, id: u64) -> Result<Breach, StoreError> {
-        let v = self
-            .breaches
-            .get(id.to_be_bytes())?
-            .ok_or(StoreError::NoBreach(id))?;
-        decode(BREACHES, &v)
-    }
-
-    /// Breaches whose alerts are not finished, oldest first.
-    pub fn pending_alerts(&self) -> Result<Vec<Breach>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.pending.iter().keys() {
-            let k = item?;
-            if let Some(v) = self.breaches.get(&k)? {
-                out.push(decode(BREACHES, &v)?);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Records how delivery went on one channel; `done` takes the breach off the pending
-    /// list. On disk when this returns.
-    pub fn set_delivery(&self, id: u64, delivery: Delivery, done: bool) -> Result<(), StoreError> {
-        let key = id.to_be_bytes();
-        (&self.breaches, &self.pending)
-            .transaction(|(breaches, pending)| {
-                let v = breaches
-                    .get(key)?
-                    .ok_or(ConflictableTransactionError::Abort(StoreError::NoBreach(
-                        id,
-                    )))?;
-                let mut b: Breach =
-                    decode(BREACHES, &v).map_err(ConflictableTransactionError::Abort)?;
-                b.deliveries.retain(|d| d.channel != delivery.channel);
-                b.deliveries.push(delivery.clone());
-                breaches.insert(&key, encode(&b))?;
-                if done {
-                    pending.remove(&key)?;
-                }
-                Ok(())
-            })
-            .map_err(tx_err)?;
-        self.flush()
-    }
-
-    /// Takes a breach off the pending list without recording a delivery (the digest will
-    /// cover it).
-    pub fn clear_pending(&self, id: u64) -> Result<(), StoreError> {
-        self.pending.remove(id.to_be_bytes())?;
-        Ok(())
-    }
-
     /// Appends to the audit log. On disk when this returns.
     pub fn append_audit(
         &self,
@@ -912,28 +646,7 @@ impl Store {
             std::fs::remove_dir_all(self.path.join(DAYS_DIR).join(&name))?;
             report.days_dropped.push(name);
         }
-        let breach_cutoff = from_nanos(cutoff(keep.breaches));
-        let mut old = Vec::new();
-        for item in self.breaches.iter() {
-            let (k, v) = item?;
-            let b: Breach = decode(BREACHES, &v)?;
-            if b.last < breach_cutoff {
-                old.push((k, b.dedup_key()));
-            }
-        }
-        for (k, dedup) in &old {
-            (&self.breaches, &self.breach_keys, &self.pending)
-                .transaction(|(breaches, keys, pending)| {
-                    breaches.remove(k)?;
-                    pending.remove(k)?;
-                    if keys.get(dedup)?.as_deref() == Some(k.as_ref()) {
-                        keys.remove(dedup.as_slice())?;
-                    }
-                    Ok::<_, ConflictableTransactionError<StoreError>>(())
-                })
-                .map_err(tx_err)?;
-        }
-        report.breaches_removed = old.len();
+        report.breaches_removed = self.purge_breaches(from_nanos(cutoff(keep.breaches)))?;
         self.flush()?;
         Ok(report)
     }
@@ -952,34 +665,7 @@ impl Store {
                 check_part(&name, &ev_tree, &dev_tree, &mut r)?;
             }
         }
-        for item in self.breaches.iter() {
-            let (_, v) = item?;
-            decode::<Breach>(BREACHES, &v)?;
-            r.breaches += 1;
-        }
-        for item in self.breach_keys.iter() {
-            let (k, id) = item?;
-            match self.breaches.get(&id)? {
-                Some(v) => {
-                    let b: Breach = decode(BREACHES, &v)?;
-                    if b.dedup_key() != k.as_ref() {
-                        r.problems.push(format!(
-                            "de-duplication key for breach {} does not match it",
-                            b.id
-                        ));
-                    }
-                }
-                None => r
-                    .problems
-                    .push("a de-duplication key points at a missing breach".into()),
-            }
-        }
-        for item in self.pending.iter().keys() {
-            if self.breaches.get(item?)?.is_none() {
-                r.problems
-                    .push("a pending alert points at a missing breach".into());
-            }
-        }
+        self.check_breaches(&mut r)?;
         Ok(r)
     }
 
@@ -999,39 +685,6 @@ impl Store {
             }
         }
         Ok(())
-    }
-
-    /// Every breach, oldest first (for export).
-    pub(crate) fn all_breaches(&self) -> Result<Vec<Breach>, StoreError> {
-        self.breaches
-            .iter()
-            .values()
-            .map(|v| decode(BREACHES, &v?))
-            .collect()
-    }
-
-    /// Puts an exported breach back as it was, id and all (for import).
-    pub(crate) fn put_breach(&self, b: &Breach, pending: bool) -> Result<(), StoreError> {
-        let id = b.id.to_be_bytes();
-        let dedup = b.dedup_key();
-        let value = encode(b);
-        (&self.breaches, &self.breach_keys, &self.pending)
-            .transaction(|(breaches, keys, p)| {
-                breaches.insert(&id, value.as_slice())?;
-                keys.insert(dedup.as_slice(), &id)?;
-                if pending {
-                    p.insert(&id, &[])?;
-                }
-                Ok::<_, ConflictableTransactionError<StoreError>>(())
-            })
-            .map_err(tx_err)?;
-        // Ids handed out later must not collide with imported ones.
-        while self.db.generate_id()? <= b.id {}
-        Ok(())
-    }
-
-    pub(crate) fn is_pending(&self, id: u64) -> Result<bool, StoreError> {
-        Ok(self.pending.contains_key(id.to_be_bytes())?)
     }
 
     pub(crate) fn put_audit(&self, a: &AuditEntry) -> Result<(), StoreError> {

@@ -18,6 +18,11 @@ pub(crate) const FORMAT: u8 = 1;
 /// [`FORMAT`] (a plain sequence of [`WireEvent`]s) are still read.
 pub(crate) const BATCH_FORMAT: u8 = 2;
 
+/// The format of a breach record: the breach without its triggers, which are kept one a
+/// record beside it, and how many there are. Breaches in [`FORMAT`] (the breach with no
+/// trigger list) are still read, with their first request as their one trigger.
+pub(crate) const BREACH_FORMAT: u8 = 2;
+
 pub(crate) const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
 
 /// One access event as stored: the time as nanoseconds, strings borrowed when encoding.
@@ -134,9 +139,25 @@ pub(crate) fn time_key(n: i64) -> [u8; 8] {
 
 /// Encodes a value behind the format byte; postcard writes straight after it.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
-    let mut out = vec![FORMAT];
+    encode_as(FORMAT, value)
+}
+
+/// Encodes a value behind the format byte `format`.
+pub(crate) fn encode_as<T: Serialize + ?Sized>(format: u8, value: &T) -> Vec<u8> {
+    let mut out = vec![format];
     append(value, &mut out);
     out
+}
+
+/// Reads postcard from `bytes` (after the format byte), naming `tree` if it is damaged.
+pub(crate) fn postcard_value<'a, T: Deserialize<'a>>(
+    tree: &str,
+    bytes: &'a [u8],
+) -> Result<T, StoreError> {
+    postcard::from_bytes(bytes).map_err(|e| StoreError::Decode {
+        tree: tree.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 /// Appends `value` in postcard to `out`. Serializing plain data into a Vec cannot fail; if it
@@ -169,10 +190,7 @@ impl postcard::ser_flavors::Flavor for Out<'_> {
 /// Decodes a value written by [`encode`], checking the format byte.
 pub(crate) fn decode<'a, T: Deserialize<'a>>(tree: &str, bytes: &'a [u8]) -> Result<T, StoreError> {
     match bytes.split_first() {
-        Some((&FORMAT, rest)) => postcard::from_bytes(rest).map_err(|e| StoreError::Decode {
-            tree: tree.to_owned(),
-            reason: e.to_string(),
-        }),
+        Some((&FORMAT, rest)) => postcard_value(tree, rest),
         Some((&found, _)) => Err(StoreError::Format {
             tree: tree.to_owned(),
             found,

@@ -9,7 +9,9 @@ use hedgerow_model::{
     AccessEvent, Action, BreachRule, Category, Disposition, EventSink, Front, Outcome, Severity,
     Tier,
 };
-use hedgerow_store::{EventFilter, Recorder, RecorderOptions, Retention, Store, StoreOptions};
+use hedgerow_store::{
+    Change, EventFilter, Recorder, RecorderOptions, Retention, Store, StoreOptions,
+};
 
 fn ts(s: &str) -> jiff::Timestamp {
     s.parse().unwrap()
@@ -236,25 +238,39 @@ fn breaches_are_deduplicated_within_the_window() {
         )
     };
     let w = Duration::from_secs(3600);
-    let (b1, new1) = store
+    let b1 = store
         .record_breach(&e(0, "bet.example"), Severity::High, "gambling", w)
         .unwrap();
-    let (b2, new2) = store
+    let b2 = store
         .record_breach(&e(30, "bet.example"), Severity::High, "gambling", w)
         .unwrap();
-    let (b3, new3) = store
+    let b3 = store
         .record_breach(&e(80, "bet.example"), Severity::High, "gambling", w)
         .unwrap();
-    let (b4, new4) = store
+    let b4 = store
         .record_breach(&e(81, "poker.example"), Severity::High, "gambling", w)
         .unwrap();
-    assert!(new1 && !new2 && new3 && new4);
+    assert_eq!(
+        [b1.change, b2.change, b3.change, b4.change],
+        [Change::Open, Change::Add, Change::Open, Change::Open]
+    );
     assert_eq!(b1.id, b2.id);
     assert_ne!(b1.id, b3.id);
+    assert_eq!(
+        [b1.id, b3.id, b4.id],
+        [1, 2, 3],
+        "ids are dense and sequential"
+    );
     let first = store.breach(b1.id).unwrap();
     assert_eq!(first.count, 2);
     assert_eq!(first.first, t0);
     assert_eq!(first.last, t0 + jiff::SignedDuration::from_mins(30));
+    assert_eq!(
+        first.triggers.len(),
+        1,
+        "the same name twice is one trigger"
+    );
+    assert_eq!(first.triggers[0].count, 2);
     assert_eq!(store.breach(b3.id).unwrap().count, 1);
     assert_eq!(store.breach(b4.id).unwrap().site, "poker.example");
     let listed = store.breaches(None, 10).unwrap();
@@ -444,4 +460,361 @@ fn export_and_import_carry_everything() {
         .import("{\"kind\":\"access\",\"event\":{}}\n".as_bytes())
         .unwrap_err();
     assert!(err.to_string().contains("import line 1"), "{err}");
+}
+
+fn search(
+    t: jiff::Timestamp,
+    device: &str,
+    user: &str,
+    terms: &str,
+    concern: Severity,
+) -> AccessEvent {
+    let q = terms.replace(' ', "+");
+    let mut e = event(
+        t,
+        "10.0.0.5",
+        Some(device),
+        &format!("https://www.google.com/search?q={q}"),
+    );
+    e.front = Front::Proxy;
+    e.user = Some(Arc::from(user));
+    e.search = Some(terms.into());
+    e.concern = Some(concern);
+    e
+}
+
+#[test]
+fn issue_12_every_trigger_in_the_window_is_kept_and_a_more_severe_one_raises_the_breach() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let t0 = ts("2026-11-02T10:00:00Z");
+    let at = |s: i64| t0 + jiff::SignedDuration::from_secs(s);
+    let w = Duration::from_secs(3600);
+    let searches = [
+        (0, "how to kill myself", Severity::High, "concerning search"),
+        (20, "want to die", Severity::High, "concerning search"),
+        (
+            25,
+            "how to kill myself",
+            Severity::High,
+            "concerning search",
+        ),
+        (
+            40,
+            "suicide methods",
+            Severity::Critical,
+            "self-harm methods",
+        ),
+    ];
+    let mut changes = Vec::new();
+    for (s, terms, sev, rule) in searches {
+        let r = store
+            .record_breach(
+                &search(at(s), "Lab-PC-1", "pupil7", terms, sev),
+                sev,
+                rule,
+                w,
+            )
+            .unwrap();
+        changes.push((r.id, r.change, r.severity));
+        if s == 0 {
+            // The first alert goes out before the others arrive.
+            let sent = hedgerow_store::Delivery {
+                channel: "webhook".into(),
+                state: hedgerow_store::DeliveryState::Sent,
+                attempts: 1,
+                last_error: None,
+                at: at(1),
+                severity: Some(Severity::High),
+            };
+            store.set_delivery(r.id, sent, true).unwrap();
+            assert!(store.pending_alerts().unwrap().is_empty());
+        }
+    }
+    assert_eq!(
+        changes,
+        vec![
+            (1, Change::Open, Severity::High),
+            (1, Change::Add, Severity::High),
+            (1, Change::Add, Severity::High),
+            (1, Change::Raise, Severity::Critical),
+        ]
+    );
+    let b = store.breach(1).unwrap();
+    assert_eq!(
+        (b.severity, b.rule.as_str()),
+        (Severity::Critical, "self-harm methods")
+    );
+    assert_eq!(b.count, 4);
+    assert!(b.raised());
+    let got: Vec<_> = b
+        .triggers
+        .iter()
+        .map(|t| (t.search.as_deref().unwrap(), t.time, t.count, t.severity))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("how to kill myself", at(0), 2, Severity::High),
+            ("want to die", at(20), 1, Severity::High),
+            ("suicide methods", at(40), 1, Severity::Critical),
+        ],
+        "every distinct search, in order, repeats counted"
+    );
+    assert!(b.triggers.iter().all(|t| t.device.as_deref() == Some("Lab-PC-1")
+        && t.user.as_deref() == Some("pupil7")));
+    assert_eq!(b.triggers[0].last, at(25));
+    // Raised: due for alerting again, and the first alert's record stays.
+    assert_eq!(store.pending_alerts().unwrap().len(), 1);
+    assert!(
+        b.delivery("webhook").is_none(),
+        "nothing sent at critical yet"
+    );
+    assert_eq!(b.deliveries.len(), 1);
+
+    // Over-grouping twin: another device, or the same one after the window, is another breach.
+    let other = store
+        .record_breach(
+            &search(at(50), "Lab-PC-2", "pupil8", "want to die", Severity::High),
+            Severity::High,
+            "concerning search",
+            w,
+        )
+        .unwrap();
+    let later = store
+        .record_breach(
+            &search(
+                at(3700),
+                "Lab-PC-1",
+                "pupil7",
+                "want to die",
+                Severity::High,
+            ),
+            Severity::High,
+            "concerning search",
+            w,
+        )
+        .unwrap();
+    assert_eq!((other.id, other.change), (2, Change::Open));
+    assert_eq!((later.id, later.change), (3, Change::Open));
+    let report = store.check_integrity().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
+
+#[test]
+fn issue_12_an_alert_finished_at_the_old_severity_leaves_a_raised_breach_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let t0 = ts("2026-11-02T10:00:00Z");
+    let w = Duration::from_secs(3600);
+    let low = blocked(event(t0, "10.0.0.1", Some("pc"), "bet.example"), "gambling");
+    let r = store
+        .record_breach(&low, Severity::Low, "gambling", w)
+        .unwrap();
+    let retrying = hedgerow_store::Delivery {
+        channel: "email".into(),
+        state: hedgerow_store::DeliveryState::Retrying,
+        attempts: 1,
+        last_error: Some("down".into()),
+        at: t0,
+        severity: Some(Severity::Low),
+    };
+    store.set_delivery(r.id, retrying.clone(), false).unwrap();
+    // A more severe request arrives while the alerter works on the old severity.
+    let mut worse = low;
+    worse.target = "bet.example".into();
+    worse.user = Some(Arc::from("someone"));
+    store
+        .record_breach(&worse, Severity::High, "gambling-high", w)
+        .unwrap();
+    store.clear_pending(r.id, Severity::Low).unwrap();
+    let sent = hedgerow_store::Delivery {
+        state: hedgerow_store::DeliveryState::Sent,
+        ..retrying
+    };
+    store.set_delivery(r.id, sent, true).unwrap();
+    assert_eq!(
+        store.pending_alerts().unwrap().len(),
+        1,
+        "the raised breach still needs its alert"
+    );
+    let b = store.breach(r.id).unwrap();
+    assert_eq!(b.severity, Severity::High);
+    assert_eq!(b.triggers.len(), 2);
+    // Finishing at the new severity takes it off.
+    store.clear_pending(r.id, Severity::High).unwrap();
+    assert!(store.pending_alerts().unwrap().is_empty());
+}
+
+#[test]
+fn issue_12_breach_ids_stay_dense_across_restarts_imports_and_purges() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = ts("2026-11-02T10:00:00Z");
+    let w = Duration::from_secs(60);
+    let b = |site: &str| blocked(event(t0, "10.0.0.1", Some("pc"), site), "gambling");
+    {
+        let store = open(dir.path());
+        for site in ["a.example", "b.example"] {
+            store
+                .record_breach(&b(site), Severity::Low, "g", w)
+                .unwrap();
+        }
+        // Audit entries do not take breach ids.
+        store.append_audit(t0, "tech", "proposal", "x").unwrap();
+    }
+    let store = open(dir.path());
+    let r = store
+        .record_breach(&b("c.example"), Severity::Low, "g", w)
+        .unwrap();
+    assert_eq!(r.id, 3);
+    assert_eq!(store.breach(3).unwrap().site, "c.example");
+
+    let mut export = Vec::new();
+    store.export(&mut export).unwrap();
+    let dir2 = tempfile::tempdir().unwrap();
+    let other = open(dir2.path());
+    other.import(export.as_slice()).unwrap();
+    assert_eq!(
+        other
+            .record_breach(&b("d.example"), Severity::Low, "g", w)
+            .unwrap()
+            .id,
+        4,
+        "an imported store goes on after the imported ids"
+    );
+    assert_eq!(
+        other.breach(2).unwrap().triggers,
+        store.breach(2).unwrap().triggers
+    );
+
+    // An export from before triggers were kept: its breach gets its one trigger.
+    let old = r#"{"kind":"breach","pending":false,"breach":{"id":7,"severity":"high","rule":"adult","first":"2026-11-02T10:00:00Z","last":"2026-11-02T10:05:00Z","count":2,"front":"dns","client":"10.0.0.9","device":null,"user":null,"group":null,"site":"x.example","target":"x.example","tier":"category","category":"adult","list":null,"search":null,"concern":null,"reference":null,"deliveries":[{"channel":"webhook","state":"sent","attempts":1,"last_error":null,"at":"2026-11-02T10:00:01Z"}]}}"#;
+    other.import(old.as_bytes()).unwrap();
+    let seven = other.breach(7).unwrap();
+    assert_eq!(seven.triggers.len(), 1);
+    assert_eq!(
+        (seven.triggers[0].target.as_str(), seven.triggers[0].count),
+        ("x.example", 2)
+    );
+    assert_eq!(seven.delivery("webhook").unwrap().attempts, 1);
+    assert_eq!(
+        other
+            .record_breach(&b("e.example"), Severity::Low, "g", w)
+            .unwrap()
+            .id,
+        8
+    );
+    let report = other.check_integrity().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
+
+#[test]
+fn issue_12_filters_match_like_people_type_and_a_limit_streams_across_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        part_bytes: 4 << 10,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(dir.path(), &options).unwrap();
+    let t0 = ts("2026-11-05T08:00:00Z");
+    let all: Vec<AccessEvent> = (0..5000i64)
+        .map(|i| {
+            let t = t0 + jiff::SignedDuration::from_secs(i * 30); // spans two days
+            let dev = ["Library-PC-3", "Library-PC-30", "lab-pc-1"][(i % 3) as usize];
+            let target = match i % 4 {
+                0 => "https://www.bbc.co.uk/news".to_owned(),
+                1 => "notbbc.co.uk".to_owned(),
+                _ => format!("w{i}.example"),
+            };
+            let mut e = event(t, "10.0.3.1", Some(dev), &target);
+            e.user = Some(Arc::from(if i % 2 == 0 { "Pupil7" } else { "teacher" }));
+            if i % 5 == 0 {
+                e.search = Some(format!("Homework help {i}").into());
+            }
+            e
+        })
+        .collect();
+    for chunk in all.chunks(250) {
+        store.append_events(chunk).unwrap();
+    }
+    assert!(
+        std::fs::read_dir(dir.path().join("days/2026-11-05"))
+            .unwrap()
+            .count()
+            > 2
+    );
+    let q = |f: EventFilter| store.events(&f).unwrap();
+    let want = |p: &dyn Fn(&AccessEvent) -> bool| -> Vec<AccessEvent> {
+        all.iter().filter(|e| p(e)).cloned().collect()
+    };
+
+    let by_device = q(EventFilter {
+        device: Some("LIBRARY-pc-3".into()),
+        ..Default::default()
+    });
+    assert_eq!(
+        by_device,
+        want(&|e| e.device.as_deref().unwrap().starts_with("Library-PC-3")),
+        "case-insensitive prefix: Library-PC-3 and Library-PC-30"
+    );
+    let exact = q(EventFilter {
+        device: Some("library-pc-30".into()),
+        ..Default::default()
+    });
+    assert_eq!(
+        exact,
+        want(&|e| e.device.as_deref() == Some("Library-PC-30"))
+    );
+    assert!(
+        q(EventFilter {
+            device: Some("library-pc-4".into()),
+            ..Default::default()
+        })
+        .is_empty()
+    );
+
+    let by_user = q(EventFilter {
+        user: Some("pup".into()),
+        limit: Some(7),
+        ..Default::default()
+    });
+    let users = want(&|e| e.user.as_deref() == Some("Pupil7"));
+    assert_eq!(
+        by_user,
+        users[users.len() - 7..],
+        "the most recent 7, oldest first"
+    );
+
+    let site = q(EventFilter {
+        site: Some("bbc.co.uk".into()),
+        ..Default::default()
+    });
+    assert_eq!(site, want(&|e| e.target.contains("www.bbc.co.uk")));
+    let search = q(EventFilter {
+        search: Some("HOMEWORK help 10".into()),
+        ..Default::default()
+    });
+    assert_eq!(
+        search,
+        want(&|e| e
+            .search
+            .as_deref()
+            .is_some_and(|s| s.starts_with("Homework help 10")))
+    );
+
+    // Every limit gives the most recent that many, in order, across parts and days.
+    for limit in [1, 250, 251, 999, 4999, 5000, 6000] {
+        let got = q(EventFilter {
+            limit: Some(limit),
+            ..Default::default()
+        });
+        assert_eq!(got, all[all.len().saturating_sub(limit)..], "limit {limit}");
+    }
+    let got = q(EventFilter {
+        device: Some("lab".into()),
+        limit: Some(100),
+        ..Default::default()
+    });
+    let labs = want(&|e| e.device.as_deref() == Some("lab-pc-1"));
+    assert_eq!(got, labs[labs.len() - 100..]);
 }
