@@ -44,6 +44,12 @@ rate_limit_qps = 0
 listen = ["127.0.0.1:0"]
 allow_destinations = ["127.0.0.0/8"]
 
+[lists.iwf]
+path = "{{dir}}/iwf.txt"
+format = "urls"
+kind = "illegal"
+category = "child-abuse"
+
 [lists.extremism]
 path = "{{dir}}/extremism.txt"
 format = "domains"
@@ -101,8 +107,9 @@ url = "{webhook}"
     )
 }
 
-const FILES: [(&str, &str); 3] = [
+const FILES: [(&str, &str); 4] = [
     ("extremism.txt", "extreme.example\n"),
+    ("iwf.txt", "http://iwf-test.invalid/a.html\n"),
     ("self-harm.txt", "kill myself\nwant to die\n"),
     ("self-harm-methods.txt", "suicide methods\n"),
 ];

@@ -22,6 +22,9 @@ use hedgerow_matcher::{IllegalKey, IllegalSet, ListSpec, LoadReport, MatcherBuil
 use crate::snapshot::PolicyError;
 
 const KEY_FILE: &str = "key";
+
+/// Illegal-tier lists by name, to keep as their last good copies.
+pub(crate) type Kept = Vec<(String, IllegalSet)>;
 const SET_MAGIC: &[u8; 8] = b"HRILSET1";
 
 /// Whether a build may create the key and keep a new last good copy.
@@ -143,7 +146,7 @@ impl Guard {
         config: &Config,
         builder: &mut MatcherBuilder,
         reports: &mut Vec<LoadReport>,
-    ) -> Result<(Vec<IllegalStatus>, Vec<(String, IllegalSet)>), PolicyError> {
+    ) -> Result<(Vec<IllegalStatus>, Kept), PolicyError> {
         let limit = config.server.illegal_shrink_limit;
         let mut status = Vec::new();
         let mut keep = Vec::new();
@@ -278,7 +281,10 @@ fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
-    let tmp = dir.join(format!(".{name}.tmp"));
+    // A name of its own: two reloads at once must not rename each other's file away.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
