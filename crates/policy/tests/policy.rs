@@ -370,7 +370,6 @@ fn a_staged_reload_is_in_force_only_once_committed_and_a_dropped_one_keeps_nothi
     assert!(iwf_blocked(&handle));
 }
 
-
 fn iwf_blocked(handle: &PolicyHandle) -> bool {
     url(&handle.snapshot(), "10.20.1.1", IWF_URL).tier == Tier::Illegal
 }
