@@ -18,7 +18,7 @@ use hedgerow_testkit::{
 };
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 const BIN: &str = env!("CARGO_BIN_EXE_hedgerow");
@@ -432,6 +432,46 @@ async fn connect_status(proxy: SocketAddr, target: &str) -> u16 {
         .unwrap_or(0)
 }
 
+/// Sends a GET for `url` on an open proxy connection and reads the whole answer (its
+/// Content-Length body); the status, 0 if the connection ended.
+async fn get_on(conn: &mut BufReader<TcpStream>, url: &str) -> u16 {
+    let host = url.split('/').nth(2).unwrap_or_default();
+    let request = format!("GET {url} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    if conn.get_mut().write_all(request.as_bytes()).await.is_err() {
+        return 0;
+    }
+    let read = async {
+        let (mut status, mut len) = (0, 0);
+        loop {
+            let mut line = String::new();
+            if conn.read_line(&mut line).await.unwrap_or(0) == 0 {
+                return 0;
+            }
+            if status == 0 {
+                status = line
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(0);
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; len];
+        match conn.read_exact(&mut body).await {
+            Ok(_) => status,
+            Err(_) => 0,
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .unwrap_or(0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_settings_and_listeners_change_on_reload_and_a_missing_ca_is_refused() {
     let up = upstream().await;
@@ -450,6 +490,12 @@ async fn proxy_settings_and_listeners_change_on_reload_and_a_missing_ca_is_refus
     assert_eq!(
         connect_status(first, &format!("web.example:{port}")).await,
         403
+    );
+    // A keep-alive connection accepted on the listener that is about to go.
+    let mut kept = BufReader::new(TcpStream::connect(first).await.unwrap());
+    assert_eq!(
+        get_on(&mut kept, &format!("http://web.example:{port}/before")).await,
+        200
     );
 
     // A new contact on the block page, a new CONNECT port, and the listener moved.
@@ -487,6 +533,16 @@ async fn proxy_settings_and_listeners_change_on_reload_and_a_missing_ca_is_refus
         curl(first, &format!("http://web.example:{port}/")).await.0,
         0,
         "the removed listener is closed"
+    );
+    // The connection it had accepted carries on.
+    assert_eq!(
+        get_on(&mut kept, &format!("http://web.example:{port}/after")).await,
+        200
+    );
+    assert!(
+        origin.heads().iter().any(|h| h.starts_with("GET /after ")),
+        "{:?}",
+        origin.heads()
     );
 
     // Interception with a CA whose files are missing: refused, and nothing changes (the
