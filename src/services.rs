@@ -270,6 +270,6 @@ impl Services {
     }
 }
 
-/// Said after a bind failure: the likely cause when the address was free before.
-const OVERLAP: &str = " (a new listener that overlaps one being removed, such as 0.0.0.0:53 \
-replacing 10.0.0.53:53, needs a restart)";
+/// Said after a bind failure: a cause a restart would cure.
+const OVERLAP: &str = " (if it overlaps a listener being removed, such as 0.0.0.0:53 \
+replacing 10.0.0.53:53, that needs a restart)";
