@@ -55,29 +55,38 @@ fn no_access(config: &Config) -> anyhow::Error {
 }
 
 pub(crate) fn recorder(store: Arc<Store>, config: &Config) -> Result<Arc<Recorder>> {
-    let options = RecorderOptions {
+    Recorder::start(store, recorder_options(config)).context("starting the log writer")
+}
+
+/// The recorder's options from the configuration (at start, and on every reload).
+pub(crate) fn recorder_options(config: &Config) -> RecorderOptions {
+    RecorderOptions {
         capacity: config.logs.queue,
         interval: config.logs.flush_interval,
         rules: config.breaches.rules.clone(),
         window: config.breaches.window,
         access_log: config.server.access_log,
-    };
-    Recorder::start(store, options).context("starting the log writer")
+    }
 }
 
-/// Purges by the retention every hour, off the async workers.
+/// Purges by the retention `keep()` gives (read at each purge, so a reload changes it) every
+/// hour, and at once when `now` is notified; off the async workers.
 pub(crate) fn spawn_purge(
     store: Arc<Store>,
-    keep: Retention,
+    keep: impl Fn() -> Retention + Send + 'static,
     clock: Arc<dyn hedgerow_model::Clock>,
+    now: Arc<tokio::sync::Notify>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = now.notified() => {}
+            }
             let store = store.clone();
-            let now = clock.now();
-            match tokio::task::spawn_blocking(move || store.purge(now, keep)).await {
+            let (at, keep) = (clock.now(), keep());
+            match tokio::task::spawn_blocking(move || store.purge(at, keep)).await {
                 Ok(Ok(r)) if !r.days_dropped.is_empty() || r.breaches_removed > 0 => {
                     tracing::info!(days = ?r.days_dropped, breaches = r.breaches_removed, "retention purge");
                 }

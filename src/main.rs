@@ -4,6 +4,8 @@
 
 mod alloc;
 mod logs;
+mod pidfile;
+mod services;
 
 #[global_allocator]
 static GLOBAL: alloc::Split = alloc::Split;
@@ -149,22 +151,29 @@ fn log_report(report: &BuildReport) {
     }
 }
 
-fn run(config: &Path) -> Result<ExitCode> {
+fn run(config_path: &Path) -> Result<ExitCode> {
     init_tracing();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let path = config.to_owned();
-        let handle = tokio::task::spawn_blocking(move || PolicyHandle::load(&path))
+        let path = config_path.to_owned();
+        let config = tokio::task::spawn_blocking(move || hedgerow_config::load(&path))
+            .await
+            .context("configuration reader stopped")?
+            .map_err(hedgerow_policy::PolicyError::Config)?;
+        let state_dir = config.server.state_dir.clone();
+        std::fs::create_dir_all(&state_dir)
+            .with_context(|| format!("creating state directory {}", state_dir.display()))?;
+        // Before anything in the state directory is touched: one appliance per state directory.
+        let pid_file = pidfile::PidFile::acquire(&state_dir)?;
+        let path = config_path.to_owned();
+        let handle = tokio::task::spawn_blocking(move || PolicyHandle::from_config(&path, config))
             .await
             .context("policy loader stopped")??;
         let handle = Arc::new(handle);
         let snap = handle.snapshot();
-        let state_dir = snap.config().server.state_dir.clone();
-        std::fs::create_dir_all(&state_dir)
-            .with_context(|| format!("creating state directory {}", state_dir.display()))?;
         announce(&snap);
 
         let config = snap.config().clone();
@@ -173,63 +182,25 @@ fn run(config: &Path) -> Result<ExitCode> {
             .context("store opener stopped")??;
         let store = Arc::new(store);
         illegal_tier_alerts(&snap, &store);
-        let recorder = logs::recorder(store.clone(), snap.config())?;
-        if !snap.config().server.access_log {
-            tracing::warn!("access_log = false: access events are not stored (breaches still are)");
-        }
-        let events: Arc<dyn hedgerow_model::EventSink> = recorder.clone();
-        let clock = clock()?;
-        let tz = jiff::tz::TimeZone::get(&snap.config().server.timezone)?;
-        let purge = logs::spawn_purge(store.clone(), logs::retention(snap.config()), clock.clone());
-        let alerts = snap.config().alerts.clone().map(|a| {
-            let alerter = hedgerow_alert::Alerter::new(store.clone(), a, clock.clone())
-                .with_time_zone(tz.clone());
-            tokio::spawn(alerter.run(std::time::Duration::from_millis(500)))
-        });
-        let events_for_proxy = events.clone();
-        let clock_for_proxy = clock.clone();
-        let resolver = Arc::new(hedgerow_dns::Resolver::new(handle.clone(), events, clock));
-        let mut sockets = Vec::new();
-        for addr in &snap.config().dns.listen {
-            let bound = hedgerow_dns::bind(*addr)
-                .await
-                .with_context(|| format!("binding DNS listener {addr}"))?;
-            tracing::info!("listening for DNS/UDP on {}", bound.udp_addr()?);
-            tracing::info!("listening for DNS/TCP on {}", bound.tcp_addr()?);
-            sockets.push(bound);
-        }
-        let dns = hedgerow_dns::start(resolver.clone(), sockets);
-        let proxy_tasks = match snap.config().proxy {
-            Some(_) => {
-                let proxy =
-                    hedgerow_proxy::Proxy::new(handle.clone(), events_for_proxy, clock_for_proxy)
-                        .context("starting the web proxy")?;
-                let listeners = proxy.bind().await.context("binding the web proxy")?;
-                for l in &listeners {
-                    tracing::info!("listening for HTTP proxy on {}", l.local_addr()?);
-                }
-                proxy.start(listeners)
-            }
-            None => Vec::new(),
-        };
-        let control = control_socket(&state_dir, handle.clone(), store.clone())?;
-        let code = serve(handle, &resolver, &recorder, &store).await;
+        // Not kept: a reload must be able to free the first snapshot's lists.
+        drop(snap);
+        let services = services::Services::start(handle, store.clone(), clock()?).await?;
+        let (resolver, recorder) = (services.resolver.clone(), services.recorder.clone());
+        let services = Arc::new(tokio::sync::Mutex::new(Some(services)));
+        let control = control_socket(&state_dir, services.clone(), store.clone())?;
+        let code = serve(&services, &resolver, &recorder).await;
         control.abort();
-        purge.abort();
-        for t in proxy_tasks {
-            t.abort();
-        }
-        if let Some(a) = alerts {
-            a.abort();
-        }
         let _ = std::fs::remove_file(state_dir.join(CONTROL_SOCKET));
-        dns.shutdown().await;
+        if let Some(s) = services.lock().await.take() {
+            s.stop().await;
+        }
         let r = recorder.clone();
         let _ = tokio::task::spawn_blocking(move || r.stop()).await;
         log_metrics(&resolver, &recorder);
         if let Err(e) = store.flush() {
             tracing::error!("flushing the log store: {e}");
         }
+        drop(pid_file);
         code
     })
 }
@@ -270,37 +241,15 @@ fn log_metrics(resolver: &hedgerow_dns::Resolver, recorder: &hedgerow_store::Rec
 
 pub(crate) const CONTROL_SOCKET: &str = "control.sock";
 
-/// Reloads off the async workers; returns a one-line report for the control socket.
-async fn reload_now(
-    handle: &Arc<PolicyHandle>,
-    store: &Arc<hedgerow_store::Store>,
-) -> std::result::Result<String, String> {
-    let h = handle.clone();
-    match tokio::task::spawn_blocking(move || h.reload()).await {
-        Ok(Ok(snap)) => {
-            announce(&snap);
-            illegal_tier_alerts(&snap, store);
-            let s = snap.matcher().stats();
-            let mut reply = format!(
-                "ok: policy reloaded ({} domains, {} URLs, {} illegal-tier entries, {} groups)",
-                s.domains,
-                s.urls,
-                s.illegal,
-                snap.config().groups.len()
-            );
-            for (list, reason) in snap.report().illegal_kept() {
-                reply.push_str(&format!("; CRITICAL: illegal-tier list {list:?}: {reason}"));
-            }
-            Ok(reply)
-        }
-        Ok(Err(e)) => {
-            tracing::error!("reload refused, previous policy still in force: {e}");
-            Err(format!("refused, previous policy still in force: {e}"))
-        }
-        Err(e) => {
-            tracing::error!("reload task failed, previous policy still in force: {e}");
-            Err(format!("failed, previous policy still in force: {e}"))
-        }
+/// The running services, shared by the control socket and the signal loop; `None` once
+/// stopping. The lock also keeps two reloads from running at once.
+type Shared = Arc<tokio::sync::Mutex<Option<services::Services>>>;
+
+/// Reloads, for the control socket or SIGHUP; the one-line outcome.
+async fn reload_now(services: &Shared) -> std::result::Result<String, String> {
+    match services.lock().await.as_mut() {
+        Some(s) => s.reload().await,
+        None => Err("refused: the appliance is stopping".into()),
     }
 }
 
@@ -308,7 +257,7 @@ async fn reload_now(
 /// `breaches` and `export` write a JSON query and read JSON lines.
 fn control_socket(
     state_dir: &Path,
-    handle: Arc<PolicyHandle>,
+    services: Shared,
     store: Arc<hedgerow_store::Store>,
 ) -> Result<tokio::task::JoinHandle<()>> {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -321,7 +270,7 @@ fn control_socket(
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let handle = handle.clone();
+            let services = services.clone();
             let store = store.clone();
             tokio::spawn(async move {
                 let (read, mut write) = stream.into_split();
@@ -330,7 +279,7 @@ fn control_socket(
                     return;
                 }
                 let reply = match line.trim() {
-                    "reload" => match reload_now(&handle, &store).await {
+                    "reload" => match reload_now(&services).await {
                         Ok(s) | Err(s) => s,
                     },
                     query => {
@@ -360,8 +309,12 @@ fn reload(config: &Path) -> Result<ExitCode> {
         }
     };
     let path = parsed.server.state_dir.join(CONTROL_SOCKET);
-    let mut stream = std::os::unix::net::UnixStream::connect(&path)
-        .with_context(|| format!("connecting to the running appliance at {}", path.display()))?;
+    let mut stream = std::os::unix::net::UnixStream::connect(&path).with_context(|| {
+        format!(
+            "no appliance answers at {} (is it running? a changed [server] state_dir needs a restart)",
+            path.display()
+        )
+    })?;
     stream.write_all(b"reload\n")?;
     let mut reply = String::new();
     std::io::BufReader::new(stream).read_line(&mut reply)?;
@@ -435,10 +388,9 @@ fn announce(snap: &PolicySnapshot) {
 /// Waits for signals: SIGHUP reloads (off the async workers), SIGINT/SIGTERM stop. Logs the
 /// DNS counters every minute.
 async fn serve(
-    handle: Arc<PolicyHandle>,
+    services: &Shared,
     resolver: &hedgerow_dns::Resolver,
     recorder: &hedgerow_store::Recorder,
-    store: &Arc<hedgerow_store::Store>,
 ) -> Result<ExitCode> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
@@ -449,7 +401,7 @@ async fn serve(
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                let _ = reload_now(&handle, store).await;
+                let _ = reload_now(services).await;
             }
             _ = tick.tick() => log_metrics(resolver, recorder),
             _ = term.recv() => break,

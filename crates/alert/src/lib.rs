@@ -17,6 +17,7 @@
 
 mod ops;
 mod send;
+mod service;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,7 @@ use hedgerow_store::{Breach, Delivery, DeliveryState, Store, StoreError};
 
 pub use ops::{Operational, send_operational};
 pub use send::{SendError, local_time};
+pub use service::AlertService;
 
 /// The longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(900);
@@ -85,10 +87,21 @@ impl Alerter {
 
     /// Runs until the task is dropped: alerts every `poll`, the digest when due.
     pub async fn run(self, poll: Duration) {
+        self.run_until(poll, std::future::pending()).await;
+    }
+
+    /// As [`Self::run`], until `stop` completes. A pass under way is finished first, so no
+    /// alert is cut off between being sent and its delivery being recorded.
+    pub async fn run_until(self, poll: Duration, stop: impl Future<Output = ()>) {
         let mut tick = tokio::time::interval(poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut stop = std::pin::pin!(stop);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                biased;
+                () = &mut stop => return,
+                _ = tick.tick() => {}
+            }
             if let Err(e) = self.pass().await {
                 tracing::error!("alerts: {e}");
             }

@@ -380,3 +380,86 @@ async fn issue_12_alerts_carry_every_trigger_and_a_more_severe_one_alerts_again(
     );
     assert!(store.pending_alerts().unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_moves_to_a_new_webhook_and_stops_when_alerts_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), &StoreOptions::default()).unwrap());
+    let (first, second) = (Webhook::start(0), Webhook::start(0));
+    let t0: jiff::Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
+    let clock = Arc::new(TestClock(Mutex::new(t0)));
+    let config = |url: &str| AlertsConfig {
+        immediate: Severity::High,
+        digest_every: Duration::from_secs(7 * 86_400),
+        attempts: 5,
+        webhook: Some(WebhookConfig { url: url.into() }),
+        email: None,
+    };
+    let breach = |site: &str| {
+        store
+            .record_breach(
+                &breach_event(t0, site, "extremism"),
+                Severity::High,
+                "extremism",
+                Duration::from_secs(3600),
+            )
+            .unwrap()
+            .id
+    };
+    let sent_to = |hook: &Webhook, site: &str| {
+        hook.json()
+            .iter()
+            .any(|b| b["breach"]["site"].as_str() == Some(site))
+    };
+    let wait = |what: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !what() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        what()
+    };
+    let poll = Duration::from_millis(20);
+    let mut service = hedgerow_alert::AlertService::start(
+        store.clone(),
+        clock.clone(),
+        poll,
+        Some(config(&first.url)),
+        jiff::tz::TimeZone::UTC,
+    );
+    breach("one.example");
+    assert!(tokio::task::block_in_place(|| wait(&|| sent_to(
+        &first,
+        "one.example"
+    ))));
+    assert!(
+        !service.apply(Some(&config(&first.url)), &jiff::tz::TimeZone::UTC),
+        "unchanged"
+    );
+    assert!(service.apply(Some(&config(&second.url)), &jiff::tz::TimeZone::UTC));
+    breach("two.example");
+    assert!(tokio::task::block_in_place(|| wait(&|| sent_to(
+        &second,
+        "two.example"
+    ))));
+    assert!(!sent_to(&first, "two.example"));
+    assert_eq!(first.json().len(), 1);
+
+    // Without [alerts] nothing is sent; the breach waits in the store for a later alerter.
+    assert!(service.apply(None, &jiff::tz::TimeZone::UTC));
+    let three = breach("three.example");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!sent_to(&second, "three.example") && !sent_to(&first, "three.example"));
+    assert!(
+        store
+            .pending_alerts()
+            .unwrap()
+            .iter()
+            .any(|b| b.id == three)
+    );
+    assert!(service.apply(Some(&config(&second.url)), &jiff::tz::TimeZone::UTC));
+    assert!(tokio::task::block_in_place(|| wait(&|| sent_to(
+        &second,
+        "three.example"
+    ))));
+    service.abort();
+}

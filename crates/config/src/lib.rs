@@ -11,11 +11,13 @@
 
 mod duration;
 mod load;
+mod reload;
 mod schema;
 
 pub use duration::parse_duration;
 pub use hedgerow_model::{ListFormat, ListKind, Severity, UrlMatch};
 pub use load::{from_str, load};
+pub use reload::{ReloadDiff, diff};
 pub use schema::{
     AlertsConfig, BreachesConfig, CacheConfig, Config, DaySpec, Device, DnsBlockMode, DnsConfig,
     EmailConfig, Group, LeaseFile, LeaseFormat, ListSource, LocalEntry, Location, LogsConfig,

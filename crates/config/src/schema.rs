@@ -29,7 +29,7 @@ impl std::fmt::Display for Location {
 }
 
 /// The whole validated configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Every file read, the main file first.
     pub files: Vec<PathBuf>,
@@ -158,7 +158,7 @@ impl Config {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
     /// Where the log store and other state live; resolved against the file that names it.
     pub state_dir: PathBuf,
@@ -172,7 +172,7 @@ pub struct ServerConfig {
     pub illegal_shrink_limit: f64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DnsConfig {
     pub listen: Vec<SocketAddr>,
     pub upstreams: Vec<Upstream>,
@@ -220,7 +220,7 @@ pub enum UpstreamProtocol {
     Tls,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProxyConfig {
     pub listen: Vec<SocketAddr>,
     /// Ports CONNECT may reach.
@@ -250,7 +250,7 @@ pub struct ProxyConfig {
 }
 
 /// One block, allow or illegal-content list file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ListSource {
     pub name: String,
     pub path: PathBuf,
@@ -267,7 +267,7 @@ pub struct ListSource {
 }
 
 /// A group of clients (by network) and its policy.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Group {
     pub name: String,
     pub description: String,
@@ -370,7 +370,7 @@ impl DaySpec {
 }
 
 /// A known device: events from it carry its name, and its user when there is one.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Device {
     pub name: String,
     pub ip: Option<IpAddr>,

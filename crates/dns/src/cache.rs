@@ -156,6 +156,14 @@ impl Cache {
         self.inner.len()
     }
 
+    /// Changes how many answers are held; shrinking evicts at once.
+    pub(crate) fn set_capacity(&self, size: usize) {
+        let size = size.max(16) as u64;
+        if self.inner.capacity() != size {
+            self.inner.set_capacity(size);
+        }
+    }
+
     /// Bytes of answers held (not counting the map itself).
     pub(crate) fn heap_bytes(&self) -> usize {
         self.inner.iter().map(|(_, e)| e.heap_bytes()).sum()

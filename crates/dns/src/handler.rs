@@ -125,8 +125,9 @@ struct Answer {
 
 impl Resolver {
     /// A resolver over the live policy. The cache size is read from the policy's configuration
-    /// now; every other DNS setting (upstreams, timeout, rate limit, block answers) is read
-    /// from the snapshot in force at each query, so a reload changes them too.
+    /// now (and again by [`Self::reconfigure`]); every other DNS setting (upstreams, timeout,
+    /// rate limit, block answers) is read from the snapshot in force at each query, so a
+    /// reload changes them too.
     pub fn new(policy: Arc<PolicyHandle>, sink: Arc<dyn EventSink>, clock: Arc<dyn Clock>) -> Self {
         let size = policy.snapshot().config().dns.cache.size;
         Self {
@@ -146,6 +147,12 @@ impl Resolver {
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Applies what the resolver holds outside the snapshot, after a reload: the cache size
+    /// (`[dns.cache] size`; a smaller cache evicts at once).
+    pub fn reconfigure(&self, snap: &PolicySnapshot) {
+        self.cache.set_capacity(snap.config().dns.cache.size);
     }
 
     /// Answers held in the cache.

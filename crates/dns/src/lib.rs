@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::watch;
 
 pub use handler::{Handler, Metrics, Resolver};
 
@@ -42,6 +43,8 @@ const TCP_IDLE: Duration = Duration::from_secs(10);
 
 /// Sockets bound for one configured address: UDP and TCP on the same port.
 pub struct Bound {
+    /// The address as configured (`[dns] listen`), port 0 included: what a reload compares.
+    pub requested: SocketAddr,
     pub udp: UdpSocket,
     pub tcp: TcpListener,
 }
@@ -54,6 +57,15 @@ impl Bound {
     pub fn tcp_addr(&self) -> std::io::Result<SocketAddr> {
         self.tcp.local_addr()
     }
+}
+
+/// A listen address that could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("binding DNS listener {addr}: {source}")]
+pub struct BindError {
+    pub addr: SocketAddr,
+    #[source]
+    pub source: std::io::Error,
 }
 
 /// Binds UDP and TCP on `addr`. With port 0 the system picks a UDP port and TCP takes the
@@ -70,7 +82,13 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<Bound> {
         let _ = sock.set_send_buffer_size(UDP_BUFFER);
         let port = udp.local_addr()?.port();
         match TcpListener::bind(SocketAddr::new(addr.ip(), port)).await {
-            Ok(tcp) => return Ok(Bound { udp, tcp }),
+            Ok(tcp) => {
+                return Ok(Bound {
+                    requested: addr,
+                    udp,
+                    tcp,
+                });
+            }
             Err(e) if addr.port() == 0 => last_err = Some(e),
             Err(e) => return Err(e),
         }
@@ -78,10 +96,29 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<Bound> {
     Err(last_err.unwrap_or_else(|| std::io::Error::other("could not bind TCP beside UDP")))
 }
 
-/// A running DNS server.
+/// A running DNS server: a listener (UDP and TCP) per configured address.
 pub struct DnsServer {
-    tcp: Vec<hickory_server::Server<Handler>>,
-    udp: Vec<tokio::task::JoinHandle<()>>,
+    resolver: Arc<Resolver>,
+    listeners: Vec<Listener>,
+}
+
+/// One configured address being served.
+struct Listener {
+    requested: SocketAddr,
+    udp_addr: Option<SocketAddr>,
+    /// Tells the UDP loop to answer what is queued and stop.
+    stop_udp: watch::Sender<bool>,
+    udp: tokio::task::JoinHandle<()>,
+    tcp: hickory_server::Server<Handler>,
+}
+
+/// What [`DnsServer::reconcile`] did: the addresses now served and those closed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Each new listener's bound UDP and TCP addresses.
+    pub opened: Vec<(SocketAddr, SocketAddr)>,
+    /// Each closed listener's bound UDP address.
+    pub closed: Vec<SocketAddr>,
 }
 
 /// Starts serving `resolver` on the bound sockets: TCP through hickory-server's listener, UDP
@@ -89,25 +126,14 @@ pub struct DnsServer {
 /// address it is bound to, which can choose the group (`[groups.X] listen_addresses`); TCP
 /// gets a hickory server per listener for that.
 pub fn start(resolver: Arc<Resolver>, sockets: Vec<Bound>) -> DnsServer {
-    let mut tcp = Vec::new();
-    let mut udp = Vec::new();
+    let mut server = DnsServer {
+        resolver,
+        listeners: Vec::new(),
+    };
     for b in sockets {
-        let udp_local = local_ip(b.udp.local_addr());
-        let socket = Arc::new(b.udp);
-        udp.push(tokio::spawn(udp::serve(
-            socket,
-            resolver.clone(),
-            udp_local,
-        )));
-        let local = local_ip(b.tcp.local_addr());
-        let mut server = hickory_server::Server::new(Handler {
-            resolver: resolver.clone(),
-            local,
-        });
-        server.register_listener(b.tcp, TCP_IDLE, 64 * 1024);
-        tcp.push(server);
+        server.serve(b);
     }
-    DnsServer { tcp, udp }
+    server
 }
 
 /// The address a listener is bound to, unless it is a wildcard (a query to a wildcard
@@ -117,15 +143,100 @@ fn local_ip(addr: std::io::Result<SocketAddr>) -> Option<std::net::IpAddr> {
 }
 
 impl DnsServer {
+    fn serve(&mut self, b: Bound) {
+        let udp_addr = b.udp.local_addr().ok();
+        let udp_local = local_ip(b.udp.local_addr());
+        let (stop_udp, stop) = watch::channel(false);
+        let udp = tokio::spawn(udp::serve(
+            Arc::new(b.udp),
+            self.resolver.clone(),
+            udp_local,
+            stop,
+        ));
+        let local = local_ip(b.tcp.local_addr());
+        let mut tcp = hickory_server::Server::new(Handler {
+            resolver: self.resolver.clone(),
+            local,
+        });
+        tcp.register_listener(b.tcp, TCP_IDLE, 64 * 1024);
+        self.listeners.push(Listener {
+            requested: b.requested,
+            udp_addr,
+            stop_udp,
+            udp,
+            tcp,
+        });
+    }
+
+    /// The configured addresses served now.
+    pub fn addresses(&self) -> Vec<SocketAddr> {
+        self.listeners.iter().map(|l| l.requested).collect()
+    }
+
+    /// Binds the addresses in `wanted` that are not served yet (a reload's new `[dns]
+    /// listen` entries), serving none of them: hand them to [`Self::reconcile`]. On an error
+    /// the ones bound so far are closed again.
+    pub async fn bind_missing(&self, wanted: &[SocketAddr]) -> Result<Vec<Bound>, BindError> {
+        let mut out = Vec::new();
+        for addr in wanted {
+            if self.listeners.iter().any(|l| l.requested == *addr)
+                || out.iter().any(|b: &Bound| b.requested == *addr)
+            {
+                continue;
+            }
+            let bound = bind(*addr).await.map_err(|source| BindError {
+                addr: *addr,
+                source,
+            })?;
+            out.push(bound);
+        }
+        Ok(out)
+    }
+
+    /// Serves the listeners in `fresh` (from [`Self::bind_missing`]) and closes those whose
+    /// configured address is not in `wanted`. Listeners on addresses in both are not touched:
+    /// their sockets, and the queries in them, carry on. A closed UDP listener answers the
+    /// datagrams already queued on it first; a closed TCP listener stops accepting at once.
+    pub fn reconcile(&mut self, wanted: &[SocketAddr], fresh: Vec<Bound>) -> Reconciled {
+        let mut done = Reconciled::default();
+        let (keep, gone): (Vec<Listener>, Vec<Listener>) = std::mem::take(&mut self.listeners)
+            .into_iter()
+            .partition(|l| wanted.contains(&l.requested));
+        self.listeners = keep;
+        for l in gone {
+            done.closed.extend(l.udp_addr);
+            l.close();
+        }
+        for b in fresh {
+            if let (Ok(u), Ok(t)) = (b.udp_addr(), b.tcp_addr()) {
+                done.opened.push((u, t));
+            }
+            self.serve(b);
+        }
+        done
+    }
+
     /// Stops accepting queries and waits for TCP queries in flight.
     pub async fn shutdown(self) {
-        for t in &self.udp {
-            t.abort();
+        for l in &self.listeners {
+            l.udp.abort();
         }
-        for mut server in self.tcp {
-            if let Err(e) = server.shutdown_gracefully().await {
+        for mut l in self.listeners {
+            if let Err(e) = l.tcp.shutdown_gracefully().await {
                 tracing::debug!("DNS server shutdown: {e}");
             }
         }
+    }
+}
+
+impl Listener {
+    /// Stops this listener without waiting for it.
+    fn close(mut self) {
+        let _ = self.stop_udp.send(true);
+        tokio::spawn(async move {
+            if let Err(e) = self.tcp.shutdown_gracefully().await {
+                tracing::debug!("DNS listener shutdown: {e}");
+            }
+        });
     }
 }

@@ -40,8 +40,15 @@ const MAX_DATAGRAM: usize = 4096;
 /// Datagrams read with one `recvmmsg`, and answers sent with one `sendmmsg`, at most.
 const BATCH: usize = 32;
 
-/// Serves `socket`, bound to `local` (`None`: a wildcard address), until the task is aborted.
-pub(crate) async fn serve(socket: Arc<UdpSocket>, resolver: Arc<Resolver>, local: Option<IpAddr>) {
+/// Serves `socket`, bound to `local` (`None`: a wildcard address), until the task is aborted
+/// or `stop` turns true (or its sender goes); then it answers the datagrams already queued on
+/// the socket and returns.
+pub(crate) async fn serve(
+    socket: Arc<UdpSocket>,
+    resolver: Arc<Resolver>,
+    local: Option<IpAddr>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let mut inbox = Inbox::new();
     let mut outbox = Outbox::default();
     let mut served: u32 = 0;
@@ -53,9 +60,28 @@ pub(crate) async fn serve(socket: Arc<UdpSocket>, resolver: Arc<Resolver>, local
             served = 0;
             tokio::task::yield_now().await;
         }
-        if let Err(e) = socket.readable().await {
-            tracing::debug!("DNS/UDP readiness: {e}");
-            continue;
+        let ready = tokio::select! {
+            r = socket.readable() => Some(r),
+            _ = stop.wait_for(|s| *s) => None,
+        };
+        match ready {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                tracing::debug!("DNS/UDP readiness: {e}");
+                continue;
+            }
+            None => {
+                // Closing: what is queued was sent to us before we closed, so answer it.
+                while let Ok(n) = inbox.receive(&socket)
+                    && n > 0
+                {
+                    for (bytes, src) in inbox.datagrams() {
+                        answer(&socket, &resolver, bytes, src, local, &mut outbox);
+                    }
+                    outbox.flush(&socket).await;
+                }
+                return;
+            }
         }
         let received = match socket.try_io(Interest::READABLE, || inbox.receive(&socket)) {
             Ok(n) => n,

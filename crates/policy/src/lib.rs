@@ -21,7 +21,7 @@ pub use decide::{PhraseMatch, Target};
 pub use illegal_guard::{BuildMode, IllegalSource, IllegalStatus};
 pub use leases::{Lease, parse_leases};
 pub use snapshot::{
-    BuildReport, Client, GroupId, PolicyError, PolicyHandle, PolicySnapshot, canonical_ip,
+    BuildReport, Client, GroupId, PolicyError, PolicyHandle, PolicySnapshot, Staged, canonical_ip,
 };
 
 pub use hedgerow_model::Verdict;

@@ -463,15 +463,39 @@ fn compile_group(
 
 /// The live policy. Readers call [`PolicyHandle::snapshot`] once per request and use that one
 /// snapshot throughout; [`PolicyHandle::reload`] replaces it whole.
+///
+/// A reload that must also be checked against other parts of the appliance (which settings
+/// need a restart, whether new listeners bind) goes in three steps: [`Self::read_config`],
+/// [`Self::stage`] (builds, puts nothing in force), [`Self::commit`] (puts it in force).
 pub struct PolicyHandle {
     path: PathBuf,
     current: ArcSwap<PolicySnapshot>,
 }
 
+/// A snapshot built for a reload and not yet in force: [`PolicyHandle::commit`] puts it in
+/// force; dropping it leaves the running policy as it was, and the illegal tier's last good
+/// copies untouched.
+#[derive(Debug)]
+pub struct Staged(PolicySnapshot);
+
+impl Staged {
+    pub fn snapshot(&self) -> &PolicySnapshot {
+        &self.0
+    }
+}
+
 impl PolicyHandle {
     /// Loads the configuration at `path`. Blocking.
     pub fn load(path: &Path) -> Result<Self, PolicyError> {
-        let snapshot = Self::build_serving(path)?;
+        let config = hedgerow_config::load(path).map_err(PolicyError::Config)?;
+        Self::from_config(path, config)
+    }
+
+    /// Builds the first snapshot from `config`, already read from `path` (which later reloads
+    /// read again). Blocking.
+    pub fn from_config(path: &Path, config: Config) -> Result<Self, PolicyError> {
+        let snapshot = PolicySnapshot::build_with(config, BuildMode::Serve)?;
+        snapshot.keep_illegal()?;
         Ok(Self {
             path: path.to_owned(),
             current: ArcSwap::from_pointee(snapshot),
@@ -487,16 +511,30 @@ impl PolicyHandle {
     /// the old snapshot stays live and the error says why. Blocking: call it from
     /// `spawn_blocking` or a thread, never on an async task.
     pub fn reload(&self) -> Result<Arc<PolicySnapshot>, PolicyError> {
-        let fresh = Arc::new(Self::build_serving(&self.path)?);
-        self.current.store(fresh.clone());
-        Ok(fresh)
+        let staged = self.stage(self.read_config()?)?;
+        self.commit(staged)
     }
 
-    fn build_serving(path: &Path) -> Result<PolicySnapshot, PolicyError> {
-        let config = hedgerow_config::load(path).map_err(PolicyError::Config)?;
-        let snapshot = PolicySnapshot::build_with(config, BuildMode::Serve)?;
-        snapshot.keep_illegal()?;
-        Ok(snapshot)
+    /// Reads and validates the configuration file again, without building anything.
+    /// Blocking (it reads the files and checks that lists exist).
+    pub fn read_config(&self) -> Result<Config, PolicyError> {
+        hedgerow_config::load(&self.path).map_err(PolicyError::Config)
+    }
+
+    /// Builds a snapshot from `config` (read by [`Self::read_config`]) without putting it in
+    /// force. Blocking: loads every list.
+    pub fn stage(&self, config: Config) -> Result<Staged, PolicyError> {
+        PolicySnapshot::build_with(config, BuildMode::Serve).map(Staged)
+    }
+
+    /// Puts a staged snapshot in force: keeps its illegal-tier lists as their last good
+    /// copies, then swaps it in with one atomic store. On error the old snapshot stays.
+    /// Blocking (writes the last good copies).
+    pub fn commit(&self, staged: Staged) -> Result<Arc<PolicySnapshot>, PolicyError> {
+        let fresh = Arc::new(staged.0);
+        fresh.keep_illegal()?;
+        self.current.store(fresh.clone());
+        Ok(fresh)
     }
 
     pub fn path(&self) -> &Path {

@@ -326,6 +326,50 @@ fn a_failed_reload_leaves_the_old_policy_serving() {
 
 const IWF_URL: &str = "http://iwf-test.invalid/gallery/a.html";
 
+#[test]
+fn a_staged_reload_is_in_force_only_once_committed_and_a_dropped_one_keeps_nothing() {
+    let dir = setup(CONFIG);
+    let handle = PolicyHandle::load(&dir.path().join("hedgerow.toml")).unwrap();
+    let before = handle.snapshot();
+    std::fs::write(dir.path().join("adult.txt"), "other.example\n").unwrap();
+    std::fs::write(
+        dir.path().join("iwf.txt"),
+        format!("{IWF_URL}\nhttp://iwf-test.invalid/b.html\n"),
+    )
+    .unwrap();
+    let staged = handle.stage(handle.read_config().unwrap()).unwrap();
+    assert_eq!(
+        host(staged.snapshot(), "10.20.1.1", "other.example").action,
+        Action::Block
+    );
+    // Built, not in force.
+    assert!(std::sync::Arc::ptr_eq(&before, &handle.snapshot()));
+    assert_eq!(
+        host(&handle.snapshot(), "10.20.1.1", "other.example").action,
+        Action::Allow
+    );
+    // Dropped: its two-entry illegal list was never kept as the last good copy, so an empty
+    // list now falls back to the one-entry copy kept at load.
+    drop(staged);
+    std::fs::write(dir.path().join("iwf.txt"), "").unwrap();
+    let staged = handle.stage(handle.read_config().unwrap()).unwrap();
+    let entries: Vec<usize> = staged
+        .snapshot()
+        .report()
+        .illegal
+        .iter()
+        .map(|s| s.entries)
+        .collect();
+    assert_eq!(entries, vec![1]);
+    let fresh = handle.commit(staged).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&fresh, &handle.snapshot()));
+    assert_eq!(
+        host(&fresh, "10.20.1.1", "other.example").action,
+        Action::Block
+    );
+    assert!(iwf_blocked(&handle));
+}
+
 fn iwf_blocked(handle: &PolicyHandle) -> bool {
     url(&handle.snapshot(), "10.20.1.1", IWF_URL).tier == Tier::Illegal
 }

@@ -215,7 +215,7 @@ pub(crate) async fn accept_loop(proxy: Arc<Proxy>, listener: tokio::net::TcpList
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let n = conns.entry(ip).or_insert(0);
-            if *n >= proxy.config.max_connections_per_client {
+            if *n >= proxy.live().config.max_connections_per_client {
                 tracing::warn!(client = %ip, "proxy: too many connections from one client; refused");
                 continue;
             }
@@ -240,10 +240,11 @@ pub(crate) async fn accept_loop(proxy: Arc<Proxy>, listener: tokio::net::TcpList
 }
 
 fn http1_server(proxy: &Proxy) -> hyper::server::conn::http1::Builder {
+    let live = proxy.live();
     let mut b = hyper::server::conn::http1::Builder::new();
     b.timer(TokioTimer::new())
-        .header_read_timeout(proxy.config.idle_timeout)
-        .max_buf_size(proxy.config.max_header_bytes.max(8192))
+        .header_read_timeout(live.config.idle_timeout)
+        .max_buf_size(live.config.max_header_bytes.max(8192))
         .keep_alive(true);
     b
 }
@@ -257,7 +258,7 @@ async fn serve_connection(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAddr
         skip: 0,
         done: false,
         seen: seen.clone(),
-        limit: proxy.config.max_header_bytes,
+        limit: proxy.live().config.max_header_bytes,
     };
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let p = p.clone();
@@ -410,12 +411,13 @@ impl Proxy {
         match req.uri().path() {
             "/proxy.pac" | "/wpad.dat" => {
                 log.dismiss();
-                let host = self.config.pac_proxy.clone().unwrap_or_else(|| {
+                let live = self.live();
+                let host = live.config.pac_proxy.clone().unwrap_or_else(|| {
                     req.headers()
                         .get(header::HOST)
                         .and_then(|h| h.to_str().ok())
                         .map(str::to_owned)
-                        .or_else(|| self.config.listen.first().map(ToString::to_string))
+                        .or_else(|| live.config.listen.first().map(ToString::to_string))
                         .unwrap_or_default()
                 });
                 full(
@@ -439,7 +441,8 @@ impl Proxy {
         &self,
         req: &Request<Incoming>,
     ) -> Result<Option<Arc<str>>, Box<Response<Out>>> {
-        let Some(users) = &self.users else {
+        let live = self.live();
+        let Some(users) = &live.users else {
             return Ok(None);
         };
         let user = req
@@ -466,6 +469,7 @@ impl Proxy {
     fn destination_ok(&self, ip: IpAddr, port: u16) -> bool {
         let ip = canonical_ip(ip);
         if self
+            .live()
             .config
             .allow_destinations
             .iter()
@@ -506,6 +510,7 @@ impl Proxy {
         port: u16,
     ) -> Result<Vec<SocketAddr>, (Outcome, String)> {
         let ips = self
+            .live()
             .resolver
             .lookup(host)
             .await
@@ -699,7 +704,7 @@ impl Proxy {
             verdict,
             &self.now_text(now, snap),
             reference,
-            &self.config.review_contact,
+            &self.live().config.review_contact,
         );
         full(StatusCode::FORBIDDEN, "text/html; charset=utf-8", html)
     }
@@ -737,7 +742,7 @@ impl Proxy {
         let stream = self.dial(addrs).await?;
         let name =
             rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
-        let tls = tokio_rustls::TlsConnector::from(self.origin_tls.clone())
+        let tls = tokio_rustls::TlsConnector::from(self.live().origin_tls.clone())
             .connect(name, stream)
             .await
             .map_err(|e| format!("TLS to the origin: {e}"))?;
@@ -753,8 +758,9 @@ impl Proxy {
 
     async fn dial(&self, addrs: &[SocketAddr]) -> Result<TcpStream, String> {
         let mut last = String::from("no address");
+        let connect_timeout = self.live().config.connect_timeout;
         for a in addrs {
-            match tokio::time::timeout(self.config.connect_timeout, TcpStream::connect(a)).await {
+            match tokio::time::timeout(connect_timeout, TcpStream::connect(a)).await {
                 Ok(Ok(s)) => {
                     let _ = s.set_nodelay(true);
                     return Ok(s);
@@ -785,7 +791,8 @@ impl Proxy {
             log.end(outcome);
             text(refusal_status(outcome), why)
         };
-        if !self.config.connect_ports.contains(&port) {
+        let live = self.live();
+        if !live.config.connect_ports.contains(&port) {
             let why = format!("CONNECT to port {port} is not allowed");
             return refuse(log, Outcome::Refused, &why);
         }
@@ -807,10 +814,10 @@ impl Proxy {
             .is_some_and(|g| !g.block_categories.is_empty());
         // Hosts that carry URL-level illegal-tier entries are intercepted for every group, so
         // those entries apply inside TLS (and the host is not blocked whole).
-        let illegal_urls = self.minter.is_some() && snap.matcher().illegal_urls_on(&host);
+        let illegal_urls = live.minter.is_some() && snap.matcher().illegal_urls_on(&host);
         let intercept = illegal_urls
-            || (self.minter.is_some()
-                && self
+            || (live.minter.is_some()
+                && live
                     .config
                     .intercept_groups
                     .iter()
@@ -932,7 +939,12 @@ impl Tunnel {
             .sni
             .clone()
             .unwrap_or_else(|| self.host.as_str().to_owned());
-        let never = p.config.never_intercept.iter().any(|n| within(&name, n));
+        let never = p
+            .live()
+            .config
+            .never_intercept
+            .iter()
+            .any(|n| within(&name, n));
         if (self.illegal_urls || (self.intercept && !never)) && hello.sni.is_some() {
             return self.intercepted(client, buf, name, log).await;
         }
@@ -962,7 +974,8 @@ impl Tunnel {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let p = self.proxy.clone();
-        let Some(minter) = p.minter.as_ref() else {
+        let live = p.live();
+        let Some(minter) = live.minter.as_ref() else {
             return;
         };
         let config = match minter.server_config(&name) {

@@ -30,7 +30,8 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
-use hedgerow_config::ProxyConfig;
+use arc_swap::ArcSwap;
+use hedgerow_config::{Config, ProxyConfig};
 use hedgerow_model::{Clock, EventSink};
 use hedgerow_policy::PolicyHandle;
 
@@ -60,15 +61,65 @@ pub struct Proxy {
     pub(crate) policy: Arc<PolicyHandle>,
     pub(crate) sink: Arc<dyn EventSink>,
     pub(crate) clock: Arc<dyn Clock>,
+    /// The settings in force, read per connection and per request; a reload swaps them whole.
+    live: ArcSwap<Live>,
+    pub(crate) client: handler::Client,
+    /// Our own listening addresses, never a destination.
+    pub(crate) own: Mutex<Vec<SocketAddr>>,
+    pub(crate) conns: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// `[proxy]` with what its files hold (the school CA, the users, extra origin roots) and the
+/// name resolver over `[[dns.upstreams]]`: everything a request reads besides the policy.
+pub(crate) struct Live {
     pub(crate) config: ProxyConfig,
     pub(crate) resolver: resolve::Resolver,
     pub(crate) minter: Option<tls::Minter>,
     pub(crate) origin_tls: Arc<rustls::ClientConfig>,
     pub(crate) users: Option<handler::Users>,
-    pub(crate) client: handler::Client,
-    /// Our own listening addresses, never a destination.
-    pub(crate) own: Mutex<Vec<SocketAddr>>,
-    pub(crate) conns: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// Proxy settings read from a configuration, with the files they name loaded, not yet in
+/// force: [`Proxy::with_settings`] starts a proxy with them, [`Proxy::apply`] swaps them in.
+pub struct Settings(Live);
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen", &self.0.config.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Settings {
+    /// Reads `[proxy]` from `config` and loads the CA, users and upstream CA files it names.
+    /// Blocking (reads files): call it off the async workers.
+    pub fn load(config: &Config) -> Result<Self, ProxyError> {
+        let proxy = config.proxy.clone().ok_or(ProxyError::NotConfigured)?;
+        let minter = match (&proxy.ca_cert, &proxy.ca_key) {
+            (Some(c), Some(k)) => Some(tls::Minter::load(c, k)?),
+            _ => None,
+        };
+        let origin_tls = tls::client_config(proxy.upstream_ca_file.as_deref())?;
+        let users = proxy
+            .users_file
+            .as_deref()
+            .map(handler::Users::load)
+            .transpose()?;
+        let resolver = resolve::Resolver::new(&config.dns.upstreams, config.dns.timeout);
+        Ok(Self(Live {
+            config: proxy,
+            resolver,
+            minter,
+            origin_tls,
+            users,
+        }))
+    }
+
+    /// The configured listen addresses.
+    pub fn listen(&self) -> &[SocketAddr] {
+        &self.0.config.listen
+    }
 }
 
 impl std::fmt::Debug for Proxy {
@@ -84,69 +135,149 @@ impl Proxy {
         sink: Arc<dyn EventSink>,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Self>, ProxyError> {
-        let snap = policy.snapshot();
-        let config = snap
-            .config()
-            .proxy
-            .clone()
-            .ok_or(ProxyError::NotConfigured)?;
-        let minter = match (&config.ca_cert, &config.ca_key) {
-            (Some(c), Some(k)) => Some(tls::Minter::load(c, k)?),
-            _ => None,
-        };
-        let origin_tls = tls::client_config(config.upstream_ca_file.as_deref())?;
-        let users = config
-            .users_file
-            .as_deref()
-            .map(handler::Users::load)
-            .transpose()?;
-        let dns = &snap.config().dns;
-        let resolver = resolve::Resolver::new(&dns.upstreams, dns.timeout);
-        let client = handler::Client::new();
-        Ok(Arc::new(Self {
+        let settings = Settings::load(policy.snapshot().config())?;
+        Ok(Self::with_settings(policy, sink, clock, settings))
+    }
+
+    /// Builds the proxy with settings already loaded.
+    pub fn with_settings(
+        policy: Arc<PolicyHandle>,
+        sink: Arc<dyn EventSink>,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+    ) -> Arc<Self> {
+        Arc::new(Self {
             policy,
             sink,
             clock,
-            resolver,
-            minter,
-            origin_tls,
-            users,
-            client,
+            live: ArcSwap::from_pointee(settings.0),
+            client: handler::Client::new(),
             own: Mutex::new(Vec::new()),
             conns: Mutex::new(HashMap::new()),
-            config,
-        }))
+        })
     }
 
-    /// Binds every configured listener; returns them with their bound addresses.
-    pub async fn bind(&self) -> Result<Vec<tokio::net::TcpListener>, ProxyError> {
-        let mut out = Vec::new();
-        for addr in &self.config.listen {
-            let l = tokio::net::TcpListener::bind(addr)
+    /// Puts new settings in force (a reload): connections accepted and requests read from
+    /// now on use them; a request already being served finishes with the ones it began with.
+    /// Listeners are [`Listeners::reconcile`]'s.
+    pub fn apply(&self, settings: Settings) {
+        self.live.store(Arc::new(settings.0));
+    }
+
+    /// The settings in force.
+    pub(crate) fn live(&self) -> Arc<Live> {
+        self.live.load_full()
+    }
+}
+
+/// The proxy's listeners, one per configured address, each with its accept loop.
+pub struct Listeners {
+    proxy: Arc<Proxy>,
+    open: Vec<Open>,
+}
+
+struct Open {
+    requested: SocketAddr,
+    local: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// A listener bound for a configured address and not yet accepting.
+pub struct Bound {
+    /// The address as configured (`[proxy] listen`, port 0 included).
+    pub requested: SocketAddr,
+    pub listener: tokio::net::TcpListener,
+}
+
+/// What [`Listeners::reconcile`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    /// The bound addresses of the listeners opened.
+    pub opened: Vec<SocketAddr>,
+    /// The bound addresses of the listeners closed.
+    pub closed: Vec<SocketAddr>,
+}
+
+impl Listeners {
+    /// A set with no listener yet: [`Self::bind_missing`] then [`Self::reconcile`] open them.
+    pub fn new(proxy: Arc<Proxy>) -> Self {
+        Self {
+            proxy,
+            open: Vec::new(),
+        }
+    }
+
+    pub fn proxy(&self) -> &Arc<Proxy> {
+        &self.proxy
+    }
+
+    /// Binds the addresses in `wanted` that have no listener yet, accepting on none of them.
+    /// On an error the ones bound so far are closed again.
+    pub async fn bind_missing(&self, wanted: &[SocketAddr]) -> Result<Vec<Bound>, ProxyError> {
+        let mut out: Vec<Bound> = Vec::new();
+        for addr in wanted {
+            if self.open.iter().any(|o| o.requested == *addr)
+                || out.iter().any(|b| b.requested == *addr)
+            {
+                continue;
+            }
+            let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|source| ProxyError::Bind {
                     addr: *addr,
                     source,
                 })?;
-            if let Ok(a) = l.local_addr() {
-                self.own
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .push(a);
-            }
-            out.push(l);
+            out.push(Bound {
+                requested: *addr,
+                listener,
+            });
         }
         Ok(out)
     }
 
-    /// Serves on `listeners` until the returned tasks are aborted.
-    pub fn start(
-        self: &Arc<Self>,
-        listeners: Vec<tokio::net::TcpListener>,
-    ) -> Vec<tokio::task::JoinHandle<()>> {
-        listeners
+    /// Accepts on the listeners in `fresh` and closes those whose configured address is not
+    /// in `wanted`. Listeners on addresses in both are not touched; connections already
+    /// accepted on a closed listener carry on until they end.
+    pub fn reconcile(&mut self, wanted: &[SocketAddr], fresh: Vec<Bound>) -> Reconciled {
+        let mut done = Reconciled::default();
+        let (keep, gone): (Vec<Open>, Vec<Open>) = std::mem::take(&mut self.open)
             .into_iter()
-            .map(|l| tokio::spawn(handler::accept_loop(self.clone(), l)))
-            .collect()
+            .partition(|o| wanted.contains(&o.requested));
+        self.open = keep;
+        for o in gone {
+            o.task.abort();
+            done.closed.push(o.local);
+        }
+        for b in fresh {
+            let Ok(local) = b.listener.local_addr() else {
+                continue;
+            };
+            let task = tokio::spawn(handler::accept_loop(self.proxy.clone(), b.listener));
+            done.opened.push(local);
+            self.open.push(Open {
+                requested: b.requested,
+                local,
+                task,
+            });
+        }
+        *self
+            .proxy
+            .own
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            self.open.iter().map(|o| o.local).collect();
+        done
+    }
+
+    /// The bound addresses accepting now.
+    pub fn addresses(&self) -> Vec<SocketAddr> {
+        self.open.iter().map(|o| o.local).collect()
+    }
+
+    /// Closes every listener at once (the appliance is stopping).
+    pub fn abort(self) {
+        for o in self.open {
+            o.task.abort();
+        }
     }
 }

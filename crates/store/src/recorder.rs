@@ -14,6 +14,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use hedgerow_model::{AccessEvent, BreachRule, EventSink, Severity};
 
 use crate::store::Prepared;
@@ -63,7 +64,8 @@ pub struct RecorderStats {
 
 struct Shared {
     store: Arc<Store>,
-    options: RecorderOptions,
+    /// Swapped whole by [`Recorder::reconfigure`]; read once per event and once per round.
+    options: ArcSwap<RecorderOptions>,
     pending: Mutex<Pending>,
     breaches: Mutex<Vec<(AccessEvent, Severity, Arc<str>)>>,
     written: AtomicU64,
@@ -98,7 +100,7 @@ impl Recorder {
             store,
             pending: Mutex::new(Pending::default()),
             breaches: Mutex::new(Vec::new()),
-            options,
+            options: ArcSwap::from_pointee(options),
             written: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -122,6 +124,18 @@ impl Recorder {
 
     pub fn store(&self) -> &Arc<Store> {
         &self.shared.store
+    }
+
+    /// Puts new options in force at once (a reload): the next event is checked against the
+    /// new breach rules and queue size, the next breach uses the new window, and the writer's
+    /// next round waits the new interval.
+    pub fn reconfigure(&self, options: RecorderOptions) {
+        self.shared.options.store(Arc::new(options));
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> Arc<RecorderOptions> {
+        self.shared.options.load_full()
     }
 
     pub fn stats(&self) -> RecorderStats {
@@ -304,7 +318,7 @@ impl Shared {
             if last {
                 return;
             }
-            std::thread::sleep(self.options.interval);
+            std::thread::sleep(self.options.load().interval);
         }
     }
 
@@ -325,13 +339,11 @@ impl Shared {
     }
 
     fn write_breaches(&self, breaches: Vec<(AccessEvent, Severity, Arc<str>)>) {
+        let window = self.options.load().window;
         let mut done = 0;
         let mut retry = Vec::new();
         for (ev, severity, rule) in breaches {
-            match self
-                .store
-                .record_breach(&ev, severity, &rule, self.options.window)
-            {
+            match self.store.record_breach(&ev, severity, &rule, window) {
                 Ok(r) => {
                     done += 1;
                     let device = ev.device.as_deref().unwrap_or("-");
@@ -387,14 +399,17 @@ impl EventSink for Recorder {
             // event made another way is withheld here, so no record can show an entry.
             event.protect();
         }
-        if let Some((severity, rule)) = breach_for(&s.options.rules, &event) {
+        let options = s.options.load();
+        if let Some((severity, rule)) = breach_for(&options.rules, &event) {
             lock(&s.breaches).push((event.clone(), severity, rule));
         }
-        if !s.options.access_log {
+        if !options.access_log {
             return;
         }
+        let capacity = options.capacity;
+        drop(options);
         let mut pending = lock(&s.pending);
-        if pending.events < s.options.capacity {
+        if pending.events < capacity {
             pending.events += 1;
             if let Some(full) = pending.batch.push(&event) {
                 pending.sealed.push(full);

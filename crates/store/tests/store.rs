@@ -818,3 +818,53 @@ fn issue_12_filters_match_like_people_type_and_a_limit_streams_across_parts() {
     let labs = want(&|e| e.device.as_deref() == Some("lab-pc-1"));
     assert_eq!(got, labs[labs.len() - 100..]);
 }
+
+#[test]
+fn reconfigure_puts_new_breach_rules_and_access_log_setting_in_force_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    let rec = Recorder::start(
+        store.clone(),
+        RecorderOptions {
+            interval: Duration::from_millis(10),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let t = ts("2026-11-02T10:00:00Z");
+    let bet = || {
+        blocked(
+            event(t, "10.0.0.9", Some("lab-pc-09"), "bet.example"),
+            "gambling",
+        )
+    };
+    rec.record(bet());
+    rec.sync();
+    assert_eq!(rec.stats().breaches, 0, "no rule yet");
+    assert_eq!(rec.stats().written, 1);
+
+    let gambling = BreachRule {
+        name: "gambling".into(),
+        tiers: vec![],
+        categories: vec![Category::new("gambling").unwrap()],
+        concern: None,
+        severity: Severity::Medium,
+    };
+    rec.reconfigure(RecorderOptions {
+        interval: Duration::from_millis(10),
+        rules: vec![gambling],
+        access_log: false,
+        ..Default::default()
+    });
+    assert!(!rec.options().access_log);
+    rec.record(bet());
+    rec.record(event(t, "10.0.0.9", None, "ok.example"));
+    rec.sync();
+    let stats = rec.stats();
+    assert_eq!(stats.breaches, 1, "{stats:?}");
+    assert_eq!(stats.written, 1, "access log off: nothing more written");
+    let breaches = store.breaches(None, 10).unwrap();
+    assert_eq!(breaches.len(), 1);
+    assert_eq!(&*breaches[0].rule, "gambling");
+    rec.stop();
+}
