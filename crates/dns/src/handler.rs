@@ -384,8 +384,7 @@ impl Resolver {
             edns.options_mut()
                 .insert(EdnsOption::Unknown(8, echo.data().to_vec()));
         }
-        let ascii = qname.to_ascii();
-        let name = ascii.trim_end_matches('.').to_ascii_lowercase();
+        let name = wire::policy_name(&qname);
         let mut event = Event {
             resolver: self,
             now,
@@ -695,13 +694,11 @@ impl Resolver {
         let now = self.clock.now();
         let mut seen: Vec<String> = Vec::new();
         for r in answers {
-            let owner = r.name.to_ascii();
-            let mut names = vec![owner];
+            let mut names = vec![wire::policy_name(&r.name)];
             if let RData::CNAME(CNAME(target)) = &r.data {
-                names.push(target.to_ascii());
+                names.push(wire::policy_name(target));
             }
             for n in names {
-                let n = n.trim_end_matches('.').to_ascii_lowercase();
                 if n == qname || seen.contains(&n) {
                     continue;
                 }

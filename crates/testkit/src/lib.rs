@@ -1,6 +1,7 @@
 //! This crate holds test fixtures, used only as a dev-dependency: [`UpstreamDns`], a small
 //! scriptable authoritative server that tests start on a loopback port as Hedgerow's upstream;
-//! [`query`], a DNS client that sends real UDP and TCP packets; [`Origin`], a web server
+//! [`query`], a DNS client that sends real UDP and TCP packets and reads every answer with
+//! [`strict`] (hickory-proto and dnspython must both accept the whole message); [`Origin`], a web server
 //! (HTTP, or HTTPS from a [`TestCa`]) for proxy tests; [`Webhook`], a receiver for alert
 //! tests; [`Appliance`], which runs
 //! the real `hedgerow` binary on port 0 with a test configuration and waits for it to be
@@ -18,6 +19,7 @@ mod client;
 mod dnsmasq;
 mod netns;
 mod origin;
+mod strict;
 mod upstream;
 mod webhook;
 
@@ -29,6 +31,7 @@ pub use client::{
 pub use dnsmasq::Dnsmasq;
 pub use netns::Netns;
 pub use origin::{Origin, TestCa};
+pub use strict::strict;
 pub use upstream::{RunningUpstream, UpstreamDns, black_hole};
 pub use webhook::Webhook;
 
