@@ -13,10 +13,14 @@
 //!   YouTube-Restrict header work inside HTTPS.
 //! - **Refusals**: clients outside the configured networks; destinations that are the proxy
 //!   itself, loopback, link-local or private unless allowed (no SSRF); malformed requests and
-//!   smuggling shapes (400 and close); too many connections from one client.
+//!   framing that parsers could read two ways (400 and close, before any byte reaches an
+//!   origin: see `framing.rs`); too many connections from one client.
+//! - **Host**: the origin is sent the host that was decided on (the URL's, or inside
+//!   interception the TLS server name), never the client's own Host header.
 //! - **Events**: every request yields an access event (method, URL or host, search terms,
 //!   concern, verdict, bytes, block-page reference) handed to the event sink without waiting.
 
+mod framing;
 mod handler;
 mod page;
 mod resolve;
@@ -66,7 +70,12 @@ pub struct Proxy {
     /// Our own listening addresses, never a destination.
     pub(crate) own: Mutex<Vec<SocketAddr>>,
     pub(crate) conns: Mutex<HashMap<IpAddr, usize>>,
+    /// Chunked request bodies being read whole at once, at most [`CHUNKED_AT_ONCE`].
+    pub(crate) chunked_slots: tokio::sync::Semaphore,
 }
+
+/// Chunked request bodies read at once (each up to `[proxy] max_chunked_body`); more wait.
+const CHUNKED_AT_ONCE: usize = 8;
 
 impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -111,6 +120,7 @@ impl Proxy {
             client,
             own: Mutex::new(Vec::new()),
             conns: Mutex::new(HashMap::new()),
+            chunked_slots: tokio::sync::Semaphore::new(CHUNKED_AT_ONCE),
             config,
         }))
     }
