@@ -592,10 +592,13 @@ impl Proxy {
         // The request to the origin: origin-form, hop-by-hop headers gone.
         let (mut parts, body) = req.into_parts();
         // A chunked body is read whole and checked before anything goes to the origin, then
-        // sent with its length (see framing.rs); any other body is streamed.
+        // sent with its length (see framing.rs); any other body is streamed. Its slot is held
+        // until the origin has answered, so the bodies held at once stay few.
+        let mut _slot = None;
         let body = if parts.headers.contains_key(header::TRANSFER_ENCODING) {
             match self.read_chunked(body, parts.extensions.get()).await {
-                Ok(bytes) => {
+                Ok((bytes, slot)) => {
+                    _slot = Some(slot);
                     parts
                         .headers
                         .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
@@ -686,22 +689,23 @@ impl Proxy {
         }
     }
 
-    /// A chunked request body, whole ([`framing::read_chunked`]); at most a few are read at
-    /// once, so that their memory stays bounded.
+    /// A chunked request body, whole ([`framing::read_chunked`]), and the slot it holds: at
+    /// most [`crate::CHUNKED_AT_ONCE`] are held at once, so that their memory stays bounded.
     async fn read_chunked(
         &self,
         body: Incoming,
         watch: Option<&framing::Watch>,
-    ) -> Result<Bytes, Fault> {
+    ) -> Result<(Bytes, tokio::sync::SemaphorePermit<'_>), Fault> {
         let wait = self.config.idle_timeout;
         let busy = Fault {
             status: StatusCode::SERVICE_UNAVAILABLE,
             reason: "too many chunked uploads at once; try again",
         };
-        let Ok(Ok(_slot)) = tokio::time::timeout(wait, self.chunked_slots.acquire()).await else {
+        let Ok(Ok(slot)) = tokio::time::timeout(wait, self.chunked_slots.acquire()).await else {
             return Err(busy);
         };
-        framing::read_chunked(body, watch, self.config.max_chunked_body, wait).await
+        let bytes = framing::read_chunked(body, watch, self.config.max_chunked_body, wait).await?;
+        Ok((bytes, slot))
     }
 
     fn block(
