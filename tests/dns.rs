@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use hedgerow_testkit::{Appliance, RunningUpstream, Transport, UpstreamDns, query_from, raw_udp};
+use hedgerow_testkit::{
+    Appliance, RunningUpstream, Transport, UpstreamDns, query_from, raw_udp, strict,
+};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::svcb::SvcParamKey;
 use hickory_proto::rr::{RData, RecordType};
@@ -110,8 +112,9 @@ user = "library"
     )
 }
 
-const ADULT: &str = "adult.example\n";
-const GAMES: &str = "games.example\n";
+/// `bücher.example` is listed in Unicode, `münchen.example` as its IDNA A-label.
+const ADULT: &str = "adult.example\nbücher.example\n";
+const GAMES: &str = "games.example\nxn--mnchen-3ya.example\n";
 
 fn zone() -> UpstreamDns {
     UpstreamDns::new()
@@ -139,6 +142,10 @@ fn zone() -> UpstreamDns {
         .cname("alias.example", "allowed.example")
         .https_with_ech("ech.example")
         .big_txt("big.example", 12)
+        .cname("alias-big.example", "big.example")
+        .a("bücher.example", Ipv4Addr::new(192, 0, 2, 30))
+        .a("bücherei.example", Ipv4Addr::new(192, 0, 2, 31))
+        .a("xn--bcherei-n2a.example", Ipv4Addr::new(192, 0, 2, 31))
         .a_ttl("cached.example", Ipv4Addr::new(192, 0, 2, 5), 3600)
 }
 
@@ -492,6 +499,40 @@ async fn large_answers_truncate_over_udp_and_arrive_whole_over_tcp() {
     .await
     .unwrap();
     assert!(small.metadata.truncation, "a 512-byte client must see TC");
+    // Whole records only (the strict parse in the testkit checks every byte): twelve TXT
+    // records of 200 bytes are one set, and none of it fits.
+    assert!(small.answers.is_empty(), "{small:?}");
+    assert!(small.edns.is_none(), "no OPT for a client without EDNS");
+    // A client with EDNS at 512 bytes: the OPT record stays.
+    let opt = query_from(
+        src,
+        app.dns_udp,
+        Transport::Udp,
+        "big.example",
+        RecordType::TXT,
+        Some(512),
+    )
+    .await
+    .unwrap();
+    assert!(opt.metadata.truncation);
+    assert_eq!(opt.edns.as_ref().map(|e| e.max_payload()), Some(512));
+    // A set that fits is kept whole, the one that does not is left out: the CNAME, no TXT.
+    for edns in [None, Some(512)] {
+        let m = query_from(
+            src,
+            app.dns_udp,
+            Transport::Udp,
+            "alias-big.example",
+            RecordType::TXT,
+            edns,
+        )
+        .await
+        .unwrap();
+        assert!(m.metadata.truncation, "{m:?}");
+        let types: Vec<RecordType> = m.answers.iter().map(|r| r.record_type()).collect();
+        assert_eq!(types, [RecordType::CNAME], "{m:?}");
+        assert_eq!(m.edns.is_some(), edns.is_some());
+    }
     let tcp = query_from(
         src,
         app.dns_tcp,
@@ -523,6 +564,61 @@ async fn large_answers_truncate_over_udp_and_arrive_whole_over_tcp() {
         big.answers.len(),
         12,
         "a 4096-byte EDNS client gets it all over UDP"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn names_sent_as_raw_utf8_are_matched_as_their_idna_form() {
+    // Some clients put a Unicode name in the query as raw UTF-8 bytes rather than its
+    // xn-- form. The testkit sends a name with characters outside ASCII that way.
+    let (up, app) = start().await;
+    for t in [Transport::Udp, Transport::Tcp] {
+        for name in [
+            // Listed in Unicode: asked raw, in other cases, below it, and as its A-label.
+            "bücher.example",
+            "BÜCHER.Example",
+            "www.bücher.example",
+            "xn--bcher-kva.example",
+            // Listed as an A-label: asked raw and as the A-label.
+            "münchen.example",
+            "xn--mnchen-3ya.example",
+        ] {
+            let m = ask(&app, NX, t, name, RecordType::A).await;
+            assert_eq!(
+                m.metadata.response_code,
+                ResponseCode::NXDomain,
+                "{name} over {t:?}"
+            );
+            let m = ask(&app, NULL, t, name, RecordType::A).await;
+            assert_eq!(a_records(&m), [IpAddr::from([0, 0, 0, 0])], "{name} {t:?}");
+        }
+        // The twins: an unlisted Unicode name, raw and as its A-label, and the listed name for
+        // a group that blocks nothing, are forwarded and answered.
+        for (from, name, ip) in [
+            (NX, "bücherei.example", [192, 0, 2, 31]),
+            (NX, "xn--bcherei-n2a.example", [192, 0, 2, 31]),
+            (OPEN, "bücher.example", [192, 0, 2, 30]),
+        ] {
+            let m = ask(&app, from, t, name, RecordType::A).await;
+            assert_eq!(
+                (m.metadata.response_code, a_records(&m)),
+                (ResponseCode::NoError, vec![IpAddr::from(ip)]),
+                "{name} from {from:?} over {t:?}"
+            );
+        }
+    }
+    // The blocked names never reached the upstream; the allowed ones went as asked.
+    let asked: Vec<String> = up.asked().into_iter().map(|(n, _)| n).collect();
+    assert!(asked.iter().all(|n| !n.contains("mnchen")), "{asked:?}");
+    assert!(asked.iter().any(|n| n == "bücherei.example"), "{asked:?}");
+    // The log names the listed name in its IDNA form, whatever form was asked.
+    let events = tokio::task::block_in_place(|| app.events(30, Duration::from_secs(5)));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("\"target\":\"xn--bcher-kva.example\"")
+                && e.contains("\"outcome\":\"blocked\"")),
+        "{events:#?}"
     );
 }
 
@@ -621,7 +717,7 @@ async fn malformed_packets_get_formerr_or_are_dropped_and_never_stop_the_server(
     let reply = raw_udp(app.dns_udp, &header_only, wait)
         .await
         .expect("an answer to a readable header");
-    let reply = Message::from_vec(&reply).unwrap();
+    let reply = strict(&reply);
     assert_eq!(
         (reply.metadata.id, reply.metadata.response_code),
         (0xabcd, ResponseCode::FormErr)
@@ -640,10 +736,7 @@ async fn malformed_packets_get_formerr_or_are_dropped_and_never_stop_the_server(
     let reply = raw_udp(app.dns_udp, &two.to_vec().unwrap(), wait)
         .await
         .unwrap();
-    assert_eq!(
-        Message::from_vec(&reply).unwrap().metadata.response_code,
-        ResponseCode::FormErr
-    );
+    assert_eq!(strict(&reply).metadata.response_code, ResponseCode::FormErr);
     // A label running past the end of the packet, and random garbage.
     let mut bad = header_only.to_vec();
     bad.extend_from_slice(&[0x3f, b'a', b'b']);
@@ -1011,7 +1104,7 @@ async fn a_burst_from_many_clients_is_answered_once_each_as_if_asked_alone() {
                 .unwrap_or_else(|_| panic!("{} answers missing for {from:?}", ids.len()))
                 .unwrap();
             assert_eq!(peer, app.dns_udp);
-            let m = Message::from_vec(&buf[..n]).unwrap();
+            let m = strict(&buf[..n]);
             let name = ids
                 .remove(&m.metadata.id)
                 .unwrap_or_else(|| panic!("an answer to {} twice, or not ours", m.metadata.id));

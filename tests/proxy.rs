@@ -462,6 +462,17 @@ async fn connect(proxy: SocketAddr, from: IpAddr, target: &str) -> (TcpStream, u
 /// TLS through a tunnel with `sni` (a name, or an IP for none), trusting `ca_pem`; then one
 /// GET. `Err` if the handshake or the exchange fails.
 async fn tls_get(stream: TcpStream, sni: &str, ca_pem: &str, path: &str) -> Result<String, String> {
+    let get = format!("GET {path} HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n");
+    tls_send(stream, sni, ca_pem, get.as_bytes()).await
+}
+
+/// As [`tls_get`], sending `request` as it is; what came back before the connection closed.
+async fn tls_send(
+    stream: TcpStream,
+    sni: &str,
+    ca_pem: &str,
+    request: &[u8],
+) -> Result<String, String> {
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(c.unwrap()).unwrap();
@@ -481,17 +492,13 @@ async fn tls_get(stream: TcpStream, sni: &str, ca_pem: &str, path: &str) -> Resu
     .await
     .map_err(|_| "timeout".to_owned())?
     .map_err(|e| e.to_string())?;
-    tls.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    let mut out = String::new();
-    tokio::time::timeout(Duration::from_secs(5), tls.read_to_string(&mut out))
+    tls.write_all(request).await.map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut out))
         .await
         .map_err(|_| "timeout".to_owned())?
         .map_err(|e| e.to_string())?;
-    Ok(out)
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 use rustls::pki_types::pem::PemObject;
@@ -708,6 +715,263 @@ async fn refuses_ssrf_strangers_and_malformed_requests() {
     )
     .await;
     assert_eq!(code, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_origin_is_sent_the_host_the_proxy_decided_on() {
+    // One web server, two virtual hosts: the allowed site and the blocked one (RFC 9112
+    // §3.2.2: a proxy sends the request target's host, whatever the client's Host says).
+    let r = rig().await;
+    let shared = Origin::http_vhosts(&["allowed.example", "adult.example"]).await;
+    let port = shared.addr.port();
+    // Allowed in the URL, the blocked site named in Host: the allowed site is served.
+    let (code, body) = curl_async(
+        r.proxy,
+        &["-H", "Host: adult.example"],
+        &format!("http://allowed.example:{port}/one"),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("site allowed.example") && !body.contains("site adult"),
+        "{body}"
+    );
+    // The reverse: blocked in the URL, the allowed site named in Host: the block page, and
+    // nothing reaches the origin.
+    let (code, body) = curl_async(
+        r.proxy,
+        &["-H", "Host: allowed.example"],
+        &format!("http://adult.example:{port}/two"),
+    )
+    .await;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("This page is blocked"), "{body}");
+    // Without a Host of its own (HTTP/1.0): the URL's.
+    let reply = raw(
+        r.proxy,
+        format!("GET http://allowed.example:{port}/three HTTP/1.0\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.0 200"), "{reply}");
+    assert!(reply.contains("site allowed.example"), "{reply}");
+    let heads = shared.heads();
+    assert_eq!(heads.len(), 2, "{heads:#?}");
+    for head in &heads {
+        assert_eq!(head.matches("host:").count(), 1, "one Host header: {head}");
+        assert!(
+            head.contains(&format!("\r\nhost: allowed.example:{port}\r\n"))
+                && !head.contains("adult"),
+            "{head}"
+        );
+    }
+    // Two Host headers: 400 (RFC 9112 §3.2), and nothing reaches the origin.
+    let reply = raw(
+        r.proxy,
+        format!(
+            "GET http://allowed.example:{port}/four HTTP/1.1\r\nHost: allowed.example\r\nHost: adult.example\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert_eq!(shared.heads().len(), 2);
+
+    // Inside interception the host decided on is the TLS server name: a Host naming another
+    // site is replaced by it.
+    let tls_port = r.https.addr.port();
+    let (code, body) = curl_async(
+        r.proxy,
+        &[
+            "--interface",
+            "127.0.0.2",
+            "--cacert",
+            &r.path("school-ca.pem"),
+            "-H",
+            "Host: adult.example",
+        ],
+        &format!("https://secure.example:{tls_port}/five"),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains(&format!("host secure.example:{tls_port}<")),
+        "{body}"
+    );
+    let head = r
+        .https
+        .heads()
+        .into_iter()
+        .find(|h| h.starts_with("GET /five "))
+        .unwrap();
+    assert!(!head.contains("adult"), "{head}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_framing_is_refused_before_any_byte_reaches_the_origin() {
+    let r = rig_with("max_chunked_body = 64").await;
+    let port = r.http.addr.port();
+    let start = |method: &str, version: &str| {
+        format!("{method} http://allowed.example:{port}/f {version}\r\nHost: allowed.example\r\n")
+    };
+    let post = start("POST", "HTTP/1.1");
+    let chunked = format!("{post}Transfer-Encoding: chunked\r\n\r\n");
+    let cases: Vec<(String, &str)> = vec![
+        // Kept from before: both framings, two lengths.
+        (
+            format!(
+                "{post}Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET http://allowed.example:{port}/second HTTP/1.1\r\n\r\n"
+            ),
+            "400",
+        ),
+        (
+            format!("{post}Content-Length: 1\r\nContent-Length: 2\r\n\r\nab"),
+            "400",
+        ),
+        (format!("{post}Content-Length: +2\r\n\r\nab"), "400"),
+        // Obsolete line folding, with a space and with a tab.
+        (
+            format!("{post}X-A: 1\r\n Content-Length: 2\r\n\r\nab"),
+            "400",
+        ),
+        (format!("{post}X-A: 1\r\n\tx\r\n\r\n"), "400"),
+        // A bare CR inside a field and as a line end; a bare LF as a line end.
+        (format!("{post}X-A: 1\rContent-Length: 2\r\n\r\nab"), "400"),
+        (format!("{post}X-A: 1\r\rX-B: 2\r\n\r\n"), "400"),
+        (
+            format!(
+                "POST http://allowed.example:{port}/f HTTP/1.1\nHost: allowed.example\nContent-Length: 2\nTransfer-Encoding: chunked\n\n0\r\n\r\n"
+            ),
+            "400",
+        ),
+        (
+            format!("GET http://allowed.example:{port}/f HTTP/1.1\nHost: a\n\n"),
+            "400",
+        ),
+        // Transfer codings.
+        (
+            format!("{post}Transfer-Encoding: chunked, identity\r\n\r\n"),
+            "400",
+        ),
+        (
+            format!("{post}Transfer-Encoding: gzip, chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"),
+            "501",
+        ),
+        (
+            format!(
+                "{}Transfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+                start("POST", "HTTP/1.0")
+            ),
+            "400",
+        ),
+        // Chunk extensions and chunk lines that break the grammar, also after a good chunk.
+        (format!("{chunked}2;a\nhi\r\n0\r\n\r\n"), "400"),
+        (format!("{chunked}2;a=\"x\r\nhi\r\n0\r\n\r\n"), "400"),
+        (format!("{chunked}2;@@\r\nhi\r\n0\r\n\r\n"), "400"),
+        (format!("{chunked}2;a=b c\r\nhi\r\n0\r\n\r\n"), "400"),
+        (format!("{chunked}2 \r\nhi\r\n0\r\n\r\n"), "400"),
+        (format!("{chunked}2\rhi\r\n0\r\n\r\n"), "400"),
+        (format!("{chunked}3\r\nabc\r\n2;x\nhi\r\n0\r\n\r\n"), "400"),
+        (format!("{chunked}2\r\nhiX\r\n0\r\n\r\n"), "400"),
+        (
+            format!("{chunked}2\r\nhi\r\n0\r\nX-T: 1\r\n y\r\n\r\n"),
+            "400",
+        ),
+        (
+            format!("{chunked}1;{}\r\nx\r\n0\r\n\r\n", "e".repeat(5000)),
+            "400",
+        ),
+        // Well formed, but bigger than max_chunked_body.
+        (
+            format!("{chunked}50\r\n{}\r\n0\r\n\r\n", "x".repeat(80)),
+            "413",
+        ),
+    ];
+    for (request, status) in &cases {
+        let reply = raw(r.proxy, request.as_bytes()).await;
+        assert!(
+            reply.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{request:?}\n=> {reply}"
+        );
+        assert_eq!(
+            reply.matches("HTTP/1.1 ").count(),
+            1,
+            "{request:?}\n=> {reply}"
+        );
+    }
+    assert_eq!(
+        r.http.bytes_received(),
+        0,
+        "a byte reached the origin: {:#?}",
+        r.http.heads()
+    );
+
+    // Inside an intercepted connection too.
+    let tls_port = r.https.addr.port();
+    let school = std::fs::read_to_string(r.path("school-ca.pem")).unwrap();
+    let inside = [
+        "POST /f HTTP/1.1\r\nHost: secure.example\r\nX-A: 1\r\n x\r\nContent-Length: 2\r\n\r\nab",
+        "POST /f HTTP/1.1\r\nHost: secure.example\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "POST /f HTTP/1.1\r\nHost: secure.example\r\nTransfer-Encoding: chunked\r\n\r\n2;a\nhi\r\n0\r\n\r\n",
+    ];
+    for request in inside {
+        let (s, code) = connect(
+            r.proxy,
+            [127, 0, 0, 2].into(),
+            &format!("secure.example:{tls_port}"),
+        )
+        .await;
+        assert_eq!(code, 200);
+        let reply = tls_send(s, "secure.example", &school, request.as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", r.app.logs()));
+        assert!(
+            reply.starts_with("HTTP/1.1 400 "),
+            "{request:?}\n=> {reply}"
+        );
+    }
+    assert_eq!(r.https.bytes_received(), 0, "{:#?}", r.https.heads());
+
+    // The twins: well-formed chunked bodies (extensions ignored, as RFC 9112 §7.1.1 asks, and
+    // a trailer) and a Content-Length body are served; the origin gets the chunked body
+    // whole, with its length.
+    let reply = raw(
+        r.proxy,
+        format!(
+            "{chunked}3;name;q=\"a b\" ; t = v\r\nabc\r\n2\r\nde\r\n0;last\r\nX-Trailer: 1\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 200 "), "{reply}");
+    assert!(reply.contains("body 5 bytes"), "{reply}");
+    let head = r.http.heads().pop().unwrap();
+    assert!(
+        head.contains("content-length: 5\r\n") && !head.contains("transfer-encoding"),
+        "{head}"
+    );
+    let reply = raw(
+        r.proxy,
+        format!("{post}Content-Length: 2\r\nConnection: close\r\n\r\nab").as_bytes(),
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 200 "), "{reply}");
+    assert!(reply.contains("body 2 bytes"), "{reply}");
+    let (s, _) = connect(
+        r.proxy,
+        [127, 0, 0, 2].into(),
+        &format!("secure.example:{tls_port}"),
+    )
+    .await;
+    let reply = tls_send(
+        s,
+        "secure.example",
+        &school,
+        b"POST /g HTTP/1.1\r\nHost: secure.example\r\nTransfer-Encoding: chunked\r\n\r\n2;a=b\r\nhi\r\n0\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200 "), "{reply}");
+    assert!(reply.contains("body 2 bytes"), "{reply}");
 }
 
 /// Headless Chromium (Debian's `chromium`) through the proxy: an allowed page shows the

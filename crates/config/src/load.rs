@@ -399,6 +399,7 @@ impl Context {
             idle_timeout: p.idle_timeout,
             max_header_bytes: p.max_header_bytes,
             max_connections_per_client: p.max_connections_per_client,
+            max_chunked_body: p.max_chunked_body,
         }
     }
 

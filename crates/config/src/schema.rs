@@ -247,6 +247,8 @@ pub struct ProxyConfig {
     pub idle_timeout: Duration,
     pub max_header_bytes: usize,
     pub max_connections_per_client: usize,
+    /// Largest chunked request body; such bodies are read whole before they are forwarded.
+    pub max_chunked_body: usize,
 }
 
 /// One block, allow or illegal-content list file.
@@ -609,6 +611,8 @@ pub(crate) struct RawProxy {
     pub(crate) max_header_bytes: usize,
     #[serde(default = "default_max_connections")]
     pub(crate) max_connections_per_client: usize,
+    #[serde(default = "default_max_chunked_body")]
+    pub(crate) max_chunked_body: usize,
 }
 
 fn default_connect_ports() -> Vec<u16> {
@@ -628,6 +632,9 @@ fn default_max_header_bytes() -> usize {
 }
 fn default_max_connections() -> usize {
     256
+}
+fn default_max_chunked_body() -> usize {
+    4 << 20
 }
 
 #[derive(Debug, Deserialize)]

@@ -370,10 +370,8 @@ impl Resolver {
         let mut edns = response_edns(request);
         // The first question names the event even when the query is refused as unreadable.
         let first = request.queries.queries().first();
-        let name = first.map_or_else(String::new, |q| {
-            let ascii = Name::from(q.name()).to_ascii();
-            ascii.trim_end_matches('.').to_ascii_lowercase()
-        });
+        // Raw UTF-8 labels are read as their IDNA form, as policy matches them.
+        let name = first.map_or_else(String::new, |q| wire::policy_name(&Name::from(q.name())));
         let now = self.clock.now();
         let src = request.src().ip();
         // Before the event, which may borrow from it until it is dropped.
@@ -705,13 +703,11 @@ impl Resolver {
         let now = self.clock.now();
         let mut seen: Vec<String> = Vec::new();
         for r in answers {
-            let owner = r.name.to_ascii();
-            let mut names = vec![owner];
+            let mut names = vec![wire::policy_name(&r.name)];
             if let RData::CNAME(CNAME(target)) = &r.data {
-                names.push(target.to_ascii());
+                names.push(wire::policy_name(target));
             }
             for n in names {
-                let n = n.trim_end_matches('.').to_ascii_lowercase();
                 if n == qname || seen.contains(&n) {
                     continue;
                 }

@@ -28,8 +28,8 @@ use rustix::net::{MMsgHdr, SendAncillaryBuffer, SendFlags, SocketAddrAny, sendmm
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
-use crate::Resolver;
 use crate::handler::Fast;
+use crate::{Resolver, wire};
 
 /// Datagrams answered between two yields to other tasks.
 const YIELD_EVERY: u32 = 16;
@@ -306,15 +306,21 @@ impl ResponseHandler for UdpResponder {
             impl Iterator<Item = &'a Record> + Send + 'a,
         >,
     ) -> Result<ResponseInfo, NetError> {
-        // The client's EDNS size (512 without EDNS, RFC 1035 §4.2.1); the encoder truncates to
-        // it and sets TC.
-        let max = response.edns().map_or(512, |e| e.max_payload().max(512));
+        // The client's EDNS size (512 without EDNS, RFC 1035 §4.2.1). hickory's encoder can
+        // truncate too, but it leaves the bytes of the record that did not fit after the
+        // message and may drop the OPT record: encode whole, then cut at a record boundary.
+        let max = usize::from(response.edns().map_or(512, |e| e.max_payload().max(512)));
         let mut bytes = Vec::with_capacity(512);
         let mut encoder = BinEncoder::new(&mut bytes);
-        encoder.set_max_size(max);
-        let info = response
+        let mut info = response
             .destructive_emit(&mut encoder)
             .map_err(|e| NetError::from(e.to_string()))?;
+        if bytes.len() > max {
+            bytes = wire::truncate(&bytes, max);
+            if let Ok(header) = Header::read(&mut BinDecoder::new(&bytes)) {
+                info = ResponseInfo::from(header);
+            }
+        }
         self.socket.send_to(&bytes, self.dst).await?;
         Ok(info)
     }

@@ -3,6 +3,9 @@
 //! makes itself. Every read is bounds-checked; anything unusual returns `None` and the query
 //! takes the full hickory path instead.
 
+use hedgerow_model::normalise_name_into;
+use hickory_proto::rr::Name;
+
 use crate::identity::Echo;
 
 /// A plain query as it arrived.
@@ -193,6 +196,171 @@ fn skip_name(b: &[u8], mut i: usize) -> Option<usize> {
     None
 }
 
+/// Cuts an encoded answer that is longer than `max` bytes down to what a UDP client takes
+/// (RFC 1035 §4.2.1, RFC 2181 §9): the header with TC set, the question, then whole records
+/// from the start of the answer, authority and additional sections, in order and up to the
+/// last whole record set that fits, and the OPT record when there is one (RFC 6891 §7: the
+/// client still learns our size and the extended code). Compression pointers only point
+/// backwards, so the records kept read as they did.
+///
+/// A message that does not walk as expected (it is ours, so that would be a bug) gets the
+/// header and question alone, with TC set: still a valid answer that sends the client to TCP.
+pub(crate) fn truncate(b: &[u8], max: usize) -> Vec<u8> {
+    truncate_records(b, max).unwrap_or_else(|| {
+        // The header alone (no question) if even the question does not read.
+        let end = question_end(b).unwrap_or(12);
+        let mut out = b.get(..end).unwrap_or_default().to_vec();
+        if end == 12
+            && let Some(qd) = out.get_mut(4..6)
+        {
+            qd.fill(0);
+        }
+        set_truncated(&mut out, [0, 0, 0]);
+        out
+    })
+}
+
+/// The query name as policy sees it: lower-case, without the trailing dot. A name sent as
+/// raw UTF-8 (some clients do; DNS labels may hold any bytes) is read label by label as UTF-8
+/// and normalised like its IDNA form, so `bücher.example` in raw bytes is matched as
+/// `xn--bcher-kva.example`, as list entries are. A name whose labels are not UTF-8, or hold a
+/// dot, keeps its escaped presentation form, which names nothing a list holds.
+pub(crate) fn policy_name(name: &Name) -> String {
+    if !name.iter().all(<[u8]>::is_ascii)
+        && let Some(unicode) = unicode_name(name)
+    {
+        return unicode;
+    }
+    let ascii = name.to_ascii();
+    ascii.trim_end_matches('.').to_ascii_lowercase()
+}
+
+fn unicode_name(name: &Name) -> Option<String> {
+    let mut text = String::with_capacity(64);
+    for label in name.iter() {
+        let label = std::str::from_utf8(label).ok()?;
+        if label.contains('.') {
+            return None;
+        }
+        if !text.is_empty() {
+            text.push('.');
+        }
+        text.push_str(label);
+    }
+    let mut out = String::with_capacity(64);
+    normalise_name_into(&text, &mut out).ok()?;
+    Some(out)
+}
+
+/// One record of an encoded message, for [`truncate`].
+struct Rr {
+    section: usize,
+    end: usize,
+    /// Owner (decompressed, lower-case), type and class: the record set it belongs to.
+    set: (Vec<u8>, u16, u16),
+}
+
+fn truncate_records(b: &[u8], max: usize) -> Option<Vec<u8>> {
+    let counts = [u16_at(b, 6)?, u16_at(b, 8)?, u16_at(b, 10)?];
+    let sections_at = question_end(b)?;
+    let mut i = sections_at;
+    let mut rrs = Vec::new();
+    let mut opt: Option<&[u8]> = None;
+    for (section, n) in counts.into_iter().enumerate() {
+        for _ in 0..n {
+            let start = i;
+            let owner = read_name(b, i)?;
+            i = skip_name(b, i)?;
+            let (rtype, class) = (u16_at(b, i)?, u16_at(b, i + 2)?);
+            let end = i + 10 + usize::from(u16_at(b, i + 8)?);
+            if end > b.len() {
+                return None;
+            }
+            if section == 2 && rtype == 41 {
+                opt = Some(b.get(start..end)?);
+            } else if opt.is_some() {
+                // Records after the OPT record: not how Hedgerow writes answers.
+                return None;
+            } else {
+                rrs.push(Rr {
+                    section,
+                    end,
+                    set: (owner, rtype, class),
+                });
+            }
+            i = end;
+        }
+    }
+    let opt = opt.unwrap_or_default();
+    let room = max.saturating_sub(opt.len());
+    let mut keep = rrs.iter().take_while(|r| r.end <= room).count();
+    // Never half a record set: back up to where the set that did not fit begins.
+    if let Some(cut) = rrs.get(keep) {
+        while keep > 0
+            && rrs
+                .get(keep - 1)
+                .is_some_and(|r| r.section == cut.section && r.set == cut.set)
+        {
+            keep -= 1;
+        }
+    }
+    let kept = rrs.get(..keep)?;
+    let end = kept.last().map_or(sections_at, |r| r.end);
+    let mut per_section = [0u16; 3];
+    for r in kept {
+        per_section[r.section] += 1;
+    }
+    per_section[2] += u16::from(!opt.is_empty());
+    let mut out = Vec::with_capacity(end + opt.len());
+    out.extend_from_slice(b.get(..end)?);
+    out.extend_from_slice(opt);
+    set_truncated(&mut out, per_section);
+    Some(out)
+}
+
+/// Where the question section of a whole message ends.
+fn question_end(b: &[u8]) -> Option<usize> {
+    let mut i = 12;
+    for _ in 0..u16_at(b, 4)? {
+        i = skip_name(b, i)? + 4;
+    }
+    (i <= b.len()).then_some(i)
+}
+
+/// Sets TC and the answer, authority and additional counts of the header at the start of `out`
+/// (at least 12 bytes).
+fn set_truncated(out: &mut [u8], counts: [u16; 3]) {
+    if let Some(flags) = out.get_mut(2) {
+        *flags |= 0x02;
+    }
+    for (n, at) in counts.into_iter().zip([6, 8, 10]) {
+        if let Some(field) = out.get_mut(at..at + 2) {
+            field.copy_from_slice(&n.to_be_bytes());
+        }
+    }
+}
+
+/// Reads a (possibly compressed) name at `i` as length-prefixed lower-case labels, for
+/// comparing owners.
+fn read_name(b: &[u8], mut i: usize) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(32);
+    for _ in 0..128 {
+        let len = *b.get(i)?;
+        match len {
+            0 => return Some(out),
+            l if l & 0xc0 == 0xc0 => i = usize::from(u16_at(b, i)? & 0x3fff),
+            l if l & 0xc0 == 0 => {
+                let label = b.get(i + 1..i + 1 + usize::from(l))?;
+                out.push(l);
+                out.extend(label.iter().map(u8::to_ascii_lowercase));
+                i += 1 + usize::from(l);
+            }
+            _ => return None,
+        }
+    }
+    None
+}
+
 /// What walking an encoded answer found.
 pub(crate) struct Layout {
     /// Where the answer section starts (after header and question).
@@ -282,7 +450,8 @@ pub(crate) fn record(out: &mut Vec<u8>, rtype: u16, ttl: u32, rdata: &[u8]) {
 mod tests {
     use super::*;
     use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query as HQuery};
-    use hickory_proto::rr::{Name, RecordType};
+    use hickory_proto::rr::rdata::{A, TXT};
+    use hickory_proto::rr::{RData, Record, RecordType};
 
     fn query(name: &str, edns: bool) -> Vec<u8> {
         let mut m = Message::new(0x1234, MessageType::Query, OpCode::Query);
@@ -362,5 +531,129 @@ mod tests {
             let b = query("example.com.", true);
             assert!(parse_query(&b[..n.min(b.len())]).is_none() || n >= b.len());
         }
+    }
+
+    /// An answer with an RRset of `a` A records, one of `txt` TXT records, and an authority
+    /// SOA-like TXT record, with EDNS when `edns`.
+    fn big_answer(a: u8, txt: usize, edns: bool) -> Vec<u8> {
+        let name = Name::from_ascii("big.example.").unwrap();
+        let mut m = Message::new(9, MessageType::Response, OpCode::Query);
+        m.add_query(HQuery::query(name.clone(), RecordType::A));
+        for i in 0..a {
+            m.add_answer(Record::from_rdata(
+                name.clone(),
+                60,
+                RData::A(A::new(192, 0, 2, i)),
+            ));
+        }
+        let other = Name::from_ascii("other.example.").unwrap();
+        for i in 0..txt {
+            m.add_answer(Record::from_rdata(
+                other.clone(),
+                60,
+                RData::TXT(TXT::new(vec![format!("{i:02}{}", "x".repeat(60))])),
+            ));
+        }
+        m.add_authority(Record::from_rdata(
+            name,
+            60,
+            RData::TXT(TXT::new(vec!["authority".into()])),
+        ));
+        if edns {
+            let mut e = Edns::new();
+            e.set_max_payload(1232);
+            m.set_edns(e);
+        }
+        m.to_vec().unwrap()
+    }
+
+    /// Record sets as (owner, type, count), in order, for one section.
+    fn sets(records: &[Record]) -> Vec<(String, RecordType, usize)> {
+        let mut out: Vec<(String, RecordType, usize)> = Vec::new();
+        for r in records {
+            let key = (r.name.to_ascii(), r.record_type());
+            match out.last_mut() {
+                Some(last) if (last.0.as_str(), last.1) == (key.0.as_str(), key.1) => last.2 += 1,
+                _ => out.push((key.0, key.1, 1)),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn truncation_keeps_whole_record_sets_and_the_opt_record() {
+        for edns in [false, true] {
+            let whole = big_answer(20, 8, edns);
+            let full = Message::from_vec(&whole).unwrap();
+            let full_sets = sets(&full.answers);
+            // Header, question and OPT: sent whatever the size, and under 512 bytes.
+            let least = 12 + 17 + if edns { 11 } else { 0 };
+            assert_eq!(truncate(&whole, 0).len(), least);
+            for max in 12..whole.len() {
+                let cut = truncate(&whole, max);
+                assert!(cut.len() <= max.max(least), "{max}: {} bytes", cut.len());
+                let mut d = hickory_proto::serialize::binary::BinDecoder::new(&cut);
+                let m = <Message as hickory_proto::serialize::binary::BinDecodable>::read(&mut d)
+                    .unwrap_or_else(|e| panic!("{max}: {e}"));
+                assert!(d.is_empty(), "{max}: trailing bytes");
+                assert!(m.metadata.truncation, "{max}");
+                assert_eq!(m.queries.len(), 1);
+                // Only whole sets, and a prefix of the sets in order.
+                let got = sets(&m.answers);
+                assert!(got.len() <= full_sets.len());
+                assert_eq!(got[..], full_sets[..got.len()], "{max}");
+                if m.authorities.len() == 1 {
+                    assert_eq!(m.answers.len(), full.answers.len(), "{max}");
+                }
+                // The OPT record stays whenever the client sent EDNS (512 bytes always hold
+                // header, question and OPT).
+                if max >= 512 {
+                    assert_eq!(m.edns.is_some(), edns, "{max}");
+                }
+            }
+        }
+        // Room for exactly the A set: 12 header + 17 question + 20 × 16.
+        let whole = big_answer(20, 8, false);
+        let m = Message::from_vec(&truncate(&whole, 12 + 17 + 20 * 16)).unwrap();
+        assert_eq!(m.answers.len(), 20);
+        let m = Message::from_vec(&truncate(&whole, 12 + 17 + 20 * 16 - 1)).unwrap();
+        assert_eq!(m.answers.len(), 0, "nineteen of twenty is half a set");
+    }
+
+    #[test]
+    fn truncation_of_an_unreadable_message_leaves_header_and_question() {
+        let whole = big_answer(3, 0, false);
+        let mut broken = whole.clone();
+        broken[7] = 50; // fifty answers promised
+        let m = Message::from_vec(&truncate(&broken, 512)).unwrap();
+        assert!(m.metadata.truncation);
+        assert_eq!((m.queries.len(), m.answers.len()), (1, 0));
+        let m = Message::from_vec(&truncate(&whole[..14], 512)).unwrap();
+        assert!(m.metadata.truncation && m.queries.is_empty());
+    }
+
+    #[test]
+    fn raw_utf8_names_are_read_as_their_idna_form() {
+        let raw = |labels: &[&[u8]]| Name::from_labels(labels.iter().copied()).unwrap();
+        let unicode = raw(&["Bücher".as_bytes(), b"Example"]);
+        assert_eq!(policy_name(&unicode), "xn--bcher-kva.example");
+        assert_eq!(
+            policy_name(&Name::from_ascii("XN--bcher-kva.example.").unwrap()),
+            "xn--bcher-kva.example"
+        );
+        assert_eq!(
+            policy_name(&Name::from_ascii("WWW.Example.COM.").unwrap()),
+            "www.example.com"
+        );
+        assert_eq!(policy_name(&Name::root()), "");
+        // Not UTF-8, or a dot inside a label: the escaped form, which no list holds.
+        let latin1 = raw(&[&b"b\xfccher"[..], b"example"]);
+        assert!(
+            policy_name(&latin1).starts_with("b\\"),
+            "{}",
+            policy_name(&latin1)
+        );
+        let dotted = raw(&["bücher.example".as_bytes(), b"net"]);
+        assert_ne!(policy_name(&dotted), "xn--bcher-kva.example.net");
     }
 }

@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::access::Logged;
+use crate::framing::{self, Fault, Framing, Inspect};
 use crate::tls::{HelloError, parse_hello};
 use crate::{Proxy, ProxyError, page, search};
 
@@ -47,6 +48,14 @@ fn text(status: StatusCode, body: &str) -> Response<Out> {
 /// 400 and close: for malformed requests and smuggling shapes.
 fn bad_request(reason: &str) -> Response<Out> {
     let mut r = text(StatusCode::BAD_REQUEST, reason);
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+/// A framing refusal: its status and reason, and the connection closes.
+fn refuse(f: Fault) -> Response<Out> {
+    let mut r = text(f.status, f.reason);
     r.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     r
@@ -250,28 +259,41 @@ fn http1_server(proxy: &Proxy) -> hyper::server::conn::http1::Builder {
 }
 
 async fn serve_connection(proxy: Arc<Proxy>, stream: TcpStream, peer: SocketAddr) {
+    serve_http1(proxy, stream, peer, None).await;
+}
+
+/// Serves HTTP/1.1 on a client connection (or on the decrypted stream of an intercepted
+/// one, `tls`): every byte passes [`Inspect`] first, and a request whose framing it refused
+/// gets the refusal (and the connection closes) without reaching the handler.
+async fn serve_http1<S>(proxy: Arc<Proxy>, stream: S, peer: SocketAddr, tls: Option<Intercepted>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let p = proxy.clone();
-    let seen = Arc::new(Mutex::new(std::collections::VecDeque::new()));
-    let stream = Inspect {
-        inner: stream,
-        head: Vec::new(),
-        skip: 0,
-        done: false,
-        seen: seen.clone(),
-        limit: proxy.live().config.max_header_bytes,
-    };
-    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let p = p.clone();
-        let framing = seen
+    let (stream, heads, watch) = Inspect::new(stream, proxy.live().config.max_header_bytes);
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        let (p, tls) = (p.clone(), tls.clone());
+        let framing = heads
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .pop_front();
+        req.extensions_mut().insert(watch.clone());
         async move {
-            let conflict = framing == Some(Framing::Conflict);
-            let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
-            let mut resp = p.handle(peer, req, None, conflict).await;
+            let (chunked, fault) = match framing {
+                Some(Framing::Ok { chunked }) => (chunked, None),
+                Some(Framing::Refuse(f)) => (false, Some(f)),
+                // Every head hyper reads has been inspected first; fail closed all the same.
+                None => (
+                    false,
+                    Some(Fault {
+                        status: StatusCode::BAD_REQUEST,
+                        reason: "the request head was not inspected",
+                    }),
+                ),
+            };
+            let mut resp = p.handle(peer, req, tls, fault).await;
             if chunked {
-                // The inspector stops at a chunked request: no further requests on this
+                // The inspector stops after a chunked request: no further requests on this
                 // connection.
                 resp.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -343,32 +365,25 @@ impl Proxy {
         peer: SocketAddr,
         req: Request<Incoming>,
         tls: Option<Intercepted>,
-        conflict: bool,
+        fault: Option<Fault>,
     ) -> Pin<Box<dyn Future<Output = Response<Out>> + Send>> {
-        Box::pin(self.handle_inner(peer, req, tls, conflict))
+        Box::pin(self.handle_inner(peer, req, tls, fault))
     }
 
-    /// One request. `conflict`: the inspector saw a smuggling shape in its head, which hyper
-    /// hides (it drops Content-Length beside Transfer-Encoding).
+    /// One request. `fault`: the inspector (`framing.rs`) refused its framing: a smuggling
+    /// shape or anything two parsers could read two ways. It is refused here, recorded as
+    /// invalid, and the connection closes before any byte reaches an origin.
     async fn handle_inner(
         self: Arc<Self>,
         peer: SocketAddr,
         req: Request<Incoming>,
         tls: Option<Intercepted>,
-        conflict: bool,
+        fault: Option<Fault>,
     ) -> Response<Out> {
         let mut log = self.log(peer, &req, tls.as_ref());
-        // Smuggling shapes: both framings, or several lengths.
-        let h = req.headers();
-        if conflict
-            || h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH)
-        {
+        if let Some(f) = fault {
             log.end(Outcome::Invalid);
-            return bad_request("conflicting Content-Length and Transfer-Encoding");
-        }
-        if h.get_all(header::CONTENT_LENGTH).iter().count() > 1 {
-            log.end(Outcome::Invalid);
-            return bad_request("more than one Content-Length");
+            return refuse(f);
         }
         let origin_form = req.uri().authority().is_none();
         if tls.is_none() && req.method() != Method::CONNECT && origin_form {
@@ -612,6 +627,33 @@ impl Proxy {
         };
         // The request to the origin: origin-form, hop-by-hop headers gone.
         let (mut parts, body) = req.into_parts();
+        // A chunked body is read whole and checked before anything goes to the origin, then
+        // sent with its length (see framing.rs); any other body is streamed. Its slot is held
+        // until the origin has answered, so the bodies held at once stay few.
+        let mut _slot = None;
+        let body = if parts.headers.contains_key(header::TRANSFER_ENCODING) {
+            match self.read_chunked(body, parts.extensions.get()).await {
+                Ok((bytes, slot)) => {
+                    _slot = Some(slot);
+                    parts
+                        .headers
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                    Full::new(bytes).map_err(|e| match e {}).boxed()
+                }
+                Err(f) => {
+                    // A body that breaks the grammar is invalid; one too big, too slow or
+                    // without a free slot is refused.
+                    log.end(if f.status == StatusCode::BAD_REQUEST {
+                        Outcome::Invalid
+                    } else {
+                        Outcome::Refused
+                    });
+                    return refuse(f);
+                }
+            }
+        } else {
+            body.boxed()
+        };
         strip_hop_by_hop(&mut parts.headers);
         // HTTP/1.1 to the origin whatever the client spoke (ab and old clients send 1.0),
         // so the origin keeps the pooled connection open.
@@ -637,15 +679,17 @@ impl Proxy {
                 }
             }
         }
-        if !parts.headers.contains_key(header::HOST)
-            && let Ok(h) = HeaderValue::from_str(&if port == default_port {
-                shown_host.clone()
-            } else {
-                format!("{shown_host}:{port}")
-            })
-        {
-            parts.headers.insert(header::HOST, h);
-        }
+        // The origin is sent the host that was decided on, whatever Host the client sent
+        // (RFC 9112 §3.2.2): on a shared origin a client cannot have one site decided and
+        // another served. Inside interception that host is the TLS server name.
+        let Ok(host_header) = HeaderValue::from_str(&if port == default_port {
+            shown_host.clone()
+        } else {
+            format!("{shown_host}:{port}")
+        }) else {
+            return bad_request("the host could not be written as a Host header");
+        };
+        parts.headers.insert(header::HOST, host_header);
         parts.uri = match Uri::try_from(path_q.as_str()) {
             Ok(u) => u,
             Err(_) => {
@@ -653,7 +697,7 @@ impl Proxy {
                 return bad_request("the request target could not be read");
             }
         };
-        let out = Request::from_parts(parts, body.boxed());
+        let out = Request::from_parts(parts, body);
         let result = match &tls {
             None => self.forward_plain(&addrs, out).await,
             Some(t) => self.forward_tls(&addrs, &t.host, out).await,
@@ -686,6 +730,26 @@ impl Proxy {
                 )
             }
         }
+    }
+
+    /// A chunked request body, whole ([`framing::read_chunked`]), and the slot it holds: at
+    /// most [`crate::CHUNKED_AT_ONCE`] are held at once, so that their memory stays bounded.
+    async fn read_chunked(
+        &self,
+        body: Incoming,
+        watch: Option<&framing::Watch>,
+    ) -> Result<(Bytes, tokio::sync::SemaphorePermit<'_>), Fault> {
+        let live = self.live();
+        let wait = live.config.idle_timeout;
+        let busy = Fault {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            reason: "too many chunked uploads at once; try again",
+        };
+        let Ok(Ok(slot)) = tokio::time::timeout(wait, self.chunked_slots.acquire()).await else {
+            return Err(busy);
+        };
+        let bytes = framing::read_chunked(body, watch, live.config.max_chunked_body, wait).await?;
+        Ok((bytes, slot))
     }
 
     fn block(
@@ -998,23 +1062,11 @@ impl Tunnel {
             }
         };
         log.outcome = Outcome::Forwarded;
-        let peer = self.peer;
         let target = Intercepted {
             host: name,
             port: self.port,
         };
-        let shown = target.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let p = p.clone();
-            let t = target.clone();
-            async move { Ok::<_, Infallible>(p.handle(peer, req, Some(t), false).await) }
-        });
-        if let Err(e) = http1_server(&self.proxy)
-            .serve_connection(TokioIo::new(tls), service)
-            .await
-        {
-            self.proxy.unreadable(peer, &e, Some(&shown));
-        }
+        serve_http1(p, tls, self.peer, Some(target)).await;
     }
 }
 
@@ -1227,112 +1279,3 @@ mod tests {
         assert!(h.contains_key(header::ACCEPT));
     }
 }
-
-// --- request framing inspection ------------------------------------------------------------
-
-/// What the inspector saw in one request head, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    Ok,
-    /// Both Content-Length and Transfer-Encoding, or Content-Length twice: a smuggling shape.
-    Conflict,
-}
-
-/// Reads the client's bytes on their way to hyper and notes, for each request head, whether
-/// its framing is a smuggling shape. hyper itself resolves "both headers" by letting
-/// Transfer-Encoding win and dropping Content-Length, so the handler could not see it.
-///
-/// It follows Content-Length bodies to find the next head. After a request with
-/// Transfer-Encoding it stops looking: the handler closes such connections after the response.
-struct Inspect<S> {
-    inner: S,
-    head: Vec<u8>,
-    /// Body bytes still to pass before the next head.
-    skip: u64,
-    done: bool,
-    seen: Arc<Mutex<std::collections::VecDeque<Framing>>>,
-    limit: usize,
-}
-
-impl<S> Inspect<S> {
-    fn feed(&mut self, mut data: &[u8]) {
-        while !data.is_empty() && !self.done {
-            if self.skip > 0 {
-                let n = (self.skip as usize).min(data.len());
-                self.skip -= n as u64;
-                data = data.get(n..).unwrap_or_default();
-                continue;
-            }
-            // Accumulate a head up to its blank line.
-            let before = self.head.len();
-            self.head.extend_from_slice(data);
-            let Some(end) = find_head_end(&self.head) else {
-                if self.head.len() > self.limit {
-                    // hyper refuses an oversized head itself.
-                    self.done = true;
-                }
-                return;
-            };
-            let consumed = end - before;
-            data = data.get(consumed..).unwrap_or_default();
-            let head = std::mem::take(&mut self.head);
-            let mut headers = [httparse::EMPTY_HEADER; 128];
-            let mut req = httparse::Request::new(&mut headers);
-            if req.parse(head.get(..end).unwrap_or_default()).is_err() {
-                self.done = true; // hyper answers 400 itself
-                return;
-            }
-            let mut lengths = Vec::new();
-            let mut te = false;
-            for h in req.headers.iter() {
-                if h.name.eq_ignore_ascii_case("content-length") {
-                    lengths.push(
-                        std::str::from_utf8(h.value)
-                            .ok()
-                            .and_then(|v| v.trim().parse::<u64>().ok()),
-                    );
-                } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                    te = true;
-                }
-            }
-            let conflict = (te && !lengths.is_empty()) || lengths.len() > 1;
-            self.seen
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push_back(if conflict {
-                    Framing::Conflict
-                } else {
-                    Framing::Ok
-                });
-            if conflict || te || req.method == Some("CONNECT") {
-                self.done = true;
-                return;
-            }
-            self.skip = lengths.first().copied().flatten().unwrap_or(0);
-        }
-    }
-}
-
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Inspect<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = &r
-            && !self.done
-        {
-            let new = buf.filled().get(before..).unwrap_or_default().to_vec();
-            self.feed(&new);
-        }
-        r
-    }
-}
-
-delegate_write!(Inspect);

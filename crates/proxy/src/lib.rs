@@ -13,13 +13,17 @@
 //!   YouTube-Restrict header work inside HTTPS.
 //! - **Refusals**: clients outside the configured networks; destinations that are the proxy
 //!   itself, loopback, link-local or private unless allowed (no SSRF); malformed requests and
-//!   smuggling shapes (400 and close); too many connections from one client.
+//!   smuggling shapes and framing that parsers could read two ways (400 and close, before any
+//!   byte reaches an origin: see `framing.rs`); too many connections from one client.
+//! - **Host**: the origin is sent the host that was decided on (the URL's, or inside
+//!   interception the TLS server name), never the client's own Host header.
 //! - **Events**: every request and tunnel yields exactly one access event (method, URL or
 //!   host, search terms, concern, verdict, outcome, bytes, block-page reference), recorded by
 //!   a guard made first thing for the request, so no exit goes unrecorded; handed to the event
 //!   sink without waiting. The PAC and WPAD files are not accesses and are not recorded.
 
 mod access;
+mod framing;
 mod handler;
 mod page;
 mod resolve;
@@ -67,6 +71,8 @@ pub struct Proxy {
     /// Our own listening addresses, never a destination.
     pub(crate) own: Mutex<Vec<SocketAddr>>,
     pub(crate) conns: Mutex<HashMap<IpAddr, usize>>,
+    /// Chunked request bodies being read whole at once, at most [`CHUNKED_AT_ONCE`].
+    pub(crate) chunked_slots: tokio::sync::Semaphore,
 }
 
 /// `[proxy]` with what its files hold (the school CA, the users, extra origin roots) and the
@@ -122,6 +128,9 @@ impl Settings {
     }
 }
 
+/// Chunked request bodies read at once (each up to `[proxy] max_chunked_body`); more wait.
+const CHUNKED_AT_ONCE: usize = 8;
+
 impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Proxy").finish_non_exhaustive()
@@ -154,6 +163,7 @@ impl Proxy {
             client: handler::Client::new(),
             own: Mutex::new(Vec::new()),
             conns: Mutex::new(HashMap::new()),
+            chunked_slots: tokio::sync::Semaphore::new(CHUNKED_AT_ONCE),
         })
     }
 

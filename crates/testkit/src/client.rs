@@ -9,6 +9,8 @@ use hickory_proto::rr::{Name, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, UdpSocket};
 
+use crate::strict::strict;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
     Udp,
@@ -16,7 +18,9 @@ pub enum Transport {
 }
 
 /// Asks `server` for `name`/`qtype` over `transport` with EDNS (1232 bytes); `None` on
-/// timeout (2 s) or an unreadable answer.
+/// timeout (2 s). Every answer is read by [`strict`], which panics (failing the test) when a
+/// strict parser refuses it. A `name` with characters outside ASCII is sent as raw UTF-8
+/// bytes, as some clients do; pass its `xn--` form to send the IDNA form.
 pub async fn query(
     server: SocketAddr,
     transport: Transport,
@@ -111,9 +115,15 @@ fn message(
     } else {
         format!("{name}.")
     };
+    let qname = if fqdn.is_ascii() {
+        Name::from_ascii(&fqdn).ok()?
+    } else {
+        let labels = fqdn.trim_end_matches('.').split('.').map(str::as_bytes);
+        Name::from_labels(labels).ok()?
+    };
     let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = true;
-    m.add_query(Query::query(Name::from_ascii(&fqdn).ok()?, qtype));
+    m.add_query(Query::query(qname, qtype));
     if let Some(size) = edns {
         let mut e = Edns::new();
         e.set_max_payload(size);
@@ -140,7 +150,7 @@ async fn exchange(
                 sock.send_to(&bytes, server).await.ok()?;
                 let mut buf = vec![0u8; 65_535];
                 let (n, _) = sock.recv_from(&mut buf).await.ok()?;
-                Message::from_vec(&buf[..n]).ok()
+                Some(strict(&buf[..n]))
             }
             Transport::Tcp => {
                 let socket = if src.is_ipv4() {
@@ -158,7 +168,7 @@ async fn exchange(
                 s.read_exact(&mut len).await.ok()?;
                 let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
                 s.read_exact(&mut buf).await.ok()?;
-                Message::from_vec(&buf).ok()
+                Some(strict(&buf))
             }
         }
     })
@@ -167,7 +177,8 @@ async fn exchange(
     (reply.metadata.id == m.metadata.id).then_some(reply)
 }
 
-/// Sends raw bytes over UDP and returns whatever comes back within `wait`.
+/// Sends raw bytes over UDP and returns whatever comes back within `wait` (after
+/// [`strict`] has read it: whatever the query, the answer must be a valid message).
 pub async fn raw_udp(server: SocketAddr, bytes: &[u8], wait: Duration) -> Option<Vec<u8>> {
     let sock = UdpSocket::bind("127.0.0.1:0").await.ok()?;
     sock.send_to(bytes, server).await.ok()?;
@@ -177,6 +188,7 @@ pub async fn raw_udp(server: SocketAddr, bytes: &[u8], wait: Duration) -> Option
         .ok()?
         .ok()?;
     buf.truncate(n);
+    strict(&buf);
     Some(buf)
 }
 
@@ -208,7 +220,7 @@ pub fn query_blocking(
     let mut buf = vec![0u8; 65_535];
     loop {
         let (n, from) = sock.recv_from(&mut buf).ok()?;
-        let reply = Message::from_vec(&buf[..n]).ok()?;
+        let reply = strict(&buf[..n]);
         if from == server && reply.metadata.id == m.metadata.id {
             return Some(reply);
         }

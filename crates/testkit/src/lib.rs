@@ -1,11 +1,13 @@
 //! This crate holds test fixtures, used only as a dev-dependency: [`UpstreamDns`], a small
 //! scriptable authoritative server that tests start on a loopback port as Hedgerow's upstream;
-//! [`query`], a DNS client that sends real UDP and TCP packets; [`Origin`], a web server
-//! (HTTP, or HTTPS from a [`TestCa`]) for proxy tests; [`Webhook`], a receiver for alert
-//! tests; [`Appliance`], which runs
-//! the real `hedgerow` binary on port 0 with a test configuration and waits for it to be
-//! ready; [`Dnsmasq`], a real dnsmasq as the school router in front of it; and [`Netns`],
-//! network namespaces for tests that need separate hosts with their own MACs.
+//! [`query`], a DNS client that sends real UDP and TCP packets and reads every answer with
+//! [`strict`] (hickory-proto and dnspython must both accept the whole message); [`Origin`], a
+//! web server (HTTP, or HTTPS from a [`TestCa`]; any host or named virtual hosts) that counts
+//! every byte it receives, for proxy tests; [`Webhook`], a receiver for alert tests;
+//! [`Appliance`], which runs the real `hedgerow` binary on port 0 with a test configuration
+//! and waits for it to be ready; [`Dnsmasq`], a real dnsmasq as the school router in front of
+//! it; and [`Netns`], network namespaces for tests that need separate hosts with their own
+//! MACs.
 //!
 //! It never talks to anything but loopback addresses and the namespaces a test made, and it
 //! does not depend on any Hedgerow crate: it sees the appliance only from the outside, as a
@@ -18,6 +20,7 @@ mod client;
 mod dnsmasq;
 mod netns;
 mod origin;
+mod strict;
 mod upstream;
 mod webhook;
 
@@ -29,6 +32,7 @@ pub use client::{
 pub use dnsmasq::Dnsmasq;
 pub use netns::Netns;
 pub use origin::{Origin, TestCa};
+pub use strict::strict;
 pub use upstream::{RunningUpstream, UpstreamDns, black_hole};
 pub use webhook::Webhook;
 

@@ -1,12 +1,19 @@
 //! A web origin on loopback for proxy tests: plain HTTP or HTTPS with a certificate from a
-//! test CA. Answers every request with a text page naming what it received, and keeps the
-//! request heads so tests can check what the proxy forwarded.
+//! test CA. Answers every request with a text page naming what it received (request line, Host,
+//! body length), keeps the request heads so tests can check what the proxy forwarded, and
+//! counts every byte that arrives, so a test can show that nothing did. It can serve named
+//! virtual hosts only, as a shared web server does ([`Origin::http_vhosts`]).
 
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf,
+};
 use tokio::net::TcpListener;
 
 /// A certificate authority made for one test.
@@ -58,50 +65,75 @@ impl TestCa {
 /// A running origin.
 pub struct Origin {
     pub addr: SocketAddr,
-    heads: Arc<Mutex<Vec<String>>>,
+    seen: Arc<Seen>,
     task: tokio::task::JoinHandle<()>,
 }
 
+/// What an origin has received, and whom it serves.
+#[derive(Default)]
+struct Seen {
+    heads: Mutex<Vec<String>>,
+    /// Bytes read from every connection (TLS: after decryption), counted as they arrive.
+    bytes: AtomicU64,
+    /// The virtual hosts served; empty: any Host.
+    vhosts: Vec<String>,
+}
+
 impl Origin {
-    /// Plain HTTP on 127.0.0.1.
+    /// Plain HTTP on 127.0.0.1, for any Host.
     pub async fn http() -> Self {
-        Self::start(None).await
+        Self::start(None, &[]).await
+    }
+
+    /// Plain HTTP on 127.0.0.1 serving the virtual hosts `names` only, as a shared web server
+    /// does: each gets its own page (`site NAME`); any other Host gets 421 Misdirected Request.
+    pub async fn http_vhosts(names: &[&str]) -> Self {
+        Self::start(None, names).await
     }
 
     /// HTTPS on 127.0.0.1 with a certificate for `names` from `ca`.
     pub async fn https(ca: &TestCa, names: &[&str]) -> Self {
-        Self::start(Some(tokio_rustls::TlsAcceptor::from(
-            ca.server_config(names),
-        )))
+        Self::start(
+            Some(tokio_rustls::TlsAcceptor::from(ca.server_config(names))),
+            &[],
+        )
         .await
     }
 
-    async fn start(tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
+    async fn start(tls: Option<tokio_rustls::TlsAcceptor>, vhosts: &[&str]) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let heads = Arc::new(Mutex::new(Vec::new()));
-        let h = heads.clone();
+        let seen = Arc::new(Seen {
+            vhosts: vhosts.iter().map(|v| v.to_ascii_lowercase()).collect(),
+            ..Seen::default()
+        });
+        let s = seen.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (h, tls) = (h.clone(), tls.clone());
+                let (s, tls) = (s.clone(), tls.clone());
                 tokio::spawn(async move {
                     match tls {
                         Some(acceptor) => {
-                            if let Ok(s) = acceptor.accept(stream).await {
-                                serve(s, h).await;
+                            if let Ok(t) = acceptor.accept(stream).await {
+                                serve(t, s).await;
                             }
                         }
-                        None => serve(stream, h).await,
+                        None => serve(stream, s).await,
                     }
                 });
             }
         });
-        Self { addr, heads, task }
+        Self { addr, seen, task }
     }
 
     /// The request heads received so far (the request line as sent, header lines lower-cased).
     pub fn heads(&self) -> Vec<String> {
-        self.heads.lock().unwrap().clone()
+        self.seen.heads.lock().unwrap().clone()
+    }
+
+    /// Every byte received so far, on every connection, whole requests or not.
+    pub fn bytes_received(&self) -> u64 {
+        self.seen.bytes.load(Ordering::SeqCst)
     }
 }
 
@@ -111,12 +143,54 @@ impl Drop for Origin {
     }
 }
 
+/// A stream that counts the bytes read from it.
+struct Counted<S> {
+    inner: S,
+    seen: Arc<Seen>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = (buf.filled().len() - before) as u64;
+        self.seen.bytes.fetch_add(n, Ordering::SeqCst);
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// HTTP/1.1 with keep-alive: reads a head and a Content-Length body, answers with a page.
-async fn serve<S: AsyncRead + AsyncWrite + Unpin>(stream: S, heads: Arc<Mutex<Vec<String>>>) {
-    let mut r = BufReader::new(stream);
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(stream: S, seen: Arc<Seen>) {
+    let mut r = BufReader::new(Counted {
+        inner: stream,
+        seen: seen.clone(),
+    });
     loop {
         let mut head = String::new();
         let mut len = 0usize;
+        let mut host = String::new();
         loop {
             let mut line = String::new();
             match r.read_line(&mut line).await {
@@ -135,20 +209,37 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(stream: S, heads: Arc<Mutex<Ve
             if let Some(v) = lower.strip_prefix("content-length:") {
                 len = v.trim().parse().unwrap_or(0);
             }
+            if let Some(v) = lower.strip_prefix("host:") {
+                host = v.trim().to_owned();
+            }
             head.push_str(&lower);
         }
         let mut body = vec![0; len];
         if r.read_exact(&mut body).await.is_err() {
             return;
         }
-        heads.lock().unwrap().push(head.clone());
+        seen.heads.lock().unwrap().push(head.clone());
         let first = head.lines().next().unwrap_or_default().to_owned();
-        let page = format!(
-            "<html><body><h1 id=\"origin\">origin page</h1><p>{first}</p><p>body {} bytes</p></body></html>\n",
-            body.len()
-        );
+        // A virtual host is named without the port.
+        let name = host.rsplit_once(':').map_or(host.as_str(), |(n, _)| n);
+        let (status, page) = if seen.vhosts.is_empty() || seen.vhosts.iter().any(|v| v == name) {
+            let site = if seen.vhosts.is_empty() {
+                String::new()
+            } else {
+                format!("<h2 id=\"site\">site {name}</h2>")
+            };
+            (
+                "200 OK",
+                format!(
+                    "<html><body><h1 id=\"origin\">origin page</h1>{site}<p>{first}</p><p id=\"host\">host {host}</p><p>body {} bytes</p></body></html>\n",
+                    body.len()
+                ),
+            )
+        } else {
+            ("421 Misdirected Request", format!("no site {name} here\n"))
+        };
         let reply = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nkeep-alive: timeout=5\r\nx-origin: yes\r\n\r\n{page}",
+            "HTTP/1.1 {status}\r\ncontent-type: text/html\r\ncontent-length: {}\r\nkeep-alive: timeout=5\r\nx-origin: yes\r\n\r\n{page}",
             page.len()
         );
         if r.get_mut().write_all(reply.as_bytes()).await.is_err()

@@ -12,7 +12,11 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 
+/// A name from text; one with characters outside ASCII has raw UTF-8 labels.
 fn name(s: &str) -> Name {
+    if !s.is_ascii() {
+        return Name::from_labels(s.trim_end_matches('.').split('.').map(str::as_bytes)).unwrap();
+    }
     Name::from_ascii(if s.ends_with('.') {
         s.to_owned()
     } else {
@@ -21,7 +25,20 @@ fn name(s: &str) -> Name {
     .unwrap()
 }
 
-/// Records to serve, by lower-case name (no trailing dot).
+/// A name as the zone keys it: lower case, no trailing dot, raw UTF-8 labels as text.
+fn key(n: &Name) -> String {
+    match n
+        .iter()
+        .map(std::str::from_utf8)
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(labels) if !n.iter().all(<[u8]>::is_ascii) => labels.join(".").to_lowercase(),
+        _ => n.to_ascii().trim_end_matches('.').to_ascii_lowercase(),
+    }
+}
+
+/// Records to serve, by lower-case name (no trailing dot). Owners given with characters outside
+/// ASCII are served under raw UTF-8 labels (as some clients ask), not their IDNA form.
 #[derive(Default, Clone)]
 pub struct UpstreamDns {
     records: HashMap<String, Vec<(RecordType, RData, u32)>>,
@@ -38,7 +55,7 @@ impl UpstreamDns {
     fn add(mut self, owner: &str, data: RData, ttl: u32) -> Self {
         let rtype = data.record_type();
         self.records
-            .entry(owner.trim_end_matches('.').to_ascii_lowercase())
+            .entry(key(&name(owner)))
             .or_default()
             .push((rtype, data, ttl));
         self
@@ -80,7 +97,9 @@ impl UpstreamDns {
                 ),
                 (
                     SvcParamKey::EchConfigList,
-                    SvcParamValue::EchConfigList(EchConfigList(vec![0, 1, 2, 3])),
+                    // A well-formed list (RFC 9849 §4): its length, then one ECHConfig of
+                    // version 0xfe0d with empty contents.
+                    SvcParamValue::EchConfigList(EchConfigList(vec![0, 4, 0xfe, 0x0d, 0, 0])),
                 ),
             ],
         );
@@ -266,11 +285,7 @@ impl State {
         let q = Message::from_vec(bytes).ok()?;
         let question = q.queries.first()?.clone();
         self.queries.fetch_add(1, Ordering::SeqCst);
-        let qname = question
-            .name()
-            .to_ascii()
-            .trim_end_matches('.')
-            .to_ascii_lowercase();
+        let qname = key(question.name());
         self.log
             .lock()
             .unwrap()
@@ -312,7 +327,7 @@ impl State {
                     reply.add_answer(Record::from_rdata(name(&owner), *ttl, data.clone()));
                 }
                 if let RData::CNAME(CNAME(t)) = data {
-                    next = Some(t.to_ascii().trim_end_matches('.').to_ascii_lowercase());
+                    next = Some(key(t));
                 }
             }
             match next {
