@@ -23,6 +23,8 @@
 //! thread that batches. Access events are dropped (and counted) when the queue is full;
 //! breaches are never dropped, and count as recorded only once they are on disk.
 
+mod admin;
+mod audit;
 mod breach;
 mod error;
 mod export;
@@ -30,6 +32,8 @@ mod recorder;
 mod store;
 mod wire;
 
+pub use admin::AdminTree;
+pub use audit::AuditCheck;
 pub use breach::{Breach, Delivery, DeliveryState, breach_for};
 pub use error::StoreError;
 pub use export::Counts;

@@ -78,6 +78,12 @@ pub struct AuditEntry {
     pub action: String,
     /// The details, usually JSON.
     pub detail: String,
+    /// The hash chain (see `audit.rs`): the previous chained entry's hash and this entry's,
+    /// as hex. `None` on entries written before the chain began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
 }
 
 /// Which access events to return. Empty fields match everything.
@@ -138,7 +144,7 @@ pub struct IntegrityReport {
 /// The log store. Cheap to share behind an `Arc`; every method takes `&self`.
 pub struct Store {
     /// Breaches, their keys, pending alerts, the audit log, meta.
-    db: sled::Db,
+    pub(crate) db: sled::Db,
     path: PathBuf,
     options: StoreOptions,
     /// The parts of days open now (each `days/YYYY-MM-DD/NNNNNN`), by day number and part.
@@ -148,7 +154,7 @@ pub struct Store {
     breaches: sled::Tree,
     breach_keys: sled::Tree,
     pending: sled::Tree,
-    audit: sled::Tree,
+    pub(crate) audit: sled::Tree,
 }
 
 impl std::fmt::Debug for Store {
@@ -837,7 +843,8 @@ impl Store {
         Ok(())
     }
 
-    /// Appends to the audit log. On disk when this returns.
+    /// Appends to the audit log, chained to the entry before (see `audit.rs`). On disk when
+    /// this returns.
     pub fn append_audit(
         &self,
         time: jiff::Timestamp,
@@ -845,16 +852,7 @@ impl Store {
         action: &str,
         detail: &str,
     ) -> Result<AuditEntry, StoreError> {
-        let entry = AuditEntry {
-            id: self.db.generate_id()?,
-            time,
-            actor: actor.to_owned(),
-            action: action.to_owned(),
-            detail: detail.to_owned(),
-        };
-        self.audit.insert(entry.id.to_be_bytes(), encode(&entry))?;
-        self.flush()?;
-        Ok(entry)
+        crate::audit::append(self, time, actor, action, detail)
     }
 
     /// The whole audit log, oldest first.
@@ -862,7 +860,7 @@ impl Store {
         self.audit
             .iter()
             .values()
-            .map(|v| decode(AUDIT, &v?))
+            .map(|v| crate::audit::decode_entry(&v?))
             .collect()
     }
 
@@ -1035,7 +1033,7 @@ impl Store {
     }
 
     pub(crate) fn put_audit(&self, a: &AuditEntry) -> Result<(), StoreError> {
-        self.audit.insert(a.id.to_be_bytes(), encode(a))?;
+        crate::audit::put(self, a)?;
         while self.db.generate_id()? <= a.id {}
         Ok(())
     }
