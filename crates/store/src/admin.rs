@@ -24,6 +24,9 @@ impl AdminTree {
     }
 }
 
+/// A record's key and value.
+pub type AdminRecord = (Vec<u8>, Vec<u8>);
+
 impl Store {
     pub fn admin_get(&self, tree: AdminTree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
@@ -47,7 +50,7 @@ impl Store {
     }
 
     /// Every record of a tree, in key order.
-    pub fn admin_list(&self, tree: AdminTree) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn admin_list(&self, tree: AdminTree) -> Result<Vec<AdminRecord>, StoreError> {
         self.db
             .open_tree(tree.name())?
             .iter()

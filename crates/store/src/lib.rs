@@ -32,7 +32,7 @@ mod recorder;
 mod store;
 mod wire;
 
-pub use admin::AdminTree;
+pub use admin::{AdminRecord, AdminTree};
 pub use audit::AuditCheck;
 pub use breach::{Breach, Delivery, DeliveryState, breach_for};
 pub use error::StoreError;
