@@ -15,7 +15,7 @@ mod schema;
 
 pub use duration::parse_duration;
 pub use hedgerow_model::{ListFormat, ListKind, Severity, UrlMatch};
-pub use load::{from_str, load};
+pub use load::{from_str, load, load_with};
 pub use schema::{
     AlertsConfig, BreachesConfig, CacheConfig, Config, DaySpec, Device, DnsBlockMode, DnsConfig,
     EmailConfig, Group, LeaseFile, LeaseFormat, ListSource, LocalEntry, Location, LogsConfig,
