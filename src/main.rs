@@ -2,6 +2,7 @@
 //! does is done by the library crates; this file wires them together and turns their typed
 //! errors into messages and exit codes.
 
+mod admin;
 mod alloc;
 mod logs;
 
@@ -87,6 +88,27 @@ enum Command {
         /// A host name (`example.com`) or URL (`http://example.com/page`, `example.com/page`).
         target: String,
     },
+    /// Accounts and their roles (through the running appliance).
+    User {
+        #[command(flatten)]
+        auth: admin::Auth,
+        #[command(subcommand)]
+        command: admin::UserCommand,
+    },
+    /// Filter change requests: propose, approve, apply, revert (through the running appliance).
+    Change {
+        #[command(flatten)]
+        auth: admin::Auth,
+        #[command(subcommand)]
+        command: admin::ChangeCommand,
+    },
+    /// The hash-chained audit log: list it or verify it.
+    Audit {
+        #[command(flatten)]
+        auth: admin::Auth,
+        #[command(subcommand)]
+        command: admin::AuditCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -107,6 +129,9 @@ fn main() -> ExitCode {
             json,
             target,
         } => lookup(&config, client, at.as_deref(), json, &target),
+        Command::User { auth, command } => admin::user(&auth, command),
+        Command::Change { auth, command } => admin::change(&auth, command),
+        Command::Audit { auth, command } => admin::audit(&auth, command),
     };
     match result {
         Ok(code) => code,
@@ -156,6 +181,7 @@ fn run(config: &Path) -> Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
+        let path_for_admin = config.to_owned();
         let path = config.to_owned();
         let handle = tokio::task::spawn_blocking(move || PolicyHandle::load(&path))
             .await
@@ -211,7 +237,11 @@ fn run(config: &Path) -> Result<ExitCode> {
             None => Vec::new(),
         };
         let control = control_socket(&state_dir, handle.clone(), store.clone())?;
+        let (api, expiry) = start_admin(&path_for_admin, &handle, &store, &state_dir).await?;
         let code = serve(handle, &resolver, &recorder, &store).await;
+        api.abort();
+        expiry.abort();
+        let _ = std::fs::remove_file(state_dir.join(admin::API_SOCKET));
         control.abort();
         purge.abort();
         for t in proxy_tasks {
@@ -268,6 +298,69 @@ fn log_metrics(resolver: &hedgerow_dns::Resolver, recorder: &hedgerow_store::Rec
 
 pub(crate) const CONTROL_SOCKET: &str = "control.sock";
 
+/// The change-control service, once started: reloads from elsewhere (SIGHUP, the control
+/// socket) ask it to look for hand edits.
+static ADMIN: std::sync::OnceLock<Arc<hedgerow_admin::Admin>> = std::sync::OnceLock::new();
+
+/// Starts change control: notes hand edits made while the appliance was stopped, serves the
+/// API on `STATE/api.sock`, and reverts expired exceptions (checked every second).
+async fn start_admin(
+    config: &Path,
+    handle: &Arc<PolicyHandle>,
+    store: &Arc<hedgerow_store::Store>,
+    state_dir: &Path,
+) -> Result<(tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>)> {
+    let h = handle.clone();
+    let reloader: hedgerow_admin::Reloader = Arc::new(move || match h.reload() {
+        Ok(snap) => {
+            announce(&snap);
+            Ok(format!(
+                "policy reloaded ({} groups)",
+                snap.config().groups.len()
+            ))
+        }
+        Err(e) => {
+            tracing::error!("reload refused, previous policy still in force: {e}");
+            Err(e.to_string())
+        }
+    });
+    let admin = Arc::new(hedgerow_admin::Admin::new(
+        store.clone(),
+        config,
+        reloader,
+        clock()?,
+    ));
+    let _ = ADMIN.set(admin.clone());
+    let a = admin.clone();
+    tokio::task::spawn_blocking(move || a.check_unreviewed())
+        .await
+        .context("change control stopped")??;
+    let path = state_dir.join(admin::API_SOCKET);
+    let api = hedgerow_admin::api::serve_unix(admin.clone(), &path)
+        .with_context(|| format!("binding the API socket {}", path.display()))?;
+    tracing::info!("API listening on {}", path.display());
+    let expiry = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let a = admin.clone();
+            match tokio::task::spawn_blocking(move || a.expire()).await {
+                Ok(Ok(done)) => {
+                    for c in done {
+                        tracing::info!(
+                            change = c.id,
+                            "time-limited exception expired and reverted"
+                        );
+                    }
+                }
+                Ok(Err(e)) => tracing::error!("expiry check: {e}"),
+                Err(e) => tracing::error!("expiry check stopped: {e}"),
+            }
+        }
+    });
+    Ok((api, expiry))
+}
+
 /// Reloads off the async workers; returns a one-line report for the control socket.
 async fn reload_now(
     handle: &Arc<PolicyHandle>,
@@ -278,6 +371,11 @@ async fn reload_now(
         Ok(Ok(snap)) => {
             announce(&snap);
             illegal_tier_alerts(&snap, store);
+            if let Some(a) = ADMIN.get().cloned()
+                && let Ok(Err(e)) = tokio::task::spawn_blocking(move || a.check_unreviewed()).await
+            {
+                tracing::error!("looking for hand edits: {e}");
+            }
             let s = snap.matcher().stats();
             let mut reply = format!(
                 "ok: policy reloaded ({} domains, {} URLs, {} illegal-tier entries, {} groups)",

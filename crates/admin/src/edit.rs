@@ -362,22 +362,28 @@ fn add(table: &mut dyn toml_edit::TableLike, key: &str, text: &str) -> Result<()
             if a.iter().any(|v| v.as_str().is_some_and(|s| same(s, text))) {
                 return Err(AdminError::Invalid(format!("{key} already holds {text:?}")));
             }
-            // Follow the array's layout: one entry a line if it is laid out so.
-            let multiline = a.iter().last().is_some_and(|v| {
+            // Follow the array's layout: one entry a line if it is laid out so. A comment after
+            // the last entry's comma belongs to the array's trailing text: it stays with that
+            // entry, ahead of the new one.
+            let last_prefix = a.iter().last().and_then(|v| {
                 v.decor()
                     .prefix()
                     .and_then(|p| p.as_str())
-                    .is_some_and(|p| p.contains('\n'))
-            });
-            let prefix = a.iter().last().and_then(|v| {
-                v.decor()
-                    .prefix()
-                    .and_then(|p| p.as_str())
+                    .filter(|p| p.contains('\n'))
                     .map(str::to_owned)
             });
+            let trailing = a.trailing().as_str().unwrap_or("").to_owned();
             a.push(text);
-            if multiline && let (Some(last), Some(prefix)) = (a.iter_mut().last(), prefix) {
-                last.decor_mut().set_prefix(prefix);
+            if let Some(prefix) = last_prefix {
+                let (comment, rest) = match trailing.rfind('\n') {
+                    Some(nl) if a.trailing_comma() => trailing.split_at(nl),
+                    _ => ("", trailing.as_str()),
+                };
+                if let Some(last) = a.iter_mut().last() {
+                    last.decor_mut().set_prefix(format!("{comment}{prefix}"));
+                }
+                a.set_trailing(rest.to_owned());
+                a.set_trailing_comma(true);
             }
             Ok(())
         }
