@@ -65,7 +65,7 @@ pub(crate) enum UserCommand {
 #[derive(Subcommand)]
 pub(crate) enum ChangeCommand {
     /// Propose a change with its risk assessment; prints the preview.
-    Propose(ProposeArgs),
+    Propose(Box<ProposeArgs>),
     /// List change requests.
     List,
     /// Show one change request with its preview.

@@ -91,21 +91,21 @@ enum Command {
     /// Accounts and their roles (through the running appliance).
     User {
         #[command(flatten)]
-        auth: admin::Auth,
+        auth: Box<admin::Auth>,
         #[command(subcommand)]
         command: admin::UserCommand,
     },
     /// Filter change requests: propose, approve, apply, revert (through the running appliance).
     Change {
         #[command(flatten)]
-        auth: admin::Auth,
+        auth: Box<admin::Auth>,
         #[command(subcommand)]
         command: admin::ChangeCommand,
     },
     /// The hash-chained audit log: list it or verify it.
     Audit {
         #[command(flatten)]
-        auth: admin::Auth,
+        auth: Box<admin::Auth>,
         #[command(subcommand)]
         command: admin::AuditCommand,
     },

@@ -237,7 +237,7 @@ mod tests {
         assert!(gov.authorize(Permission::Propose).is_err());
         let both = account(&[Role::Technician, Role::Approver]);
         assert!(both.authorize(Permission::Approve).is_ok());
-        let mut off = both.clone();
+        let mut off = both;
         off.disabled = true;
         assert!(off.authorize(Permission::Read).is_err());
     }

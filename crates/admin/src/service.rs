@@ -430,8 +430,8 @@ impl Admin {
             edited.iter().map(|(p, t)| (p.clone(), t.clone())).collect();
         let after = hedgerow_config::load_with(&self.config, &overlay)
             .map_err(|e| AdminError::Validation(e.to_string()))?;
-        let snap = PolicySnapshot::build(after.clone())
-            .map_err(|e| AdminError::Validation(e.to_string()))?;
+        let snap =
+            PolicySnapshot::build(after).map_err(|e| AdminError::Validation(e.to_string()))?;
         Ok(DryRun {
             before: files.texts,
             edited,
