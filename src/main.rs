@@ -2,6 +2,7 @@
 //! does is done by the library crates; this file wires them together and turns their typed
 //! errors into messages and exit codes.
 
+mod admin;
 mod alloc;
 mod logs;
 mod pidfile;
@@ -89,6 +90,27 @@ enum Command {
         /// A host name (`example.com`) or URL (`http://example.com/page`, `example.com/page`).
         target: String,
     },
+    /// Accounts and their roles (through the running appliance).
+    User {
+        #[command(flatten)]
+        auth: Box<admin::Auth>,
+        #[command(subcommand)]
+        command: admin::UserCommand,
+    },
+    /// Filter change requests: propose, approve, apply, revert (through the running appliance).
+    Change {
+        #[command(flatten)]
+        auth: Box<admin::Auth>,
+        #[command(subcommand)]
+        command: admin::ChangeCommand,
+    },
+    /// The hash-chained audit log: list it or verify it.
+    Audit {
+        #[command(flatten)]
+        auth: Box<admin::Auth>,
+        #[command(subcommand)]
+        command: admin::AuditCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -109,6 +131,9 @@ fn main() -> ExitCode {
             json,
             target,
         } => lookup(&config, client, at.as_deref(), json, &target),
+        Command::User { auth, command } => admin::user(&auth, command),
+        Command::Change { auth, command } => admin::change(&auth, command),
+        Command::Audit { auth, command } => admin::audit(&auth, command),
     };
     match result {
         Ok(code) => code,
@@ -158,6 +183,7 @@ fn run(config_path: &Path) -> Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
+        let path_for_admin = config_path.to_owned();
         let path = config_path.to_owned();
         let config = tokio::task::spawn_blocking(move || hedgerow_config::load(&path))
             .await
@@ -188,7 +214,11 @@ fn run(config_path: &Path) -> Result<ExitCode> {
         let (resolver, recorder) = (services.resolver.clone(), services.recorder.clone());
         let services = Arc::new(tokio::sync::Mutex::new(Some(services)));
         let control = control_socket(&state_dir, services.clone(), store.clone())?;
+        let (api, expiry) = start_admin(&path_for_admin, &services, &store, &state_dir).await?;
         let code = serve(&services, &resolver, &recorder).await;
+        api.abort();
+        expiry.abort();
+        let _ = std::fs::remove_file(state_dir.join(admin::API_SOCKET));
         control.abort();
         let _ = std::fs::remove_file(state_dir.join(CONTROL_SOCKET));
         if let Some(s) = services.lock().await.take() {
@@ -241,16 +271,78 @@ fn log_metrics(resolver: &hedgerow_dns::Resolver, recorder: &hedgerow_store::Rec
 
 pub(crate) const CONTROL_SOCKET: &str = "control.sock";
 
+/// The change-control service, once started: reloads from elsewhere (SIGHUP, the control
+/// socket) ask it to look for hand edits.
+static ADMIN: std::sync::OnceLock<Arc<hedgerow_admin::Admin>> = std::sync::OnceLock::new();
+
+/// Starts change control: notes hand edits made while the appliance was stopped, serves the
+/// API on `STATE/api.sock`, and reverts expired exceptions (checked every second).
+async fn start_admin(
+    config: &Path,
+    services: &Shared,
+    store: &Arc<hedgerow_store::Store>,
+    state_dir: &Path,
+) -> Result<(tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>)> {
+    // A change is put in force by the same all-or-nothing reload as SIGHUP and `hedgerow
+    // reload`. Change control calls it off the async workers (spawn_blocking), so it may wait.
+    let shared = services.clone();
+    let rt = tokio::runtime::Handle::current();
+    let reloader: hedgerow_admin::Reloader = Arc::new(move || rt.block_on(reload_now(&shared)));
+    let admin = Arc::new(hedgerow_admin::Admin::new(
+        store.clone(),
+        config,
+        reloader,
+        clock()?,
+    ));
+    let _ = ADMIN.set(admin.clone());
+    let a = admin.clone();
+    tokio::task::spawn_blocking(move || a.check_unreviewed())
+        .await
+        .context("change control stopped")??;
+    let path = state_dir.join(admin::API_SOCKET);
+    let api = hedgerow_admin::api::serve_unix(admin.clone(), &path)
+        .with_context(|| format!("binding the API socket {}", path.display()))?;
+    tracing::info!("API listening on {}", path.display());
+    let expiry = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let a = admin.clone();
+            match tokio::task::spawn_blocking(move || a.expire()).await {
+                Ok(Ok(done)) => {
+                    for c in done {
+                        tracing::info!(
+                            change = c.id,
+                            "time-limited exception expired and reverted"
+                        );
+                    }
+                }
+                Ok(Err(e)) => tracing::error!("expiry check: {e}"),
+                Err(e) => tracing::error!("expiry check stopped: {e}"),
+            }
+        }
+    });
+    Ok((api, expiry))
+}
+
 /// The running services, shared by the control socket and the signal loop; `None` once
 /// stopping. The lock also keeps two reloads from running at once.
 type Shared = Arc<tokio::sync::Mutex<Option<services::Services>>>;
 
 /// Reloads, for the control socket or SIGHUP; the one-line outcome.
 async fn reload_now(services: &Shared) -> std::result::Result<String, String> {
-    match services.lock().await.as_mut() {
+    let result = match services.lock().await.as_mut() {
         Some(s) => s.reload().await,
         None => Err("refused: the appliance is stopping".into()),
+    };
+    // A reload that took effect may carry edits made by hand: change control records them.
+    if result.is_ok()
+        && let Some(a) = ADMIN.get().cloned()
+        && let Ok(Err(e)) = tokio::task::spawn_blocking(move || a.check_unreviewed()).await
+    {
+        tracing::error!("looking for hand edits: {e}");
     }
+    result
 }
 
 /// `state/control.sock`: `hedgerow reload` writes `reload` and reads the outcome; `logs`,

@@ -16,7 +16,7 @@ mod schema;
 
 pub use duration::parse_duration;
 pub use hedgerow_model::{ListFormat, ListKind, Severity, UrlMatch};
-pub use load::{from_str, load};
+pub use load::{from_str, load, load_with};
 pub use reload::{ReloadDiff, diff};
 pub use schema::{
     AlertsConfig, BreachesConfig, CacheConfig, Config, DaySpec, Device, DnsBlockMode, DnsConfig,

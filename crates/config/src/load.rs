@@ -29,6 +29,33 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// against `origin`'s folder. Pure apart from reading included files and checking that list
 /// files exist.
 pub fn from_str(text: &str, origin: &Path) -> Result<Config, ConfigErrors> {
+    parse_with(text, origin, &|p| std::fs::read_to_string(p))
+}
+
+/// Reads the configuration at `path` as [`load`] does, except that a file named in `overlay`
+/// is read as the text given there instead of from disk: to validate edited files before
+/// they are written.
+pub fn load_with(path: &Path, overlay: &HashMap<PathBuf, String>) -> Result<Config, ConfigErrors> {
+    let read = |p: &Path| match overlay.get(p) {
+        Some(text) => Ok(text.clone()),
+        None => std::fs::read_to_string(p),
+    };
+    match read(path) {
+        Ok(text) => parse_with(&text, path, &read),
+        Err(e) => Err(ConfigErrors(vec![ConfigError {
+            path: path.to_owned(),
+            line: 1,
+            column: 1,
+            reason: format!("cannot read file: {e}"),
+        }])),
+    }
+}
+
+fn parse_with(
+    text: &str,
+    origin: &Path,
+    read: &dyn Fn(&Path) -> std::io::Result<String>,
+) -> Result<Config, ConfigErrors> {
     let mut cx = Context::default();
     let main = Source::new(origin.to_owned(), text.to_owned());
     let Some(raw) = cx.parse(&main) else {
@@ -38,7 +65,7 @@ pub fn from_str(text: &str, origin: &Path) -> Result<Config, ConfigErrors> {
     let includes = files[0].1.include.take().unwrap_or_default();
     for inc in includes {
         let path = resolve(&files[0].0.path, inc.get_ref());
-        match std::fs::read_to_string(&path) {
+        match read(&path) {
             Ok(text) => {
                 let src = Source::new(path, text);
                 if let Some(mut raw) = cx.parse(&src) {

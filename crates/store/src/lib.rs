@@ -26,6 +26,8 @@
 //! thread that batches. Access events are dropped (and counted) when the queue is full;
 //! breaches are never dropped, and count as recorded only once they are on disk.
 
+mod admin;
+mod audit;
 mod breach;
 mod breaches;
 mod error;
@@ -35,6 +37,8 @@ mod recorder;
 mod store;
 mod wire;
 
+pub use admin::{AdminRecord, AdminTree};
+pub use audit::AuditCheck;
 pub use breach::{Breach, Change, Delivery, DeliveryState, Recorded, Trigger, breach_for};
 pub use error::StoreError;
 pub use events::{EventFilter, Events};

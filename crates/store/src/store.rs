@@ -74,6 +74,12 @@ pub struct AuditEntry {
     pub action: String,
     /// The details, usually JSON.
     pub detail: String,
+    /// The hash chain (see `audit.rs`): the previous chained entry's hash and this entry's,
+    /// as hex. `None` on entries written before the chain began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
 }
 
 /// Whether every index agrees with the data it indexes.
@@ -90,7 +96,7 @@ pub struct IntegrityReport {
 /// The log store. Cheap to share behind an `Arc`; every method takes `&self`.
 pub struct Store {
     /// Breaches, their keys, pending alerts, the audit log, meta.
-    db: sled::Db,
+    pub(crate) db: sled::Db,
     path: PathBuf,
     options: StoreOptions,
     /// The parts of days open now (each `days/YYYY-MM-DD/NNNNNN`), by day number and part.
@@ -103,7 +109,7 @@ pub struct Store {
     pub(crate) triggers: sled::Tree,
     pub(crate) trigger_keys: sled::Tree,
     pub(crate) meta: sled::Tree,
-    audit: sled::Tree,
+    pub(crate) audit: sled::Tree,
 }
 
 impl std::fmt::Debug for Store {
@@ -579,16 +585,7 @@ impl Store {
         action: &str,
         detail: &str,
     ) -> Result<AuditEntry, StoreError> {
-        let entry = AuditEntry {
-            id: self.db.generate_id()?,
-            time,
-            actor: actor.to_owned(),
-            action: action.to_owned(),
-            detail: detail.to_owned(),
-        };
-        self.audit.insert(entry.id.to_be_bytes(), encode(&entry))?;
-        self.flush()?;
-        Ok(entry)
+        crate::audit::append(self, time, actor, action, detail)
     }
 
     /// The whole audit log, oldest first.
@@ -596,7 +593,7 @@ impl Store {
         self.audit
             .iter()
             .values()
-            .map(|v| decode(AUDIT, &v?))
+            .map(|v| crate::audit::decode_entry(&v?))
             .collect()
     }
 
@@ -688,7 +685,7 @@ impl Store {
     }
 
     pub(crate) fn put_audit(&self, a: &AuditEntry) -> Result<(), StoreError> {
-        self.audit.insert(a.id.to_be_bytes(), encode(a))?;
+        crate::audit::put(self, a)?;
         while self.db.generate_id()? <= a.id {}
         Ok(())
     }

@@ -1,0 +1,72 @@
+//! This crate is the one owner of every change to filtering: accounts and roles, change
+//! requests with their risk assessment, preview and approvals, applying them to the TOML files
+//! (comments kept, everything re-validated, written atomically, the appliance reloaded) and
+//! reverting them, hand edits noticed as unreviewed changes, and the appliance's HTTP API
+//! ([`api`]) that the CLI and the web console use. Every step goes to the store's hash-chained
+//! audit log, attributed to an authenticated account.
+//!
+//! It does not decide verdicts (the policy crate does, from the edited files) and it does not
+//! talk DNS or HTTP proxying. Its operations are blocking (argon2, policy builds, fsync): the
+//! API runs them off the async workers.
+
+mod accounts;
+pub mod api;
+mod change;
+mod edit;
+mod service;
+
+pub use accounts::{Account, Permission, Role};
+pub use change::{
+    ChangeRequest, FileHashes, Origin, Preview, Proposal, Risk, RiskAssessment, Signature, Status,
+    VerdictChange,
+};
+pub use edit::{Direction, Edit};
+pub use service::{APPLIANCE, Admin, Reloader, Session};
+
+/// Why an admin operation was refused or failed. Each kind maps to one HTTP status.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminError {
+    /// No or bad credentials.
+    #[error("not signed in: {0}")]
+    Unauthenticated(String),
+    /// Signed in, but the account's roles do not allow it.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The request is malformed or names something that is not there.
+    #[error("invalid: {0}")]
+    Invalid(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The change would touch the illegal tier: it cannot even be proposed.
+    #[error("refused: illegal tier: {0}")]
+    IllegalTier(String),
+    /// The request is not in a state that allows this (already applied, self-approval, …).
+    #[error("refused: {0}")]
+    Conflict(String),
+    /// The edited configuration does not validate, or the appliance would not reload it; no
+    /// file was changed.
+    #[error("the change does not validate; no file was changed:\n{0}")]
+    Validation(String),
+    #[error("store: {0}")]
+    Store(#[from] hedgerow_store::StoreError),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl AdminError {
+    /// A stable name for the kind of error, as the API reports it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AdminError::Unauthenticated(_) => "unauthenticated",
+            AdminError::Forbidden(_) => "forbidden",
+            AdminError::Invalid(_) => "invalid",
+            AdminError::NotFound(_) => "not-found",
+            AdminError::IllegalTier(_) => "illegal-tier",
+            AdminError::Conflict(_) => "conflict",
+            AdminError::Validation(_) => "validation",
+            AdminError::Store(_) => "store",
+            AdminError::Internal(_) => "internal",
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Records of the admin crate (accounts, change requests, the reviewed configuration) in the
+//! main database. The values are opaque here: the admin crate writes and versions them.
+
+use crate::{Store, StoreError};
+
+/// A tree of admin records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminTree {
+    /// Accounts, by name (password and token hashes included: never exported in clear).
+    Accounts,
+    /// Change requests, by id (big-endian).
+    Changes,
+    /// What the configuration files held when last reviewed, by path.
+    Reviewed,
+}
+
+impl AdminTree {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Accounts => "admin-accounts",
+            Self::Changes => "admin-changes",
+            Self::Reviewed => "admin-reviewed",
+        }
+    }
+}
+
+/// A record's key and value.
+pub type AdminRecord = (Vec<u8>, Vec<u8>);
+
+impl Store {
+    pub fn admin_get(&self, tree: AdminTree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .db
+            .open_tree(tree.name())?
+            .get(key)?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Writes a record; on disk when this returns.
+    pub fn admin_put(&self, tree: AdminTree, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.db.open_tree(tree.name())?.insert(key, value)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub fn admin_remove(&self, tree: AdminTree, key: &[u8]) -> Result<(), StoreError> {
+        self.db.open_tree(tree.name())?.remove(key)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Every record of a tree, in key order.
+    pub fn admin_list(&self, tree: AdminTree) -> Result<Vec<AdminRecord>, StoreError> {
+        self.db
+            .open_tree(tree.name())?
+            .iter()
+            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(Into::into))
+            .collect()
+    }
+
+    /// A new id, unique in this store.
+    pub fn admin_next_id(&self) -> Result<u64, StoreError> {
+        Ok(self.db.generate_id()?)
+    }
+}

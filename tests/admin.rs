@@ -1,0 +1,626 @@
+//! Filter change control end to end, through the real binary and its API socket: accounts,
+//! propose / approve / apply with the approval rules, comments kept, verdicts changed, expiry,
+//! the DSL's co-sign, illegal-tier refusals, validation failures that leave every file
+//! untouched, hand edits noticed, and the audit chain verified and then broken by tampering.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hedgerow_testkit::Appliance;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_hedgerow");
+
+const MAIN: &str = r#"
+include = ["groups.toml"]
+
+[server]
+state_dir = "{dir}/state"
+timezone = "Europe/London"
+
+[dns]
+listen = ["127.0.0.1:0"]
+upstreams = [{ address = "127.0.0.1:9" }]
+blockpage_ipv4 = "192.0.2.80"
+
+[lists.iwf]
+path = "{dir}/iwf.txt"
+format = "urls"
+kind = "illegal"
+category = "child-abuse"
+
+[lists.adult]
+path = "{dir}/adult.txt"
+format = "domains"
+category = "adult"
+
+[lists.games]
+path = "{dir}/games.txt"
+format = "domains"
+category = "games"
+"#;
+
+const GROUPS: &str = r#"# Groups: edited by the technician. Keep this comment.
+[groups.ks2]
+networks = ["127.0.0.1/32"]
+block_categories = ["adult", "games"] # pupils
+safesearch = "on"
+youtube = "strict"
+
+# Staff: the same blocks, no SafeSearch.
+[groups.staff]
+networks = ["127.0.0.4/32"]
+block_categories = ["adult", "games"]
+safesearch = "off"
+youtube = "off"
+allow = [
+    "bbc.co.uk", # news
+]
+"#;
+
+fn start() -> Appliance {
+    Appliance::start(
+        Path::new(BIN),
+        MAIN,
+        &[
+            ("groups.toml", GROUPS),
+            ("iwf.txt", "http://abuse-test.invalid/gallery/item-1.html\n"),
+            ("adult.txt", "adult-test.example\n"),
+            ("games.txt", "games-test.example\n"),
+        ],
+        &[],
+    )
+}
+
+/// Runs `hedgerow ARGS --config …` with `token` in HEDGEROW_TOKEN and `stdin` on standard input.
+fn run(app: &Appliance, token: Option<&str>, stdin: &str, args: &[&str]) -> (bool, Value, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .arg("--config")
+        .arg(app.config_path())
+        .arg("--json")
+        .env_remove("HEDGEROW_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(t) = token {
+        cmd.env("HEDGEROW_TOKEN", t);
+    }
+    let mut child = cmd.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let v = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
+    (out.status.success(), v, stdout + &stderr)
+}
+
+fn ok(app: &Appliance, token: Option<&str>, stdin: &str, args: &[&str]) -> Value {
+    let (success, v, out) = run(app, token, stdin, args);
+    assert!(success, "hedgerow {args:?} failed: {out}\n{}", app.logs());
+    v
+}
+
+fn refused(app: &Appliance, token: Option<&str>, args: &[&str]) -> (String, String) {
+    let (success, v, out) = run(app, token, "", args);
+    assert!(
+        !success,
+        "hedgerow {args:?} should have been refused: {out}"
+    );
+    (v["error"]["kind"].as_str().unwrap_or("").to_owned(), out)
+}
+
+fn verdict(app: &Appliance, client: &str, target: &str) -> String {
+    let out = app.cli(&["lookup"], &["--client", client, "--json", target]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["verdict"]["action"].as_str().unwrap().to_owned()
+}
+
+fn id(v: &Value) -> String {
+    v["id"].as_u64().unwrap().to_string()
+}
+
+fn file_hashes(app: &Appliance) -> Vec<(String, Vec<u8>)> {
+    ["hedgerow.toml", "groups.toml"]
+        .iter()
+        .map(|n| (n.to_string(), std::fs::read(app.dir().join(n)).unwrap()))
+        .collect()
+}
+
+/// Accounts: boss (approver, bootstrapped), tech (technician and approver), dsl.
+fn accounts(app: &Appliance) -> (String, String, String) {
+    // Nobody may add an account without signing in once one exists: the first is the twin.
+    ok(
+        app,
+        None,
+        "boss-password-1\n",
+        &["user", "add", "boss", "--roles", "approver"],
+    );
+    let (kind, _) = refused(
+        app,
+        None,
+        &["user", "add", "eve", "--roles", "approver", "--no-password"],
+    );
+    assert_eq!(kind, "unauthenticated");
+    let boss = ok(
+        app,
+        None,
+        "boss-password-1\n",
+        &["user", "token", "boss", "--user", "boss"],
+    );
+    let boss = boss["token"].as_str().unwrap().to_owned();
+    let (success, _, _) = run(
+        app,
+        None,
+        "wrong-password\n",
+        &["user", "token", "boss", "--user", "boss"],
+    );
+    assert!(!success, "a wrong password signed in");
+    ok(
+        app,
+        Some(&boss),
+        "tech-password-1\n",
+        &["user", "add", "tech", "--roles", "technician,approver"],
+    );
+    ok(
+        app,
+        Some(&boss),
+        "dsl-password-12\n",
+        &["user", "add", "dsl", "--roles", "dsl"],
+    );
+    let token = |name: &str| {
+        ok(app, Some(&boss), "", &["user", "token", name])["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    ok(
+        app,
+        Some(&boss),
+        "",
+        &[
+            "user",
+            "add",
+            "gov",
+            "--roles",
+            "technician",
+            "--no-password",
+        ],
+    );
+    let (tech, dsl, gov) = (token("tech"), token("dsl"), token("gov"));
+    // Roles are checked in one place: the approver may change them, others may not.
+    ok(
+        app,
+        Some(&boss),
+        "",
+        &["user", "roles", "gov", "--roles", "governor"],
+    );
+    let (kind, _) = refused(
+        app,
+        Some(&gov),
+        &["user", "roles", "gov", "--roles", "approver"],
+    );
+    assert_eq!(kind, "forbidden");
+    let (kind, _) = refused(
+        app,
+        Some(&gov),
+        &[
+            "change",
+            "propose",
+            "--block",
+            "ks2:x-test.example",
+            "--reason",
+            "x",
+            "--risk",
+            "low",
+            "--justification",
+            "x",
+        ],
+    );
+    assert_eq!(kind, "forbidden", "a governor proposed a change");
+    let users = ok(app, Some(&gov), "", &["user", "list"]);
+    assert_eq!(users.as_array().unwrap().len(), 4);
+    assert!(
+        !users.to_string().contains("argon2"),
+        "a password hash was shown"
+    );
+    (boss, tech, dsl)
+}
+
+#[test]
+fn change_control_end_to_end() {
+    let mut app = start();
+    let (boss, tech, dsl) = accounts(&app);
+    let t = Some(tech.as_str());
+
+    // A technician proposes an allow for staff; the preview names the verdict that changes.
+    assert_eq!(verdict(&app, "127.0.0.4", "games-test.example"), "block");
+    let c = ok(
+        &app,
+        t,
+        "",
+        &[
+            "change",
+            "propose",
+            "--allow",
+            "staff:games-test.example",
+            "--reason",
+            "game design lesson",
+            "--risk",
+            "low",
+            "--justification",
+            "staff only",
+            "--benefit",
+            "curriculum",
+        ],
+    );
+    let cid = id(&c);
+    assert_eq!(c["direction"], "loosening");
+    assert_eq!(c["status"], "proposed");
+    let v = &c["preview"]["verdicts"];
+    assert!(
+        v.as_array().unwrap().iter().any(|x| x["group"] == "staff"
+            && x["target"] == "games-test.example"
+            && x["before"] == "block"
+            && x["after"] == "allow"),
+        "{c}"
+    );
+    assert!(
+        c["preview"]["diff"]
+            .as_str()
+            .unwrap()
+            .contains("+    \"games-test.example\","),
+        "{c}"
+    );
+    // Not applied before approval; self-approval refused; an approver approves.
+    let (kind, _) = refused(&app, t, &["change", "apply", &cid]);
+    assert_eq!(kind, "conflict");
+    let (kind, out) = refused(&app, t, &["change", "approve", &cid]);
+    assert_eq!(kind, "conflict");
+    assert!(out.contains("own change"), "{out}");
+    let a = ok(
+        &app,
+        Some(&boss),
+        "",
+        &["change", "approve", &cid, "--note", "agreed"],
+    );
+    assert_eq!(a["status"], "approved");
+    let applied = ok(&app, t, "", &["change", "apply", &cid]);
+    assert_eq!(applied["status"], "applied");
+    assert_eq!(applied["files"].as_array().unwrap().len(), 1);
+    let groups = std::fs::read_to_string(app.dir().join("groups.toml")).unwrap();
+    assert!(
+        groups.contains("# Groups: edited by the technician. Keep this comment."),
+        "{groups}"
+    );
+    assert!(
+        groups.contains("# Staff: the same blocks, no SafeSearch."),
+        "{groups}"
+    );
+    assert!(groups.contains("\"bbc.co.uk\", # news"), "{groups}");
+    assert!(
+        groups.contains("block_categories = [\"adult\", \"games\"] # pupils"),
+        "{groups}"
+    );
+    assert_eq!(verdict(&app, "127.0.0.4", "games-test.example"), "allow");
+    assert_eq!(
+        verdict(&app, "127.0.0.1", "games-test.example"),
+        "block",
+        "ks2 over-allowed"
+    );
+
+    // Tightening applies at once, with no approval, and is still recorded.
+    let c = ok(
+        &app,
+        t,
+        "",
+        &[
+            "change",
+            "propose",
+            "--block",
+            "staff:tiktok-test.example",
+            "--reason",
+            "distraction",
+            "--risk",
+            "low",
+            "--justification",
+            "tightens",
+        ],
+    );
+    assert_eq!(c["direction"], "tightening");
+    ok(&app, t, "", &["change", "apply", &id(&c)]);
+    assert_eq!(verdict(&app, "127.0.0.4", "tiktok-test.example"), "block");
+
+    // High risk waits for the DSL as well as an approver.
+    let c = ok(
+        &app,
+        t,
+        "",
+        &[
+            "change",
+            "propose",
+            "--unblock-category",
+            "staff:adult",
+            "--reason",
+            "research",
+            "--risk",
+            "high",
+            "--justification",
+            "adult content for staff",
+        ],
+    );
+    let hid = id(&c);
+    let a = ok(&app, Some(&boss), "", &["change", "approve", &hid]);
+    assert_eq!(a["status"], "proposed", "approved without the DSL: {a}");
+    let (kind, out) = refused(&app, t, &["change", "apply", &hid]);
+    assert_eq!(kind, "conflict");
+    assert!(out.contains("dsl"), "{out}");
+    let a = ok(&app, Some(&dsl), "", &["change", "approve", &hid]);
+    assert_eq!(a["status"], "approved");
+    ok(
+        &app,
+        Some(&boss),
+        "",
+        &["change", "reject", &hid, "--note", "not now"],
+    );
+    let (kind, _) = refused(&app, t, &["change", "apply", &hid]);
+    assert_eq!(kind, "conflict");
+    assert_eq!(verdict(&app, "127.0.0.4", "adult-test.example"), "block");
+
+    // The illegal tier cannot be touched, and the refusal does not repeat the entry; the twin,
+    // an ordinary URL, is accepted.
+    let before = file_hashes(&app);
+    let (kind, out) = refused(
+        &app,
+        t,
+        &[
+            "change",
+            "propose",
+            "--allow",
+            "staff:abuse-test.invalid/gallery/item-1.html",
+            "--reason",
+            "x",
+            "--risk",
+            "low",
+            "--justification",
+            "x",
+        ],
+    );
+    assert_eq!(kind, "illegal-tier", "{out}");
+    assert!(
+        !out.contains("abuse-test"),
+        "the refusal repeats the entry: {out}"
+    );
+    let (kind, _) = refused(
+        &app,
+        t,
+        &[
+            "change",
+            "propose",
+            "--remove-list",
+            "iwf",
+            "--reason",
+            "x",
+            "--risk",
+            "low",
+            "--justification",
+            "x",
+        ],
+    );
+    assert_eq!(kind, "illegal-tier");
+    ok(
+        &app,
+        t,
+        "",
+        &[
+            "change",
+            "propose",
+            "--allow",
+            "staff:fine-test.example/page",
+            "--reason",
+            "x",
+            "--risk",
+            "low",
+            "--justification",
+            "x",
+        ],
+    );
+    // A change that breaks validation (a blocked category no list provides) is recorded as
+    // failed, and no file changes.
+    let (kind, out) = refused(
+        &app,
+        t,
+        &[
+            "change",
+            "propose",
+            "--remove-list",
+            "games",
+            "--reason",
+            "x",
+            "--risk",
+            "low",
+            "--justification",
+            "x",
+        ],
+    );
+    assert_eq!(kind, "validation", "{out}");
+    assert!(out.contains("games"), "{out}");
+    assert_eq!(file_hashes(&app), before, "a refused change touched a file");
+    let log = app.logs();
+    assert!(
+        !log.contains("abuse-test"),
+        "an illegal-tier entry in the service log"
+    );
+
+    // A time-limited exception reverts itself, through the same path, as its own change.
+    assert_eq!(
+        verdict(&app, "127.0.0.1", "arcade.games-test.example"),
+        "block"
+    );
+    let c = ok(
+        &app,
+        t,
+        "",
+        &[
+            "change",
+            "propose",
+            "--allow",
+            "ks2:arcade.games-test.example",
+            "--reason",
+            "lesson",
+            "--risk",
+            "medium",
+            "--justification",
+            "one lesson",
+            "--expires",
+            "4s",
+        ],
+    );
+    let eid = id(&c);
+    ok(&app, Some(&boss), "", &["change", "approve", &eid]);
+    ok(&app, t, "", &["change", "apply", &eid]);
+    assert_eq!(
+        verdict(&app, "127.0.0.1", "arcade.games-test.example"),
+        "allow"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let reverted = loop {
+        let list = ok(&app, t, "", &["change", "list"]);
+        let hit = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| {
+                x["origin"] == "expiry"
+                    && x["reverts"].as_u64().map(|n| n.to_string()) == Some(eid.clone())
+            })
+            .cloned();
+        if let Some(h) = hit.filter(|h| h["status"] == "applied") {
+            break h;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the exception did not expire: {list}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(reverted["applied_by"], "hedgerow");
+    assert_eq!(
+        verdict(&app, "127.0.0.1", "arcade.games-test.example"),
+        "block"
+    );
+    assert_eq!(
+        ok(&app, t, "", &["change", "show", &eid])["status"],
+        "reverted"
+    );
+
+    // Nothing so far was a hand edit; one made now is recorded at the next reload.
+    let list = ok(&app, t, "", &["change", "list"]);
+    assert!(!list.to_string().contains("\"unreviewed\""), "{list}");
+    let edited = std::fs::read_to_string(app.dir().join("groups.toml"))
+        .unwrap()
+        .replace("youtube = \"strict\"", "youtube = \"off\"");
+    std::fs::write(app.dir().join("groups.toml"), edited).unwrap();
+    let r = app.cli(&["reload"], &[]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let list = ok(&app, t, "", &["change", "list"]);
+    let hand = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["status"] == "unreviewed")
+        .unwrap_or_else(|| panic!("no unreviewed change: {list}"))
+        .clone();
+    assert!(
+        hand["preview"]["diff"]
+            .as_str()
+            .unwrap()
+            .contains("-youtube = \"strict\""),
+        "{hand}"
+    );
+    let ack = ok(&app, Some(&dsl), "", &["change", "approve", &id(&hand)]);
+    assert_eq!(ack["status"], "acknowledged");
+
+    // Reverting the first change is a new change (a tightening one: applied at once).
+    let r = ok(
+        &app,
+        t,
+        "",
+        &["change", "revert", &cid, "--reason", "lesson over"],
+    );
+    assert_eq!(r["status"], "applied");
+    assert_eq!(verdict(&app, "127.0.0.4", "games-test.example"), "block");
+
+    // The audit chain verifies through the API; a governor may read it.
+    let v = ok(&app, t, "", &["audit", "verify"]);
+    assert_eq!(v["ok"], true, "{v}");
+    let log = ok(&app, t, "", &["audit", "list"]);
+    let actions: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    for a in [
+        "account-add",
+        "login",
+        "change-proposed",
+        "change-approved",
+        "change-applied",
+        "change-rejected",
+        "change-refused",
+        "change-failed",
+        "unreviewed-change",
+        "approval-refused",
+    ] {
+        assert!(actions.contains(&a), "no {a} in the audit log: {actions:?}");
+    }
+    assert!(
+        !log.to_string().contains("abuse-test"),
+        "an illegal-tier entry in the audit log"
+    );
+    assert!(
+        !log.to_string().contains("password-1"),
+        "a password in the audit log"
+    );
+
+    // Stopped, `audit verify` reads the store itself; tampering with one entry breaks it.
+    app.stop();
+    let (success, v, out) = run(&app, None, "", &["audit", "verify"]);
+    assert!(success && v["ok"] == true, "{out}");
+    {
+        let db = sled::open(app.dir().join("state/store/main")).unwrap();
+        let tree = db.open_tree("audit").unwrap();
+        let (key, value) = tree
+            .iter()
+            .map(Result::unwrap)
+            .find(|(_, v)| v.windows(4).any(|w| w == b"game"))
+            .unwrap();
+        let tampered: Vec<u8> = {
+            let mut b = value.to_vec();
+            let at = b.windows(4).position(|w| w == b"game").unwrap();
+            b[at] = b'G';
+            b
+        };
+        tree.insert(key, tampered).unwrap();
+        db.flush().unwrap();
+    }
+    let (success, v, out) = run(&app, None, "", &["audit", "verify"]);
+    assert!(!success, "tampering went unnoticed: {out}");
+    assert_eq!(v["ok"], false);
+    assert!(v["problems"][0].as_str().unwrap().contains("edited"), "{v}");
+}
