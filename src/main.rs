@@ -287,7 +287,8 @@ async fn start_admin(
     // reload`. Change control calls it off the async workers (spawn_blocking), so it may wait.
     let shared = services.clone();
     let rt = tokio::runtime::Handle::current();
-    let reloader: hedgerow_admin::Reloader = Arc::new(move || rt.block_on(reload_now(&shared)));
+    let reloader: hedgerow_admin::Reloader =
+        Arc::new(move || rt.block_on(reload_services(&shared)));
     let admin = Arc::new(hedgerow_admin::Admin::new(
         store.clone(),
         config,
@@ -331,10 +332,7 @@ type Shared = Arc<tokio::sync::Mutex<Option<services::Services>>>;
 
 /// Reloads, for the control socket or SIGHUP; the one-line outcome.
 async fn reload_now(services: &Shared) -> std::result::Result<String, String> {
-    let result = match services.lock().await.as_mut() {
-        Some(s) => s.reload().await,
-        None => Err("refused: the appliance is stopping".into()),
-    };
+    let result = reload_services(services).await;
     // A reload that took effect may carry edits made by hand: change control records them.
     if result.is_ok()
         && let Some(a) = ADMIN.get().cloned()
@@ -343,6 +341,15 @@ async fn reload_now(services: &Shared) -> std::result::Result<String, String> {
         tracing::error!("looking for hand edits: {e}");
     }
     result
+}
+
+/// The all-or-nothing reload itself. Change control calls this one: the edits it applies are
+/// its own, and it holds its records while the reload runs.
+async fn reload_services(services: &Shared) -> std::result::Result<String, String> {
+    match services.lock().await.as_mut() {
+        Some(s) => s.reload().await,
+        None => Err("refused: the appliance is stopping".into()),
+    }
 }
 
 /// `state/control.sock`: `hedgerow reload` writes `reload` and reads the outcome; `logs`,
