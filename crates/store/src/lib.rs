@@ -16,6 +16,8 @@
 //!   writes were left out of step after `kill -9`. Breaches, their alert state and the audit
 //!   log are in one more database (`main`).
 //! - **Versioned values.** Every stored value starts with a format byte.
+//! - **Review requests** from the block page, by reference, in the main database
+//!   (`review.rs`).
 //! - **Export and import** of the whole store as JSON lines, so the data can move to another
 //!   engine.
 //!
@@ -27,6 +29,7 @@ mod breach;
 mod error;
 mod export;
 mod recorder;
+mod review;
 mod store;
 mod wire;
 
@@ -34,6 +37,7 @@ pub use breach::{Breach, Delivery, DeliveryState, breach_for};
 pub use error::StoreError;
 pub use export::Counts;
 pub use recorder::{Recorder, RecorderOptions, RecorderStats};
+pub use review::{ReviewError, ReviewRequest, ReviewStatus};
 pub use store::{
     AuditEntry, EventFilter, IntegrityReport, PurgeReport, Retention, Store, StoreOptions,
 };

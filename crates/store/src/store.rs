@@ -379,6 +379,12 @@ impl Store {
         &self.path
     }
 
+    /// The database of breaches, the audit log and the other records that are not access
+    /// events (review requests open their own tree in it).
+    pub(crate) fn main_db(&self) -> &sled::Db {
+        &self.db
+    }
+
     /// Writes everything to disk and waits for it.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
