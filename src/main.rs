@@ -4,6 +4,7 @@
 
 mod alloc;
 mod logs;
+mod reviews;
 
 #[global_allocator]
 static GLOBAL: alloc::Split = alloc::Split;
@@ -71,6 +72,13 @@ enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Review requests made from the block page: list them, show one, decide one.
+    Reviews {
+        #[arg(long, value_name = "PATH")]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: Option<reviews::ReviewCommand>,
+    },
     /// Explain the verdict for a name or URL as a given client would get it.
     Lookup {
         #[arg(long, value_name = "PATH")]
@@ -100,6 +108,7 @@ fn main() -> ExitCode {
         Command::Breaches { config, command } => logs::breaches(&config, command),
         Command::Export { config, out } => logs::export(&config, &out),
         Command::Import { config, file } => logs::import(&config, &file),
+        Command::Reviews { config, command } => reviews::reviews(&config, command),
         Command::Lookup {
             config,
             client,
@@ -186,7 +195,12 @@ fn run(config: &Path) -> Result<ExitCode> {
         });
         let events_for_proxy = events.clone();
         let clock_for_proxy = clock.clone();
-        let resolver = Arc::new(hedgerow_dns::Resolver::new(handle.clone(), events, clock));
+        // Blocks answered with the block page's address, for the block page server.
+        let notes = Arc::new(hedgerow_model::BlockNotes::new(4096));
+        let block_pages = (events.clone(), clock.clone(), notes.clone());
+        let resolver = Arc::new(
+            hedgerow_dns::Resolver::new(handle.clone(), events, clock).with_block_notes(notes),
+        );
         let mut sockets = Vec::new();
         for addr in &snap.config().dns.listen {
             let bound = hedgerow_dns::bind(*addr)
@@ -210,11 +224,33 @@ fn run(config: &Path) -> Result<ExitCode> {
             }
             None => Vec::new(),
         };
+        let page_tasks = match snap.config().blockpage {
+            Some(_) => {
+                let (events, clock, notes) = block_pages;
+                let pages = hedgerow_proxy::BlockPages::new(
+                    handle.clone(),
+                    events,
+                    clock,
+                    notes,
+                    store.clone(),
+                )
+                .context("starting the block page server")?;
+                let listeners = pages.bind().await.context("binding the block page server")?;
+                for l in &listeners.plain {
+                    tracing::info!("listening for block pages (HTTP) on {}", l.local_addr()?);
+                }
+                for l in &listeners.tls {
+                    tracing::info!("listening for block pages (HTTPS) on {}", l.local_addr()?);
+                }
+                pages.start(listeners)
+            }
+            None => Vec::new(),
+        };
         let control = control_socket(&state_dir, handle.clone(), store.clone())?;
         let code = serve(handle, &resolver, &recorder, &store).await;
         control.abort();
         purge.abort();
-        for t in proxy_tasks {
+        for t in proxy_tasks.into_iter().chain(page_tasks) {
             t.abort();
         }
         if let Some(a) = alerts {
@@ -331,6 +367,12 @@ fn control_socket(
                     "reload" => match reload_now(&handle, &store).await {
                         Ok(s) | Err(s) => s,
                     },
+                    query if reviews::is_query(query) => {
+                        let (store, query) = (store.clone(), query.to_owned());
+                        tokio::task::spawn_blocking(move || reviews::answer_line(&store, &query))
+                            .await
+                            .unwrap_or_default()
+                    }
                     query => match serde_json::from_str::<logs::Query>(query) {
                         Ok(q) => tokio::task::spawn_blocking(move || logs::answer(&store, q))
                             .await
@@ -612,7 +654,7 @@ fn lookup(
         );
         println!("{kind}:{}{target}", " ".repeat(9 - kind.len()));
         println!("verdict:  {}", verdict.action);
-        println!("tier:     {}", verdict.tier);
+        println!("tier:     {} ({})", verdict.tier, verdict.tier.explain());
         println!(
             "category: {}",
             verdict.category.as_ref().map_or("-", |c| c.as_str())
