@@ -727,7 +727,7 @@ impl Context {
                 let reason = format!("illegal-tier list {name:?} must be domains or urls");
                 self.err_at(loc.clone(), reason);
             }
-            (ListKind::Allow, ListFormat::Phrases) => {
+            (ListKind::Allow | ListKind::Approved, ListFormat::Phrases) => {
                 self.err_at(
                     loc.clone(),
                     format!("allow list {name:?} cannot be phrases"),
@@ -960,11 +960,11 @@ impl Context {
         for (name, (_, _, approved)) in groups {
             for (list, loc) in approved {
                 match lists.get(list) {
-                    Some(l) if l.kind == ListKind::Allow => {}
+                    Some(l) if matches!(l.kind, ListKind::Allow | ListKind::Approved) => {}
                     Some(_) => self.err_at(
                         loc.clone(),
                         format!(
-                            "group {name:?} approves list {list:?}, which is not an allow list (kind = \"allow\")"
+                            "group {name:?} approves list {list:?}, which is not an approved or allow list (kind = \"approved\" or \"allow\")"
                         ),
                     ),
                     None => self.err_at(

@@ -459,7 +459,7 @@ const GARDEN: &str = r#"
 [lists.early-sites]
 path = "lists/early.txt"
 format = "domains"
-kind = "allow"
+kind = "approved"
 
 [groups.early]
 networks = ["10.10.0.0/16"]
@@ -511,7 +511,7 @@ fn approved_lists_and_dependencies_are_checked() {
                 r#"approved_lists = ["early-sites"]"#,
                 r#"approved_lists = ["adult"]"#,
             ),
-            "approves list \"adult\", which is not an allow list",
+            "approves list \"adult\", which is not an approved or allow list",
         ),
         (
             GARDEN.replace(

@@ -103,9 +103,13 @@ impl PolicySnapshot {
                 return;
             };
             match spec.kind {
-                // An approved-only group counts only the allow lists it approves.
-                ListKind::Allow if g.approved_only && !approved(g, hit.list) => {}
-                ListKind::Allow => keep_best(&mut allow, hit, specificity),
+                // An approved-only group counts only the lists it approves; approved lists
+                // count for nobody else.
+                ListKind::Allow | ListKind::Approved if approved(g, hit.list) => {
+                    keep_best(&mut allow, hit, specificity);
+                }
+                ListKind::Allow if !g.approved_only => keep_best(&mut allow, hit, specificity),
+                ListKind::Allow | ListKind::Approved => {}
                 ListKind::Block if blocked(g, hit.list) => {
                     let now_local = local_time.get_or_insert_with(|| now.to_zoned(self.tz.clone()));
                     match open_schedule(g, hit.list, now_local) {

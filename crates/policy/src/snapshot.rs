@@ -476,7 +476,7 @@ fn compile_group(
         .iter()
         .map(|l| {
             approved_only
-                && l.kind == ListKind::Allow
+                && matches!(l.kind, ListKind::Allow | ListKind::Approved)
                 && g.approved_lists.iter().any(|a| **a == *l.name)
         })
         .collect();

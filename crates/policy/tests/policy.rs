@@ -654,7 +654,7 @@ fn garden() -> tempfile::TempDir {
 [lists.early-sites]
 path = "early.txt"
 format = "domains"
-kind = "allow"
+kind = "approved"
 
 [groups.early]
 networks = ["10.10.0.0/16"]
@@ -672,7 +672,11 @@ allow = [
 "#
     );
     let dir = setup(&config);
-    std::fs::write(dir.path().join("early.txt"), "approved-list.example\n").unwrap();
+    std::fs::write(
+        dir.path().join("early.txt"),
+        "approved-list.example\ngames-for-school.example\n",
+    )
+    .unwrap();
     dir
 }
 
@@ -688,6 +692,7 @@ fn an_approved_only_group_loads_its_allow_entries_their_dependencies_and_approve
         ("cdn.stories-media.example", Tier::LocalAllow),
         ("a.img.example", Tier::LocalAllow),
         ("approved-list.example", Tier::AllowList),
+        ("games-for-school.example", Tier::AllowList),
     ] {
         let v = host(&snap, early, name);
         assert_eq!((v.action, v.tier), (Action::Allow, tier), "{name}: {v:?}");
@@ -698,6 +703,9 @@ fn an_approved_only_group_loads_its_allow_entries_their_dependencies_and_approve
         Some("cdn.stories-media.example (with stories.example)"),
         "a dependency says which site it is listed with"
     );
+    // An approved list does nothing for filtered groups: staff still meet the games block.
+    let v = host(&snap, "10.30.1.1", "games-for-school.example");
+    assert_eq!((v.action, v.tier), (Action::Block, Tier::Category));
     let v = url(&snap, early, "http://mixed.example/kids/songs?x=1");
     assert_eq!((v.action, v.tier), (Action::Allow, Tier::LocalAllow));
     // The host of approved pages resolves, so the pages can load.
