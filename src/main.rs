@@ -235,7 +235,10 @@ fn run(config: &Path) -> Result<ExitCode> {
                     store.clone(),
                 )
                 .context("starting the block page server")?;
-                let listeners = pages.bind().await.context("binding the block page server")?;
+                let listeners = pages
+                    .bind()
+                    .await
+                    .context("binding the block page server")?;
                 for l in &listeners.plain {
                     tracing::info!("listening for block pages (HTTP) on {}", l.local_addr()?);
                 }

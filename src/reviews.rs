@@ -52,9 +52,7 @@ fn parse_status(s: &str) -> Result<ReviewStatus, String> {
         "pending" => Ok(ReviewStatus::Pending),
         "approved" => Ok(ReviewStatus::Approved),
         "declined" => Ok(ReviewStatus::Declined),
-        _ => Err(format!(
-            "{s:?}: expected pending, approved or declined"
-        )),
+        _ => Err(format!("{s:?}: expected pending, approved or declined")),
     }
 }
 
@@ -113,8 +111,13 @@ fn answer(store: &Store, ask: Ask) -> Vec<String> {
             by,
             note,
         } => {
-            match store.decide_review(reference, status, &by, note.as_deref(), jiff::Timestamp::now())
-            {
+            match store.decide_review(
+                reference,
+                status,
+                &by,
+                note.as_deref(),
+                jiff::Timestamp::now(),
+            ) {
                 Ok(r) => vec![json(&r)],
                 Err(e) => error(e.to_string()),
             }
@@ -156,8 +159,9 @@ fn parse_reference(text: &str) -> Result<u64> {
     if t.is_empty() || t.len() > 16 {
         bail!("{text:?}: a reference is the 16 hex digits shown on the block page");
     }
-    u64::from_str_radix(t, 16)
-        .with_context(|| format!("{text:?}: a reference is the 16 hex digits shown on the block page"))
+    u64::from_str_radix(t, 16).with_context(|| {
+        format!("{text:?}: a reference is the 16 hex digits shown on the block page")
+    })
 }
 
 pub(crate) fn reviews(config: &Path, command: Option<ReviewCommand>) -> Result<ExitCode> {

@@ -141,7 +141,10 @@ impl BlockPages {
     }
 
     /// Serves on the listeners until the returned tasks are aborted.
-    pub fn start(self: &Arc<Self>, listeners: BlockPageListeners) -> Vec<tokio::task::JoinHandle<()>> {
+    pub fn start(
+        self: &Arc<Self>,
+        listeners: BlockPageListeners,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
         let plain = listeners
             .plain
             .into_iter()
@@ -195,7 +198,12 @@ impl BlockPages {
 
     /// A TLS connection: reads the ClientHello, mints a certificate for its name only if the
     /// name is blocked for this client, then serves HTTP inside.
-    async fn serve_tls(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, local: Option<SocketAddr>) {
+    async fn serve_tls(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        local: Option<SocketAddr>,
+    ) {
         let Some(minter) = self.minter.as_ref() else {
             return;
         };
@@ -266,11 +274,19 @@ impl BlockPages {
         )
     }
 
-    async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr, https: bool) -> Response<Body> {
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        https: bool,
+    ) -> Response<Body> {
         let client = canonical_ip(peer.ip());
         let snap = self.policy.snapshot();
         if snap.client(client, None).is_none() {
-            return text(StatusCode::FORBIDDEN, "this page serves the school's network only");
+            return text(
+                StatusCode::FORBIDDEN,
+                "this page serves the school's network only",
+            );
         }
         let path = req.uri().path().to_owned();
         match (req.method().clone(), path.as_str()) {
@@ -301,7 +317,10 @@ impl BlockPages {
             }
             (Method::GET | Method::HEAD, "/favicon.ico") => text(StatusCode::NOT_FOUND, "no icon"),
             (Method::GET | Method::HEAD, _) => self.page(&req, client, https, &snap),
-            _ => text(StatusCode::METHOD_NOT_ALLOWED, "this is the school's block page"),
+            _ => text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this is the school's block page",
+            ),
         }
     }
 
@@ -326,7 +345,13 @@ impl BlockPages {
     }
 
     /// The block page for the host asked for.
-    fn page(&self, req: &Request<Incoming>, client: IpAddr, https: bool, snap: &PolicySnapshot) -> Response<Body> {
+    fn page(
+        &self,
+        req: &Request<Incoming>,
+        client: IpAddr,
+        https: bool,
+        snap: &PolicySnapshot,
+    ) -> Response<Body> {
         let Some(host) = Self::host_of(req).filter(|h| !h.is_ip()) else {
             return html(
                 StatusCode::OK,
@@ -402,7 +427,12 @@ impl BlockPages {
     }
 
     /// `POST /review`: stores a review request, then sends the browser to its status.
-    async fn submit(&self, req: Request<Incoming>, client: IpAddr, snap: &PolicySnapshot) -> Response<Body> {
+    async fn submit(
+        &self,
+        req: Request<Incoming>,
+        client: IpAddr,
+        snap: &PolicySnapshot,
+    ) -> Response<Body> {
         let host = Self::host_of(&req);
         let body = match Limited::new(req.into_body(), FORM_LIMIT).collect().await {
             Ok(b) => b.to_bytes(),
@@ -450,7 +480,8 @@ impl BlockPages {
                 let target = if v.tier == Tier::Illegal {
                     protected(&v)
                 } else {
-                    host.as_ref().map_or_else(String::new, |h| h.as_str().to_owned())
+                    host.as_ref()
+                        .map_or_else(String::new, |h| h.as_str().to_owned())
                 };
                 (None, v, target)
             }
@@ -484,11 +515,17 @@ impl BlockPages {
             }
             Ok(Err(e)) => {
                 tracing::error!("storing a review request: {e}");
-                text(StatusCode::INTERNAL_SERVER_ERROR, "the request could not be stored; ask your teacher")
+                text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the request could not be stored; ask your teacher",
+                )
             }
             Err(e) => {
                 tracing::error!("storing a review request: {e}");
-                text(StatusCode::INTERNAL_SERVER_ERROR, "the request could not be stored; ask your teacher")
+                text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the request could not be stored; ask your teacher",
+                )
             }
         }
     }
@@ -522,11 +559,17 @@ impl BlockPages {
             Ok(Ok(None)) => not_found(),
             Ok(Err(e)) => {
                 tracing::error!("reading a review request: {e}");
-                text(StatusCode::INTERNAL_SERVER_ERROR, "the request could not be read")
+                text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the request could not be read",
+                )
             }
             Err(e) => {
                 tracing::error!("reading a review request: {e}");
-                text(StatusCode::INTERNAL_SERVER_ERROR, "the request could not be read")
+                text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the request could not be read",
+                )
             }
         }
     }
