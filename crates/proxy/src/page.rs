@@ -281,16 +281,19 @@ pub(crate) fn pac(proxy: &str, networks: &[IpNet], direct: &[PacDirect]) -> Stri
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '-' | '[' | ']'))
         .collect();
-    let mut v4: Vec<(String, String)> = PRIVATE_V4
+    let private = PRIVATE_V4
         .iter()
-        .map(|(n, m)| ((*n).to_owned(), (*m).to_owned()))
-        .collect();
-    let mut v6: Vec<(String, u8)> = PRIVATE_V6
-        .iter()
-        .map(|(n, b)| ((*n).to_owned(), *b))
-        .collect();
-    let mut domains = Vec::new();
-    let nets = networks
+        .filter_map(|(n, m)| {
+            let mask: std::net::Ipv4Addr = m.parse().ok()?;
+            let len = u8::try_from(u32::from(mask).leading_ones()).ok()?;
+            ipnet::Ipv4Net::new(n.parse().ok()?, len).ok().map(IpNet::V4)
+        })
+        .chain(PRIVATE_V6.iter().filter_map(|(n, b)| {
+            ipnet::Ipv6Net::new(n.parse().ok()?, *b).ok().map(IpNet::V6)
+        }));
+    let mut direct_nets: Vec<IpNet> = Vec::new();
+    let wanted = private.chain(
+        networks
         .iter()
         .filter(|n| match n {
             IpNet::V4(n) => n.prefix_len() >= WIDEST_V4,
@@ -300,23 +303,24 @@ pub(crate) fn pac(proxy: &str, networks: &[IpNet], direct: &[PacDirect]) -> Stri
         .chain(direct.iter().filter_map(|d| match d {
             PacDirect::Network(n) => Some(*n),
             PacDirect::Domain(_) => None,
-        }));
-    for n in nets {
-        match n {
-            IpNet::V4(n) => {
-                let entry = (n.network().to_string(), n.netmask().to_string());
-                if !v4.contains(&entry) {
-                    v4.push(entry);
-                }
-            }
-            IpNet::V6(n) => {
-                let entry = (n.network().to_string(), n.prefix_len());
-                if !v6.contains(&entry) {
-                    v6.push(entry);
-                }
-            }
+        })),
+    );
+    // Each network once, and none inside one already listed (a group on 10.20.0.0/16 is
+    // covered by 10.0.0.0/8).
+    for n in wanted {
+        if !direct_nets.iter().any(|d| d.contains(&n)) {
+            direct_nets.push(n);
         }
     }
+    let mut v4: Vec<(String, String)> = Vec::new();
+    let mut v6: Vec<(String, u8)> = Vec::new();
+    for n in direct_nets {
+        match n {
+            IpNet::V4(n) => v4.push((n.network().to_string(), n.netmask().to_string())),
+            IpNet::V6(n) => v6.push((n.network().to_string(), n.prefix_len())),
+        }
+    }
+    let mut domains = Vec::new();
     for d in direct {
         if let PacDirect::Domain(name) = d {
             domains.push(format!("\"{name}\""));

@@ -128,7 +128,7 @@ impl Store {
                 out.push(r);
             }
         }
-        out.sort_by(|a, b| b.asked.cmp(&a.asked));
+        out.sort_by_key(|r| std::cmp::Reverse(r.asked));
         out.truncate(limit);
         Ok(out)
     }
