@@ -93,6 +93,10 @@ fn every_shipped_config_file_parses() {
     assert!(ey.block_categories.len() > staff.block_categories.len());
     assert_eq!(ey.youtube, YouTubeMode::Strict);
     assert_eq!(staff.schedules.len(), 1);
+    // The youngest are walled in; the block page has a server.
+    assert_eq!(ey.mode, hedgerow_config::GroupMode::ApprovedOnly);
+    assert!(ey.allow.iter().any(|e| e.dependency_of.is_some()));
+    assert!(config.blockpage.is_some());
     assert!(config.lists.iter().any(|l| l.kind == ListKind::Illegal));
     assert!(config.devices.iter().any(|d| d.user.is_some()));
 }

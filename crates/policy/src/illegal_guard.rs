@@ -24,7 +24,6 @@ use crate::snapshot::PolicyError;
 const KEY_FILE: &str = "key";
 const SET_MAGIC: &[u8; 8] = b"HRILSET1";
 
-
 /// An illegal-tier list's name and the set loaded from its file, to keep as its last good
 /// copy once the build is in force.
 pub(crate) type KeptSet = (String, IllegalSet);

@@ -286,24 +286,28 @@ pub(crate) fn pac(proxy: &str, networks: &[IpNet], direct: &[PacDirect]) -> Stri
         .filter_map(|(n, m)| {
             let mask: std::net::Ipv4Addr = m.parse().ok()?;
             let len = u8::try_from(u32::from(mask).leading_ones()).ok()?;
-            ipnet::Ipv4Net::new(n.parse().ok()?, len).ok().map(IpNet::V4)
+            ipnet::Ipv4Net::new(n.parse().ok()?, len)
+                .ok()
+                .map(IpNet::V4)
         })
-        .chain(PRIVATE_V6.iter().filter_map(|(n, b)| {
-            ipnet::Ipv6Net::new(n.parse().ok()?, *b).ok().map(IpNet::V6)
-        }));
+        .chain(
+            PRIVATE_V6
+                .iter()
+                .filter_map(|(n, b)| ipnet::Ipv6Net::new(n.parse().ok()?, *b).ok().map(IpNet::V6)),
+        );
     let mut direct_nets: Vec<IpNet> = Vec::new();
     let wanted = private.chain(
         networks
-        .iter()
-        .filter(|n| match n {
-            IpNet::V4(n) => n.prefix_len() >= WIDEST_V4,
-            IpNet::V6(n) => n.prefix_len() >= WIDEST_V6,
-        })
-        .copied()
-        .chain(direct.iter().filter_map(|d| match d {
-            PacDirect::Network(n) => Some(*n),
-            PacDirect::Domain(_) => None,
-        })),
+            .iter()
+            .filter(|n| match n {
+                IpNet::V4(n) => n.prefix_len() >= WIDEST_V4,
+                IpNet::V6(n) => n.prefix_len() >= WIDEST_V6,
+            })
+            .copied()
+            .chain(direct.iter().filter_map(|d| match d {
+                PacDirect::Network(n) => Some(*n),
+                PacDirect::Domain(_) => None,
+            })),
     );
     // Each network once, and none inside one already listed (a group on 10.20.0.0/16 is
     // covered by 10.0.0.0/8).

@@ -162,6 +162,24 @@ impl Store {
         Ok(r)
     }
 
+    /// Removes review requests asked before `cutoff` (the breach retention: a request holds
+    /// a device, a name and a reason). Returns how many went.
+    pub(crate) fn purge_reviews(&self, cutoff: jiff::Timestamp) -> Result<usize, StoreError> {
+        let tree = self.reviews_tree()?;
+        let mut old = Vec::new();
+        for item in tree.iter() {
+            let (k, v) = item?;
+            let r: ReviewRequest = decode(REVIEWS, &v)?;
+            if r.asked < cutoff {
+                old.push(k);
+            }
+        }
+        for k in &old {
+            tree.remove(k)?;
+        }
+        Ok(old.len())
+    }
+
     /// Every review request, oldest first (for export).
     pub(crate) fn all_reviews(&self) -> Result<Vec<ReviewRequest>, StoreError> {
         let mut all = self.reviews(None, usize::MAX)?;
@@ -260,6 +278,26 @@ mod tests {
             (ReviewStatus::Approved, Some("added"))
         );
         assert!(store.review(9).unwrap().is_none());
+    }
+
+    #[test]
+    fn requests_older_than_the_breach_retention_are_purged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let day = 86_400;
+        store.add_review(&request(1, 1_800_000_000)).unwrap();
+        store
+            .add_review(&request(2, 1_800_000_000 + 10 * day))
+            .unwrap();
+        let now = jiff::Timestamp::from_second(1_800_000_000 + 15 * day).unwrap();
+        let keep = crate::Retention {
+            access: std::time::Duration::from_secs(90 * day as u64),
+            breaches: std::time::Duration::from_secs(7 * day as u64),
+        };
+        let report = store.purge(now, keep).unwrap();
+        assert_eq!(report.reviews_removed, 1);
+        assert!(store.review(1).unwrap().is_none());
+        assert!(store.review(2).unwrap().is_some(), "a newer request stays");
     }
 
     #[test]

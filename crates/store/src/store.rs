@@ -65,6 +65,8 @@ pub struct PurgeReport {
     /// Day trees dropped (events and their device index), as `YYYY-MM-DD`.
     pub days_dropped: Vec<String>,
     pub breaches_removed: usize,
+    /// Review requests asked before the breach retention.
+    pub reviews_removed: usize,
 }
 
 /// One entry of the append-only audit log (filter changes, reviews, imports).
@@ -940,6 +942,7 @@ impl Store {
                 .map_err(tx_err)?;
         }
         report.breaches_removed = old.len();
+        report.reviews_removed = self.purge_reviews(breach_cutoff)?;
         self.flush()?;
         Ok(report)
     }
