@@ -236,7 +236,7 @@ fn cli(app: &Appliance, args: &[&str]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dns_block_leads_to_its_block_page_and_a_review_that_is_stored_listed_decided_and_looked_up()
  {
-    let r = rig().await;
+    let mut r = rig().await;
     // The DNS front sends the blocked name to the block page's address.
     let a = ask(&r, PUPIL, "games.example", RecordType::A).await;
     assert_eq!(address(&a), Some(r.page.ip()));
@@ -404,6 +404,14 @@ async fn a_dns_block_leads_to_its_block_page_and_a_review_that_is_stored_listed_
     })
     .await;
     assert!(ev["reference"].is_null(), "{ev}");
+
+    // With the appliance stopped, `reviews` opens the store itself.
+    r.app.stop();
+    let listed = cli(&r.app, &["list", "--json"]);
+    let stored: serde_json::Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
+    assert_eq!(stored["status"], "approved");
+    assert_eq!(stored["note"], "Unblocked for Year 5");
+    assert_eq!(stored["decided_by"], "it.tech");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
