@@ -274,14 +274,18 @@ fn spec_of(list: &ListSource) -> ListSpec {
     }
 }
 
-/// Writes `dir/name` readable by its owner only: a temporary file, fsync, rename.
+/// Writes `dir/name` readable by its owner only: a temporary file, fsync, rename. The
+/// temporary file's name is this write's own, so two reloads at once (a SIGHUP while
+/// `hedgerow reload` runs) never rename each other's file away.
 fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
-    let tmp = dir.join(format!(".{name}.tmp"));
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
