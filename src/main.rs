@@ -6,6 +6,7 @@ mod admin;
 mod alloc;
 mod logs;
 mod pidfile;
+mod reviews;
 mod services;
 
 #[global_allocator]
@@ -74,6 +75,13 @@ enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Review requests made from the block page: list them, show one, decide one.
+    Reviews {
+        #[arg(long, value_name = "PATH")]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: Option<reviews::ReviewCommand>,
+    },
     /// Explain the verdict for a name or URL as a given client would get it.
     Lookup {
         #[arg(long, value_name = "PATH")]
@@ -124,6 +132,7 @@ fn main() -> ExitCode {
         Command::Breaches { config, command } => logs::breaches(&config, command),
         Command::Export { config, out } => logs::export(&config, &out),
         Command::Import { config, file } => logs::import(&config, &file),
+        Command::Reviews { config, command } => reviews::reviews(&config, command),
         Command::Lookup {
             config,
             client,
@@ -210,14 +219,46 @@ fn run(config_path: &Path) -> Result<ExitCode> {
         illegal_tier_alerts(&snap, &store);
         // Not kept: a reload must be able to free the first snapshot's lists.
         drop(snap);
-        let services = services::Services::start(handle, store.clone(), clock()?).await?;
+        let clock = clock()?;
+        let notes = Arc::new(hedgerow_model::BlockNotes::new(4096));
+        let page_handle = handle.clone();
+        let services =
+            services::Services::start(handle, store.clone(), clock.clone(), notes.clone()).await?;
         let (resolver, recorder) = (services.resolver.clone(), services.recorder.clone());
+        let page_tasks = match page_handle.snapshot().config().blockpage {
+            Some(_) => {
+                let events: Arc<dyn hedgerow_model::EventSink> = recorder.clone();
+                let pages = hedgerow_proxy::BlockPages::new(
+                    page_handle,
+                    events,
+                    clock,
+                    notes,
+                    store.clone(),
+                )
+                .context("starting the block page server")?;
+                let listeners = pages
+                    .bind()
+                    .await
+                    .context("binding the block page server")?;
+                for l in &listeners.plain {
+                    tracing::info!("listening for block pages (HTTP) on {}", l.local_addr()?);
+                }
+                for l in &listeners.tls {
+                    tracing::info!("listening for block pages (HTTPS) on {}", l.local_addr()?);
+                }
+                pages.start(listeners)
+            }
+            None => Vec::new(),
+        };
         let services = Arc::new(tokio::sync::Mutex::new(Some(services)));
         let control = control_socket(&state_dir, services.clone(), store.clone())?;
         let (api, expiry) = start_admin(&path_for_admin, &services, &store, &state_dir).await?;
         let code = serve(&services, &resolver, &recorder).await;
         api.abort();
         expiry.abort();
+        for t in page_tasks {
+            t.abort();
+        }
         let _ = std::fs::remove_file(state_dir.join(admin::API_SOCKET));
         control.abort();
         let _ = std::fs::remove_file(state_dir.join(CONTROL_SOCKET));
@@ -381,6 +422,12 @@ fn control_socket(
                     "reload" => match reload_now(&services).await {
                         Ok(s) | Err(s) => s,
                     },
+                    query if reviews::is_query(query) => {
+                        let (store, query) = (store.clone(), query.to_owned());
+                        tokio::task::spawn_blocking(move || reviews::answer_line(&store, &query))
+                            .await
+                            .unwrap_or_default()
+                    }
                     query => {
                         // Streamed, however long the answer.
                         logs::reply(store, query, &mut write).await;
@@ -661,7 +708,7 @@ fn lookup(
         );
         println!("{kind}:{}{target}", " ".repeat(9 - kind.len()));
         println!("verdict:  {}", verdict.action);
-        println!("tier:     {}", verdict.tier);
+        println!("tier:     {} ({})", verdict.tier, verdict.tier.explain());
         println!(
             "category: {}",
             verdict.category.as_ref().map_or("-", |c| c.as_str())

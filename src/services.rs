@@ -44,6 +44,7 @@ impl Services {
         handle: Arc<PolicyHandle>,
         store: Arc<Store>,
         clock: Arc<dyn Clock>,
+        notes: Arc<hedgerow_model::BlockNotes>,
     ) -> Result<Self> {
         let snap = handle.snapshot();
         let config = snap.config();
@@ -67,11 +68,11 @@ impl Services {
             config.alerts.clone(),
             jiff::tz::TimeZone::get(&config.server.timezone)?,
         );
-        let resolver = Arc::new(hedgerow_dns::Resolver::new(
-            handle.clone(),
-            events.clone(),
-            clock.clone(),
-        ));
+        // Blocks answered with the block page's address are noted for the block page server.
+        let resolver = Arc::new(
+            hedgerow_dns::Resolver::new(handle.clone(), events.clone(), clock.clone())
+                .with_block_notes(notes),
+        );
         let mut sockets = Vec::new();
         for addr in &config.dns.listen {
             let bound = hedgerow_dns::bind(*addr)

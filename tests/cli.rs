@@ -237,3 +237,46 @@ fn lookup_says_when_a_client_would_be_refused() {
     let v = lookup("192.0.2.1", "example.com", &[]);
     assert_eq!(v["refused"], true);
 }
+
+#[test]
+fn lookup_explains_an_early_years_pupils_walled_garden() {
+    // Not on the approved list: the tier says so, in words in the text form.
+    let v = lookup("10.10.1.7", "wikipedia.org", &[]);
+    assert_eq!(v["group"], "early-years");
+    assert_eq!(v["verdict"]["action"], "block");
+    assert_eq!(v["verdict"]["tier"], "not-approved");
+    assert_eq!(v["verdict"]["rule"], "not on the approved list");
+    let config = bundled();
+    let out = hedgerow(&[
+        "lookup",
+        "--config",
+        &config,
+        "--client",
+        "10.10.1.7",
+        "wikipedia.org",
+    ]);
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("tier:     not-approved (the group is approved-only"),
+        "{shown}"
+    );
+    // A CDN host listed with an approved site, and a site on the approved list.
+    let v = lookup("10.10.1.7", "media.cbeebies-cdn.example", &[]);
+    assert_eq!(v["verdict"]["action"], "allow");
+    assert_eq!(
+        v["verdict"]["rule"],
+        "media.cbeebies-cdn.example (with cbeebies.example)"
+    );
+    let v = lookup("10.10.1.7", "topmarks.co.uk", &[]);
+    assert_eq!(
+        (&v["verdict"]["tier"], &v["verdict"]["list"]),
+        (&"allow-list".into(), &"early-years-approved".into())
+    );
+    // Twin: a Key Stage 2 pupil is filtered, not walled in, and the approved list is not
+    // theirs.
+    for site in ["wikipedia.org", "topmarks.co.uk"] {
+        let v = lookup("10.20.1.1", site, &[]);
+        assert_eq!(v["verdict"]["action"], "allow", "{site}");
+        assert_eq!(v["verdict"]["tier"], "default", "{site}");
+    }
+}

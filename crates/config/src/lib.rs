@@ -19,10 +19,10 @@ pub use hedgerow_model::{ListFormat, ListKind, Severity, UrlMatch};
 pub use load::{from_str, load, load_with};
 pub use reload::{ReloadDiff, diff};
 pub use schema::{
-    AlertsConfig, BreachesConfig, CacheConfig, Config, DaySpec, Device, DnsBlockMode, DnsConfig,
-    EmailConfig, Group, LeaseFile, LeaseFormat, ListSource, LocalEntry, Location, LogsConfig,
-    ProxyConfig, SafeSearch, Schedule, ServerConfig, SmtpTls, Upstream, UpstreamProtocol,
-    WebhookConfig, YouTubeMode,
+    AlertsConfig, BlockPageConfig, BreachesConfig, CacheConfig, Config, DaySpec, Device,
+    DnsBlockMode, DnsConfig, EmailConfig, Group, GroupMode, LeaseFile, LeaseFormat, ListSource,
+    LocalEntry, Location, LogsConfig, PacDirect, ProxyConfig, SafeSearch, Schedule, ServerConfig,
+    SmtpTls, Upstream, UpstreamProtocol, WebhookConfig, YouTubeMode,
 };
 
 use std::fmt;

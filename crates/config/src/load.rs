@@ -131,8 +131,13 @@ impl Source {
     }
 }
 
-/// A group and where each of its blocked categories was written, for later cross-checks.
-type GroupWithSpans = (Group, Vec<(Spanned<Category>, Location)>);
+/// A group, where each of its blocked categories was written, and the allow lists it
+/// approves with where each was named, for later cross-checks.
+type GroupWithSpans = (
+    Group,
+    Vec<(Spanned<Category>, Location)>,
+    Vec<(String, Location)>,
+);
 
 #[derive(Default)]
 struct Context {
@@ -172,6 +177,7 @@ impl Context {
         let mut server: Option<(ServerConfig, Location)> = None;
         let mut dns: Option<(DnsConfig, Location)> = None;
         let mut proxy: Option<(ProxyConfig, Location)> = None;
+        let mut blockpage: Option<(BlockPageConfig, Location)> = None;
         let mut lists: BTreeMap<String, ListSource> = BTreeMap::new();
         let mut groups: BTreeMap<String, GroupWithSpans> = BTreeMap::new();
         let mut devices = Vec::new();
@@ -227,6 +233,22 @@ impl Context {
                 let value = self.proxy(&src, p, &loc, &mut proxy_groups);
                 self.once(&mut proxy, value, loc, "[proxy]");
             }
+            if let Some(b) = raw.blockpage {
+                let loc = src.location(b.span());
+                let b = b.into_inner();
+                if b.listen.is_empty() && b.tls_listen.is_empty() {
+                    self.err_at(
+                        loc.clone(),
+                        "[blockpage] needs listen (plain HTTP) or tls_listen (HTTPS) addresses"
+                            .into(),
+                    );
+                }
+                let value = BlockPageConfig {
+                    listen: b.listen,
+                    tls_listen: b.tls_listen,
+                };
+                self.once(&mut blockpage, value, loc, "[blockpage]");
+            }
             for (name, list) in raw.lists {
                 let loc = src.location(name.span());
                 let name = name.into_inner();
@@ -241,7 +263,7 @@ impl Context {
             for (name, group) in raw.groups {
                 let loc = src.location(name.span());
                 let name = name.into_inner();
-                if let Some((prev, _)) = groups.get(&name) {
+                if let Some((prev, _, _)) = groups.get(&name) {
                     let reason = format!("group {name:?} is already defined at {}", prev.location);
                     self.err_at(loc, reason);
                     continue;
@@ -344,9 +366,24 @@ impl Context {
             if let Some((d, _)) = &dns {
                 self.listen_checks(&d.listen, &group_listens);
             }
-            let blockpage = dns.as_ref().and_then(|(d, _)| d.blockpage_ipv4);
-            for (g, _) in groups.values() {
-                if g.dns_block == DnsBlockMode::Blockpage && blockpage.is_none() && dns.is_some() {
+            if let Some((b, loc)) = &blockpage
+                && !b.tls_listen.is_empty()
+                && !proxy
+                    .as_ref()
+                    .is_some_and(|(p, _)| p.ca_cert.is_some() && p.ca_key.is_some())
+            {
+                self.err_at(
+                    loc.clone(),
+                    "[blockpage] tls_listen needs the school CA ([proxy] ca_cert and ca_key) to mint a certificate for each blocked name; without one leave tls_listen out (see config/README.md for what browsers show then)".into(),
+                );
+            }
+            self.approved_checks(&lists, &groups);
+            let blockpage_addr = dns.as_ref().and_then(|(d, _)| d.blockpage_ipv4);
+            for (g, _, _) in groups.values() {
+                if g.dns_block == DnsBlockMode::Blockpage
+                    && blockpage_addr.is_none()
+                    && dns.is_some()
+                {
                     let reason = format!(
                         "group {:?} answers blocked queries with the block page, but [dns] sets no blockpage_ipv4",
                         g.name
@@ -361,8 +398,9 @@ impl Context {
             server: server?.0,
             dns: dns?.0,
             proxy: proxy.map(|p| p.0),
+            blockpage: blockpage.map(|b| b.0),
             lists: lists.into_values().collect(),
-            groups: groups.into_values().map(|(g, _)| g).collect(),
+            groups: groups.into_values().map(|(g, _, _)| g).collect(),
             devices,
             leases,
             logs: logs.map(|l| l.0).unwrap_or_default(),
@@ -397,6 +435,13 @@ impl Context {
                 Err(e) => self.err(src, h.span(), format!("never_intercept: {e}")),
             }
         }
+        let mut pac_direct = Vec::new();
+        for entry in &p.pac_direct {
+            match parse_pac_direct(entry.get_ref()) {
+                Ok(d) => pac_direct.push(d),
+                Err(reason) => self.err(src, entry.span(), format!("pac_direct: {reason}")),
+            }
+        }
         if p.max_header_bytes < 1024 || p.max_connections_per_client == 0 {
             self.err_at(
                 loc.clone(),
@@ -421,6 +466,7 @@ impl Context {
             allow_destinations: p.allow_destinations,
             users_file: p.users_file.map(|c| resolve(&src.path, &c)),
             pac_proxy: p.pac_proxy,
+            pac_direct,
             review_contact: p.review_contact,
             connect_timeout: p.connect_timeout,
             idle_timeout: p.idle_timeout,
@@ -709,7 +755,7 @@ impl Context {
                 let reason = format!("illegal-tier list {name:?} must be domains or urls");
                 self.err_at(loc.clone(), reason);
             }
-            (ListKind::Allow, ListFormat::Phrases) => {
+            (ListKind::Allow | ListKind::Approved, ListFormat::Phrases) => {
                 self.err_at(
                     loc.clone(),
                     format!("allow list {name:?} cannot be phrases"),
@@ -730,13 +776,7 @@ impl Context {
         }
     }
 
-    fn group(
-        &mut self,
-        src: &Source,
-        name: String,
-        g: RawGroup,
-        loc: Location,
-    ) -> (Group, Vec<(Spanned<Category>, Location)>) {
+    fn group(&mut self, src: &Source, name: String, g: RawGroup, loc: Location) -> GroupWithSpans {
         if g.networks.is_empty() && g.listen_addresses.is_empty() {
             self.err_at(
                 loc.clone(),
@@ -747,23 +787,61 @@ impl Context {
         for c in &g.block_categories {
             cats.push((c.clone(), src.location(c.span())));
         }
-        let entries = |items: Vec<Spanned<String>>, cx: &mut Self| {
-            let mut out = Vec::new();
-            for e in items {
-                let eloc = src.location(e.span());
-                let text = e.into_inner();
-                if let Err(reason) = check_entry(&text) {
-                    cx.err_at(eloc.clone(), format!("{text:?}: {reason}"));
-                }
-                out.push(LocalEntry {
-                    text,
-                    location: eloc,
-                });
+        let entry = |cx: &mut Self, text: String, eloc: Location, dependency_of: Option<String>| {
+            if let Err(reason) = check_entry(&text) {
+                cx.err_at(eloc.clone(), format!("{text:?}: {reason}"));
             }
-            out
+            LocalEntry {
+                text,
+                location: eloc,
+                dependency_of,
+            }
         };
-        let allow = entries(g.allow, self);
-        let block = entries(g.block, self);
+        let mut allow = Vec::new();
+        for e in g.allow {
+            let eloc = src.location(e.span());
+            match e.into_inner() {
+                RawAllow::Entry(text) => allow.push(entry(self, text, eloc, None)),
+                RawAllow::Site { site, with } => {
+                    allow.push(entry(self, site.clone(), eloc.clone(), None));
+                    for host in with {
+                        if host.contains('/') {
+                            // A dependency is a host, not a page.
+                            self.err_at(
+                                eloc.clone(),
+                                format!(
+                                    "{host:?} in `with` of {site:?}: list the host a page loads from (such as \"cdn.example.net\"), not a URL"
+                                ),
+                            );
+                            continue;
+                        }
+                        let dep = entry(self, host, eloc.clone(), Some(site.clone()));
+                        allow.push(dep);
+                    }
+                }
+            }
+        }
+        let mut block = Vec::new();
+        for e in g.block {
+            let eloc = src.location(e.span());
+            block.push(entry(self, e.into_inner(), eloc, None));
+        }
+        if g.mode == GroupMode::Filtered
+            && let Some(first) = g.approved_lists.first()
+        {
+            self.err(
+                src,
+                first.span(),
+                format!(
+                    "group {name:?}: approved_lists is for mode = \"approved-only\" groups (in a filtered group every allow list applies already)"
+                ),
+            );
+        }
+        let approved_lists: Vec<(String, Location)> = g
+            .approved_lists
+            .iter()
+            .map(|l| (l.get_ref().clone(), src.location(l.span())))
+            .collect();
         let blocked: Vec<Category> = g
             .block_categories
             .iter()
@@ -829,12 +907,14 @@ impl Context {
             safesearch: g.safesearch,
             youtube: g.youtube,
             dns_block: g.dns_block,
+            mode: g.mode,
+            approved_lists: approved_lists.iter().map(|(n, _)| n.clone()).collect(),
             allow,
             block,
             schedules,
             location: loc,
         };
-        (group, cats)
+        (group, cats, approved_lists)
     }
 
     fn cross_checks(
@@ -850,7 +930,7 @@ impl Context {
             .filter_map(|l| l.category.as_ref())
             .collect();
         let mut networks: HashMap<IpNet, &str> = HashMap::new();
-        for (name, (group, cats)) in groups {
+        for (name, (group, cats, _)) in groups {
             for (c, loc) in cats {
                 if !known.contains(&c.get_ref()) {
                     let reason = format!(
@@ -893,6 +973,54 @@ impl Context {
                 );
             }
         }
+    }
+}
+
+impl Context {
+    /// Each approved list must be an allow list; an approved-only group that approves
+    /// nothing is allowed (it blocks everything) but is most likely a mistake, so the
+    /// policy build warns about it.
+    fn approved_checks(
+        &mut self,
+        lists: &BTreeMap<String, ListSource>,
+        groups: &BTreeMap<String, GroupWithSpans>,
+    ) {
+        for (name, (_, _, approved)) in groups {
+            for (list, loc) in approved {
+                match lists.get(list) {
+                    Some(l) if matches!(l.kind, ListKind::Allow | ListKind::Approved) => {}
+                    Some(_) => self.err_at(
+                        loc.clone(),
+                        format!(
+                            "group {name:?} approves list {list:?}, which is not an approved or allow list (kind = \"approved\" or \"allow\")"
+                        ),
+                    ),
+                    None => self.err_at(
+                        loc.clone(),
+                        format!("group {name:?} approves list {list:?}, which is not defined"),
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// A `[proxy] pac_direct` entry: a network or address, or a domain (`*.` or `.` in front
+/// means the same: it covers subdomains).
+fn parse_pac_direct(text: &str) -> Result<PacDirect, String> {
+    if let Some(net) = parse_net_or_addr(text) {
+        return Ok(PacDirect::Network(net));
+    }
+    let bare = text
+        .strip_prefix("*.")
+        .or_else(|| text.strip_prefix('.'))
+        .unwrap_or(text);
+    match Host::parse(bare) {
+        Ok(h) if !h.is_ip() => Ok(PacDirect::Domain(h.as_str().to_owned())),
+        Ok(_) => Err(format!("{text:?} is not an address, a network or a domain")),
+        Err(e) => Err(format!(
+            "{text:?} is not an address, a network (such as \"10.0.0.0/8\") or a domain: {e}"
+        )),
     }
 }
 

@@ -18,6 +18,10 @@ const RESTART: &[(&str, &str)] = &[
         "[logs] cache_mb",
         "the log store's page cache is sized when the store opens",
     ),
+    (
+        "[blockpage]",
+        "the block page server's listeners are bound at start",
+    ),
 ];
 
 /// How a new configuration differs from the one in force.
@@ -54,10 +58,11 @@ impl ReloadDiff {
 
 /// Compares the configuration in force with a new one.
 pub fn diff(old: &Config, new: &Config) -> ReloadDiff {
-    let sections: [(&'static str, bool); 10] = [
+    let sections: [(&'static str, bool); 11] = [
         ("[server]", old.server != new.server),
         ("[dns]", old.dns != new.dns),
         ("[proxy]", old.proxy != new.proxy),
+        ("[blockpage]", old.blockpage != new.blockpage),
         ("[lists]", old.lists != new.lists),
         ("[groups]", old.groups != new.groups),
         ("[[devices]]", old.devices != new.devices),
@@ -78,6 +83,9 @@ pub fn diff(old: &Config, new: &Config) -> ReloadDiff {
     }
     if old.logs.cache_mb != new.logs.cache_mb {
         needs_restart.extend(restart("[logs] cache_mb"));
+    }
+    if old.blockpage != new.blockpage {
+        needs_restart.extend(restart("[blockpage]"));
     }
     ReloadDiff {
         changed,

@@ -36,6 +36,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub dns: DnsConfig,
     pub proxy: Option<ProxyConfig>,
+    /// The block page server for DNS blocks (`[blockpage]`).
+    pub blockpage: Option<BlockPageConfig>,
     /// Sorted by name.
     pub lists: Vec<ListSource>,
     /// Sorted by name.
@@ -241,6 +243,9 @@ pub struct ProxyConfig {
     pub users_file: Option<PathBuf>,
     /// `host:port` the PAC file points browsers at; default the first listen address.
     pub pac_proxy: Option<String>,
+    /// Domains and networks the PAC file sends direct, besides plain host names, `.local`,
+    /// the groups' networks and the private, loopback and link-local ranges.
+    pub pac_direct: Vec<PacDirect>,
     /// How a pupil or teacher asks for a review, shown on the block page.
     pub review_contact: String,
     pub connect_timeout: Duration,
@@ -249,6 +254,27 @@ pub struct ProxyConfig {
     pub max_connections_per_client: usize,
     /// Largest chunked request body; such bodies are read whole before they are forwarded.
     pub max_chunked_body: usize,
+}
+
+/// `[blockpage]`: the web server on the block page's address, for browsers that a DNS block
+/// (`dns_block = "blockpage"`) sent there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockPageConfig {
+    /// Plain HTTP listeners (port 80 of `blockpage_ipv4`/`blockpage_ipv6` in production).
+    pub listen: Vec<SocketAddr>,
+    /// HTTPS listeners (port 443 of the same addresses), serving the page with a certificate
+    /// minted from the school CA (`[proxy] ca_cert`, `ca_key`) for the name asked for.
+    pub tls_listen: Vec<SocketAddr>,
+}
+
+/// An entry of `[proxy] pac_direct`: what the PAC file sends straight to the site, not through
+/// the proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PacDirect {
+    /// A domain and its subdomains (normalised: lower case, no trailing dot).
+    Domain(String),
+    /// Addresses written as IP literals in the URL.
+    Network(IpNet),
 }
 
 /// One block, allow or illegal-content list file.
@@ -281,7 +307,14 @@ pub struct Group {
     pub safesearch: SafeSearch,
     pub youtube: YouTubeMode,
     pub dns_block: DnsBlockMode,
+    /// Filtered (everything not blocked loads) or approved-only (only what is approved loads).
+    pub mode: GroupMode,
+    /// For approved-only groups: the allow lists (`kind = "allow"`) whose entries are
+    /// approved for this group.
+    pub approved_lists: Vec<String>,
     /// The group's own allow entries (domains or URLs); beat everything but the illegal tier.
+    /// A site written with its dependencies (`{ site = …, with = […] }`) gives one entry for
+    /// the site and one for each host listed `with` it.
     pub allow: Vec<LocalEntry>,
     /// The group's own block entries; beat allow lists and categories.
     pub block: Vec<LocalEntry>,
@@ -294,6 +327,21 @@ pub struct Group {
 pub struct LocalEntry {
     pub text: String,
     pub location: Location,
+    /// For a host listed `with` a site in an allow entry (its CDN or asset host): that site,
+    /// as written.
+    pub dependency_of: Option<String>,
+}
+
+/// How a group's policy starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GroupMode {
+    /// Everything loads unless something blocks it (the default).
+    Filtered,
+    /// A walled garden: only what the group's allow entries and approved lists name loads;
+    /// everything else is blocked as "not on the approved list". For the youngest pupils
+    /// (Early Years, Key Stage 1).
+    ApprovedOnly,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -392,6 +440,7 @@ pub(crate) struct RawFile {
     pub(crate) server: Option<Spanned<RawServer>>,
     pub(crate) dns: Option<Spanned<RawDns>>,
     pub(crate) proxy: Option<Spanned<RawProxy>>,
+    pub(crate) blockpage: Option<Spanned<RawBlockPage>>,
     #[serde(default)]
     pub(crate) lists: BTreeMap<Spanned<String>, RawList>,
     #[serde(default)]
@@ -601,6 +650,8 @@ pub(crate) struct RawProxy {
     pub(crate) allow_destinations: Vec<IpNet>,
     pub(crate) users_file: Option<PathBuf>,
     pub(crate) pac_proxy: Option<String>,
+    #[serde(default)]
+    pub(crate) pac_direct: Vec<Spanned<String>>,
     #[serde(default = "default_review_contact")]
     pub(crate) review_contact: String,
     #[serde(default = "default_connect_timeout", with = "serde_duration")]
@@ -613,6 +664,15 @@ pub(crate) struct RawProxy {
     pub(crate) max_connections_per_client: usize,
     #[serde(default = "default_max_chunked_body")]
     pub(crate) max_chunked_body: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBlockPage {
+    #[serde(default)]
+    pub(crate) listen: Vec<SocketAddr>,
+    #[serde(default)]
+    pub(crate) tls_listen: Vec<SocketAddr>,
 }
 
 fn default_connect_ports() -> Vec<u16> {
@@ -678,8 +738,12 @@ pub(crate) struct RawGroup {
     pub(crate) youtube: YouTubeMode,
     #[serde(default = "default_dns_block")]
     pub(crate) dns_block: DnsBlockMode,
+    #[serde(default = "default_mode")]
+    pub(crate) mode: GroupMode,
     #[serde(default)]
-    pub(crate) allow: Vec<Spanned<String>>,
+    pub(crate) approved_lists: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) allow: Vec<Spanned<RawAllow>>,
     #[serde(default)]
     pub(crate) block: Vec<Spanned<String>>,
     #[serde(default, rename = "schedule")]
@@ -688,6 +752,63 @@ pub(crate) struct RawGroup {
 
 fn default_dns_block() -> DnsBlockMode {
     DnsBlockMode::Blockpage
+}
+
+fn default_mode() -> GroupMode {
+    GroupMode::Filtered
+}
+
+/// An allow entry as written: `"site.example"` (or a URL), or a site with the hosts its pages
+/// load from: `{ site = "site.example", with = ["cdn.example", "media.example"] }`.
+#[derive(Debug)]
+pub(crate) enum RawAllow {
+    Entry(String),
+    Site { site: String, with: Vec<String> },
+}
+
+impl<'de> Deserialize<'de> for RawAllow {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawAllow;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "a domain or URL, or a table { site = \"…\", with = [\"…\"] } naming a site and the hosts its pages load from",
+                )
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawAllow, E> {
+                Ok(RawAllow::Entry(v.to_owned()))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawAllow, A::Error> {
+                let mut site = None;
+                let mut with = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "site" if site.is_none() => site = Some(map.next_value::<String>()?),
+                        "with" if with.is_none() => with = Some(map.next_value::<Vec<String>>()?),
+                        "site" | "with" => {
+                            return Err(serde::de::Error::custom(format!("duplicate key `{key}`")));
+                        }
+                        other => {
+                            return Err(serde::de::Error::unknown_field(other, &["site", "with"]));
+                        }
+                    }
+                }
+                let site = site.ok_or_else(|| serde::de::Error::missing_field("site"))?;
+                Ok(RawAllow::Site {
+                    site,
+                    with: with.unwrap_or_default(),
+                })
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Debug, Deserialize)]

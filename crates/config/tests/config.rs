@@ -93,6 +93,10 @@ fn every_shipped_config_file_parses() {
     assert!(ey.block_categories.len() > staff.block_categories.len());
     assert_eq!(ey.youtube, YouTubeMode::Strict);
     assert_eq!(staff.schedules.len(), 1);
+    // The youngest are walled in; the block page has a server.
+    assert_eq!(ey.mode, hedgerow_config::GroupMode::ApprovedOnly);
+    assert!(ey.allow.iter().any(|e| e.dependency_of.is_some()));
+    assert!(config.blockpage.is_some());
     assert!(config.lists.iter().any(|l| l.kind == ListKind::Illegal));
     assert!(config.devices.iter().any(|d| d.user.is_some()));
 }
@@ -452,4 +456,142 @@ fn trusted_forwarders_and_listen_addresses_are_typed_and_checked() {
             .contains("at least one network or listen address"),
         "{errs:?}"
     );
+}
+
+/// An approved-only group with sites, their dependencies and an approved list.
+const GARDEN: &str = r#"
+[lists.early-sites]
+path = "lists/early.txt"
+format = "domains"
+kind = "approved"
+
+[groups.early]
+networks = ["10.10.0.0/16"]
+mode = "approved-only"
+approved_lists = ["early-sites"]
+safesearch = "on"
+youtube = "strict"
+allow = [
+  "phonics.example",
+  { site = "stories.example", with = ["cdn.stories-media.example", "*.img.example"] },
+]
+"#;
+
+#[test]
+fn approved_only_groups_list_sites_with_their_dependencies() {
+    let main = format!("{GOOD}{GARDEN}");
+    let dir = tree(&[("hedgerow.toml", &main), ("lists/early.txt", "a.example\n")]);
+    let config = hedgerow_config::load(&dir.path().join("hedgerow.toml")).unwrap();
+    let early = config.group("early").unwrap();
+    assert_eq!(early.mode, hedgerow_config::GroupMode::ApprovedOnly);
+    assert_eq!(early.approved_lists, ["early-sites"]);
+    let entries: Vec<(&str, Option<&str>)> = early
+        .allow
+        .iter()
+        .map(|e| (e.text.as_str(), e.dependency_of.as_deref()))
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            ("phonics.example", None),
+            ("stories.example", None),
+            ("cdn.stories-media.example", Some("stories.example")),
+            ("*.img.example", Some("stories.example")),
+        ]
+    );
+    // Twin: a group that says nothing is filtered, as before.
+    assert_eq!(
+        config.group("ks2").unwrap().mode,
+        hedgerow_config::GroupMode::Filtered
+    );
+}
+
+#[test]
+fn approved_lists_and_dependencies_are_checked() {
+    let cases = [
+        // An approved list that is a block list, or not defined.
+        (
+            GARDEN.replace(
+                r#"approved_lists = ["early-sites"]"#,
+                r#"approved_lists = ["adult"]"#,
+            ),
+            "approves list \"adult\", which is not an approved or allow list",
+        ),
+        (
+            GARDEN.replace(
+                r#"approved_lists = ["early-sites"]"#,
+                r#"approved_lists = ["nope"]"#,
+            ),
+            "approves list \"nope\", which is not defined",
+        ),
+        // approved_lists in a filtered group.
+        (
+            GARDEN.replace(r#"mode = "approved-only""#, ""),
+            "approved_lists is for mode = \"approved-only\" groups",
+        ),
+        // A URL as a dependency; an unknown key in the table; no site.
+        (
+            GARDEN.replace("\"*.img.example\"", "\"img.example/pics/\""),
+            "list the host a page loads from",
+        ),
+        (
+            GARDEN.replace("with = [", "whith = ["),
+            "unknown field `whith`, expected `site` or `with`",
+        ),
+        (
+            GARDEN.replace("site = \"stories.example\", ", ""),
+            "missing field `site`",
+        ),
+        (
+            GARDEN.replace("approved-only", "approve-only"),
+            "approve-only",
+        ),
+    ];
+    for (garden, want) in cases {
+        let main = format!("{GOOD}{garden}");
+        let (_dir, errs) = errors(&main, &[("lists/early.txt", "a.example\n")]);
+        assert!(
+            errs.iter().any(|e| e.reason.contains(want) && e.line > 1),
+            "want {want:?} with a line, got {errs:?}"
+        );
+    }
+}
+
+#[test]
+fn blockpage_listeners_and_pac_direct_are_typed_and_checked() {
+    let main = format!(
+        "{GOOD}\n[blockpage]\nlisten = [\"127.0.0.1:8080\"]\n\n[proxy]\nlisten = [\"127.0.0.1:3128\"]\npac_direct = [\"school.internal\", \"*.mis.example\", \"192.0.2.0/24\", \"198.51.100.7\"]\n"
+    );
+    let dir = tree(&[("hedgerow.toml", &main)]);
+    let config = hedgerow_config::load(&dir.path().join("hedgerow.toml")).unwrap();
+    let page = config.blockpage.unwrap();
+    assert_eq!(page.listen, ["127.0.0.1:8080".parse().unwrap()]);
+    assert!(page.tls_listen.is_empty());
+    use hedgerow_config::PacDirect;
+    assert_eq!(
+        config.proxy.unwrap().pac_direct,
+        [
+            PacDirect::Domain("school.internal".into()),
+            PacDirect::Domain("mis.example".into()),
+            PacDirect::Network("192.0.2.0/24".parse().unwrap()),
+            PacDirect::Network("198.51.100.7/32".parse().unwrap()),
+        ]
+    );
+    for (extra, want) in [
+        (
+            "[blockpage]\ntls_listen = [\"127.0.0.1:8443\"]\n",
+            "tls_listen needs the school CA",
+        ),
+        ("[blockpage]\n", "[blockpage] needs listen"),
+        (
+            "[proxy]\nlisten = [\"127.0.0.1:3128\"]\npac_direct = [\"not a host!\"]\n",
+            "pac_direct: \"not a host!\" is not an address",
+        ),
+    ] {
+        let (_dir, errs) = errors(&format!("{GOOD}\n{extra}"), &[]);
+        assert!(
+            errs.iter().any(|e| e.reason.contains(want) && e.line > 1),
+            "want {want:?}, got {errs:?}"
+        );
+    }
 }

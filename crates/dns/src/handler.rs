@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use hedgerow_config::{DnsBlockMode, Group};
-use hedgerow_model::{AccessEvent, Action, Clock, EventSink, Front, Host, Outcome, Tier, Verdict};
+use hedgerow_model::{
+    AccessEvent, Action, BlockNotes, Clock, EventSink, Front, Host, Outcome, Tier, Verdict,
+};
 use hedgerow_policy::{Client, PolicyHandle, PolicySnapshot, Target, canonical_ip};
 use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::opt::EdnsOption;
@@ -91,6 +93,9 @@ pub struct Resolver {
     soa_rname: Name,
     /// The SOA's RDATA in wire form, for the fast path's negative answers.
     soa_rdata: Vec<u8>,
+    /// Where blocks answered with the block page's address are noted for the block page
+    /// server (see [`Resolver::with_block_notes`]).
+    notes: Option<Arc<BlockNotes>>,
 }
 
 /// What the UDP transport should do with a datagram; see [`Resolver::try_fast`].
@@ -142,7 +147,29 @@ impl Resolver {
             soa_mname: Name::from_ascii(SOA_MNAME).unwrap_or_else(|_| Name::root()),
             soa_rname: Name::from_ascii(SOA_RNAME).unwrap_or_else(|_| Name::root()),
             soa_rdata: soa_rdata(),
+            notes: None,
         }
+    }
+
+    /// Notes every block answered with the block page's address in `notes`, and gives its
+    /// access event the reference the block page will show (see [`BlockNotes`]).
+    pub fn with_block_notes(mut self, notes: Arc<BlockNotes>) -> Self {
+        self.notes = Some(notes);
+        self
+    }
+
+    /// For a block that sends the browser to the block page (block-page mode, an A or AAAA
+    /// query with an address to give): notes it and returns the event's reference.
+    fn note_block(
+        &self,
+        page: bool,
+        client: IpAddr,
+        name: &str,
+        now: jiff::Timestamp,
+        verdict: &Verdict,
+    ) -> Option<u64> {
+        let notes = self.notes.as_ref().filter(|_| page)?;
+        Some(notes.note(canonical_ip(client), name, now, verdict, rand::random()))
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -248,6 +275,11 @@ impl Resolver {
         }
         let mut event = Event::new(self, now, who.ip, &q.name, Some(RecordType::from(q.qtype)));
         event.client = Some(client);
+        if outcome == Outcome::Blocked {
+            let qtype = RecordType::from(q.qtype);
+            let page = shows_page(group.dns_block, qtype, dns);
+            event.reference = self.note_block(page, who.ip, &q.name, now, &verdict);
+        }
         let shown = (verdict.is_blocked() || verdict.category.is_some()).then_some(&verdict);
         event.record(outcome, shown);
         Some(Fast::Answer(out))
@@ -441,6 +473,8 @@ impl Resolver {
             let verdict = snap.decide(client.group, Target::Host(&host), now);
             if verdict.is_blocked() {
                 bump(&self.metrics.blocked);
+                let page = shows_page(group.dns_block, qtype, dns);
+                event.reference = self.note_block(page, who.ip, &name, now, &verdict);
                 event.record(Outcome::Blocked, Some(&verdict));
                 let answer = self.block_answer(group.dns_block, &qname, qtype, &snap);
                 return send(request, handle, answer, edns.as_ref()).await;
@@ -484,6 +518,8 @@ impl Resolver {
         // An allowed name whose answer leads into a blocked name is blocked too.
         if let Some(verdict) = self.blocked_in_chain(&answer.answers, &name, client, &snap) {
             bump(&self.metrics.blocked);
+            let page = shows_page(group.dns_block, qtype, &snap.config().dns);
+            event.reference = self.note_block(page, who.ip, &name, now, &verdict);
             event.record(Outcome::Blocked, Some(&verdict));
             let answer = self.block_answer(group.dns_block, &qname, qtype, &snap);
             return send(request, handle, answer, edns.as_ref()).await;
@@ -692,7 +728,9 @@ impl Resolver {
     }
 
     /// The verdict for the first blocked name that the answer chain passes through (a CNAME
-    /// target, or the owner of a record other than the question).
+    /// target, or the owner of a record other than the question), as the policy decides
+    /// names in a chain ([`PolicySnapshot::decide_in_chain`]: an approved-only group's CDN
+    /// behind an approved name is not "not approved").
     fn blocked_in_chain(
         &self,
         answers: &[Record],
@@ -712,7 +750,7 @@ impl Resolver {
                     continue;
                 }
                 if let Ok(host) = Host::parse(&n) {
-                    let v = snap.decide(client.group, Target::Host(&host), now);
+                    let v = snap.decide_in_chain(client.group, &host, now);
                     if v.is_blocked() {
                         return Some(v);
                     }
@@ -771,6 +809,12 @@ fn block_address(
         (DnsBlockMode::Blockpage, RecordType::AAAA) => dns.blockpage_ipv6.map(IpAddr::V6),
         _ => None,
     }
+}
+
+/// Whether a blocked query of `qtype` under `mode` is answered with the block page's address,
+/// so a browser will ask the block page server for it.
+fn shows_page(mode: DnsBlockMode, qtype: RecordType, dns: &hedgerow_config::DnsConfig) -> bool {
+    mode == DnsBlockMode::Blockpage && block_address(mode, qtype, dns).is_some()
 }
 
 /// The log line for a client over its rate limit, at most once per client per 10 s.
@@ -840,6 +884,8 @@ struct Event<'a> {
     client: Option<Client<'a>>,
     name: &'a str,
     qtype: Option<RecordType>,
+    /// The block page reference, for a block answered with the block page's address.
+    reference: Option<u64>,
     done: bool,
 }
 
@@ -858,6 +904,7 @@ impl<'a> Event<'a> {
             client: None,
             name,
             qtype,
+            reference: None,
             done: false,
         }
     }
@@ -885,6 +932,7 @@ impl<'a> Event<'a> {
                 .qtype
                 .map(|t| std::borrow::Cow::Borrowed(<&'static str>::from(t))),
             outcome,
+            reference: self.reference,
             ..AccessEvent::new(self.now, Front::Dns, self.src, self.name.to_owned())
         };
         if let Some(v) = verdict {

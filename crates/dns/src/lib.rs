@@ -5,10 +5,12 @@
 //! ```text
 //! recv (UDP/TCP) → header checks (FORMERR / NOTIMP) → client → group (REFUSED if none)
 //!   → rate limit (REFUSED when over) → circumvention canaries → policy verdict
-//!   → blocked: NXDOMAIN / null address / block-page address, for every query type
+//!   → blocked: NXDOMAIN / null address / block-page address, for every query type (a
+//!     block-page answer is noted in `BlockNotes`, its event carrying the page's reference)
 //!   → SafeSearch engine: CNAME to the enforcement host + its records
 //!   → otherwise: cache, else upstreams (UDP, TCP on truncation, TLS; failover; deadline)
-//!   → a CNAME chain into a blocked name is blocked → ECH stripped for filtered groups
+//!   → a CNAME chain into a blocked name is blocked (not into a merely unapproved one: the
+//!     CDN behind an approved name) → ECH stripped for filtered groups
 //!   → answer → access event to the sink (never waits)
 //! ```
 //!

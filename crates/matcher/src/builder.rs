@@ -639,6 +639,20 @@ impl Matcher {
         }
     }
 
+    /// Calls `f` for every URL entry listed under `host` (its pages, whatever their path), as
+    /// hits at the URL level: for asking whether a host carries entries of some list.
+    pub fn url_entries_on<'a>(&'a self, host: &Host, mut f: impl FnMut(Hit<'a>)) {
+        self.urls.for_each_on_host(host.as_str(), |value, rule| {
+            for list in self.expand(value) {
+                f(Hit {
+                    list,
+                    rule,
+                    level: MatchLevel::Url { path_len: 0 },
+                });
+            }
+        });
+    }
+
     /// Each phrase from a phrase list found in `text` (a search term, a URL, a page title).
     pub fn phrase_hits(&self, text: &str) -> Vec<PhraseHit<'_>> {
         self.phrases

@@ -85,6 +85,16 @@ impl UrlSet {
         }
     }
 
+    /// Calls `f(value, rule)` for each entry listed under `host` (`www.` ignored), whatever
+    /// its path.
+    pub(crate) fn for_each_on_host<'a>(&'a self, host: &str, mut f: impl FnMut(u32, &'a str)) {
+        if let Some(entries) = self.by_host.get(site_host(host)) {
+            for e in entries {
+                f(e.value, &e.rule);
+            }
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.len
     }

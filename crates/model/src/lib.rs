@@ -4,7 +4,8 @@
 //!
 //! It also names the [`AccessEvent`] every front records, the [`EventSink`] it records into,
 //! the [`BreachRule`]s that pick out events for the safeguarding lead, and the [`Clock`] it
-//! reads time through.
+//! reads time through. [`BlockNotes`] is the one piece of shared state: the DNS front's recent
+//! blocks, which the block page server reads (see its module for why it lives here).
 //!
 //! It parses and displays these values and nothing more. It does not decide anything, read
 //! files, or know about DNS, HTTP, configuration or storage; those crates build on it.
@@ -18,6 +19,7 @@ mod event;
 mod host;
 mod list;
 mod mac;
+mod notes;
 mod urlkey;
 mod verdict;
 
@@ -29,5 +31,6 @@ pub use event::{
 pub use host::{Host, HostError, Suffixes, normalise_name_into};
 pub use list::{ListFormat, ListKind, Severity, UrlMatch};
 pub use mac::{MacAddr, MacError};
+pub use notes::{BlockNote, BlockNotes};
 pub use urlkey::{UrlError, UrlKey};
 pub use verdict::{Action, Category, CategoryError, PROTECTED_RULE, Tier, Verdict};

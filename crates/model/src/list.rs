@@ -24,6 +24,10 @@ pub enum ListKind {
     Block,
     /// Must-allow sites; beat category entries that are no more specific.
     Allow,
+    /// Sites approved for approved-only groups (walled gardens) that name the list in their
+    /// `approved_lists`. No effect on any other group: unlike an allow list, it never lets a
+    /// filtered group past a category it blocks.
+    Approved,
     /// The illegal-content tier: held only as keyed hashes, always blocked, never overridden.
     Illegal,
 }

@@ -75,11 +75,12 @@ pub enum Action {
     Rewrite,
 }
 
-/// Which layer of the policy decided. The order of the variants is the precedence order:
-/// a tier earlier in the list always beats a later one.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+/// Which layer of the policy decided. Precedence, highest first, is the order of
+/// [`Tier::rank`] (and of `Ord`): a tier earlier in that order always beats a later one.
+///
+/// The order of the variants is the stored encoding (the log store writes the variant's
+/// index): new variants go at the end, whatever their place in the precedence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Tier {
     /// The illegal-content tier (IWF, police terrorism list, any list marked illegal).
@@ -87,12 +88,12 @@ pub enum Tier {
     Illegal,
     /// A built-in circumvention defence (the DoH canary, iCloud Private Relay, DDR).
     Circumvention,
-    /// The group's own allow entries.
+    /// The group's own allow entries (with the hosts listed `with` them).
     LocalAllow,
     /// The group's own block entries.
     LocalBlock,
     /// A shared allow list (must-allow sites) that is at least as specific as any
-    /// category entry that matched.
+    /// category entry that matched; in an approved-only group, one of its approved lists.
     AllowList,
     /// A blocked category is allowed at this time by one of the group's schedules.
     Schedule,
@@ -100,9 +101,28 @@ pub enum Tier {
     Category,
     /// Nothing matched, or only categories the group does not block.
     Default,
+    /// The group is approved-only (a walled garden) and nothing approves this site: not its
+    /// allow entries, nor its approved lists. Below every allow tier and every category
+    /// block, above [`Tier::Default`], which it replaces for such groups.
+    NotApproved,
 }
 
 impl Tier {
+    /// The place in the precedence order, 0 the highest.
+    pub fn rank(self) -> u8 {
+        match self {
+            Tier::Illegal => 0,
+            Tier::Circumvention => 1,
+            Tier::LocalAllow => 2,
+            Tier::LocalBlock => 3,
+            Tier::AllowList => 4,
+            Tier::Schedule => 5,
+            Tier::Category => 6,
+            Tier::NotApproved => 7,
+            Tier::Default => 8,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Tier::Illegal => "illegal",
@@ -112,8 +132,38 @@ impl Tier {
             Tier::AllowList => "allow-list",
             Tier::Schedule => "schedule",
             Tier::Category => "category",
+            Tier::NotApproved => "not-approved",
             Tier::Default => "default",
         }
+    }
+
+    /// What the tier means, in a sentence, for `lookup` and people reading a verdict.
+    pub fn explain(self) -> &'static str {
+        match self {
+            Tier::Illegal => "on an illegal-content list (IWF, police): always blocked",
+            Tier::Circumvention => "a built-in defence against getting round the filter",
+            Tier::LocalAllow => "the group's own allow entries",
+            Tier::LocalBlock => "the group's own block entries",
+            Tier::AllowList => "an allow list",
+            Tier::Schedule => "a blocked category that a schedule opens now",
+            Tier::Category => "a category the group blocks",
+            Tier::NotApproved => {
+                "the group is approved-only: anything not on its allow entries or approved lists is blocked"
+            }
+            Tier::Default => "nothing the group blocks matched",
+        }
+    }
+}
+
+impl PartialOrd for Tier {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Tier {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.rank().cmp(&other.rank())
     }
 }
 
@@ -204,5 +254,8 @@ mod tests {
         assert!(Tier::LocalAllow < Tier::LocalBlock);
         assert!(Tier::LocalBlock < Tier::AllowList);
         assert!(Tier::AllowList < Tier::Category);
+        assert!(Tier::Category < Tier::NotApproved);
+        assert!(Tier::NotApproved < Tier::Default);
+        assert_eq!(Tier::NotApproved.as_str(), "not-approved");
     }
 }

@@ -41,7 +41,9 @@ pub(crate) fn check_allow_entries(config: &Config, matcher: &Matcher) -> Result<
         }
     }
     for list in &config.lists {
-        if list.kind != ListKind::Allow || (list.optional && !list.path.is_file()) {
+        if !matches!(list.kind, ListKind::Allow | ListKind::Approved)
+            || (list.optional && !list.path.is_file())
+        {
             continue;
         }
         let lines = matcher

@@ -76,12 +76,18 @@ impl PolicySnapshot {
             if let Some(m) = local
                 && let Some(best) = best_hit(m, target, |_| true)
             {
+                let rule = match g.dependency_of.get(best.hit.rule) {
+                    Some(site) if tier == Tier::LocalAllow => {
+                        format!("{} (with {site})", best.hit.rule).into()
+                    }
+                    _ => best.hit.rule.into(),
+                };
                 return Verdict {
                     action,
                     tier,
                     category: None,
                     list: m.list(best.hit.list).map(|s| s.name.clone()),
-                    rule: Some(best.hit.rule.into()),
+                    rule: Some(rule),
                 };
             }
         }
@@ -97,7 +103,13 @@ impl PolicySnapshot {
                 return;
             };
             match spec.kind {
-                ListKind::Allow => keep_best(&mut allow, hit, specificity),
+                // An approved-only group counts only the lists it approves; approved lists
+                // count for nobody else.
+                ListKind::Allow | ListKind::Approved if approved(g, hit.list) => {
+                    keep_best(&mut allow, hit, specificity);
+                }
+                ListKind::Allow if !g.approved_only => keep_best(&mut allow, hit, specificity),
+                ListKind::Allow | ListKind::Approved => {}
                 ListKind::Block if blocked(g, hit.list) => {
                     let now_local = local_time.get_or_insert_with(|| now.to_zoned(self.tz.clone()));
                     match open_schedule(g, hit.list, now_local) {
@@ -154,6 +166,26 @@ impl PolicySnapshot {
                 v
             }
             (_, Some(b)) => verdict(Action::Block, Tier::Category, b),
+            (None, None) if g.approved_only => {
+                // A walled garden: nothing approved this site.
+                if let Target::Host(h) = target
+                    && let Some(v) = self.approved_pages_on(g, h)
+                {
+                    return v;
+                }
+                let shown = scheduled.map(|(b, _)| b).or(unblocked);
+                Verdict {
+                    action: Action::Block,
+                    tier: Tier::NotApproved,
+                    category: shown.and_then(|b| {
+                        self.matcher
+                            .list(b.hit.list)
+                            .and_then(|s| s.category.clone())
+                    }),
+                    list: None,
+                    rule: Some(NOT_APPROVED.into()),
+                }
+            }
             (allow, None) => {
                 if let Some((best, name)) = scheduled {
                     let mut v = verdict(Action::Allow, Tier::Schedule, best);
@@ -169,6 +201,57 @@ impl PolicySnapshot {
                 }
             }
         }
+    }
+
+    /// The verdict for a name that the DNS answer for an allowed name passes through (a CNAME
+    /// target, or the owner of a record in the chain). As [`Self::decide`], except that an
+    /// approved-only group's "not on the approved list" does not block it: the name asked
+    /// for was approved, and where its owner points it (a CDN) is part of that site. A
+    /// local block, a blocked category or the illegal tier still blocks it; and the name
+    /// itself still resolves only if approved when asked for directly.
+    pub fn decide_in_chain(&self, group: GroupId, host: &Host, now: jiff::Timestamp) -> Verdict {
+        let v = self.decide(group, Target::Host(host), now);
+        if v.tier != Tier::NotApproved {
+            return v;
+        }
+        Verdict {
+            action: Action::Allow,
+            tier: Tier::Default,
+            category: v.category,
+            list: None,
+            rule: Some("in the answer of an approved name".into()),
+        }
+    }
+
+    /// For an approved-only group, a host on which some pages (URL entries) are approved is
+    /// not itself "not approved": it resolves and a CONNECT reaches it, so those pages can
+    /// load; the proxy decides each page by its URL.
+    fn approved_pages_on(&self, g: &GroupPolicy, host: &Host) -> Option<Verdict> {
+        let mut found: Option<(Tier, Option<Arc<str>>, Arc<str>)> = None;
+        if let Some(m) = &g.local_allow {
+            m.url_entries_on(host, |hit| {
+                if found.is_none() {
+                    let list = m.list(hit.list).map(|s| s.name.clone());
+                    found = Some((Tier::LocalAllow, list, hit.rule.into()));
+                }
+            });
+        }
+        if found.is_none() {
+            self.matcher.url_entries_on(host, |hit| {
+                if found.is_none() && approved(g, hit.list) {
+                    let list = self.matcher.list(hit.list).map(|s| s.name.clone());
+                    found = Some((Tier::AllowList, list, hit.rule.into()));
+                }
+            });
+        }
+        let (tier, list, rule) = found?;
+        Some(Verdict {
+            action: Action::Allow,
+            tier,
+            category: None,
+            list,
+            rule: Some(format!("approved pages on this host: {rule}").into()),
+        })
     }
 
     /// Phrases from phrase lists found in `text` (a search term), with whether `group` blocks
@@ -195,6 +278,13 @@ impl PolicySnapshot {
 fn blocked(g: &GroupPolicy, list: ListId) -> bool {
     g.blocked.get(usize::from(list)).copied().unwrap_or(false)
 }
+
+fn approved(g: &GroupPolicy, list: ListId) -> bool {
+    g.approved.get(usize::from(list)).copied().unwrap_or(false)
+}
+
+/// The rule of a "not approved" verdict.
+pub(crate) const NOT_APPROVED: &str = "not on the approved list";
 
 /// The name of a schedule that allows `list` at `now`, if any.
 fn open_schedule(g: &GroupPolicy, list: ListId, now: &jiff::Zoned) -> Option<Arc<str>> {

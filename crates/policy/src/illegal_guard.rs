@@ -274,7 +274,9 @@ fn spec_of(list: &ListSource) -> ListSpec {
     }
 }
 
-/// Writes `dir/name` readable by its owner only: a temporary file, fsync, rename.
+/// Writes `dir/name` readable by its owner only: a temporary file, fsync, rename. The
+/// temporary file's name is this write's own, so two reloads at once (a SIGHUP while
+/// `hedgerow reload` runs) never rename each other's file away.
 fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     std::fs::DirBuilder::new()

@@ -6,7 +6,8 @@
 //! Precedence, highest first (see `Tier`): the illegal-content tier; the group's local allow
 //! entries; the group's local block entries; then shared allow lists against category lists,
 //! where the more specific match wins and an allow list wins a tie; a schedule that allows a
-//! blocked category now; and last, allow by default.
+//! blocked category now; for approved-only groups (walled gardens), block as "not on the
+//! approved list"; and last, allow by default.
 //!
 //! It does no I/O on the request path and reads no clock: callers pass the time in, so
 //! schedules are tested without sleeping. It does not know about DNS, HTTP or storage.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use hedgerow_config::{Config, ConfigErrors, Device, Group, ListKind, Schedule};
+use hedgerow_config::{Config, ConfigErrors, Device, Group, GroupMode, ListKind, Schedule};
 use hedgerow_matcher::{IllegalSet, ListError, ListSpec, LoadReport, Matcher, MatcherBuilder};
 
 use crate::illegal_guard::{BuildMode, Guard, IllegalSource, IllegalStatus};
@@ -95,6 +95,13 @@ pub(crate) struct GroupPolicy {
     pub(crate) name: Arc<str>,
     /// Indexed by list id: true for block lists whose category this group blocks.
     pub(crate) blocked: Vec<bool>,
+    /// An approved-only group (a walled garden): what nothing approves is blocked.
+    pub(crate) approved_only: bool,
+    /// Indexed by list id: true for the allow lists an approved-only group approves.
+    pub(crate) approved: Vec<bool>,
+    /// Local allow rules (as the matcher reports them) that are hosts listed `with` a site:
+    /// the site, for the verdict's rule.
+    pub(crate) dependency_of: HashMap<Arc<str>, Arc<str>>,
     pub(crate) schedules: Vec<CompiledSchedule>,
     pub(crate) local_allow: Option<Matcher>,
     pub(crate) local_block: Option<Matcher>,
@@ -201,6 +208,18 @@ impl PolicySnapshot {
             }
         }
         networks.sort_by_key(|(n, _)| std::cmp::Reverse(n.prefix_len()));
+        let page_groups: Vec<&str> = config
+            .groups
+            .iter()
+            .filter(|g| g.dns_block == hedgerow_config::DnsBlockMode::Blockpage)
+            .map(|g| g.name.as_str())
+            .collect();
+        if !page_groups.is_empty() && config.blockpage.is_none() {
+            report.warnings.push(format!(
+                "groups {} answer blocked names with the block page address, but no [blockpage] listener serves a page there: browsers show a connection error instead",
+                page_groups.join(", ")
+            ));
+        }
         let mut devices_by_ip = HashMap::new();
         let mut devices_by_mac = HashMap::new();
         for (i, d) in config.devices.iter().enumerate() {
@@ -452,9 +471,49 @@ fn compile_group(
             source,
         })
     };
+    let approved_only = g.mode == GroupMode::ApprovedOnly;
+    let approved: Vec<bool> = lists
+        .iter()
+        .map(|l| {
+            approved_only
+                && matches!(l.kind, ListKind::Allow | ListKind::Approved)
+                && g.approved_lists.iter().any(|a| **a == *l.name)
+        })
+        .collect();
+    if approved_only && g.allow.is_empty() && !approved.contains(&true) {
+        report.warnings.push(format!(
+            "{}: group {:?} is approved-only but approves nothing (no allow entries, no approved_lists): every site is blocked for it",
+            g.location, g.name
+        ));
+    }
+    let rule_of = |text: &str| {
+        let bare = text.strip_prefix("*.").unwrap_or(text);
+        hedgerow_model::Host::parse(bare)
+            .ok()
+            .map(|h| h.as_str().to_owned())
+    };
+    let plain: Vec<String> = g
+        .allow
+        .iter()
+        .filter(|e| e.dependency_of.is_none())
+        .filter_map(|e| rule_of(&e.text))
+        .collect();
+    let dependency_of = g
+        .allow
+        .iter()
+        .filter_map(|e| {
+            let site = e.dependency_of.as_deref()?;
+            let rule = rule_of(&e.text)?;
+            // A host that is also approved on its own is shown as itself.
+            (!plain.contains(&rule)).then(|| (Arc::from(rule.as_str()), Arc::from(site)))
+        })
+        .collect();
     Ok(GroupPolicy {
         name: g.name.as_str().into(),
         blocked,
+        approved_only,
+        approved,
+        dependency_of,
         schedules,
         local_allow: local(&g.allow, "allow", ListKind::Allow, report)?,
         local_block: local(&g.block, "block", ListKind::Block, report)?,

@@ -690,3 +690,168 @@ fn allow_entries_that_still_allow_something_are_accepted() {
     assert!(!snap.illegal_tier_covers("iwf-test.invalid/gallery/c.html"));
     assert!(!snap.illegal_tier_covers("iwf-test.invalid"));
 }
+
+/// An approved-only group (a walled garden) beside the filtered groups of [`CONFIG`].
+fn garden() -> tempfile::TempDir {
+    let config = format!(
+        r#"{CONFIG}
+[lists.early-sites]
+path = "early.txt"
+format = "domains"
+kind = "approved"
+
+[groups.early]
+networks = ["10.10.0.0/16"]
+mode = "approved-only"
+approved_lists = ["early-sites"]
+block_categories = ["adult"]
+safesearch = "on"
+youtube = "strict"
+allow = [
+  "phonics.example",
+  {{ site = "stories.example", with = ["cdn.stories-media.example", "*.img.example"] }},
+  "http://mixed.example/kids/",
+  "iwf-test.invalid",
+]
+"#
+    );
+    let dir = setup(&config);
+    std::fs::write(
+        dir.path().join("early.txt"),
+        "approved-list.example\ngames-for-school.example\n",
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn an_approved_only_group_loads_its_allow_entries_their_dependencies_and_approved_lists() {
+    let dir = garden();
+    let snap = snapshot(dir.path());
+    let early = "10.10.0.7";
+    for (name, tier) in [
+        ("phonics.example", Tier::LocalAllow),
+        ("www.phonics.example", Tier::LocalAllow),
+        ("stories.example", Tier::LocalAllow),
+        ("cdn.stories-media.example", Tier::LocalAllow),
+        ("a.img.example", Tier::LocalAllow),
+        ("approved-list.example", Tier::AllowList),
+        ("games-for-school.example", Tier::AllowList),
+    ] {
+        let v = host(&snap, early, name);
+        assert_eq!((v.action, v.tier), (Action::Allow, tier), "{name}: {v:?}");
+    }
+    let v = host(&snap, early, "cdn.stories-media.example");
+    assert_eq!(
+        v.rule.as_deref(),
+        Some("cdn.stories-media.example (with stories.example)"),
+        "a dependency says which site it is listed with"
+    );
+    // An approved list does nothing for filtered groups: staff still meet the games block.
+    let v = host(&snap, "10.30.1.1", "games-for-school.example");
+    assert_eq!((v.action, v.tier), (Action::Block, Tier::Category));
+    let v = url(&snap, early, "http://mixed.example/kids/songs?x=1");
+    assert_eq!((v.action, v.tier), (Action::Allow, Tier::LocalAllow));
+    // The host of approved pages resolves, so the pages can load.
+    let v = host(&snap, early, "mixed.example");
+    assert_eq!(
+        (v.action, v.tier),
+        (Action::Allow, Tier::LocalAllow),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn an_approved_only_group_blocks_everything_else_as_not_approved() {
+    let dir = garden();
+    let snap = snapshot(dir.path());
+    let early = "10.10.0.7";
+    // Unlisted; on an allow list the group does not approve; a category it does not block.
+    for name in ["unlisted.example", "allowed.example", "games.example"] {
+        let v = host(&snap, early, name);
+        assert_eq!(
+            (v.action, v.tier),
+            (Action::Block, Tier::NotApproved),
+            "{name}: {v:?}"
+        );
+        assert_eq!(v.rule.as_deref(), Some("not on the approved list"));
+    }
+    let v = host(&snap, early, "games.example");
+    assert_eq!(
+        v.category.as_ref().map(|c| c.as_str()),
+        Some("games"),
+        "the log still says what the site is"
+    );
+    // A dependency's own parent is not approved by it; other pages of a host with approved
+    // pages are not approved.
+    let v = host(&snap, early, "stories-media.example");
+    assert_eq!(v.tier, Tier::NotApproved);
+    let v = url(&snap, early, "http://mixed.example/grown-ups/");
+    assert_eq!((v.action, v.tier), (Action::Block, Tier::NotApproved));
+    // A blocked category still says so; the illegal tier beats everything.
+    let v = host(&snap, early, "adult.example");
+    assert_eq!((v.action, v.tier), (Action::Block, Tier::Category));
+    let v = url(&snap, early, "http://iwf-test.invalid/gallery/a.html");
+    assert_eq!((v.action, v.tier), (Action::Block, Tier::Illegal));
+    // Twin: filtered groups are unchanged.
+    for client in ["10.20.1.1", "10.30.1.1"] {
+        let v = host(&snap, client, "unlisted.example");
+        assert_eq!(
+            (v.action, v.tier),
+            (Action::Allow, Tier::Default),
+            "{client}"
+        );
+    }
+}
+
+#[test]
+fn a_cname_target_of_an_approved_name_is_not_blocked_as_not_approved_but_still_by_a_block() {
+    let dir = garden();
+    let snap = snapshot(dir.path());
+    let early = snap
+        .client("10.10.0.7".parse().unwrap(), None)
+        .unwrap()
+        .group;
+    let at = tuesday("10:00");
+    let cdn = Host::parse("phonics.edgecdn.example").unwrap();
+    assert!(snap.decide(early, Target::Host(&cdn), at).is_blocked());
+    assert!(!snap.decide_in_chain(early, &cdn, at).is_blocked());
+    let adult = Host::parse("adult.example").unwrap();
+    let v = snap.decide_in_chain(early, &adult, at);
+    assert_eq!((v.action, v.tier), (Action::Block, Tier::Category));
+}
+
+#[test]
+fn an_approved_only_group_that_approves_nothing_is_warned_about() {
+    let config = format!(
+        r#"{CONFIG}
+[groups.exam]
+networks = ["10.50.0.0/16"]
+mode = "approved-only"
+safesearch = "on"
+youtube = "strict"
+"#
+    );
+    let dir = setup(&config);
+    let snap = snapshot(dir.path());
+    assert!(
+        snap.report()
+            .warnings
+            .iter()
+            .any(|w| w.contains("\"exam\" is approved-only but approves nothing")),
+        "{:?}",
+        snap.report().warnings
+    );
+    let v = host(&snap, "10.50.0.1", "anything.example");
+    assert_eq!(v.tier, Tier::NotApproved);
+    // Twin: the example groups draw no such warning.
+    let dir = garden();
+    let snap = snapshot(dir.path());
+    assert!(
+        !snap
+            .report()
+            .warnings
+            .iter()
+            .any(|w| w.contains("approves nothing"))
+    );
+}

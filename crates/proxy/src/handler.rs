@@ -435,11 +435,8 @@ impl Proxy {
                         .or_else(|| live.config.listen.first().map(ToString::to_string))
                         .unwrap_or_default()
                 });
-                full(
-                    StatusCode::OK,
-                    "application/x-ns-proxy-autoconfig",
-                    page::pac(&host),
-                )
+                let pac = page::pac_for(self.policy.snapshot().config(), &host);
+                full(StatusCode::OK, "application/x-ns-proxy-autoconfig", pac)
             }
             _ => {
                 log.end(Outcome::Invalid);

@@ -21,8 +21,12 @@
 //!   host, search terms, concern, verdict, outcome, bytes, block-page reference), recorded by
 //!   a guard made first thing for the request, so no exit goes unrecorded; handed to the event
 //!   sink without waiting. The PAC and WPAD files are not accesses and are not recorded.
+//! - **Block pages for DNS blocks** ([`BlockPages`]): a web server on the block page's
+//!   address (`[blockpage]`, HTTP and, with the school CA, HTTPS) that shows what the DNS
+//!   front blocked, with the reference of its log entry, and takes review requests.
 
 mod access;
+mod blockpage;
 mod framing;
 mod handler;
 mod page;
@@ -39,6 +43,7 @@ use hedgerow_config::{Config, ProxyConfig};
 use hedgerow_model::{Clock, EventSink};
 use hedgerow_policy::PolicyHandle;
 
+pub use blockpage::{BlockPageListeners, BlockPages};
 pub use resolve::ResolveError;
 pub use tls::TlsError;
 
@@ -48,6 +53,8 @@ pub use tls::TlsError;
 pub enum ProxyError {
     #[error("the configuration has no [proxy] section")]
     NotConfigured,
+    #[error("the configuration has no [blockpage] section")]
+    NoBlockPage,
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error("reading users file {path}: {reason}")]

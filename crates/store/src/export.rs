@@ -6,6 +6,7 @@
 //! {"kind":"access","event":{...}}
 //! {"kind":"breach","pending":false,"breach":{...}}
 //! {"kind":"audit","entry":{...}}
+//! {"kind":"review","review":{...}}
 //! ```
 
 use std::io::{BufRead, Write};
@@ -13,7 +14,7 @@ use std::io::{BufRead, Write};
 use hedgerow_model::AccessEvent;
 use serde::{Deserialize, Serialize};
 
-use crate::{AuditEntry, Breach, Store, StoreError};
+use crate::{AuditEntry, Breach, ReviewRequest, Store, StoreError};
 
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -22,6 +23,7 @@ enum Line {
     Access { event: AccessEvent },
     Breach { pending: bool, breach: Breach },
     Audit { entry: AuditEntry },
+    Review { review: ReviewRequest },
 }
 
 /// Counts of what an export wrote or an import read.
@@ -30,6 +32,7 @@ pub struct Counts {
     pub events: u64,
     pub breaches: u64,
     pub audit: u64,
+    pub reviews: u64,
 }
 
 fn write_line(out: &mut impl Write, line: &Line) -> Result<(), StoreError> {
@@ -60,6 +63,10 @@ impl Store {
         for entry in self.audit()? {
             n.audit += 1;
             write_line(out, &Line::Audit { entry })?;
+        }
+        for review in self.all_reviews()? {
+            n.reviews += 1;
+            write_line(out, &Line::Review { review })?;
         }
         out.flush()?;
         Ok(n)
@@ -102,6 +109,10 @@ impl Store {
                 Line::Audit { entry } => {
                     n.audit += 1;
                     self.put_audit(&entry)?;
+                }
+                Line::Review { review } => {
+                    n.reviews += 1;
+                    self.put_review(&review)?;
                 }
             }
         }

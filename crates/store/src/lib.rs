@@ -19,6 +19,8 @@
 //!   a breach is kept as a trigger with its time, device and user; ids are dense (1, 2, 3…).
 //! - **Queries stream.** [`Store::events_iter`] reads a batch at a time.
 //! - **Versioned values.** Every stored value starts with a format byte.
+//! - **Review requests** from the block page, by reference, in the main database
+//!   (`review.rs`).
 //! - **Export and import** of the whole store as JSON lines, so the data can move to another
 //!   engine.
 //!
@@ -34,6 +36,7 @@ mod error;
 mod events;
 mod export;
 mod recorder;
+mod review;
 mod store;
 mod wire;
 
@@ -44,4 +47,5 @@ pub use error::StoreError;
 pub use events::{EventFilter, Events};
 pub use export::Counts;
 pub use recorder::{Recorder, RecorderOptions, RecorderStats};
+pub use review::{ReviewError, ReviewRequest, ReviewStatus};
 pub use store::{AuditEntry, IntegrityReport, PurgeReport, Retention, Store, StoreOptions};

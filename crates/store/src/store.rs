@@ -61,6 +61,8 @@ pub struct PurgeReport {
     /// Day trees dropped (events and their device index), as `YYYY-MM-DD`.
     pub days_dropped: Vec<String>,
     pub breaches_removed: usize,
+    /// Review requests asked before the breach retention.
+    pub reviews_removed: usize,
 }
 
 /// One entry of the append-only audit log (filter changes, reviews, imports).
@@ -272,6 +274,12 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The database of breaches, the audit log and the other records that are not access
+    /// events (review requests open their own tree in it).
+    pub(crate) fn main_db(&self) -> &sled::Db {
+        &self.db
     }
 
     /// Writes everything to disk and waits for it.
@@ -643,7 +651,9 @@ impl Store {
             std::fs::remove_dir_all(self.path.join(DAYS_DIR).join(&name))?;
             report.days_dropped.push(name);
         }
-        report.breaches_removed = self.purge_breaches(from_nanos(cutoff(keep.breaches)))?;
+        let breach_cutoff = from_nanos(cutoff(keep.breaches));
+        report.breaches_removed = self.purge_breaches(breach_cutoff)?;
+        report.reviews_removed = self.purge_reviews(breach_cutoff)?;
         self.flush()?;
         Ok(report)
     }
