@@ -119,10 +119,10 @@ CFG
 
 BIN="$ROOT/target/release/hedgerow"
 [ -x "$BIN" ] || (cd "$ROOT" && cargo build --release --quiet)
-HEDGEROW_LOG=warn "$BIN" run --config "$W/hedgerow.toml" > "$W/hedgerow.log" 2>&1 &
+HEDGEROW_LOG=warn,hedgerow=info "$BIN" run --config "$W/hedgerow.toml" > "$W/hedgerow.log" 2>&1 &
 HPID=$!
 pids+=($HPID)
-for _ in $(seq 1 100); do
+for _ in $(seq 1 300); do
   grep -q ready "$W/hedgerow.log" 2>/dev/null && break
   sleep 0.2
 done
