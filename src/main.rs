@@ -335,7 +335,14 @@ async fn reload_now(services: &Shared) -> std::result::Result<String, String> {
         Some(s) => s.reload().await,
         None => Err("refused: the appliance is stopping".into()),
     };
-    // A reload that took effect may carry edits made by hand: change control records them.
+    result
+}
+
+/// Reloads for SIGHUP or `hedgerow reload`, then lets change control look for hand edits (not
+/// for change control's own reloads: it holds its lock while it waits for them, and moves its
+/// reviewed state with the files it writes).
+async fn reload_checked(services: &Shared) -> std::result::Result<String, String> {
+    let result = reload_now(services).await;
     if result.is_ok()
         && let Some(a) = ADMIN.get().cloned()
         && let Ok(Err(e)) = tokio::task::spawn_blocking(move || a.check_unreviewed()).await
@@ -371,7 +378,7 @@ fn control_socket(
                     return;
                 }
                 let reply = match line.trim() {
-                    "reload" => match reload_now(&services).await {
+                    "reload" => match reload_checked(&services).await {
                         Ok(s) | Err(s) => s,
                     },
                     query => {
@@ -493,7 +500,7 @@ async fn serve(
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                let _ = reload_now(services).await;
+                let _ = reload_checked(services).await;
             }
             _ = tick.tick() => log_metrics(resolver, recorder),
             _ = term.recv() => break,

@@ -20,7 +20,7 @@ pub use change::{
     ChangeRequest, FileHashes, Origin, Preview, Proposal, Risk, RiskAssessment, Signature, Status,
     VerdictChange,
 };
-pub use edit::{Direction, Edit};
+pub use edit::{BreachRuleSpec, DeviceSpec, Direction, Edit, ScheduleSpec};
 pub use service::{APPLIANCE, Admin, Reloader, Session};
 
 /// Why an admin operation was refused or failed. Each kind maps to one HTTP status.
