@@ -893,3 +893,78 @@ fn devices_breach_rules_interception_and_schedules() {
     let list = ok(&app, Some(&tech), "", &["change", "list"]);
     assert!(!list.to_string().contains("\"unreviewed\""), "{list}");
 }
+
+/// A hand edit found at a reload is raised at once on the alert channels, as a high
+/// operational alert naming the unreviewed change, with its diff (any line naming what the
+/// illegal tier covers withheld). A reload with no hand edit raises nothing.
+#[test]
+fn hand_edit_is_raised_on_the_alert_channels() {
+    let hook = hedgerow_testkit::Webhook::start(0);
+    let alerts = format!(
+        "\n[alerts]\nimmediate = \"high\"\n\n[alerts.webhook]\nurl = \"{}\"\n",
+        hook.url
+    );
+    let main = [MAIN, &alerts].concat();
+    let app = Appliance::start(
+        Path::new(BIN),
+        &main,
+        &[
+            ("groups.toml", GROUPS),
+            ("iwf.txt", "http://abuse-test.invalid/gallery/item-1.html\n"),
+            ("adult.txt", "adult-test.example\n"),
+            ("games.txt", "games-test.example\n"),
+        ],
+        &[],
+    );
+    let unreviewed = || -> Vec<Value> {
+        hook.json()
+            .into_iter()
+            .filter(|v| v["kind"] == "unreviewed-change")
+            .collect()
+    };
+    // The twin: a reload of unchanged files raises nothing.
+    let r = app.cli(&["reload"], &[]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(unreviewed().is_empty(), "{:?}", hook.json());
+
+    let edited = std::fs::read_to_string(app.dir().join("groups.toml"))
+        .unwrap()
+        .replace("youtube = \"strict\"", "youtube = \"off\"")
+        .replace(
+            "    \"bbc.co.uk\", # news\n]",
+            "    \"bbc.co.uk\", # news\n]\nblock = [\"abuse-test.invalid/gallery/item-1.html\"]",
+        );
+    std::fs::write(app.dir().join("groups.toml"), edited).unwrap();
+    let r = app.cli(&["reload"], &[]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while unreviewed().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no alert: {:?}\n{}",
+            hook.json(),
+            app.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let got = unreviewed();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let a = &got[0];
+    assert_eq!(a["type"], "operational");
+    assert_eq!(a["severity"], "high");
+    let message = a["message"].as_str().unwrap();
+    assert!(message.contains("unreviewed change #"), "{message}");
+    assert!(message.contains("-youtube = \"strict\""), "{message}");
+    assert!(message.contains("+youtube = \"off\""), "{message}");
+    assert!(message.contains("line withheld"), "{message}");
+    assert!(
+        !message.contains("abuse-test"),
+        "an illegal-tier entry in an alert: {message}"
+    );
+    // Seen once: the next reload raises nothing more.
+    let r = app.cli(&["reload"], &[]);
+    assert!(r.status.success());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(unreviewed().len(), 1);
+}

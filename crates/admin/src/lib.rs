@@ -21,7 +21,7 @@ pub use change::{
     VerdictChange,
 };
 pub use edit::{BreachRuleSpec, DeviceSpec, Direction, Edit, ScheduleSpec};
-pub use service::{APPLIANCE, Admin, Reloader, Session};
+pub use service::{APPLIANCE, Admin, Notifier, Reloader, Session};
 
 /// Why an admin operation was refused or failed. Each kind maps to one HTTP status.
 #[derive(Debug, thiserror::Error)]
