@@ -368,11 +368,10 @@ type Shared = Arc<tokio::sync::Mutex<Option<services::Services>>>;
 
 /// Reloads, for the control socket or SIGHUP; the one-line outcome.
 async fn reload_now(services: &Shared) -> std::result::Result<String, String> {
-    let result = match services.lock().await.as_mut() {
+    match services.lock().await.as_mut() {
         Some(s) => s.reload().await,
         None => Err("refused: the appliance is stopping".into()),
-    };
-    result
+    }
 }
 
 /// Reloads for SIGHUP or `hedgerow reload`, then lets change control look for hand edits (not
