@@ -139,6 +139,30 @@ pub(crate) struct ProposeArgs {
     /// A list to remove.
     #[arg(long, value_name = "LIST")]
     remove_list: Vec<String>,
+    /// A host whose HTTPS the proxy never decrypts (`[proxy] never_intercept`).
+    #[arg(long, value_name = "HOST")]
+    never_intercept: Vec<String>,
+    #[arg(long, value_name = "HOST")]
+    remove_never_intercept: Vec<String>,
+    /// A group whose HTTPS the proxy decrypts (`[proxy] intercept_groups`).
+    #[arg(long, value_name = "GROUP")]
+    intercept_group: Vec<String>,
+    #[arg(long, value_name = "GROUP")]
+    remove_intercept_group: Vec<String>,
+    /// A `[[devices]]` entry to remove, by name.
+    #[arg(long, value_name = "NAME")]
+    remove_device: Vec<String>,
+    /// A `[[breaches.rules]]` rule to remove, by name.
+    #[arg(long, value_name = "NAME")]
+    remove_breach_rule: Vec<String>,
+    /// A schedule window to remove: GROUP:NAME.
+    #[arg(long, value_name = "GROUP:NAME")]
+    remove_schedule: Vec<String>,
+    /// Any edit as the API's JSON, e.g. `{"op":"add-device","device":{"name":"lab-1",
+    /// "ip":"10.0.0.7","group":"staff"}}`, `{"op":"add-breach-rule","rule":{…}}`,
+    /// `{"op":"add-schedule","group":"ks2","schedule":{…}}` (see `/api/v1/openapi.json`).
+    #[arg(long, value_name = "JSON")]
+    edit: Vec<String>,
     /// A host or URL whose verdicts the preview shows.
     #[arg(long, value_name = "TARGET")]
     check: Vec<String>,
@@ -420,6 +444,34 @@ fn proposal(a: &ProposeArgs) -> Result<Value> {
     }
     for l in &a.remove_list {
         edits.push(json!({ "op": "remove-list", "list": l }));
+    }
+    let singles = [
+        ("add-never-intercept", &a.never_intercept, "host"),
+        ("remove-never-intercept", &a.remove_never_intercept, "host"),
+        ("add-intercept-group", &a.intercept_group, "group"),
+        ("remove-intercept-group", &a.remove_intercept_group, "group"),
+        ("remove-device", &a.remove_device, "name"),
+        ("remove-breach-rule", &a.remove_breach_rule, "name"),
+    ];
+    for (op, values, key) in singles {
+        for v in values {
+            let mut e = serde_json::Map::new();
+            e.insert("op".into(), json!(op));
+            e.insert(key.into(), json!(v));
+            edits.push(Value::Object(e));
+        }
+    }
+    for v in &a.remove_schedule {
+        let (g, name) = split(v)?;
+        edits.push(json!({ "op": "remove-schedule", "group": g, "name": name }));
+    }
+    for text in &a.edit {
+        let v: Value = serde_json::from_str(text)
+            .with_context(|| format!("--edit {text:?}: not a JSON edit"))?;
+        if !v.get("op").is_some_and(Value::is_string) {
+            bail!("--edit {text:?}: a JSON object with an \"op\" is expected");
+        }
+        edits.push(v);
     }
     Ok(json!({
         "reason": a.reason,

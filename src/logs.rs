@@ -186,7 +186,8 @@ pub(crate) fn answer(
                     .and_then(|f| store.export(&mut std::io::BufWriter::new(f)))
                     .map_err(Stop::Store)?;
                 out.value(&serde_json::json!({
-                    "events": n.events, "breaches": n.breaches, "audit": n.audit
+                    "events": n.events, "breaches": n.breaches, "audit": n.audit,
+                    "admin": n.admin
                 }))?;
             }
         }
@@ -900,11 +901,11 @@ pub(crate) fn import(config: &Path, input: &Path) -> Result<ExitCode> {
         jiff::Timestamp::now(),
         "hedgerow",
         "import",
-        &serde_json::json!({"file": input.display().to_string(), "events": n.events, "breaches": n.breaches, "audit": n.audit}).to_string(),
+        &serde_json::json!({"file": input.display().to_string(), "events": n.events, "breaches": n.breaches, "audit": n.audit, "admin": n.admin}).to_string(),
     )?;
     println!(
-        "imported {} access events, {} breaches, {} audit entries",
-        n.events, n.breaches, n.audit
+        "imported {} access events, {} breaches, {} audit entries, {} admin records",
+        n.events, n.breaches, n.audit, n.admin
     );
     Ok(ExitCode::SUCCESS)
 }

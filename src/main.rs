@@ -330,12 +330,10 @@ async fn start_admin(
     let rt = tokio::runtime::Handle::current();
     let reloader: hedgerow_admin::Reloader =
         Arc::new(move || rt.block_on(reload_services(&shared)));
-    let admin = Arc::new(hedgerow_admin::Admin::new(
-        store.clone(),
-        config,
-        reloader,
-        clock()?,
-    ));
+    let admin = Arc::new(
+        hedgerow_admin::Admin::new(store.clone(), config, reloader, clock()?)
+            .with_notifier(unreviewed_alerts(config)),
+    );
     let _ = ADMIN.set(admin.clone());
     let a = admin.clone();
     tokio::task::spawn_blocking(move || a.check_unreviewed())
@@ -365,6 +363,45 @@ async fn start_admin(
         }
     });
     Ok((api, expiry))
+}
+
+/// A hand edit is raised to the approvers and the DSL at once, as a high operational alert on
+/// every configured channel, with the change's number and its diff.
+fn unreviewed_alerts(config: &Path) -> hedgerow_admin::Notifier {
+    let config = config.to_owned();
+    let rt = tokio::runtime::Handle::current();
+    Arc::new(move |c: &hedgerow_admin::ChangeRequest| {
+        // Called off the async workers (change control blocks): reading the file is fine.
+        let alerts = hedgerow_config::load(&config).ok().and_then(|c| c.alerts);
+        let Some(alerts) = alerts else {
+            tracing::warn!(
+                change = c.id,
+                "no [alerts] configured: the unreviewed change is only in the change list and the audit log"
+            );
+            return;
+        };
+        let files: Vec<String> = c
+            .files
+            .iter()
+            .map(|f| f.path.display().to_string())
+            .collect();
+        let alert = hedgerow_alert::Operational {
+            severity: hedgerow_model::Severity::High,
+            kind: "unreviewed-change".into(),
+            message: format!(
+                "The filtering configuration was edited outside change control ({}). It is in force, recorded as unreviewed change #{id}, and needs an approver or the DSL to look at it: `hedgerow change show {id}`, then `hedgerow change approve {id}` to acknowledge it, or revert it with a change.\n\n{}",
+                files.join(", "),
+                c.preview.diff,
+                id = c.id,
+            ),
+        };
+        let now = jiff::Timestamp::now();
+        rt.spawn(async move {
+            for (channel, e) in hedgerow_alert::send_operational(&alerts, &alert, now).await {
+                tracing::error!(channel, "operational alert not sent: {e}");
+            }
+        });
+    })
 }
 
 /// The running services, shared by the control socket and the signal loop; `None` once

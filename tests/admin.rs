@@ -624,3 +624,347 @@ fn change_control_end_to_end() {
     assert_eq!(v["ok"], false);
     assert!(v["problems"][0].as_str().unwrap().contains("edited"), "{v}");
 }
+
+const PROXY_AND_BREACHES: &str = r#"
+[proxy]
+listen = ["127.0.0.1:0"]
+allow_destinations = ["127.0.0.0/8"]
+ca_cert = "{dir}/school-ca.pem"
+ca_key = "{dir}/school-ca.key"
+intercept_groups = ["staff"]
+never_intercept = ["bank-test.example"]
+
+[breaches]
+window = "1h"
+
+[[breaches.rules]]
+name = "adult content"
+categories = ["adult"]
+severity = "high"
+
+[[breaches.rules]]
+name = "games"
+categories = ["games"]
+severity = "low"
+"#;
+
+fn propose(app: &Appliance, token: &str, edit: &[&str]) -> Value {
+    let mut args = vec!["change", "propose"];
+    args.extend_from_slice(edit);
+    args.extend_from_slice(&[
+        "--reason",
+        "test",
+        "--risk",
+        "low",
+        "--justification",
+        "test",
+    ]);
+    ok(app, Some(token), "", &args)
+}
+
+/// Proposes, has `approver` approve it when it loosens, and applies it.
+fn through(app: &Appliance, token: &str, approver: &str, edit: &[&str], direction: &str) -> Value {
+    let c = propose(app, token, edit);
+    assert_eq!(c["direction"], direction, "{edit:?}: {c}");
+    if direction == "loosening" {
+        let (kind, _) = refused(app, Some(token), &["change", "apply", &id(&c)]);
+        assert_eq!(kind, "conflict", "a loosening change applied unapproved");
+        ok(app, Some(approver), "", &["change", "approve", &id(&c)]);
+    }
+    let a = ok(app, Some(token), "", &["change", "apply", &id(&c)]);
+    assert_eq!(a["status"], "applied", "{a}");
+    a
+}
+
+fn group_of(app: &Appliance, client: &str) -> Option<String> {
+    let out = app.cli(
+        &["lookup"],
+        &["--client", client, "--json", "x-test.example"],
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["group"].as_str().map(str::to_owned)
+}
+
+/// Devices, breach rules, interception lists and schedules go through change control: each
+/// classified, approved when it loosens, applied to the files, in force, and reverted.
+#[test]
+fn devices_breach_rules_interception_and_schedules() {
+    let ca = hedgerow_testkit::TestCa::new("School CA");
+    let (cert, key) = (ca.cert_pem(), ca.key_pem());
+    let main = [MAIN, PROXY_AND_BREACHES].concat();
+    let app = Appliance::start(
+        Path::new(BIN),
+        &main,
+        &[
+            ("groups.toml", GROUPS),
+            ("iwf.txt", "http://abuse-test.invalid/gallery/item-1.html\n"),
+            ("adult.txt", "adult-test.example\n"),
+            ("games.txt", "games-test.example\n"),
+            ("school-ca.pem", &cert),
+            ("school-ca.key", &key),
+        ],
+        &[],
+    );
+    let (boss, tech, _dsl) = accounts(&app);
+    let read = |name: &str| std::fs::read_to_string(app.dir().join(name)).unwrap();
+
+    // A device put in a group loosens (an unknown address is served from now on); it is in
+    // force once applied. A device with no group only names events: it tightens.
+    assert_eq!(group_of(&app, "127.0.0.9"), None);
+    let dev = through(
+        &app,
+        &tech,
+        &boss,
+        &[
+            "--edit",
+            r#"{"op":"add-device","device":{"name":"lab-pc-1","ip":"127.0.0.9","group":"staff"}}"#,
+        ],
+        "loosening",
+    );
+    assert_eq!(group_of(&app, "127.0.0.9").as_deref(), Some("staff"));
+    assert!(read("hedgerow.toml").contains("[[devices]]\nname = \"lab-pc-1\""));
+    through(
+        &app,
+        &tech,
+        &boss,
+        &[
+            "--edit",
+            r#"{"op":"add-device","device":{"name":"printer","ip":"127.0.0.1"}}"#,
+        ],
+        "tightening",
+    );
+    let out = app.cli(
+        &["lookup"],
+        &["--client", "127.0.0.1", "--json", "x-test.example"],
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["group"].as_str(), v["device"].as_str()),
+        (Some("ks2"), Some("printer"))
+    );
+    // Removing a device loosens; the revert of the first is that removal.
+    let r = ok(&app, Some(&tech), "", &["change", "revert", &id(&dev)]);
+    assert_eq!(r["direction"], "loosening");
+    assert_eq!(r["edits"][0]["op"], "remove-device");
+    ok(&app, Some(&boss), "", &["change", "approve", &id(&r)]);
+    ok(&app, Some(&tech), "", &["change", "apply", &id(&r)]);
+    assert_eq!(
+        group_of(&app, "127.0.0.9"),
+        None,
+        "the device was not removed"
+    );
+    assert_eq!(group_of(&app, "127.0.0.1").as_deref(), Some("ks2"));
+
+    // Breach rules: one added at the end tightens; removing one loosens, and its revert puts
+    // it back where it was (first), which may take events from the rules after it: loosening.
+    through(
+        &app,
+        &tech,
+        &boss,
+        &[
+            "--edit",
+            r#"{"op":"add-breach-rule","rule":{"name":"games late","tiers":["category"],"categories":["games"],"severity":"medium"}}"#,
+        ],
+        "tightening",
+    );
+    assert!(read("hedgerow.toml").contains("name = \"games late\""));
+    let removed = through(
+        &app,
+        &tech,
+        &boss,
+        &["--remove-breach-rule", "adult content"],
+        "loosening",
+    );
+    assert!(!read("hedgerow.toml").contains("adult content"));
+    let r = ok(&app, Some(&tech), "", &["change", "revert", &id(&removed)]);
+    assert_eq!(r["direction"], "loosening", "{r}");
+    assert_eq!(r["edits"][0]["at"], 0, "{r}");
+    ok(&app, Some(&boss), "", &["change", "approve", &id(&r)]);
+    ok(&app, Some(&tech), "", &["change", "apply", &id(&r)]);
+    let text = read("hedgerow.toml");
+    let (a, g, l) = (
+        text.find("adult content").unwrap(),
+        text.find("name = \"games\"").unwrap(),
+        text.find("games late").unwrap(),
+    );
+    assert!(a < g && g < l, "the rules' order was not restored: {text}");
+    let (kind, out) = refused(
+        &app,
+        Some(&tech),
+        &[
+            "change",
+            "propose",
+            "--remove-breach-rule",
+            "no such rule",
+            "--reason",
+            "x",
+            "--risk",
+            "low",
+            "--justification",
+            "x",
+        ],
+    );
+    assert_eq!(kind, "validation", "{out}");
+
+    // Interception lists: never_intercept grows (loosens) and shrinks (tightens);
+    // intercept_groups grows (tightens) and shrinks (loosens).
+    through(
+        &app,
+        &tech,
+        &boss,
+        &["--never-intercept", "health-test.example"],
+        "loosening",
+    );
+    through(
+        &app,
+        &tech,
+        &boss,
+        &["--remove-never-intercept", "bank-test.example"],
+        "tightening",
+    );
+    through(
+        &app,
+        &tech,
+        &boss,
+        &["--intercept-group", "ks2"],
+        "tightening",
+    );
+    through(
+        &app,
+        &tech,
+        &boss,
+        &["--remove-intercept-group", "staff"],
+        "loosening",
+    );
+    let text = read("hedgerow.toml");
+    assert!(text.contains("intercept_groups = [\"ks2\"]"), "{text}");
+    assert!(
+        text.contains("never_intercept = [\"health-test.example\"]"),
+        "{text}"
+    );
+
+    // A schedule that opens a category loosens; it is in force for that group only, and
+    // removing it tightens.
+    assert_eq!(verdict(&app, "127.0.0.1", "games-test.example"), "block");
+    through(
+        &app,
+        &tech,
+        &boss,
+        &[
+            "--edit",
+            r#"{"op":"add-schedule","group":"ks2","schedule":{"name":"games club","allow_categories":["games"],"days":["everyday"],"from":"00:00","to":"24:00"}}"#,
+        ],
+        "loosening",
+    );
+    assert!(read("groups.toml").contains("[[groups.ks2.schedule]]"));
+    assert_eq!(verdict(&app, "127.0.0.1", "games-test.example"), "allow");
+    assert_eq!(verdict(&app, "127.0.0.1", "adult-test.example"), "block");
+    assert_eq!(verdict(&app, "127.0.0.4", "games-test.example"), "block");
+    through(
+        &app,
+        &tech,
+        &boss,
+        &["--remove-schedule", "ks2:games club"],
+        "tightening",
+    );
+    assert_eq!(verdict(&app, "127.0.0.1", "games-test.example"), "block");
+    assert!(!read("groups.toml").contains("schedule"));
+    // No schedule may open the illegal tier's category.
+    let (kind, _) = refused(
+        &app,
+        Some(&tech),
+        &[
+            "change",
+            "propose",
+            "--edit",
+            r#"{"op":"add-schedule","group":"ks2","schedule":{"name":"x","allow_categories":["child-abuse"],"days":["everyday"],"from":"00:00","to":"24:00"}}"#,
+            "--reason",
+            "x",
+            "--risk",
+            "low",
+            "--justification",
+            "x",
+        ],
+    );
+    assert_eq!(kind, "illegal-tier");
+    assert!(!read("groups.toml").contains("child-abuse"));
+    // Comments survived every edit, and nothing here was a hand edit.
+    assert!(read("groups.toml").contains("# Staff: the same blocks, no SafeSearch."));
+    let list = ok(&app, Some(&tech), "", &["change", "list"]);
+    assert!(!list.to_string().contains("\"unreviewed\""), "{list}");
+}
+
+/// A hand edit found at a reload is raised at once on the alert channels, as a high
+/// operational alert naming the unreviewed change, with its diff (any line naming what the
+/// illegal tier covers withheld). A reload with no hand edit raises nothing.
+#[test]
+fn hand_edit_is_raised_on_the_alert_channels() {
+    let hook = hedgerow_testkit::Webhook::start(0);
+    let alerts = format!(
+        "\n[alerts]\nimmediate = \"high\"\n\n[alerts.webhook]\nurl = \"{}\"\n",
+        hook.url
+    );
+    let main = [MAIN, &alerts].concat();
+    let app = Appliance::start(
+        Path::new(BIN),
+        &main,
+        &[
+            ("groups.toml", GROUPS),
+            ("iwf.txt", "http://abuse-test.invalid/gallery/item-1.html\n"),
+            ("adult.txt", "adult-test.example\n"),
+            ("games.txt", "games-test.example\n"),
+        ],
+        &[],
+    );
+    let unreviewed = || -> Vec<Value> {
+        hook.json()
+            .into_iter()
+            .filter(|v| v["kind"] == "unreviewed-change")
+            .collect()
+    };
+    // The twin: a reload of unchanged files raises nothing.
+    let r = app.cli(&["reload"], &[]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(unreviewed().is_empty(), "{:?}", hook.json());
+
+    let edited = std::fs::read_to_string(app.dir().join("groups.toml"))
+        .unwrap()
+        .replace("youtube = \"strict\"", "youtube = \"off\"")
+        .replace(
+            "    \"bbc.co.uk\", # news\n]",
+            "    \"bbc.co.uk\", # news\n]\nblock = [\"abuse-test.invalid/gallery/item-1.html\"]",
+        );
+    std::fs::write(app.dir().join("groups.toml"), edited).unwrap();
+    let r = app.cli(&["reload"], &[]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while unreviewed().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no alert: {:?}\n{}",
+            hook.json(),
+            app.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let got = unreviewed();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let a = &got[0];
+    assert_eq!(a["type"], "operational");
+    assert_eq!(a["severity"], "high");
+    let message = a["message"].as_str().unwrap();
+    assert!(message.contains("unreviewed change #"), "{message}");
+    assert!(message.contains("-youtube = \"strict\""), "{message}");
+    assert!(message.contains("+youtube = \"off\""), "{message}");
+    assert!(message.contains("line withheld"), "{message}");
+    assert!(
+        !message.contains("abuse-test"),
+        "an illegal-tier entry in an alert: {message}"
+    );
+    // Seen once: the next reload raises nothing more.
+    let r = app.cli(&["reload"], &[]);
+    assert!(r.status.success());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(unreviewed().len(), 1);
+}

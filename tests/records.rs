@@ -227,10 +227,16 @@ async fn dns(r: &Rig, from: [u8; 4], name: &str) -> ResponseCode {
 }
 
 /// Waits for the webhook to have `n` bodies; returns them.
+/// The breach alerts (not operational ones: a restart here starts from new configuration
+/// files on the same state, which change control raises as an unreviewed change).
 async fn hooks(webhook: &Webhook, n: usize) -> Vec<serde_json::Value> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let got = webhook.json();
+        let got: Vec<serde_json::Value> = webhook
+            .json()
+            .into_iter()
+            .filter(|v| v["type"] != "operational")
+            .collect();
         if got.len() >= n || Instant::now() > deadline {
             return got;
         }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use hedgerow_config::{Config, ListKind, SafeSearch, YouTubeMode};
 use hedgerow_policy::PolicySnapshot;
 use serde::{Deserialize, Serialize};
-use toml_edit::{Array, DocumentMut, Item, Value};
+use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table, TableLike, Value};
 
 use crate::AdminError;
 
@@ -36,6 +36,193 @@ pub enum Edit {
     /// Put whole files back as they were (a rollback of the whole configuration). Loosens, as
     /// far as approval goes: it is checked as strictly as any loosening.
     RestoreFiles { files: BTreeMap<PathBuf, String> },
+    /// Add a `[[devices]]` entry. With a `group` it moves the device's verdicts (loosens, as
+    /// far as approval goes); without one it only names its events (tightens).
+    AddDevice { device: DeviceSpec },
+    /// Remove a `[[devices]]` entry by name (loosens: its group and its name on events go).
+    RemoveDevice { name: String },
+    /// Add a `[[breaches.rules]]` rule, at the end (tightens: it can only catch events no
+    /// earlier rule caught) or at position `at` (loosens: it may take events from the rules
+    /// after it, at another severity).
+    AddBreachRule {
+        rule: BreachRuleSpec,
+        #[serde(default)]
+        at: Option<usize>,
+    },
+    /// Remove a breach rule by name (loosens).
+    RemoveBreachRule { name: String },
+    /// Add a host to `[proxy] never_intercept` (loosens: its HTTPS is no longer looked into).
+    AddNeverIntercept { host: String },
+    /// Remove a host from `[proxy] never_intercept` (tightens).
+    RemoveNeverIntercept { host: String },
+    /// Add a group to `[proxy] intercept_groups` (tightens).
+    AddInterceptGroup { group: String },
+    /// Remove a group from `[proxy] intercept_groups` (loosens).
+    RemoveInterceptGroup { group: String },
+    /// Add a `[[groups.GROUP.schedule]]` window (loosens when it opens a category).
+    AddSchedule {
+        group: String,
+        schedule: ScheduleSpec,
+    },
+    /// Remove a group's schedule window by name (tightens).
+    RemoveSchedule { group: String, name: String },
+}
+
+/// A `[[devices]]` entry, as written in the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceSpec {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+/// A `[[breaches.rules]]` rule, as written in the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreachRuleSpec {
+    pub name: String,
+    #[serde(default)]
+    pub tiers: Vec<String>,
+    #[serde(default)]
+    pub categories: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concern: Option<String>,
+    pub severity: String,
+}
+
+/// A `[[groups.NAME.schedule]]` window, as written in the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleSpec {
+    pub name: String,
+    pub allow_categories: Vec<String>,
+    pub days: Vec<String>,
+    pub from: String,
+    pub to: String,
+}
+
+impl DeviceSpec {
+    fn from_config(d: &hedgerow_config::Device) -> Self {
+        Self {
+            name: d.name.clone(),
+            ip: d.ip.map(|i| i.to_string()),
+            mac: d.mac.map(|m| m.to_string()),
+            user: d.user.clone(),
+            group: d.group.clone(),
+        }
+    }
+
+    fn table(&self) -> Table {
+        let mut t = Table::new();
+        t.insert("name", toml_edit::value(self.name.as_str()));
+        for (k, v) in [
+            ("ip", &self.ip),
+            ("mac", &self.mac),
+            ("user", &self.user),
+            ("group", &self.group),
+        ] {
+            if let Some(v) = v {
+                t.insert(k, toml_edit::value(v.as_str()));
+            }
+        }
+        t
+    }
+}
+
+fn word<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn strings(items: &[String]) -> Item {
+    let mut a = Array::new();
+    for i in items {
+        a.push(i.as_str());
+    }
+    toml_edit::value(a)
+}
+
+impl BreachRuleSpec {
+    fn from_config(r: &hedgerow_model::BreachRule) -> Self {
+        Self {
+            name: r.name.to_string(),
+            tiers: r.tiers.iter().map(|t| t.as_str().to_owned()).collect(),
+            categories: r.categories.iter().map(|c| c.as_str().to_owned()).collect(),
+            concern: r.concern.map(|s| word(&s)),
+            severity: word(&r.severity),
+        }
+    }
+
+    fn table(&self) -> Table {
+        let mut t = Table::new();
+        t.insert("name", toml_edit::value(self.name.as_str()));
+        if !self.tiers.is_empty() {
+            t.insert("tiers", strings(&self.tiers));
+        }
+        if !self.categories.is_empty() {
+            t.insert("categories", strings(&self.categories));
+        }
+        if let Some(c) = &self.concern {
+            t.insert("concern", toml_edit::value(c.as_str()));
+        }
+        t.insert("severity", toml_edit::value(self.severity.as_str()));
+        t
+    }
+}
+
+impl ScheduleSpec {
+    fn from_config(s: &hedgerow_config::Schedule) -> Self {
+        use jiff::civil::Weekday::*;
+        let time = |t: jiff::civil::Time| {
+            if t == jiff::civil::Time::MAX {
+                "24:00".to_owned()
+            } else {
+                format!("{:02}:{:02}", t.hour(), t.minute())
+            }
+        };
+        Self {
+            name: s.name.clone(),
+            allow_categories: s
+                .allow_categories
+                .iter()
+                .map(|c| c.as_str().to_owned())
+                .collect(),
+            days: s
+                .days
+                .iter()
+                .map(|d| {
+                    match d {
+                        Monday => "mon",
+                        Tuesday => "tue",
+                        Wednesday => "wed",
+                        Thursday => "thu",
+                        Friday => "fri",
+                        Saturday => "sat",
+                        Sunday => "sun",
+                    }
+                    .to_owned()
+                })
+                .collect(),
+            from: time(s.from),
+            to: time(s.to),
+        }
+    }
+
+    fn table(&self) -> Table {
+        let mut t = Table::new();
+        t.insert("name", toml_edit::value(self.name.as_str()));
+        t.insert("allow_categories", strings(&self.allow_categories));
+        t.insert("days", strings(&self.days));
+        t.insert("from", toml_edit::value(self.from.as_str()));
+        t.insert("to", toml_edit::value(self.to.as_str()));
+        t
+    }
 }
 
 /// Whether a change can only make filtering stricter.
@@ -56,8 +243,19 @@ impl Edit {
             | Edit::BlockCategory { group, .. }
             | Edit::UnblockCategory { group, .. }
             | Edit::SafeSearch { group, .. }
-            | Edit::Youtube { group, .. } => Some(group),
-            Edit::RemoveList { .. } | Edit::RestoreFiles { .. } => None,
+            | Edit::Youtube { group, .. }
+            | Edit::AddInterceptGroup { group }
+            | Edit::RemoveInterceptGroup { group }
+            | Edit::AddSchedule { group, .. }
+            | Edit::RemoveSchedule { group, .. } => Some(group),
+            Edit::AddDevice { device } => device.group.as_deref(),
+            Edit::RemoveList { .. }
+            | Edit::RestoreFiles { .. }
+            | Edit::RemoveDevice { .. }
+            | Edit::AddBreachRule { .. }
+            | Edit::RemoveBreachRule { .. }
+            | Edit::AddNeverIntercept { .. }
+            | Edit::RemoveNeverIntercept { .. } => None,
         }
     }
 
@@ -119,6 +317,21 @@ impl Edit {
                 _ => Loosening,
             },
             Edit::RestoreFiles { .. } => Loosening,
+            Edit::AddDevice { device } if device.group.is_some() => Loosening,
+            Edit::AddDevice { .. } => Tightening,
+            Edit::RemoveDevice { .. } => Loosening,
+            Edit::AddBreachRule { at: Some(i), .. } if *i < config.breaches.rules.len() => {
+                Loosening
+            }
+            Edit::AddBreachRule { .. } => Tightening,
+            Edit::RemoveBreachRule { .. } => Loosening,
+            Edit::AddNeverIntercept { .. } | Edit::RemoveInterceptGroup { .. } => Loosening,
+            Edit::RemoveNeverIntercept { .. } | Edit::AddInterceptGroup { .. } => Tightening,
+            Edit::AddSchedule { schedule, .. } if schedule.allow_categories.is_empty() => {
+                Tightening
+            }
+            Edit::AddSchedule { .. } => Loosening,
+            Edit::RemoveSchedule { .. } => Tightening,
         }
     }
 
@@ -130,6 +343,12 @@ impl Edit {
                 .iter()
                 .any(|l| l.name == name && l.kind == ListKind::Illegal)
         };
+        let illegal_category = |category: &str| {
+            snap.config().lists.iter().any(|l| {
+                l.kind == ListKind::Illegal
+                    && l.category.as_ref().map(|c| c.as_str()) == Some(category)
+            })
+        };
         match self {
             Edit::AddAllow { entry, .. } if snap.illegal_tier_covers(entry) => {
                 Err(AdminError::IllegalTier(
@@ -139,14 +358,18 @@ impl Edit {
             Edit::RemoveList { list } if illegal(list) => Err(AdminError::IllegalTier(format!(
                 "list {list:?} is an illegal-tier list: it cannot be removed, disabled or narrowed through change control"
             ))),
-            Edit::UnblockCategory { category, .. }
-                if snap.config().lists.iter().any(|l| {
-                    l.kind == ListKind::Illegal && l.category.as_ref().map(|c| c.as_str()) == Some(category)
-                }) =>
-            {
+            Edit::UnblockCategory { category, .. } if illegal_category(category) => {
                 Err(AdminError::IllegalTier(format!(
                     "category {category:?} is the illegal tier's: it is always blocked"
                 )))
+            }
+            Edit::AddSchedule { schedule, .. }
+                if schedule.allow_categories.iter().any(|c| illegal_category(c)) =>
+            {
+                Err(AdminError::IllegalTier(
+                    "a schedule cannot open the illegal tier's category: it is always blocked"
+                        .into(),
+                ))
             }
             _ => Ok(()),
         }
@@ -178,6 +401,33 @@ impl Edit {
                 group: g,
             },
             Edit::RemoveList { .. } | Edit::RestoreFiles { .. } => return None,
+            Edit::AddDevice { device } => Edit::RemoveDevice { name: device.name },
+            Edit::RemoveDevice { name } => Edit::AddDevice {
+                device: DeviceSpec::from_config(before.devices.iter().find(|d| d.name == name)?),
+            },
+            Edit::AddBreachRule { rule, .. } => Edit::RemoveBreachRule { name: rule.name },
+            Edit::RemoveBreachRule { name } => {
+                let rules = &before.breaches.rules;
+                let at = rules.iter().position(|r| *r.name == *name)?;
+                Edit::AddBreachRule {
+                    rule: BreachRuleSpec::from_config(&rules[at]),
+                    at: (at + 1 < rules.len()).then_some(at),
+                }
+            }
+            Edit::AddNeverIntercept { host } => Edit::RemoveNeverIntercept { host },
+            Edit::RemoveNeverIntercept { host } => Edit::AddNeverIntercept { host },
+            Edit::AddInterceptGroup { group } => Edit::RemoveInterceptGroup { group },
+            Edit::RemoveInterceptGroup { group } => Edit::AddInterceptGroup { group },
+            Edit::AddSchedule { group, schedule } => Edit::RemoveSchedule {
+                group,
+                name: schedule.name,
+            },
+            Edit::RemoveSchedule { group: g, name } => Edit::AddSchedule {
+                schedule: ScheduleSpec::from_config(
+                    group(&g)?.schedules.iter().find(|s| s.name == name)?,
+                ),
+                group: g,
+            },
         })
     }
 
@@ -198,6 +448,32 @@ impl Edit {
             Edit::Youtube { group, mode } => format!("{group}: YouTube {mode}"),
             Edit::RemoveList { list } => format!("remove list {list}"),
             Edit::RestoreFiles { files } => format!("restore {} file(s)", files.len()),
+            Edit::AddDevice { device } => match &device.group {
+                Some(g) => format!("add device {} in group {g}", device.name),
+                None => format!("add device {}", device.name),
+            },
+            Edit::RemoveDevice { name } => format!("remove device {name}"),
+            Edit::AddBreachRule { rule, at } => match at {
+                Some(i) => format!(
+                    "add breach rule {} ({}) at position {i}",
+                    rule.name, rule.severity
+                ),
+                None => format!("add breach rule {} ({})", rule.name, rule.severity),
+            },
+            Edit::RemoveBreachRule { name } => format!("remove breach rule {name}"),
+            Edit::AddNeverIntercept { host } => format!("never intercept {host}"),
+            Edit::RemoveNeverIntercept { host } => format!("remove never-intercept {host}"),
+            Edit::AddInterceptGroup { group } => format!("intercept HTTPS for {group}"),
+            Edit::RemoveInterceptGroup { group } => format!("stop intercepting HTTPS for {group}"),
+            Edit::AddSchedule { group, schedule } => format!(
+                "{group}: schedule {} opens {} {} {}-{}",
+                schedule.name,
+                schedule.allow_categories.join(","),
+                schedule.days.join(","),
+                schedule.from,
+                schedule.to
+            ),
+            Edit::RemoveSchedule { group, name } => format!("{group}: remove schedule {name}"),
         }
     }
 }
@@ -225,7 +501,33 @@ impl Files {
         })
     }
 
+    /// The file of the configuration whose top level has `key`, if any.
+    fn file_with(&mut self, config: &Config, key: &str) -> Result<Option<PathBuf>, AdminError> {
+        for p in &config.files {
+            if self.parsed(p)?.contains_key(key) {
+                return Ok(Some(p.clone()));
+            }
+        }
+        Ok(None)
+    }
+
+    fn main_file(config: &Config) -> Result<PathBuf, AdminError> {
+        config
+            .files
+            .first()
+            .cloned()
+            .ok_or_else(|| AdminError::Internal("the configuration has no files".into()))
+    }
+
     fn doc(&mut self, path: &Path) -> Result<&mut DocumentMut, AdminError> {
+        self.parsed(path)?;
+        self.touched.insert(path.to_owned());
+        self.docs
+            .get_mut(path)
+            .ok_or_else(|| AdminError::Internal("document vanished".into()))
+    }
+
+    fn parsed(&mut self, path: &Path) -> Result<&mut DocumentMut, AdminError> {
         if !self.docs.contains_key(path) {
             let text = self.texts.get(path).ok_or_else(|| {
                 AdminError::Internal(format!("{} is not a configuration file", path.display()))
@@ -235,7 +537,6 @@ impl Files {
                 .map_err(|e| AdminError::Invalid(format!("{}: {e}", path.display())))?;
             self.docs.insert(path.to_owned(), doc);
         }
-        self.touched.insert(path.to_owned());
         self.docs
             .get_mut(path)
             .ok_or_else(|| AdminError::Internal("document vanished".into()))
@@ -282,6 +583,86 @@ impl Files {
             }
             return Ok(());
         }
+        match edit {
+            Edit::AddDevice { device } => {
+                let path = match config.devices.last() {
+                    Some(d) => d.location.path.clone(),
+                    None => match self.file_with(config, "devices")? {
+                        Some(p) => p,
+                        None => Self::main_file(config)?,
+                    },
+                };
+                if config.devices.iter().any(|d| d.name == device.name) {
+                    return Err(AdminError::Invalid(format!(
+                        "a device named {:?} exists",
+                        device.name
+                    )));
+                }
+                let doc = self.doc(&path)?;
+                return push_table(doc.as_table_mut(), "devices", device.table(), None);
+            }
+            Edit::RemoveDevice { name } => {
+                let d = config
+                    .devices
+                    .iter()
+                    .find(|d| &d.name == name)
+                    .ok_or_else(|| AdminError::Invalid(format!("no device named {name:?}")))?;
+                let doc = self.doc(&d.location.path)?;
+                return remove_table(doc.as_table_mut(), "devices", name);
+            }
+            Edit::AddBreachRule { rule, at } => {
+                if config.breaches.rules.iter().any(|r| *r.name == *rule.name) {
+                    return Err(AdminError::Invalid(format!(
+                        "a breach rule named {:?} exists",
+                        rule.name
+                    )));
+                }
+                let path = match self.file_with(config, "breaches")? {
+                    Some(p) => p,
+                    None => Self::main_file(config)?,
+                };
+                let doc = self.doc(&path)?;
+                let breaches = doc
+                    .entry("breaches")
+                    .or_insert_with(toml_edit::table)
+                    .as_table_like_mut()
+                    .ok_or_else(|| AdminError::Invalid("[breaches] is not a table".into()))?;
+                return push_table(breaches, "rules", rule.table(), *at);
+            }
+            Edit::RemoveBreachRule { name } => {
+                let path = self
+                    .file_with(config, "breaches")?
+                    .ok_or_else(|| AdminError::Invalid(format!("no breach rule named {name:?}")))?;
+                let doc = self.doc(&path)?;
+                let breaches = doc
+                    .get_mut("breaches")
+                    .and_then(Item::as_table_like_mut)
+                    .ok_or_else(|| AdminError::Invalid("[breaches] is not a table".into()))?;
+                return remove_table(breaches, "rules", name);
+            }
+            Edit::AddNeverIntercept { host }
+            | Edit::RemoveNeverIntercept { host }
+            | Edit::AddInterceptGroup { group: host }
+            | Edit::RemoveInterceptGroup { group: host } => {
+                let path = self.file_with(config, "proxy")?.ok_or_else(|| {
+                    AdminError::Invalid(
+                        "there is no [proxy] section: interception lists need the proxy".into(),
+                    )
+                })?;
+                let doc = self.doc(&path)?;
+                let proxy = doc
+                    .get_mut("proxy")
+                    .and_then(Item::as_table_like_mut)
+                    .ok_or_else(|| AdminError::Invalid("[proxy] is not a table".into()))?;
+                return match edit {
+                    Edit::AddNeverIntercept { .. } => add(proxy, "never_intercept", host),
+                    Edit::RemoveNeverIntercept { .. } => remove(proxy, "never_intercept", host),
+                    Edit::AddInterceptGroup { .. } => add(proxy, "intercept_groups", host),
+                    _ => remove(proxy, "intercept_groups", host),
+                };
+            }
+            _ => {}
+        }
         let name = edit.group().unwrap_or_default().to_owned();
         let g = config
             .groups
@@ -324,12 +705,83 @@ impl Files {
                 set(table, "youtube", mode);
                 Ok(())
             }
-            Edit::RemoveList { .. } | Edit::RestoreFiles { .. } => Ok(()),
+            Edit::AddSchedule { schedule, .. } => {
+                if g.schedules.iter().any(|s| s.name == schedule.name) {
+                    return Err(AdminError::Invalid(format!(
+                        "group {name:?} has a schedule named {:?}",
+                        schedule.name
+                    )));
+                }
+                push_table(table, "schedule", schedule.table(), None)
+            }
+            Edit::RemoveSchedule { name: s, .. } => remove_table(table, "schedule", s),
+            _ => Ok(()),
         }
     }
 }
 
-fn set(table: &mut dyn toml_edit::TableLike, key: &str, text: &str) {
+/// Adds `t` to the array of tables `key` of `parent` (`[[key]]`, or an inline array of
+/// tables), at the end or at `at`.
+fn push_table(
+    parent: &mut dyn TableLike,
+    key: &str,
+    t: Table,
+    at: Option<usize>,
+) -> Result<(), AdminError> {
+    match parent.get_mut(key) {
+        None => {
+            let mut a = ArrayOfTables::new();
+            a.push(t);
+            parent.insert(key, Item::ArrayOfTables(a));
+            Ok(())
+        }
+        Some(Item::ArrayOfTables(a)) => {
+            match at {
+                Some(i) if i < a.len() => a.insert(i, t),
+                _ => a.push(t),
+            }
+            Ok(())
+        }
+        Some(Item::Value(Value::Array(a))) => {
+            let v = Value::InlineTable(t.into_inline_table());
+            match at {
+                Some(i) if i < a.len() => a.insert_formatted(i, v),
+                _ => a.push_formatted(v),
+            }
+            Ok(())
+        }
+        Some(_) => Err(AdminError::Invalid(format!(
+            "{key} is not an array of tables"
+        ))),
+    }
+}
+
+/// Removes the table named `name` from the array of tables `key` of `parent`.
+fn remove_table(parent: &mut dyn TableLike, key: &str, name: &str) -> Result<(), AdminError> {
+    let missing = || AdminError::Invalid(format!("{key} holds no entry named {name:?}"));
+    let named = |t: &dyn TableLike| t.get("name").and_then(Item::as_str) == Some(name);
+    match parent.get_mut(key) {
+        Some(Item::ArrayOfTables(a)) => {
+            let i = a.iter().position(|t| named(t)).ok_or_else(missing)?;
+            a.remove(i);
+            if a.is_empty() {
+                parent.remove(key);
+            }
+            Ok(())
+        }
+        Some(Item::Value(Value::Array(a))) => {
+            let i = a
+                .iter()
+                .position(|v| v.as_inline_table().is_some_and(|t| named(t)))
+                .ok_or_else(missing)?;
+            a.remove(i);
+            Ok(())
+        }
+        _ => Err(missing()),
+    }
+}
+
+fn set(table: &mut dyn TableLike, key: &str, text: &str) {
     match table.get_mut(key).and_then(Item::as_value_mut) {
         Some(v) => {
             let decor = v.decor().clone();
@@ -347,7 +799,7 @@ fn same(a: &str, b: &str) -> bool {
         .eq_ignore_ascii_case(b.trim_start_matches("*."))
 }
 
-fn add(table: &mut dyn toml_edit::TableLike, key: &str, text: &str) -> Result<(), AdminError> {
+fn add(table: &mut dyn TableLike, key: &str, text: &str) -> Result<(), AdminError> {
     match table.get_mut(key) {
         None => {
             let mut a = Array::new();
@@ -390,7 +842,7 @@ fn add(table: &mut dyn toml_edit::TableLike, key: &str, text: &str) -> Result<()
     }
 }
 
-fn remove(table: &mut dyn toml_edit::TableLike, key: &str, text: &str) -> Result<(), AdminError> {
+fn remove(table: &mut dyn TableLike, key: &str, text: &str) -> Result<(), AdminError> {
     let a = table
         .get_mut(key)
         .and_then(Item::as_array_mut)
@@ -402,5 +854,16 @@ fn remove(table: &mut dyn toml_edit::TableLike, key: &str, text: &str) -> Result
         return Err(AdminError::Invalid(format!("{key} does not hold {text:?}")));
     };
     a.remove(i);
+    // The new first entry of a one-line array loses the space that followed the comma.
+    if i == 0
+        && let Some(first) = a.iter_mut().next()
+        && !first
+            .decor()
+            .prefix()
+            .and_then(|p| p.as_str())
+            .is_some_and(|p| p.contains('\n'))
+    {
+        first.decor_mut().set_prefix("");
+    }
     Ok(())
 }

@@ -20,8 +20,8 @@ pub use change::{
     ChangeRequest, FileHashes, Origin, Preview, Proposal, Risk, RiskAssessment, Signature, Status,
     VerdictChange,
 };
-pub use edit::{Direction, Edit};
-pub use service::{APPLIANCE, Admin, Reloader, Session};
+pub use edit::{BreachRuleSpec, DeviceSpec, Direction, Edit, ScheduleSpec};
+pub use service::{APPLIANCE, Admin, Notifier, Reloader, Session};
 
 /// Why an admin operation was refused or failed. Each kind maps to one HTTP status.
 #[derive(Debug, thiserror::Error)]

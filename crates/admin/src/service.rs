@@ -28,6 +28,10 @@ use crate::edit::{Direction, Edit, Files};
 /// why it refused (the old policy still serving).
 pub type Reloader = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
 
+/// Told of every unreviewed change (hand edit) as it is recorded, to raise it to the approvers
+/// and the DSL (the binary sends it on the alert channels).
+pub type Notifier = Arc<dyn Fn(&ChangeRequest) + Send + Sync>;
+
 /// The appliance's own name in the audit log, for what it does by itself (expiry, hand edits).
 pub const APPLIANCE: &str = "hedgerow";
 
@@ -53,6 +57,7 @@ pub struct Admin {
     sessions: Mutex<HashMap<String, (String, jiff::Timestamp)>>,
     /// Serialises every read-modify-write of accounts and changes, and every application.
     work: Mutex<()>,
+    notify: Option<Notifier>,
 }
 
 const V1: u8 = 1;
@@ -91,7 +96,14 @@ impl Admin {
             clock,
             sessions: Mutex::new(HashMap::new()),
             work: Mutex::new(()),
+            notify: None,
         }
+    }
+
+    /// Calls `notify` with every unreviewed change found from now on.
+    pub fn with_notifier(mut self, notify: Notifier) -> Self {
+        self.notify = Some(notify);
+        self
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -1040,6 +1052,7 @@ impl Admin {
         if files.is_empty() {
             return Ok(None);
         }
+        let diff = withhold_illegal(&self.config, &diff);
         let id = self.store.admin_next_id()?;
         let c = ChangeRequest {
             id,
@@ -1087,6 +1100,9 @@ impl Admin {
         for (p, t) in &now_texts {
             self.put_reviewed(p, t)?;
         }
+        if let Some(notify) = &self.notify {
+            notify(&c);
+        }
         Ok(Some(c))
     }
 
@@ -1114,6 +1130,36 @@ impl Admin {
         self.check_unreviewed()?;
         Ok(report)
     }
+}
+
+/// A hand edit's diff with every changed line that names something the illegal tier covers
+/// withheld (the diff is stored, audited and sent in alerts).
+fn withhold_illegal(config: &Path, diff: &str) -> String {
+    let Ok(snap) = hedgerow_config::load(config)
+        .map_err(|e| e.to_string())
+        .and_then(|c| PolicySnapshot::build(c).map_err(|e| e.to_string()))
+    else {
+        return diff.to_owned();
+    };
+    let mut out = String::with_capacity(diff.len());
+    for line in diff.lines() {
+        let changed = (line.starts_with('+') && !line.starts_with("+++"))
+            || (line.starts_with('-') && !line.starts_with("---"));
+        let names_illegal = changed
+            && line
+                .split('"')
+                .skip(1)
+                .step_by(2)
+                .any(|s| !s.is_empty() && snap.illegal_tier_covers(s));
+        if names_illegal {
+            out.push_str(&line[..1]);
+            out.push_str("[line withheld: it names an entry the illegal tier covers]");
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
 }
 
 struct DryRun {

@@ -6,7 +6,8 @@ use crate::{Store, StoreError};
 /// A tree of admin records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AdminTree {
-    /// Accounts, by name (password and token hashes included: never exported in clear).
+    /// Accounts, by name (password and token hashes included; exported as hashes, never in
+    /// clear).
     Accounts,
     /// Change requests, by id (big-endian).
     Changes,
@@ -15,6 +16,17 @@ pub enum AdminTree {
 }
 
 impl AdminTree {
+    pub const ALL: [AdminTree; 3] = [Self::Accounts, Self::Changes, Self::Reviewed];
+
+    /// The tree's name in an export.
+    pub(crate) fn export_name(self) -> &'static str {
+        match self {
+            Self::Accounts => "accounts",
+            Self::Changes => "changes",
+            Self::Reviewed => "reviewed",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Self::Accounts => "admin-accounts",
@@ -60,6 +72,17 @@ impl Store {
 
     /// A new id, unique in this store.
     pub fn admin_next_id(&self) -> Result<u64, StoreError> {
-        Ok(self.db.generate_id()?)
+        let id = self.db.generate_id()?;
+        // After an import, the imported change requests' ids are taken.
+        let last = self
+            .db
+            .open_tree(AdminTree::Changes.name())?
+            .last()?
+            .and_then(|(k, _)| <[u8; 8]>::try_from(k.as_ref()).ok())
+            .map(u64::from_be_bytes);
+        Ok(match last {
+            Some(l) if l >= id => l + 1,
+            _ => id,
+        })
     }
 }

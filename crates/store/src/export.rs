@@ -7,23 +7,45 @@
 //! {"kind":"breach","pending":false,"breach":{...}}
 //! {"kind":"audit","entry":{...}}
 //! {"kind":"review","review":{...}}
+//! {"kind":"admin","tree":"accounts","key":"6865…","value":"01…"}
 //! ```
+//!
+//! Admin records (accounts, change requests, the reviewed configuration) are opaque to the
+//! store: key and value in hex, as the admin crate wrote them. Accounts carry their argon2
+//! password hashes and SHA-256 API-token hashes (never a password or token in clear), so an
+//! export must be kept as carefully as the appliance's state directory.
 
 use std::io::{BufRead, Write};
 
 use hedgerow_model::AccessEvent;
 use serde::{Deserialize, Serialize};
 
-use crate::{AuditEntry, Breach, ReviewRequest, Store, StoreError};
+use crate::{AdminTree, AuditEntry, Breach, ReviewRequest, Store, StoreError};
 
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 enum Line {
-    Format { version: u8 },
-    Access { event: AccessEvent },
-    Breach { pending: bool, breach: Breach },
-    Audit { entry: AuditEntry },
-    Review { review: ReviewRequest },
+    Format {
+        version: u8,
+    },
+    Access {
+        event: AccessEvent,
+    },
+    Breach {
+        pending: bool,
+        breach: Breach,
+    },
+    Audit {
+        entry: AuditEntry,
+    },
+    Review {
+        review: ReviewRequest,
+    },
+    Admin {
+        tree: String,
+        key: String,
+        value: String,
+    },
 }
 
 /// Counts of what an export wrote or an import read.
@@ -33,6 +55,22 @@ pub struct Counts {
     pub breaches: u64,
     pub audit: u64,
     pub reviews: u64,
+    /// Admin records: accounts, change requests, reviewed files.
+    pub admin: u64,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 fn write_line(out: &mut impl Write, line: &Line) -> Result<(), StoreError> {
@@ -67,6 +105,19 @@ impl Store {
         for review in self.all_reviews()? {
             n.reviews += 1;
             write_line(out, &Line::Review { review })?;
+        }
+        for tree in AdminTree::ALL {
+            for (key, value) in self.admin_list(tree)? {
+                n.admin += 1;
+                write_line(
+                    out,
+                    &Line::Admin {
+                        tree: tree.export_name().to_owned(),
+                        key: hex(&key),
+                        value: hex(&value),
+                    },
+                )?;
+            }
         }
         out.flush()?;
         Ok(n)
@@ -113,6 +164,20 @@ impl Store {
                 Line::Review { review } => {
                     n.reviews += 1;
                     self.put_review(&review)?;
+                }
+                Line::Admin { tree, key, value } => {
+                    let bad = |reason: String| StoreError::Import {
+                        line: i + 1,
+                        reason,
+                    };
+                    let tree = AdminTree::ALL
+                        .into_iter()
+                        .find(|t| t.export_name() == tree)
+                        .ok_or_else(|| bad(format!("no admin tree {tree:?}")))?;
+                    let key = unhex(&key).ok_or_else(|| bad("the key is not hex".into()))?;
+                    let value = unhex(&value).ok_or_else(|| bad("the value is not hex".into()))?;
+                    n.admin += 1;
+                    self.admin_put(tree, &key, &value)?;
                 }
             }
         }

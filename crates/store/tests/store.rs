@@ -10,7 +10,7 @@ use hedgerow_model::{
     Tier,
 };
 use hedgerow_store::{
-    Change, EventFilter, Recorder, RecorderOptions, Retention, Store, StoreOptions,
+    AdminTree, Change, EventFilter, Recorder, RecorderOptions, Retention, Store, StoreOptions,
 };
 
 fn ts(s: &str) -> jiff::Timestamp {
@@ -440,9 +440,21 @@ fn export_and_import_carry_everything() {
         )
         .unwrap();
     store.append_audit(t, "head", "approval", "ok").unwrap();
+    // Admin records go as they are, opaque: an account (its hashes, never a password in
+    // clear, are the admin crate's business) and change request #7.
+    let change = store.admin_next_id().unwrap().max(7);
+    store
+        .admin_put(AdminTree::Accounts, b"head", b"\x01{\"name\":\"head\"}")
+        .unwrap();
+    store
+        .admin_put(AdminTree::Changes, &change.to_be_bytes(), b"\x01{}")
+        .unwrap();
     let mut first = Vec::new();
     let counts = store.export(&mut first).unwrap();
-    assert_eq!((counts.events, counts.breaches, counts.audit), (500, 1, 1));
+    assert_eq!(
+        (counts.events, counts.breaches, counts.audit, counts.admin),
+        (500, 1, 1, 2)
+    );
 
     let dir2 = tempfile::tempdir().unwrap();
     let other = open(dir2.path());
@@ -455,6 +467,15 @@ fn export_and_import_carry_everything() {
         String::from_utf8(second).unwrap()
     );
     assert_eq!(other.pending_alerts().unwrap().len(), 1);
+    assert_eq!(
+        other
+            .admin_get(AdminTree::Accounts, b"head")
+            .unwrap()
+            .as_deref(),
+        Some(&b"\x01{\"name\":\"head\"}"[..])
+    );
+    // A new change request in the imported store never takes an imported one's number.
+    assert!(other.admin_next_id().unwrap() > change);
 
     let err = other
         .import("{\"kind\":\"access\",\"event\":{}}\n".as_bytes())
