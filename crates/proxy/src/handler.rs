@@ -1304,6 +1304,25 @@ fn find_head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
 }
 
+/// The inspector's verdicts (true: a smuggling shape) for the client bytes arriving as
+/// `chunks`, with a head limit of `limit` bytes; for the fuzz targets (`crate::fuzzing`).
+pub(crate) fn inspect_framing<'a>(chunks: impl IntoIterator<Item = &'a [u8]>, limit: usize) -> Vec<bool> {
+    let seen = Arc::new(Mutex::new(std::collections::VecDeque::new()));
+    let mut inspect = Inspect {
+        inner: (),
+        head: Vec::new(),
+        skip: 0,
+        done: false,
+        seen: seen.clone(),
+        limit,
+    };
+    for chunk in chunks {
+        inspect.feed(chunk);
+    }
+    let seen = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    seen.iter().map(|f| *f == Framing::Conflict).collect()
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for Inspect<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,

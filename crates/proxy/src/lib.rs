@@ -20,6 +20,8 @@
 //!   sink without waiting. The PAC and WPAD files are not accesses and are not recorded.
 
 mod access;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handler;
 mod page;
 mod resolve;

@@ -26,6 +26,8 @@
 mod breach;
 mod error;
 mod export;
+#[doc(hidden)]
+pub mod fuzzing;
 mod recorder;
 mod store;
 mod wire;
