@@ -33,7 +33,10 @@ fuzz_target!(|data: &[u8]| {
                 } else {
                     std::fs::read_to_string(&e.path).map_or(usize::MAX, |t| t.lines().count())
                 };
-                assert!(e.line <= lines.max(1) + 1, "{e}: the file has {lines} lines");
+                assert!(
+                    e.line <= lines.max(1) + 1,
+                    "{e}: the file has {lines} lines"
+                );
                 let _ = e.to_string();
             }
         }

@@ -48,7 +48,13 @@ fn setup() -> &'static Setup {
 
 /// A record without its TTL, which ages between the two answers.
 fn no_ttl(r: &Record) -> String {
-    format!("{} {} {} {:?}", r.name, r.dns_class, r.record_type(), r.data)
+    format!(
+        "{} {} {} {:?}",
+        r.name,
+        r.dns_class,
+        r.record_type(),
+        r.data
+    )
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -74,7 +80,10 @@ fuzz_target!(|data: &[u8]| {
     let answer = Message::from_vec(&fast)
         .unwrap_or_else(|e| panic!("hickory cannot read the fast path's answer: {e}"));
     let payload = q.edns.map_or(512, |(p, _)| p).min(4096);
-    assert!(fast.len() <= usize::from(payload), "answer bigger than the client's buffer");
+    assert!(
+        fast.len() <= usize::from(payload),
+        "answer bigger than the client's buffer"
+    );
     assert_eq!(answer.metadata.id, q.id);
     assert_eq!(answer.metadata.message_type, MessageType::Response);
     assert_eq!(answer.metadata.recursion_desired, q.rd);
@@ -83,9 +92,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(&fast[12..12 + q.question.len()], q.question.as_slice());
     assert_eq!(answer.edns.is_some(), q.edns.is_some());
 
-    let full = s
-        .runtime
-        .block_on(harness.full_path(query, src, None));
+    let full = s.runtime.block_on(harness.full_path(query, src, None));
     let Reply::Full(full) = full else {
         panic!("the fast path answered a query the full path does not answer: {full:?}");
     };
@@ -98,8 +105,18 @@ fuzz_target!(|data: &[u8]| {
         "header: fast {a:?}, full {f:?}"
     );
     assert_eq!(
-        (a.recursion_desired, a.recursion_available, a.checking_disabled, a.authentic_data),
-        (f.recursion_desired, f.recursion_available, f.checking_disabled, f.authentic_data),
+        (
+            a.recursion_desired,
+            a.recursion_available,
+            a.checking_disabled,
+            a.authentic_data
+        ),
+        (
+            f.recursion_desired,
+            f.recursion_available,
+            f.checking_disabled,
+            f.authentic_data
+        ),
         "flags: fast {a:?}, full {f:?}"
     );
     assert_eq!(answer.queries, full.queries);

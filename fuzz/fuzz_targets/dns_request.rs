@@ -67,8 +67,7 @@ async fn stub(socket: UdpSocket, sections: Arc<Mutex<Vec<u8>>>) {
             continue;
         };
         let query = &buf[..n];
-        let Some(reply) = reply(query, &sections.lock().unwrap_or_else(|e| e.into_inner()))
-        else {
+        let Some(reply) = reply(query, &sections.lock().unwrap_or_else(|e| e.into_inner())) else {
             continue;
         };
         let _ = socket.send_to(&reply, from).await;
@@ -131,10 +130,7 @@ fn check(query: &[u8], reply: &Reply) {
             // Only a datagram shorter than a header, or a response, goes unanswered; an answer
             // that could not be encoded would be a bug.
             let is_response = query.get(2).is_some_and(|b| b & 0x80 != 0);
-            assert!(
-                query.len() < 12 || is_response,
-                "a query went unanswered"
-            );
+            assert!(query.len() < 12 || is_response, "a query went unanswered");
             return;
         }
     };

@@ -144,7 +144,12 @@ impl Harness {
 
     /// The fast path alone: `Some(answer)` when it answered, `None` when it would hand the
     /// query on (to `fill` or the full path).
-    pub fn try_fast(&self, bytes: &[u8], src: SocketAddr, local: Option<IpAddr>) -> Option<Vec<u8>> {
+    pub fn try_fast(
+        &self,
+        bytes: &[u8],
+        src: SocketAddr,
+        local: Option<IpAddr>,
+    ) -> Option<Vec<u8>> {
         match self.resolver.try_fast(bytes, src, local) {
             Fast::Answer(a) => Some(a),
             Fast::Miss(_) | Fast::Full => None,

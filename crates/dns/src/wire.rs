@@ -211,7 +211,7 @@ pub(crate) fn layout(b: &[u8]) -> Option<Layout> {
     }
     let mut i = skip_name(b, 12)? + 4;
     let sections_at = i;
-    let mut ttl_offsets = Vec::with_capacity(usize::from(an + ns));
+    let mut ttl_offsets = Vec::with_capacity(usize::from(an) + usize::from(ns));
     for _ in 0..(u32::from(an) + u32::from(ns)) {
         i = skip_name(b, i)?;
         let ttl_at = i + 4;
@@ -347,6 +347,19 @@ mod tests {
         );
         assert!(opt_rdata(&query("example.com.", false)).is_empty());
         assert!(opt_rdata(&b[..b.len() - 1]).is_empty());
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/dns_wire.rs): the answer and authority counts
+    /// were added as u16, which overflows (a panic in debug builds) for counts such as
+    /// 0x0a00 + 0xfff9.
+    #[test]
+    fn layout_of_a_message_whose_counts_overflow_u16() {
+        let crash = [
+            0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0x0a, 0x00, 0xff, 0xf9, 0xff, 0x00, 0x00, 0x00,
+            0x00, 0x40, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00,
+            0x01, 0x00, 0x00,
+        ];
+        assert!(layout(&crash).is_none());
     }
 
     #[test]

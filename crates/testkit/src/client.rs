@@ -113,7 +113,12 @@ fn message(
     };
     let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = true;
-    m.add_query(Query::query(Name::from_ascii(&fqdn).ok()?, qtype));
+    // hickory's text form refuses some names DNS carries (a label starting with `-`); those
+    // are built from their labels.
+    let qname = Name::from_ascii(&fqdn)
+        .or_else(|_| Name::from_labels(fqdn.trim_end_matches('.').split('.').map(str::as_bytes)))
+        .ok()?;
+    m.add_query(Query::query(qname, qtype));
     if let Some(size) = edns {
         let mut e = Edns::new();
         e.set_max_payload(size);
