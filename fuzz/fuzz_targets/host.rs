@@ -43,10 +43,9 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    // The text `Host` reads: white space trimmed, one trailing dot dropped, trimmed again.
+    // The text `Host` reads: white space trimmed, one trailing dot dropped.
     let t = s.trim_matches(|c: char| c.is_ascii_whitespace());
     let t = t.strip_suffix('.').unwrap_or(t);
-    let t = t.trim_matches(|c: char| c.is_ascii_whitespace());
     let reference = idna::domain_to_ascii(t);
     match (&host, &reference) {
         (Ok(h), Ok(a)) if !h.is_ip() => {
