@@ -489,6 +489,38 @@ async fn a_name_with_a_leading_hyphen_label_is_blocked_on_both_paths() {
     );
 }
 
+/// Found by fuzzing (fuzz/fuzz_targets/dns_fast.rs): the fast path did not copy the CD
+/// (checking disabled) bit into its answers, as the full path does (RFC 4035 §3.1.6), so one
+/// query got different answers from the two paths.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_checking_disabled_bit_is_copied_into_fast_path_answers() {
+    let (_up, app) = start().await;
+    let wait = Duration::from_secs(2);
+    // A block, a forwarded answer, the same from the cache, and the twin without the bit.
+    for (name, cd) in [
+        ("adult.example.", true),
+        ("allowed.example.", true),
+        ("allowed.example.", true),
+        ("allowed.example.", false),
+        ("adult.example.", false),
+    ] {
+        let mut q = Message::query();
+        q.metadata.id = 77;
+        q.metadata.recursion_desired = true;
+        q.metadata.checking_disabled = cd;
+        q.add_query(hickory_proto::op::Query::query(
+            name.parse().unwrap(),
+            RecordType::A,
+        ));
+        let reply = raw_udp(app.dns_udp, &q.to_vec().unwrap(), wait)
+            .await
+            .unwrap_or_else(|| panic!("no answer for {name}"));
+        let reply = Message::from_vec(&reply).unwrap();
+        assert_eq!(reply.metadata.checking_disabled, cd, "{name} cd={cd}");
+        assert!(reply.metadata.recursion_desired, "{name}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn ech_is_stripped_for_filtered_groups_only() {
     let (_up, app) = start().await;

@@ -46,7 +46,10 @@ fn setup() -> &'static Setup {
     })
 }
 
-/// A record without its TTL, which ages between the two answers.
+/// A record without its TTL, which ages between the two answers, in lower case: the fast
+/// path's compression pointers into the question resolve against the client's own question,
+/// in the client's case (0x20 randomisation), where the full path writes the cached, lower-case
+/// names. Only names can differ so; DNS compares them without case.
 fn no_ttl(r: &Record) -> String {
     format!(
         "{} {} {} {:?}",
@@ -55,6 +58,7 @@ fn no_ttl(r: &Record) -> String {
         r.record_type(),
         r.data
     )
+    .to_ascii_lowercase()
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -34,6 +34,7 @@ pub fn dns_policy(dir: &Path, upstream: SocketAddr) -> Arc<PolicyHandle> {
     std::fs::create_dir_all(&lists).unwrap_or_else(|e| panic!("creating {lists:?}: {e}"));
     write(&lists.join("adult.txt"), &BLOCKED.join("\n"));
     write(&lists.join("allow.txt"), "ok.blocked\n");
+    write(&lists.join("iwf.txt"), "http://iwf-test.invalid/a.html\n");
     let config = format!(
         r#"
 [server]
@@ -42,7 +43,7 @@ timezone = "Europe/London"
 
 [dns]
 listen = ["127.0.0.1:0"]
-timeout = "300ms"
+timeout = "50ms"
 rate_limit_qps = 1000000
 trusted_forwarders = ["127.0.9.0/24"]
 blockpage_ipv4 = "192.0.2.80"
@@ -63,6 +64,13 @@ path = "lists/adult.txt"
 format = "domains"
 category = "adult"
 
+[lists.iwf]
+path = "lists/iwf.txt"
+format = "urls"
+kind = "illegal"
+category = "child-abuse"
+url_match = "exact"
+
 [lists.allow]
 path = "lists/allow.txt"
 format = "domains"
@@ -72,12 +80,16 @@ kind = "allow"
 networks = ["127.0.1.0/24", "10.1.0.0/16"]
 block_categories = ["adult"]
 dns_block = "nxdomain"
+safesearch = "off"
+youtube = "off"
 block = ["local.block"]
 
 [groups.null]
 networks = ["127.0.2.0/24", "10.2.0.0/16"]
 block_categories = ["adult"]
 dns_block = "null"
+safesearch = "off"
+youtube = "off"
 allow = ["x.y"]
 
 [groups.page]

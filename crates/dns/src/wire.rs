@@ -10,6 +10,8 @@ pub(crate) struct Query<'a> {
     pub(crate) id: u16,
     /// The RD flag, echoed in the answer.
     pub(crate) rd: bool,
+    /// The CD flag, echoed in the answer (RFC 4035 §3.1.6), as the full path echoes it.
+    pub(crate) cd: bool,
     /// Lower-case name without the trailing dot (`""` for the root).
     pub(crate) name: String,
     pub(crate) qtype: u16,
@@ -28,6 +30,7 @@ pub(crate) struct Query<'a> {
 pub(crate) struct OwnedQuery {
     id: u16,
     rd: bool,
+    cd: bool,
     name: String,
     qtype: u16,
     question: Vec<u8>,
@@ -40,6 +43,7 @@ impl Query<'_> {
         OwnedQuery {
             id: self.id,
             rd: self.rd,
+            cd: self.cd,
             name: self.name.clone(),
             qtype: self.qtype,
             question: self.question.to_vec(),
@@ -54,6 +58,7 @@ impl OwnedQuery {
         Query {
             id: self.id,
             rd: self.rd,
+            cd: self.cd,
             name: self.name.clone(),
             qtype: self.qtype,
             question: &self.question,
@@ -142,6 +147,7 @@ pub(crate) fn parse_query(b: &[u8]) -> Option<Query<'_>> {
     Some(Query {
         id,
         rd: flags & 0x0100 != 0,
+        cd: flags & 0x0010 != 0,
         name,
         qtype,
         question,
@@ -233,8 +239,12 @@ pub(crate) fn layout(b: &[u8]) -> Option<Layout> {
 /// Writes a response header: our answer to query `q` with `rcode` and the given counts.
 pub(crate) fn header(out: &mut Vec<u8>, q: &Query<'_>, rcode: u8, an: u16, ns: u16) {
     out.extend_from_slice(&q.id.to_be_bytes());
-    // QR, RD echoed, RA; no AA, no TC.
-    let flags: u16 = 0x8000 | if q.rd { 0x0100 } else { 0 } | 0x0080 | u16::from(rcode & 0xf);
+    // QR, RD echoed, RA, CD echoed; no AA, no TC.
+    let flags: u16 = 0x8000
+        | if q.rd { 0x0100 } else { 0 }
+        | 0x0080
+        | if q.cd { 0x0010 } else { 0 }
+        | u16::from(rcode & 0xf);
     out.extend_from_slice(&flags.to_be_bytes());
     out.extend_from_slice(&1u16.to_be_bytes());
     out.extend_from_slice(&an.to_be_bytes());
