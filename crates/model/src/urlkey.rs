@@ -66,14 +66,15 @@ pub enum UrlError {
 impl UrlKey {
     /// Parses `http://…`, `https://…` or a list entry without a scheme (`host/path`).
     pub fn parse(input: &str) -> Result<Self, UrlError> {
-        // As WHATWG: tab and newline are removed anywhere, and leading and trailing controls
-        // and spaces trimmed.
+        // As WHATWG: tab and newline are removed anywhere, and leading and trailing C0
+        // controls and spaces trimmed (not DEL, nor Unicode spaces: WHATWG keeps those, and
+        // then reads no URL; found by fuzzing, fuzz/fuzz_targets/url.rs).
         let cleaned: Cow<'_, str> = if input.contains(['\t', '\n', '\r']) {
             Cow::Owned(input.replace(['\t', '\n', '\r'], ""))
         } else {
             Cow::Borrowed(input)
         };
-        let trimmed = cleaned.trim_matches(|c: char| c.is_whitespace() || c.is_ascii_control());
+        let trimmed = cleaned.trim_matches(|c: char| c <= ' ');
         let special = scheme(trimmed).is_some_and(is_special);
         if !special && let Some(scheme) = opaque_scheme(trimmed) {
             return Err(UrlError::Syntax(format!(
@@ -541,6 +542,15 @@ mod tests {
         assert_eq!(u.query(), Some("q=cats"));
         let o = UrlKey::from_parts(&Host::parse("example.com").unwrap(), "/x/../y?z").unwrap();
         assert_eq!(o.to_string(), "example.com/y?z");
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/url.rs): leading DEL characters were trimmed, so
+    /// a string WHATWG reads as no URL at all had a key.
+    #[test]
+    fn only_c0_controls_and_spaces_are_trimmed_as_whatwg_trims_them() {
+        assert!(UrlKey::parse("\u{7f}\u{7f}http://example.com/").is_err());
+        assert!(url::Url::parse("\u{7f}\u{7f}http://example.com/").is_err());
+        assert_eq!(k(" \u{1}http://example.com/a\u{0} "), "example.com/a");
     }
 
     #[test]
