@@ -24,9 +24,9 @@ use crate::snapshot::PolicyError;
 const KEY_FILE: &str = "key";
 const SET_MAGIC: &[u8; 8] = b"HRILSET1";
 
-
 /// A list's name and its set of hashes, to keep as its last good copy.
 type KeptSet = (String, IllegalSet);
+
 /// Whether a build may create the key and keep a new last good copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BuildMode {
