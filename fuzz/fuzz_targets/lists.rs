@@ -8,20 +8,41 @@
 //!   is found again in the built matcher: as a domain hit, a URL hit, or an illegal-tier hit.
 //! - Every line, read as a host, a URL and a text, can be looked up without a panic.
 //!
+//! With the choice byte's top bit set, the bytes are a DHCP lease file instead (dnsmasq's or ISC
+//! dhcpd's, by the low bit), read as the device registry reads it: no panic, every lease at a
+//! line.
+//!
 //! Input: one byte choosing format, kind and URL matching, then the file's bytes.
 #![no_main]
 
 use std::io::Write;
 use std::sync::Arc;
 
+use hedgerow_config::LeaseFormat;
 use hedgerow_matcher::{ListSpec, MatcherBuilder};
 use hedgerow_model::{Category, Host, ListFormat, ListKind, Severity, UrlKey, UrlMatch};
+use hedgerow_policy::parse_leases;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: &[u8]| {
     let Some((&choice, file)) = input.split_first() else {
         return;
     };
+    if choice & 0x80 != 0 {
+        // The DHCP lease files the device registry reads (dnsmasq's and ISC dhcpd's): a
+        // lease is a MAC and an address, whatever else the line says.
+        let text = String::from_utf8_lossy(file);
+        let format = if choice & 1 == 0 {
+            LeaseFormat::Dnsmasq
+        } else {
+            LeaseFormat::Isc
+        };
+        for lease in parse_leases(&text, format, std::path::Path::new("leases")) {
+            assert!(lease.location.line >= 1);
+            let _ = lease.mac.map(|m| m.to_string());
+        }
+        return;
+    }
     let format = [
         ListFormat::Domains,
         ListFormat::Urls,

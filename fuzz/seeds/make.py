@@ -193,6 +193,11 @@ def lists():
     write("lists", "urls-exact-illegal", b"\x49" + b"http://example.com/a/b.html\nexample.com/c?d=1\n")
     write("lists", "regex", b"\x02" + lines("malware.regex"))
     write("lists", "phrases", b"\x03" + lines("self-harm.phrases"))
+    # Top bit: a DHCP lease file; low bit: dnsmasq (0) or ISC dhcpd (1).
+    write("lists", "leases-dnsmasq", b"\x80" + b"1764000000 02:00:5e:00:00:07 10.20.1.7 pupil-laptop 01:02:00:5e:00:00:07\n"
+          b"1764000100 02:00:5e:00:00:09 2001:db8::9 * *\n")
+    write("lists", "leases-isc", b"\x81" + b"lease 10.20.1.8 {\n  starts 4 2026/11/26 08:00:00;\n"
+          b"  hardware ethernet 02:00:5e:00:00:08;\n  client-hostname \"laptop-8\";\n}\n")
 
 
 def config():
