@@ -464,6 +464,70 @@ async fn a_cname_into_a_blocked_name_is_blocked() {
     );
 }
 
+/// Found by fuzzing (fuzz/fuzz_targets/dns_wire.rs): hickory writes a label's leading `-` as
+/// `\-`, so the full path (TCP, and UDP queries the fast path passes on) read
+/// `-x.adult.example` as a name no list entry matched, and forwarded it, while the fast path
+/// blocked it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_name_with_a_leading_hyphen_label_is_blocked_on_both_paths() {
+    let (up, app) = start().await;
+    let ours = |m: &Message| {
+        m.authorities.iter().any(|r| match &r.data {
+            RData::SOA(soa) => soa.mname.to_ascii() == "hedgerow.invalid.",
+            _ => false,
+        })
+    };
+    for t in [Transport::Udp, Transport::Tcp] {
+        let m = ask(&app, NX, t, "-x.adult.example", RecordType::A).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{t:?}");
+        assert!(ours(&m), "{t:?}: not our block answer: {m:?}");
+        // Twin: such a name that is not listed goes to the upstream.
+        let m = ask(&app, NX, t, "-x.allowed.example", RecordType::A).await;
+        assert!(!ours(&m), "{t:?}: blocked: {m:?}");
+    }
+    let asked = up.asked();
+    assert!(
+        asked.iter().all(|(n, _)| !n.ends_with("x.adult.example")),
+        "{asked:?}"
+    );
+    assert!(
+        asked.iter().any(|(n, _)| n.ends_with("x.allowed.example")),
+        "{asked:?}"
+    );
+}
+
+/// Found by fuzzing (fuzz/fuzz_targets/dns_fast.rs): the fast path did not copy the CD
+/// (checking disabled) bit into its answers, as the full path does (RFC 4035 §3.1.6), so one
+/// query got different answers from the two paths.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_checking_disabled_bit_is_copied_into_fast_path_answers() {
+    let (_up, app) = start().await;
+    let wait = Duration::from_secs(2);
+    // A block, a forwarded answer, the same from the cache, and the twin without the bit.
+    for (name, cd) in [
+        ("adult.example.", true),
+        ("allowed.example.", true),
+        ("allowed.example.", true),
+        ("allowed.example.", false),
+        ("adult.example.", false),
+    ] {
+        let mut q = Message::query();
+        q.metadata.id = 77;
+        q.metadata.recursion_desired = true;
+        q.metadata.checking_disabled = cd;
+        q.add_query(hickory_proto::op::Query::query(
+            name.parse().unwrap(),
+            RecordType::A,
+        ));
+        let reply = raw_udp(app.dns_udp, &q.to_vec().unwrap(), wait)
+            .await
+            .unwrap_or_else(|| panic!("no answer for {name}"));
+        let reply = Message::from_vec(&reply).unwrap();
+        assert_eq!(reply.metadata.checking_disabled, cd, "{name} cd={cd}");
+        assert!(reply.metadata.recursion_desired, "{name}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn ech_is_stripped_for_filtered_groups_only() {
     let (_up, app) = start().await;

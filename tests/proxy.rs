@@ -974,6 +974,40 @@ async fn malformed_framing_is_refused_before_any_byte_reaches_the_origin() {
     assert!(reply.contains("body 2 bytes"), "{reply}");
 }
 
+/// Found by fuzzing (fuzz/fuzz_targets/proxy_heads.rs): the framing inspector looked for a
+/// blank CRLF line to end a head, but hyper also reads heads with bare LF line ends, so a
+/// smuggling shape written that way got no verdict and was served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_smuggling_shape_with_bare_lf_line_ends_is_refused() {
+    let r = rig().await;
+    let port = r.http.addr.port();
+    let smuggle = format!(
+        "POST http://allowed.example:{port}/lf HTTP/1.1\nHost: allowed.example\nContent-Length: 4\nTransfer-Encoding: chunked\n\n0\n\nGET http://allowed.example:{port}/second HTTP/1.1\n\n"
+    );
+    let reply = raw(r.proxy, smuggle.as_bytes()).await;
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert_eq!(
+        reply.matches("HTTP/1.1").count(),
+        1,
+        "nothing after the 400: {reply}"
+    );
+    // Twin: the same plain request with CRLF line ends is served (a bare-LF head is refused
+    // too, as framing.rs refuses any bare LF).
+    let plain = format!(
+        "GET http://allowed.example:{port}/plain-lf HTTP/1.1\r\nHost: allowed.example\r\nConnection: close\r\n\r\n"
+    );
+    let reply = raw(r.proxy, plain.as_bytes()).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let heads = r.http.heads();
+    assert!(heads.iter().any(|h| h.contains("/plain-lf")), "{heads:?}");
+    assert!(
+        heads
+            .iter()
+            .all(|h| !h.contains("/second") && !h.contains("/lf ")),
+        "smuggled request reached the origin: {heads:?}"
+    );
+}
+
 /// Headless Chromium (Debian's `chromium`) through the proxy: an allowed page shows the
 /// origin's content, a blocked one the block page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -80,10 +80,10 @@ fn bump(c: &AtomicU64) {
 
 /// The filtering resolver. Cheap to share: wrap it in an `Arc` and hand it to [`crate::start`].
 pub struct Resolver {
-    policy: Arc<PolicyHandle>,
+    pub(crate) policy: Arc<PolicyHandle>,
     sink: Arc<dyn EventSink>,
     clock: Arc<dyn Clock>,
-    cache: Cache,
+    pub(crate) cache: Cache,
     forwarder: Forwarder,
     limiter: RateLimiter,
     metrics: Metrics,

@@ -19,6 +19,8 @@
 //! hands them to an [`EventSink`](hedgerow_model::EventSink).
 
 mod cache;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handler;
 mod identity;
 mod pool;

@@ -166,7 +166,7 @@ impl Forwarder {
     }
 }
 
-fn build_query(name: &Name, qtype: RecordType, dnssec_ok: bool) -> Message {
+pub(crate) fn build_query(name: &Name, qtype: RecordType, dnssec_ok: bool) -> Message {
     let mut m = Message::new(rand::random(), MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = true;
     m.add_query(Query::query(name.clone(), qtype));
@@ -177,11 +177,15 @@ fn build_query(name: &Name, qtype: RecordType, dnssec_ok: bool) -> Message {
     m
 }
 
-/// True when `answer` answers `query`: same ID, a response, the same question. Anything else
-/// is ignored, which is what makes a spoofed or stray datagram harmless.
+/// True when `answer` answers `query`: same ID, a response with the same opcode, the same
+/// question. Anything else is ignored, which is what makes a spoofed or stray datagram
+/// harmless. (hickory reads an UPDATE message under its own rules, empty records included,
+/// which it then writes into answers no client can read: found by fuzzing,
+/// fuzz/fuzz_targets/dns_fast.rs.)
 pub(crate) fn answers(query: &Message, answer: &Message) -> bool {
     answer.metadata.id == query.metadata.id
         && answer.metadata.message_type == MessageType::Response
+        && answer.metadata.op_code == query.metadata.op_code
         && match (query.queries.first(), answer.queries.first()) {
             (Some(q), Some(a)) => {
                 q.query_type() == a.query_type()
@@ -213,5 +217,23 @@ async fn stream_exchange<S: AsyncRead + AsyncWrite + Unpin>(
         if answers(query, &m) {
             return Ok(m);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by fuzzing (fuzz/fuzz_targets/dns_fast.rs): an upstream's UPDATE message with an
+    /// empty SOA record was taken as the answer, cached, and served as bytes no client reads.
+    #[test]
+    fn an_answer_with_another_opcode_is_not_an_answer() {
+        let name = Name::from_ascii("nothing.example.").unwrap();
+        let query = build_query(&name, RecordType::SRV, false);
+        let mut answer = query.clone();
+        answer.metadata.message_type = MessageType::Response;
+        assert!(answers(&query, &answer));
+        answer.metadata.op_code = OpCode::Update;
+        assert!(!answers(&query, &answer));
     }
 }

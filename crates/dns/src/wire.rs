@@ -13,6 +13,8 @@ pub(crate) struct Query<'a> {
     pub(crate) id: u16,
     /// The RD flag, echoed in the answer.
     pub(crate) rd: bool,
+    /// The CD flag, echoed in the answer (RFC 4035 §3.1.6), as the full path echoes it.
+    pub(crate) cd: bool,
     /// Lower-case name without the trailing dot (`""` for the root).
     pub(crate) name: String,
     pub(crate) qtype: u16,
@@ -31,6 +33,7 @@ pub(crate) struct Query<'a> {
 pub(crate) struct OwnedQuery {
     id: u16,
     rd: bool,
+    cd: bool,
     name: String,
     qtype: u16,
     question: Vec<u8>,
@@ -43,6 +46,7 @@ impl Query<'_> {
         OwnedQuery {
             id: self.id,
             rd: self.rd,
+            cd: self.cd,
             name: self.name.clone(),
             qtype: self.qtype,
             question: self.question.to_vec(),
@@ -57,6 +61,7 @@ impl OwnedQuery {
         Query {
             id: self.id,
             rd: self.rd,
+            cd: self.cd,
             name: self.name.clone(),
             qtype: self.qtype,
             question: &self.question,
@@ -145,6 +150,7 @@ pub(crate) fn parse_query(b: &[u8]) -> Option<Query<'_>> {
     Some(Query {
         id,
         rd: flags & 0x0100 != 0,
+        cd: flags & 0x0010 != 0,
         name,
         qtype,
         question,
@@ -230,6 +236,25 @@ pub(crate) fn policy_name(name: &Name) -> String {
         && let Some(unicode) = unicode_name(name)
     {
         return unicode;
+    }
+    // Letters, digits, `-` and `_` read as the fast path reads them (`parse_query`).
+    // hickory's presentation form escapes a label's leading `-` as `\-`, which no host parses
+    // from: `-x.blocked.example` went unfiltered over the full path while the fast path
+    // blocked it (found by fuzzing, fuzz/fuzz_targets/dns_wire.rs).
+    let plain = name.iter().all(|label| {
+        label
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_')
+    });
+    if plain {
+        let mut out = String::with_capacity(name.len());
+        for label in name.iter() {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.extend(label.iter().map(|c| c.to_ascii_lowercase() as char));
+        }
+        return out;
     }
     let ascii = name.to_ascii();
     ascii.trim_end_matches('.').to_ascii_lowercase()
@@ -379,7 +404,7 @@ pub(crate) fn layout(b: &[u8]) -> Option<Layout> {
     }
     let mut i = skip_name(b, 12)? + 4;
     let sections_at = i;
-    let mut ttl_offsets = Vec::with_capacity(usize::from(an + ns));
+    let mut ttl_offsets = Vec::with_capacity(usize::from(an) + usize::from(ns));
     for _ in 0..(u32::from(an) + u32::from(ns)) {
         i = skip_name(b, i)?;
         let ttl_at = i + 4;
@@ -401,8 +426,12 @@ pub(crate) fn layout(b: &[u8]) -> Option<Layout> {
 /// Writes a response header: our answer to query `q` with `rcode` and the given counts.
 pub(crate) fn header(out: &mut Vec<u8>, q: &Query<'_>, rcode: u8, an: u16, ns: u16) {
     out.extend_from_slice(&q.id.to_be_bytes());
-    // QR, RD echoed, RA; no AA, no TC.
-    let flags: u16 = 0x8000 | if q.rd { 0x0100 } else { 0 } | 0x0080 | u16::from(rcode & 0xf);
+    // QR, RD echoed, RA, CD echoed; no AA, no TC.
+    let flags: u16 = 0x8000
+        | if q.rd { 0x0100 } else { 0 }
+        | 0x0080
+        | if q.cd { 0x0010 } else { 0 }
+        | u16::from(rcode & 0xf);
     out.extend_from_slice(&flags.to_be_bytes());
     out.extend_from_slice(&1u16.to_be_bytes());
     out.extend_from_slice(&an.to_be_bytes());
@@ -516,6 +545,19 @@ mod tests {
         );
         assert!(opt_rdata(&query("example.com.", false)).is_empty());
         assert!(opt_rdata(&b[..b.len() - 1]).is_empty());
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/dns_wire.rs): the answer and authority counts
+    /// were added as u16, which overflows (a panic in debug builds) for counts such as
+    /// 0x0a00 + 0xfff9.
+    #[test]
+    fn layout_of_a_message_whose_counts_overflow_u16() {
+        let crash = [
+            0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0x0a, 0x00, 0xff, 0xf9, 0xff, 0x00, 0x00, 0x00,
+            0x00, 0x40, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00,
+            0x01, 0x00, 0x00,
+        ];
+        assert!(layout(&crash).is_none());
     }
 
     #[test]

@@ -39,8 +39,8 @@ impl Host {
     /// surrounding brackets of an IPv6 literal, lower-cases, converts Unicode labels to
     /// A-labels and recognises IPv4/IPv6 literals.
     pub fn parse(input: &str) -> Result<Self, HostError> {
-        let s = input.trim_matches(|c: char| c.is_ascii_whitespace());
-        let s = s.strip_suffix('.').unwrap_or(s);
+        let trimmed = input.trim_matches(|c: char| c.is_ascii_whitespace());
+        let s = trimmed.strip_suffix('.').unwrap_or(trimmed);
         if s.is_empty() {
             return Err(HostError::Empty);
         }
@@ -55,7 +55,14 @@ impl Host {
             return Ok(Self::from_ip(IpAddr::V4(v4)));
         }
         let mut ascii = String::with_capacity(s.len());
-        normalise_name_into(s, &mut ascii)?;
+        // From the trimmed text, so that one trailing dot is dropped, not two (`a..` has an
+        // empty label).
+        normalise_name_into(trimmed, &mut ascii)?;
+        // A name that normalises to an address (full-width digits, say) is that address: one
+        // host has one form, so parsing a host's text gives the same host back.
+        if let Ok(v4) = ascii.parse::<Ipv4Addr>() {
+            return Ok(Self::from_ip(IpAddr::V4(v4)));
+        }
         Ok(Self {
             text: ascii.into_boxed_str(),
             ip: None,
@@ -264,6 +271,20 @@ mod tests {
             Err(HostError::LabelTooLong)
         );
         assert_eq!(Host::parse(&"a.".repeat(130)), Err(HostError::TooLong));
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/host.rs): `1.21.92.2..` lost both trailing dots and
+    /// became a name spelled like an address, and parsing that text gave the address, another
+    /// host; `0X..` became the name `0x`, which WHATWG reads as the address 0.0.0.0.
+    #[test]
+    fn a_host_is_a_fixed_point_with_one_trailing_dot_dropped() {
+        assert_eq!(Host::parse("1.21.92.2.."), Err(HostError::EmptyLabel));
+        assert_eq!(Host::parse("0X.."), Err(HostError::EmptyLabel));
+        assert_eq!(h("example.com."), "example.com");
+        let full_width = Host::parse("１.２.３.４").unwrap();
+        assert!(full_width.is_ip());
+        assert_eq!(full_width, Host::parse("1.2.3.4").unwrap());
+        assert_eq!(Host::parse(full_width.as_str()).unwrap(), full_width);
     }
 
     #[test]

@@ -66,14 +66,15 @@ pub enum UrlError {
 impl UrlKey {
     /// Parses `http://…`, `https://…` or a list entry without a scheme (`host/path`).
     pub fn parse(input: &str) -> Result<Self, UrlError> {
-        // As WHATWG: tab and newline are removed anywhere, and leading and trailing controls
-        // and spaces trimmed.
+        // As WHATWG: tab and newline are removed anywhere, and leading and trailing C0
+        // controls and spaces trimmed (not DEL, nor Unicode spaces: WHATWG keeps those, and
+        // then reads no URL; found by fuzzing, fuzz/fuzz_targets/url.rs).
         let cleaned: Cow<'_, str> = if input.contains(['\t', '\n', '\r']) {
             Cow::Owned(input.replace(['\t', '\n', '\r'], ""))
         } else {
             Cow::Borrowed(input)
         };
-        let trimmed = cleaned.trim_matches(|c: char| c.is_whitespace() || c.is_ascii_control());
+        let trimmed = cleaned.trim_matches(|c: char| c <= ' ');
         let special = scheme(trimmed).is_some_and(is_special);
         if !special && let Some(scheme) = opaque_scheme(trimmed) {
             return Err(UrlError::Syntax(format!(
@@ -351,6 +352,8 @@ fn decodes(b: u8, part: Part) -> bool {
 fn normalise_escapes(s: &str, part: Part) -> String {
     let bytes = s.as_bytes();
     let mut out = String::with_capacity(s.len());
+    // Where the last `%` that starts no escape was written.
+    let mut stray: Option<usize> = None;
     let mut i = 0;
     while i < bytes.len() {
         let escape = if bytes[i] == b'%' && i + 2 < bytes.len() {
@@ -360,7 +363,15 @@ fn normalise_escapes(s: &str, part: Part) -> String {
         };
         if let Some((hi, lo)) = escape {
             let decoded = hi * 16 + lo;
-            if decodes(decoded, part) {
+            // A hex digit decoded right after a stray `%` would make a new escape (`%%33A`
+            // would become `%3A`, another URL once read again): it stays escaped. Found by
+            // fuzzing, fuzz/fuzz_targets/url.rs.
+            let forms_escape = decoded.is_ascii_hexdigit()
+                && stray.is_some_and(|p| {
+                    let tail = &out.as_bytes()[p + 1..];
+                    tail.len() < 2 && tail.iter().all(u8::is_ascii_hexdigit)
+                });
+            if decodes(decoded, part) && !forms_escape {
                 out.push(decoded as char);
             } else if decoded == b' ' && matches!(part, Part::Query) {
                 out.push('+');
@@ -374,6 +385,9 @@ fn normalise_escapes(s: &str, part: Part) -> String {
         }
         // Not an escape: copy one whole UTF-8 character.
         let ch_len = s[i..].chars().next().map_or(1, char::len_utf8);
+        if bytes[i] == b'%' {
+            stray = Some(out.len());
+        }
         out.push_str(&s[i..i + ch_len]);
         i += ch_len;
     }
@@ -541,6 +555,29 @@ mod tests {
         assert_eq!(u.query(), Some("q=cats"));
         let o = UrlKey::from_parts(&Host::parse("example.com").unwrap(), "/x/../y?z").unwrap();
         assert_eq!(o.to_string(), "example.com/y?z");
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/url.rs): decoding `%33` after a stray `%` made the
+    /// escape `%3A`, so the key read as a URL was another key.
+    #[test]
+    fn a_decoded_escape_never_forms_a_new_escape_with_a_stray_percent() {
+        let key = k("hom\\/\0\0e.co\\F%%33AFxr");
+        assert_eq!(key, "hom/%00%00e.co/F%%33AFxr");
+        assert_eq!(k(&key), key);
+        assert_eq!(k("http://example.com/a%3%41"), "example.com/a%3%41");
+        assert_eq!(k(&k("http://example.com/a%3%41")), "example.com/a%3%41");
+        // Twins: away from a stray `%`, the same escapes decode.
+        assert_eq!(k("http://example.com/a%33A"), "example.com/a3A");
+        assert_eq!(k("http://example.com/%%xy%41"), "example.com/%%xyA");
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/url.rs): leading DEL characters were trimmed, so
+    /// a string WHATWG reads as no URL at all had a key.
+    #[test]
+    fn only_c0_controls_and_spaces_are_trimmed_as_whatwg_trims_them() {
+        assert!(UrlKey::parse("\u{7f}\u{7f}http://example.com/").is_err());
+        assert!(url::Url::parse("\u{7f}\u{7f}http://example.com/").is_err());
+        assert_eq!(k(" \u{1}http://example.com/a\u{0} "), "example.com/a");
     }
 
     #[test]

@@ -271,6 +271,22 @@ enum Chunk {
     EndLf,
 }
 
+/// For the fuzz targets (`crate::fuzzing`): the verdict for each head of a connection's bytes
+/// read in `chunks` (true: refused), up to the first fault in a body.
+pub(crate) fn verdicts<'a>(chunks: impl IntoIterator<Item = &'a [u8]>, limit: usize) -> Vec<bool> {
+    let mut scanner = Scanner::new(limit);
+    let mut heads = Vec::new();
+    for chunk in chunks {
+        if scanner.feed(chunk, &mut heads).is_some() {
+            break;
+        }
+    }
+    heads
+        .iter()
+        .map(|h| matches!(h, Framing::Refuse(_)))
+        .collect()
+}
+
 /// The sans-I/O reader behind [`Inspect`]: fed the bytes in order, it reports a verdict per
 /// head and a fault in a body.
 struct Scanner {

@@ -28,6 +28,8 @@
 mod access;
 mod blockpage;
 mod framing;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handler;
 mod page;
 mod resolve;

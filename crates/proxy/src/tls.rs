@@ -94,16 +94,25 @@ pub(crate) fn parse_hello(buf: &[u8]) -> Result<Hello, HelloError> {
         let data = ext.take(len)?;
         match kind {
             0 => {
-                let mut d = Reader(data);
-                let _list = d.u16()?;
+                let mut ext = Reader(data);
+                let list = ext.u16()?;
+                let mut d = Reader(ext.take(list)?);
                 while !d.0.is_empty() {
-                    let name_type = d.u8()?;
+                    // Another name type's length is not known: the rest of the list is
+                    // skipped, as TLS servers skip it (rustls; found by fuzzing,
+                    // fuzz/fuzz_targets/tls_hello.rs).
+                    if d.u8()? != 0 {
+                        break;
+                    }
                     let n = d.u16()?;
                     let name = d.take(n)?;
-                    if name_type == 0 {
-                        let s = std::str::from_utf8(name).map_err(|_| HelloError::NotTls)?;
-                        hello.sni = Some(s.to_ascii_lowercase());
+                    // One host name at most (RFC 6066): with two, we could check one and the
+                    // server serve the other. Servers refuse such a hello; so do we.
+                    if hello.sni.is_some() {
+                        return Err(HelloError::NotTls);
                     }
+                    let s = std::str::from_utf8(name).map_err(|_| HelloError::NotTls)?;
+                    hello.sni = Some(s.to_ascii_lowercase());
                 }
             }
             0xfe0d => hello.ech = true,
@@ -252,6 +261,80 @@ mod tests {
             Err(HelloError::Short)
         );
         assert_eq!(parse_hello(b"GET / HTTP/1.1\r\n"), Err(HelloError::NotTls));
+    }
+
+    /// The server-name extension of `hello` (a rustls ClientHello in one record) replaced by
+    /// one whose list is `list`, with every length around it fixed.
+    fn with_server_names(hello: &[u8], list: &[u8]) -> Vec<u8> {
+        let u16_at = |b: &[u8], i: usize| usize::from(u16::from_be_bytes([b[i], b[i + 1]]));
+        // Record header (5), handshake header (4), version and random (34), session id.
+        let mut i = 5 + 4 + 34;
+        i += 1 + usize::from(hello[i]);
+        i += 2 + u16_at(hello, i);
+        i += 1 + usize::from(hello[i]);
+        let extensions_at = i;
+        let mut out_ext = Vec::new();
+        let mut j = i + 2;
+        while j < hello.len() {
+            let (kind, len) = (u16_at(hello, j), u16_at(hello, j + 2));
+            if kind == 0 {
+                out_ext.extend_from_slice(&[0, 0]);
+                out_ext.extend_from_slice(&((list.len() + 2) as u16).to_be_bytes());
+                out_ext.extend_from_slice(&(list.len() as u16).to_be_bytes());
+                out_ext.extend_from_slice(list);
+            } else {
+                out_ext.extend_from_slice(&hello[j..j + 4 + len]);
+            }
+            j += 4 + len;
+        }
+        let mut body = hello[9..extensions_at].to_vec();
+        body.extend_from_slice(&(out_ext.len() as u16).to_be_bytes());
+        body.extend_from_slice(&out_ext);
+        let mut hs = vec![1];
+        hs.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+        hs.extend_from_slice(&body);
+        let mut out = hello[..3].to_vec();
+        out.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+        out.extend_from_slice(&hs);
+        out
+    }
+
+    fn host_name(name: &str) -> Vec<u8> {
+        let mut entry = vec![0];
+        entry.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        entry.extend_from_slice(name.as_bytes());
+        entry
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/tls_hello.rs): a server-name list whose host name
+    /// is followed by an entry of another type was refused as not TLS, though TLS servers read
+    /// its host name.
+    #[test]
+    fn a_host_name_followed_by_another_name_type_is_read() {
+        let hello = hello_for("a.example");
+        let mut list = host_name("WWW.Example.org");
+        list.extend_from_slice(&[0x6d, 0x70, 0x6c, 0x65]); // an unknown type, then anything
+        let bytes = with_server_names(&hello, &list);
+        assert_eq!(
+            parse_hello(&bytes).unwrap().sni.as_deref(),
+            Some("www.example.org")
+        );
+        // The rebuilt hello is still a hello: with one plain name it reads as that name.
+        let bytes = with_server_names(&hello, &host_name("b.example"));
+        assert_eq!(
+            parse_hello(&bytes).unwrap().sni.as_deref(),
+            Some("b.example")
+        );
+    }
+
+    /// Two host names could show the filter one name and the server another: refused.
+    #[test]
+    fn two_host_names_are_refused() {
+        let hello = hello_for("a.example");
+        let mut list = host_name("allowed.example");
+        list.extend_from_slice(&host_name("blocked.example"));
+        let bytes = with_server_names(&hello, &list);
+        assert_eq!(parse_hello(&bytes), Err(HelloError::NotTls));
     }
 
     #[test]

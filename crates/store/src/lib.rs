@@ -35,6 +35,8 @@ mod breaches;
 mod error;
 mod events;
 mod export;
+#[doc(hidden)]
+pub mod fuzzing;
 mod recorder;
 mod review;
 mod store;

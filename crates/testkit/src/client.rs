@@ -115,11 +115,13 @@ fn message(
     } else {
         format!("{name}.")
     };
+    // Unicode names go as raw UTF-8 labels; hickory's text form also refuses some ASCII names
+    // DNS carries (a label starting with `-`): those are built from their labels too.
+    let labels = || Name::from_labels(fqdn.trim_end_matches('.').split('.').map(str::as_bytes));
     let qname = if fqdn.is_ascii() {
-        Name::from_ascii(&fqdn).ok()?
+        Name::from_ascii(&fqdn).or_else(|_| labels()).ok()?
     } else {
-        let labels = fqdn.trim_end_matches('.').split('.').map(str::as_bytes);
-        Name::from_labels(labels).ok()?
+        labels().ok()?
     };
     let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = true;
