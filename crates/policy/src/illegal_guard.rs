@@ -241,6 +241,10 @@ impl Guard {
         for (list, set) in sets {
             let mut bytes = SET_MAGIC.to_vec();
             bytes.extend_from_slice(&set.to_bytes());
+            // Most reloads keep the same lists: no write (and no fsync) when nothing changed.
+            if std::fs::read(self.set_path(list)).is_ok_and(|kept| kept == bytes) {
+                continue;
+            }
             write_private(&self.dir, &set_name(list), &bytes).map_err(|e| {
                 PolicyError::IllegalState(format!("{}: {e}", self.set_path(list).display()))
             })?;
