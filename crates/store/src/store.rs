@@ -638,17 +638,17 @@ impl Store {
                 continue;
             };
             // Close its parts first; sled's own threads hold them open until the last handle
-            // goes.
-            let closing: Vec<sled::Db> = {
-                let mut open = self.open_parts();
-                let ids: Vec<PartId> = open.keys().copied().filter(|k| k.0 == day).collect();
-                ids.iter().filter_map(|id| open.remove(id)).collect()
-            };
-            for db in closing {
+            // goes. The open-parts lock is held until the directory is gone: a reader opening
+            // a part of this day (`part_db`) waits, then finds no directory, instead of
+            // opening files half deleted ("Read corrupted data") or re-creating the part.
+            let mut open = self.open_parts();
+            let ids: Vec<PartId> = open.keys().copied().filter(|k| k.0 == day).collect();
+            for db in ids.iter().filter_map(|id| open.remove(id)) {
                 db.flush()?;
             }
             self.writing().remove(&day);
             std::fs::remove_dir_all(self.path.join(DAYS_DIR).join(&name))?;
+            drop(open);
             report.days_dropped.push(name);
         }
         let breach_cutoff = from_nanos(cutoff(keep.breaches));

@@ -889,3 +889,59 @@ fn reconfigure_puts_new_breach_rules_and_access_log_setting_in_force_at_once() {
     assert_eq!(&*breaches[0].rule, "gambling");
     rec.stop();
 }
+
+#[test]
+fn reads_during_a_purge_see_the_day_whole_or_gone_never_an_error() {
+    // A `logs` query reading a day while retention drops it used to fail with sled's "Read
+    // corrupted data": the reader found the directory, then opened files half deleted.
+    let options = StoreOptions {
+        part_bytes: 4 << 10,
+        ..StoreOptions::default()
+    };
+    let keep = Retention {
+        access: Duration::from_secs(86_400),
+        breaches: Duration::from_secs(86_400),
+    };
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path(), &options).unwrap());
+        let day = ts("2026-11-05T08:00:00Z");
+        let all: Vec<AccessEvent> = (0..2000i64)
+            .map(|i| {
+                let t = day + jiff::SignedDuration::from_millis(i * 500);
+                event(t, "10.0.1.7", None, &format!("w{i}.example"))
+            })
+            .collect();
+        for chunk in all.chunks(250) {
+            store.append_events(chunk).unwrap();
+        }
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (store, stop) = (store.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut reads = 0u32;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) || reads == 0 {
+                        let got = store.events(&EventFilter::default());
+                        let n = got.map_err(|e| format!("read {reads}: {e}"))?.len();
+                        // Whole parts come or go: never more than was written.
+                        if n > 2000 {
+                            return Err(format!("read {reads}: {n} events"));
+                        }
+                        reads += 1;
+                    }
+                    Ok(reads)
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(2 + round));
+        let report = store.purge(ts("2026-11-08T00:00:00Z"), keep).unwrap();
+        assert_eq!(report.days_dropped, vec!["2026-11-05"]);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for r in readers {
+            r.join().unwrap().unwrap();
+        }
+        assert!(store.events(&EventFilter::default()).unwrap().is_empty());
+        assert!(!dir.path().join("days").join("2026-11-05").exists());
+    }
+}
