@@ -433,6 +433,53 @@ async fn without_a_noted_dns_block_the_page_server_asks_the_policy_and_logs_its_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_cannot_hold_every_block_page_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let r = rig().await;
+    async fn open_from(from: &str, to: SocketAddr) -> tokio::net::TcpStream {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(SocketAddr::new(from.parse().unwrap(), 0))
+            .unwrap();
+        socket.connect(to).await.unwrap()
+    }
+    // The answer to one request on a fresh connection: a status line, or "" when the server
+    // closed it unanswered.
+    async fn answer(mut s: tokio::net::TcpStream) -> String {
+        let req = "GET /play HTTP/1.1\r\nHost: games.example\r\nConnection: close\r\n\r\n";
+        if s.write_all(req.as_bytes()).await.is_err() {
+            return String::new();
+        }
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+        assert!(read.is_ok(), "the server neither answered nor closed");
+        String::from_utf8_lossy(&buf)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string()
+    }
+    // A script holds 32 idle connections open.
+    let mut held = Vec::new();
+    for _ in 0..32 {
+        held.push(open_from(PUPIL, r.page).await);
+    }
+    // Give the server time to admit all of them before the next one arrives.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Its 33rd is closed unanswered...
+    let refused = answer(open_from(PUPIL, r.page).await).await;
+    assert_eq!(refused, "", "the 33rd connection was served");
+    // ...while another pupil still gets the page.
+    let other = answer(open_from(ELSEWHERE, r.page).await).await;
+    assert!(other.starts_with("HTTP/1.1 403"), "{other}");
+    // Once the script lets go, its slots come back.
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let again = answer(open_from(PUPIL, r.page).await).await;
+    assert!(again.starts_with("HTTP/1.1 403"), "{again}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approved_only_and_illegal_tier_dns_blocks_get_their_own_pages() {
     let r = rig().await;
     // Walled garden: an unapproved name gets the "not on the approved list" page.

@@ -41,9 +41,14 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::access::Logged;
+use crate::conns::ClientConns;
 use crate::{ProxyError, page, tls};
 
 type Body = Full<Bytes>;
+
+/// Connections one client may hold open at once. A browser opens six per host; a page with
+/// its favicon and a review form needs two or three. More is a script or a loop.
+const MAX_CONNECTIONS_PER_CLIENT: usize = 32;
 
 /// Largest review form accepted.
 const FORM_LIMIT: usize = 16 * 1024;
@@ -70,6 +75,7 @@ pub struct BlockPages {
     store: Arc<Store>,
     minter: Option<tls::Minter>,
     config: BlockPageConfig,
+    conns: Arc<ClientConns>,
 }
 
 impl std::fmt::Debug for BlockPages {
@@ -111,6 +117,7 @@ impl BlockPages {
             store,
             minter,
             config,
+            conns: Arc::default(),
         }))
     }
 
@@ -166,6 +173,10 @@ impl BlockPages {
                     continue;
                 }
             };
+            let Some(slot) = self.conns.admit(peer.ip(), MAX_CONNECTIONS_PER_CLIENT) else {
+                tracing::warn!(client = %peer.ip(), "block page: too many connections from one client; refused");
+                continue;
+            };
             let local = stream.local_addr().ok();
             let me = self.clone();
             tokio::spawn(async move {
@@ -174,6 +185,7 @@ impl BlockPages {
                 } else {
                     me.serve(TokioIo::new(stream), peer, false).await;
                 }
+                drop(slot);
             });
         }
     }

@@ -217,33 +217,16 @@ pub(crate) async fn accept_loop(proxy: Arc<Proxy>, listener: tokio::net::TcpList
                 continue;
             }
         };
-        let ip = peer.ip();
-        {
-            let mut conns = proxy
-                .conns
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let n = conns.entry(ip).or_insert(0);
-            if *n >= proxy.live().config.max_connections_per_client {
-                tracing::warn!(client = %ip, "proxy: too many connections from one client; refused");
-                continue;
-            }
-            *n += 1;
-        }
+        let max = proxy.live().config.max_connections_per_client;
+        let Some(slot) = proxy.conns.admit(peer.ip(), max) else {
+            tracing::warn!(client = %peer.ip(), "proxy: too many connections from one client; refused");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let p = proxy.clone();
         tokio::spawn(async move {
-            serve_connection(p.clone(), stream, peer).await;
-            let mut conns = p
-                .conns
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(n) = conns.get_mut(&ip) {
-                *n -= 1;
-                if *n == 0 {
-                    conns.remove(&ip);
-                }
-            }
+            serve_connection(p, stream, peer).await;
+            drop(slot);
         });
     }
 }

@@ -27,6 +27,7 @@
 
 mod access;
 mod blockpage;
+mod conns;
 mod framing;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -36,8 +37,7 @@ mod resolve;
 mod search;
 mod tls;
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -79,7 +79,7 @@ pub struct Proxy {
     pub(crate) client: handler::Client,
     /// Our own listening addresses, never a destination.
     pub(crate) own: Mutex<Vec<SocketAddr>>,
-    pub(crate) conns: Mutex<HashMap<IpAddr, usize>>,
+    pub(crate) conns: Arc<conns::ClientConns>,
     /// Chunked request bodies being read whole at once, at most [`CHUNKED_AT_ONCE`].
     pub(crate) chunked_slots: tokio::sync::Semaphore,
 }
@@ -171,7 +171,7 @@ impl Proxy {
             live: ArcSwap::from_pointee(settings.0),
             client: handler::Client::new(),
             own: Mutex::new(Vec::new()),
-            conns: Mutex::new(HashMap::new()),
+            conns: Arc::default(),
             chunked_slots: tokio::sync::Semaphore::new(CHUNKED_AT_ONCE),
         })
     }
