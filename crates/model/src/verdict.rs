@@ -191,7 +191,10 @@ pub const PROTECTED_RULE: &str = "[protected entry]";
 ///
 /// For the illegal tier, `rule` is never the entry itself: the entry is held only as a keyed
 /// hash, so `rule` says `[protected entry]`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+///
+/// Serialised (`lookup --json`, change previews) with `category_name` beside `category`: the
+/// vocabulary's display name.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     pub action: Action,
     pub tier: Tier,
@@ -200,6 +203,23 @@ pub struct Verdict {
     pub list: Option<Arc<str>>,
     /// The rule that decided: the matched domain suffix, URL entry, phrase or pattern.
     pub rule: Option<Arc<str>>,
+}
+
+impl serde::Serialize for Verdict {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Verdict", 6)?;
+        st.serialize_field("action", &self.action)?;
+        st.serialize_field("tier", &self.tier)?;
+        st.serialize_field("category", &self.category)?;
+        st.serialize_field(
+            "category_name",
+            &self.category.as_ref().map(Category::display_name),
+        )?;
+        st.serialize_field("list", &self.list)?;
+        st.serialize_field("rule", &self.rule)?;
+        st.end()
+    }
 }
 
 impl Verdict {
