@@ -623,7 +623,7 @@ pub(crate) struct LogsArgs {
     pub(crate) format: Format,
 }
 
-const EVENT_HEADER: [&str; 13] = [
+const EVENT_HEADER: [&str; 14] = [
     "time",
     "front",
     "client",
@@ -634,6 +634,7 @@ const EVENT_HEADER: [&str; 13] = [
     "type",
     "verdict",
     "category",
+    "category_name",
     "tier",
     "search",
     "reference",
@@ -652,6 +653,7 @@ fn event_row(e: &AccessEvent, tz: &jiff::tz::TimeZone, none: &str) -> Vec<String
         opt(e.qtype.as_deref().or(e.method.as_deref())),
         e.disposition().to_string(),
         opt(e.category.as_ref().map(Category::as_str)),
+        opt(e.category.as_ref().map(Category::display_name)),
         e.tier.to_string(),
         opt(e.search.as_deref()),
         e.reference.map_or(none.into(), |r| format!("{r:016x}")),
@@ -801,7 +803,9 @@ fn show_breach(config: &Config, tz: &jiff::tz::TimeZone, id: u64) -> Result<()> 
     writeln!(
         out,
         "category:  {}",
-        b.category.as_ref().map_or("-".into(), ToString::to_string)
+        b.category
+            .as_ref()
+            .map_or("-".into(), |c| format!("{c} ({})", c.display_name()))
     )?;
     writeln!(out, "list:      {}", opt(&b.list))?;
     writeln!(out, "search:    {}", opt(&b.search))?;

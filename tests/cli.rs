@@ -32,7 +32,7 @@ fn check_config_rejects_a_broken_config_naming_every_error() {
     let src = std::fs::read_to_string(repo().join("config/policy.toml")).unwrap();
     let broken = src
         .replacen("safesearch = \"on\"", "safe_search = \"on\"", 1)
-        .replacen("\"gambling\", \"games\"", "\"gambling\", \"gmaes\"", 1);
+        .replacen("\"games\", \"social\"", "\"gmaes\", \"social\"", 1);
     for name in ["hedgerow.toml", "lists.toml", "devices.toml"] {
         let text = std::fs::read_to_string(repo().join("config").join(name)).unwrap();
         std::fs::write(
@@ -75,6 +75,7 @@ fn check_config_rejects_a_broken_config_naming_every_error() {
         "{err}"
     );
     assert!(err.contains("gmaes"), "{err}");
+    assert!(err.contains("did you mean \"games\"?"), "{err}");
 }
 
 /// The bundled configuration in a temporary folder, with `policy.toml` edited by `edit`.
