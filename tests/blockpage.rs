@@ -602,7 +602,10 @@ async fn chromium_shows_the_dns_block_page() {
     .await
     .unwrap();
     assert!(dom.contains("This page is blocked"), "{dom}");
-    assert!(dom.contains("<span id=\"category\">Games</span> (<code id=\"category-id\">games</code>)"), "{dom}");
+    assert!(
+        dom.contains("<span id=\"category\">Games</span> (<code id=\"category-id\">games</code>)"),
+        "{dom}"
+    );
     let ev = event_where(&r.app, |e| {
         e["target"] == "games.example" && e["client"] == CHROMIUM
     })

@@ -65,7 +65,12 @@ const CASES: &[Case] = &[
         "equalityhumanrights.com",
         PUPIL,
     ),
-    case("drugs", "buy-drugs-online.example", "talktofrank.com", PUPIL),
+    case(
+        "drugs",
+        "buy-drugs-online.example",
+        "talktofrank.com",
+        PUPIL,
+    ),
     case(
         "extremism",
         "extremist-propaganda.example",
@@ -77,9 +82,19 @@ const CASES: &[Case] = &[
     case("malware", "phish-login.example", "www.ncsc.gov.uk", PUPIL),
     case("hacking", "ddos-booter.example", "www.bbc.co.uk", PUPIL),
     case("circumvention", "proxysite.com", "oak.org.uk", PUPIL),
-    case("misinformation", "fake-cures.example", "fullfact.org", PUPIL),
+    case(
+        "misinformation",
+        "fake-cures.example",
+        "fullfact.org",
+        PUPIL,
+    ),
     case("piracy", "torrent-index.example", "scratch.mit.edu", PUPIL),
-    case("self-harm", "pro-ana-tips.example", "www.samaritans.org", PUPIL),
+    case(
+        "self-harm",
+        "pro-ana-tips.example",
+        "www.samaritans.org",
+        PUPIL,
+    ),
     case("violence", "gore-videos.example", "childline.org.uk", PUPIL),
     case("vawg", "misogyny-forum.example", "womensaid.org.uk", PUPIL),
     case("games", "roblox.com", "roblox.com", GUEST),
@@ -253,10 +268,7 @@ async fn every_bundled_category_blocks_pupils_and_names_itself_without_over_bloc
         let url = format!("http://{}:{port}/page", c.twin);
         let (code, page) = tokio::task::block_in_place(|| curl(proxy, c.twin_from, &url));
         assert_eq!(code, 200, "{} twin {}: {page}", c.category, c.twin);
-        assert!(
-            page.contains(&format!("host {}:{port}", c.twin)),
-            "{page}"
-        );
+        assert!(page.contains(&format!("host {}:{port}", c.twin)), "{page}");
     }
 
     // The access log names each block's category by id and display name, on both fronts.
@@ -296,7 +308,13 @@ async fn every_bundled_category_blocks_pupils_and_names_itself_without_over_bloc
     for c in CASES {
         let config = app.config_path().display().to_string();
         let out = support::hedgerow(&[
-            "lookup", "--config", &config, "--client", "127.0.0.1", "--json", c.blocked,
+            "lookup",
+            "--config",
+            &config,
+            "--client",
+            "127.0.0.1",
+            "--json",
+            c.blocked,
         ]);
         assert!(out.status.success(), "{}", text(&out.stderr));
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -315,7 +333,12 @@ async fn every_bundled_category_blocks_pupils_and_names_itself_without_over_bloc
 /// (so the logs show staff use of AI tools).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generative_ai_is_blocked_for_pupils_and_allowed_for_staff() {
-    let hosts = ["chatgpt.com", "gemini.google.com", "midjourney.com", "claude.ai"];
+    let hosts = [
+        "chatgpt.com",
+        "gemini.google.com",
+        "midjourney.com",
+        "claude.ai",
+    ];
     let mut zone = UpstreamDns::new().a("www.google.com", Ipv4Addr::LOCALHOST);
     for h in hosts {
         zone = zone.a(h, Ipv4Addr::LOCALHOST);
@@ -342,8 +365,16 @@ async fn generative_ai_is_blocked_for_pupils_and_allowed_for_staff() {
                 Some(1232),
             )
         };
-        assert_eq!(a_records(&ask(PUPIL).await.unwrap()), vec![BLOCKPAGE], "{h}");
-        assert_eq!(a_records(&ask(STAFF).await.unwrap()), vec![Ipv4Addr::LOCALHOST], "{h}");
+        assert_eq!(
+            a_records(&ask(PUPIL).await.unwrap()),
+            vec![BLOCKPAGE],
+            "{h}"
+        );
+        assert_eq!(
+            a_records(&ask(STAFF).await.unwrap()),
+            vec![Ipv4Addr::LOCALHOST],
+            "{h}"
+        );
         let url = format!("http://{h}:{}/", origin.addr.port());
         let (code, page) = tokio::task::block_in_place(|| curl(proxy, PUPIL, &url));
         assert_eq!(code, 403, "{h}: {page}");
@@ -366,7 +397,13 @@ async fn generative_ai_is_blocked_for_pupils_and_allowed_for_staff() {
     let staff = tokio::task::block_in_place(|| {
         let config = app.config_path().display().to_string();
         support::hedgerow(&[
-            "lookup", "--config", &config, "--client", "127.0.0.20", "--json", "chatgpt.com",
+            "lookup",
+            "--config",
+            &config,
+            "--client",
+            "127.0.0.20",
+            "--json",
+            "chatgpt.com",
         ])
     });
     let v: serde_json::Value = serde_json::from_slice(&staff.stdout).unwrap();

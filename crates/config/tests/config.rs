@@ -615,16 +615,32 @@ fn categories_outside_the_vocabulary_are_refused_where_they_are_written() {
     };
     let find = |id: &str| {
         errs.iter()
-            .find(|e| e.reason.contains(&format!("category \"{id}\", which is not in the category vocabulary")))
+            .find(|e| {
+                e.reason.contains(&format!(
+                    "category \"{id}\", which is not in the category vocabulary"
+                ))
+            })
             .unwrap_or_else(|| panic!("no error for {id}: {text:?}"))
     };
     let porn = find("pornography");
     assert_eq!((porn.line, porn.column), at("\"pornography\""));
-    assert!(porn.reason.contains("did you mean \"adult\"?"), "{}", porn.reason);
-    assert!(porn.reason.contains("list \"adult\" has"), "{}", porn.reason);
+    assert!(
+        porn.reason.contains("did you mean \"adult\"?"),
+        "{}",
+        porn.reason
+    );
+    assert!(
+        porn.reason.contains("list \"adult\" has"),
+        "{}",
+        porn.reason
+    );
     let hate = find("racial-hatred");
     assert_eq!((hate.line, hate.column), at("\"racial-hatred\""));
-    assert!(hate.reason.contains("did you mean \"hate\"?"), "{}", hate.reason);
+    assert!(
+        hate.reason.contains("did you mean \"hate\"?"),
+        "{}",
+        hate.reason
+    );
     let exam = find("exam-season");
     assert_eq!((exam.line, exam.column), at("\"exam-season\""));
     assert!(!exam.reason.contains("did you mean"), "{}", exam.reason);
@@ -632,7 +648,11 @@ fn categories_outside_the_vocabulary_are_refused_where_they_are_written() {
     // Twin: "adult" is in the vocabulary, but now no list provides it; that is the only
     // other error, and the unknown ids are not reported a second time.
     assert_eq!(errs.len(), 4, "{text:?}");
-    assert!(text.iter().any(|e| e.contains("blocks category \"adult\", but no block list provides it")), "{text:?}");
+    assert!(
+        text.iter()
+            .any(|e| e.contains("blocks category \"adult\", but no block list provides it")),
+        "{text:?}"
+    );
     // And the good configuration, every id in the vocabulary, loads.
     assert!(errors(GOOD, &[]).1.is_empty());
 }

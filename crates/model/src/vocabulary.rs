@@ -156,7 +156,13 @@ pub const VOCABULARY: &[CategoryInfo] = &[
         name: "Hate speech",
         uksic: Some(Uksic::HateSpeech),
         covers: "racial hatred and other content that attacks people for who they are; hate groups' sites",
-        aliases: &["hate-speech", "racism", "racial-hatred", "hate-groups", "hate_groups"],
+        aliases: &[
+            "hate-speech",
+            "racism",
+            "racial-hatred",
+            "hate-groups",
+            "hate_groups",
+        ],
     },
     CategoryInfo {
         id: "malware",
@@ -198,7 +204,13 @@ pub const VOCABULARY: &[CategoryInfo] = &[
         name: "Self-harm, suicide and eating disorders",
         uksic: Some(Uksic::SelfHarmEatingDisorders),
         covers: "content that encourages or instructs self-harm or suicide, or promotes eating disorders (pro-ana)",
-        aliases: &["selfharm", "self_harm", "suicide", "eating-disorders", "pro-ana"],
+        aliases: &[
+            "selfharm",
+            "self_harm",
+            "suicide",
+            "eating-disorders",
+            "pro-ana",
+        ],
     },
     CategoryInfo {
         id: "violence",
@@ -226,7 +238,12 @@ pub const VOCABULARY: &[CategoryInfo] = &[
         name: "Social media",
         uksic: None,
         covers: "social networks and video-sharing communities",
-        aliases: &["social-media", "social-networking", "social_networking", "social-networks"],
+        aliases: &[
+            "social-media",
+            "social-networking",
+            "social_networking",
+            "social-networks",
+        ],
     },
     CategoryInfo {
         id: "genai",
