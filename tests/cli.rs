@@ -163,9 +163,9 @@ fn check_config_reports_bad_list_lines_by_file_and_line() {
     std::fs::write(
         dir.path().join("hedgerow.toml"),
         "[server]\nstate_dir = \"s\"\n[dns]\nlisten = [\"127.0.0.1:5353\"]\nupstreams = [{ address = \"127.0.0.1:5300\" }]\nblockpage_ipv4 = \"192.0.2.80\"\n\
-         [lists.x]\npath = \"list.txt\"\nformat = \"domains\"\ncategory = \"x\"\n\
+         [lists.x]\npath = \"list.txt\"\nformat = \"domains\"\ncategory = \"adult\"\n\
          [lists.iwf]\npath = \"iwf.txt\"\nformat = \"urls\"\nkind = \"illegal\"\ncategory = \"child-abuse\"\n\
-         [groups.g]\nnetworks = [\"10.0.0.0/8\"]\nblock_categories = [\"x\"]\nsafesearch = \"on\"\nyoutube = \"off\"\n",
+         [groups.g]\nnetworks = [\"10.0.0.0/8\"]\nblock_categories = [\"adult\"]\nsafesearch = \"on\"\nyoutube = \"off\"\n",
     )
     .unwrap();
     let out = hedgerow(&[
