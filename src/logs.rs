@@ -529,8 +529,18 @@ fn parse_severity(s: &str) -> std::result::Result<Severity, String> {
     parse_word(s, "low, medium, high or critical")
 }
 
+/// A category as people type it: its id or its display name ("Hate speech"), in any case.
+/// Anything else that is a valid id is taken as written (old events may carry ids outside the
+/// vocabulary).
 fn parse_category(s: &str) -> std::result::Result<Category, String> {
-    Category::new(&s.trim().to_lowercase()).map_err(|e| e.to_string())
+    let s = s.trim();
+    if let Some(c) = hedgerow_model::VOCABULARY
+        .iter()
+        .find(|c| c.name.eq_ignore_ascii_case(s))
+    {
+        return Category::new(c.id).map_err(|e| e.to_string());
+    }
+    Category::new(&s.to_lowercase()).map_err(|e| e.to_string())
 }
 
 /// Reads when, as people type it: a span back from now (`1h`, `90m`, `2d`), `today`,
@@ -597,6 +607,8 @@ pub(crate) struct LogsArgs {
     /// A group, in any case.
     #[arg(long)]
     pub(crate) group: Option<String>,
+    /// A category: its id (`hate`) or display name ("Hate speech"), in any case
+    /// (docs/categories.md).
     #[arg(long, value_parser = parse_category)]
     pub(crate) category: Option<Category>,
     /// allow, block or rewrite, in any case.
@@ -952,6 +964,14 @@ mod tests {
         assert_eq!(
             parse_category("Gambling").unwrap(),
             Category::new("gambling").unwrap()
+        );
+        assert_eq!(
+            parse_category("hate SPEECH").unwrap(),
+            Category::new("hate").unwrap()
+        );
+        assert_eq!(
+            parse_category("Pornography").unwrap(),
+            Category::new("adult").unwrap()
         );
     }
 

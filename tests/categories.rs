@@ -412,6 +412,41 @@ async fn generative_ai_is_blocked_for_pupils_and_allowed_for_staff() {
         (&v["verdict"]["action"], &v["verdict"]["category"]),
         (&"allow".into(), &"genai".into())
     );
+
+    // The DSL finds every use of AI tools by the category's display name: the pupils' blocks
+    // and the staff's allowed requests (a DNS query and a proxy request each per host), and
+    // nothing else (www.google.com is not among them).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let events = loop {
+        let out = tokio::task::block_in_place(|| {
+            app.cli(
+                &["logs"],
+                &["--category", "generative ai TOOLS", "--format", "json"],
+            )
+        });
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let events: Vec<serde_json::Value> = text(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if events.len() >= hosts.len() * 4 || Instant::now() >= deadline {
+            break events;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(events.len(), hosts.len() * 4, "{events:?}");
+    assert!(
+        events.iter().all(|e| e["category"] == "genai"),
+        "{events:?}"
+    );
+    let by = |client: &str, action: &str| {
+        events
+            .iter()
+            .filter(|e| e["client"] == client && e["action"] == action)
+            .count()
+    };
+    assert_eq!(by("127.0.0.1", "block"), hosts.len() * 2);
+    assert_eq!(by("127.0.0.20", "allow"), hosts.len() * 2);
 }
 
 /// An unknown category in a configuration is refused by `check-config` and by `run`, naming
