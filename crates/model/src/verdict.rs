@@ -3,8 +3,10 @@
 use std::fmt;
 use std::sync::Arc;
 
-/// A category name such as `adult`, `gambling` or `iwf`: lower-case ASCII letters, digits,
-/// `_` and `-`, 1 to 64 characters.
+/// A category id such as `adult`, `gambling` or `child-abuse`: lower-case ASCII letters,
+/// digits, `_` and `-`, 1 to 64 characters. Configuration accepts only the ids of the
+/// vocabulary ([`crate::VOCABULARY`]); a `Category` read back from stored events may carry
+/// any well-formed id, and [`Category::display_name`] falls back to the id for those.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Category(Arc<str>);
 
