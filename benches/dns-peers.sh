@@ -42,11 +42,11 @@ category = "child-abuse"
 [lists.bench]
 path = "$BENCH_WORK/data/blocklist.txt"
 format = "domains"
-category = "bench"
+category = "adult"
 
 [groups.bench]
 networks = ["127.0.0.0/8"]
-block_categories = ["bench"]
+block_categories = ["adult"]
 safesearch = "off"
 youtube = "off"
 dns_block = "nxdomain"

@@ -96,18 +96,18 @@ category = "child-abuse"
 [lists.soak]
 path = "$W/blocked.txt"
 format = "domains"
-category = "soak"
+category = "adult"
 
 [groups.all]
 networks = ["127.0.0.0/8"]
-block_categories = ["soak"]
+block_categories = ["adult"]
 safesearch = "off"
 youtube = "off"
 dns_block = "nxdomain"
 
 [[breaches.rules]]
 name = "soak"
-categories = ["soak"]
+categories = ["adult"]
 severity = "high"
 
 [alerts]

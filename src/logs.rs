@@ -529,8 +529,18 @@ fn parse_severity(s: &str) -> std::result::Result<Severity, String> {
     parse_word(s, "low, medium, high or critical")
 }
 
+/// A category as people type it: its id or its display name ("Hate speech"), in any case.
+/// Anything else that is a valid id is taken as written (old events may carry ids outside the
+/// vocabulary).
 fn parse_category(s: &str) -> std::result::Result<Category, String> {
-    Category::new(&s.trim().to_lowercase()).map_err(|e| e.to_string())
+    let s = s.trim();
+    if let Some(c) = hedgerow_model::VOCABULARY
+        .iter()
+        .find(|c| c.name.eq_ignore_ascii_case(s))
+    {
+        return Category::new(c.id).map_err(|e| e.to_string());
+    }
+    Category::new(&s.to_lowercase()).map_err(|e| e.to_string())
 }
 
 /// Reads when, as people type it: a span back from now (`1h`, `90m`, `2d`), `today`,
@@ -597,6 +607,8 @@ pub(crate) struct LogsArgs {
     /// A group, in any case.
     #[arg(long)]
     pub(crate) group: Option<String>,
+    /// A category: its id (`hate`) or display name ("Hate speech"), in any case
+    /// (docs/categories.md).
     #[arg(long, value_parser = parse_category)]
     pub(crate) category: Option<Category>,
     /// allow, block or rewrite, in any case.
@@ -623,7 +635,7 @@ pub(crate) struct LogsArgs {
     pub(crate) format: Format,
 }
 
-const EVENT_HEADER: [&str; 13] = [
+const EVENT_HEADER: [&str; 14] = [
     "time",
     "front",
     "client",
@@ -634,6 +646,7 @@ const EVENT_HEADER: [&str; 13] = [
     "type",
     "verdict",
     "category",
+    "category_name",
     "tier",
     "search",
     "reference",
@@ -652,6 +665,7 @@ fn event_row(e: &AccessEvent, tz: &jiff::tz::TimeZone, none: &str) -> Vec<String
         opt(e.qtype.as_deref().or(e.method.as_deref())),
         e.disposition().to_string(),
         opt(e.category.as_ref().map(Category::as_str)),
+        opt(e.category.as_ref().map(Category::display_name)),
         e.tier.to_string(),
         opt(e.search.as_deref()),
         e.reference.map_or(none.into(), |r| format!("{r:016x}")),
@@ -801,7 +815,9 @@ fn show_breach(config: &Config, tz: &jiff::tz::TimeZone, id: u64) -> Result<()> 
     writeln!(
         out,
         "category:  {}",
-        b.category.as_ref().map_or("-".into(), ToString::to_string)
+        b.category
+            .as_ref()
+            .map_or("-".into(), |c| format!("{c} ({})", c.display_name()))
     )?;
     writeln!(out, "list:      {}", opt(&b.list))?;
     writeln!(out, "search:    {}", opt(&b.search))?;
@@ -948,6 +964,14 @@ mod tests {
         assert_eq!(
             parse_category("Gambling").unwrap(),
             Category::new("gambling").unwrap()
+        );
+        assert_eq!(
+            parse_category("hate SPEECH").unwrap(),
+            Category::new("hate").unwrap()
+        );
+        assert_eq!(
+            parse_category("Pornography").unwrap(),
+            Category::new("adult").unwrap()
         );
     }
 

@@ -225,7 +225,9 @@ pub(crate) fn reviews(config: &Path, command: Option<ReviewCommand>) -> Result<E
                 println!("tier:      {}", r.tier);
                 println!(
                     "category:  {}",
-                    r.category.as_ref().map_or("-", |c| c.as_str())
+                    r.category
+                        .as_ref()
+                        .map_or("-".into(), |c| format!("{c} ({})", c.display_name()))
                 );
                 println!("rule:      {}", r.rule.as_deref().unwrap_or("-"));
                 println!("name:      {}", r.name.as_deref().unwrap_or("-"));

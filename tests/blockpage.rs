@@ -248,7 +248,7 @@ async fn a_dns_block_leads_to_its_block_page_and_a_review_that_is_stored_listed_
     assert_eq!(code, 403, "{page}");
     assert!(page.contains("This page is blocked"), "{page}");
     assert!(
-        page.contains("<span id=\"category\">games</span>"),
+        page.contains("<span id=\"category\">Games</span> (<code id=\"category-id\">games</code>)"),
         "{page}"
     );
     assert!(page.contains("ask Mr Lee in the IT office"), "{page}");
@@ -649,7 +649,10 @@ async fn chromium_shows_the_dns_block_page() {
     .await
     .unwrap();
     assert!(dom.contains("This page is blocked"), "{dom}");
-    assert!(dom.contains("<span id=\"category\">games</span>"), "{dom}");
+    assert!(
+        dom.contains("<span id=\"category\">Games</span> (<code id=\"category-id\">games</code>)"),
+        "{dom}"
+    );
     let ev = event_where(&r.app, |e| {
         e["target"] == "games.example" && e["client"] == CHROMIUM
     })

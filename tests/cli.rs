@@ -32,7 +32,7 @@ fn check_config_rejects_a_broken_config_naming_every_error() {
     let src = std::fs::read_to_string(repo().join("config/policy.toml")).unwrap();
     let broken = src
         .replacen("safesearch = \"on\"", "safe_search = \"on\"", 1)
-        .replacen("\"gambling\", \"games\"", "\"gambling\", \"gmaes\"", 1);
+        .replacen("\"games\", \"social\"", "\"gmaes\", \"social\"", 1);
     for name in ["hedgerow.toml", "lists.toml", "devices.toml"] {
         let text = std::fs::read_to_string(repo().join("config").join(name)).unwrap();
         std::fs::write(
@@ -75,6 +75,7 @@ fn check_config_rejects_a_broken_config_naming_every_error() {
         "{err}"
     );
     assert!(err.contains("gmaes"), "{err}");
+    assert!(err.contains("did you mean \"games\"?"), "{err}");
 }
 
 /// The bundled configuration in a temporary folder, with `policy.toml` edited by `edit`.
@@ -162,9 +163,9 @@ fn check_config_reports_bad_list_lines_by_file_and_line() {
     std::fs::write(
         dir.path().join("hedgerow.toml"),
         "[server]\nstate_dir = \"s\"\n[dns]\nlisten = [\"127.0.0.1:5353\"]\nupstreams = [{ address = \"127.0.0.1:5300\" }]\nblockpage_ipv4 = \"192.0.2.80\"\n\
-         [lists.x]\npath = \"list.txt\"\nformat = \"domains\"\ncategory = \"x\"\n\
+         [lists.x]\npath = \"list.txt\"\nformat = \"domains\"\ncategory = \"adult\"\n\
          [lists.iwf]\npath = \"iwf.txt\"\nformat = \"urls\"\nkind = \"illegal\"\ncategory = \"child-abuse\"\n\
-         [groups.g]\nnetworks = [\"10.0.0.0/8\"]\nblock_categories = [\"x\"]\nsafesearch = \"on\"\nyoutube = \"off\"\n",
+         [groups.g]\nnetworks = [\"10.0.0.0/8\"]\nblock_categories = [\"adult\"]\nsafesearch = \"on\"\nyoutube = \"off\"\n",
     )
     .unwrap();
     let out = hedgerow(&[

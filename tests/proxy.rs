@@ -1060,7 +1060,9 @@ async fn chromium_shows_the_page_and_the_block_page() {
     let blocked = dom(format!("http://adult.example:{port}/")).await;
     assert!(blocked.contains("This page is blocked"), "{blocked}");
     assert!(
-        blocked.contains("<span id=\"category\">adult</span>"),
+        blocked.contains(
+            "<span id=\"category\">Pornography</span> (<code id=\"category-id\">adult</code>)"
+        ),
         "{blocked}"
     );
 }

@@ -161,6 +161,24 @@ impl Context {
         });
     }
 
+    /// Checks that a category written in the configuration is in the vocabulary
+    /// (`hedgerow_model::VOCABULARY`, published as docs/categories.md); if not, an error at
+    /// its file, line and column, `what` saying where it was used. Returns whether it is.
+    fn vocabulary(&mut self, src: &Source, c: &Spanned<Category>, what: &str) -> bool {
+        if c.get_ref().info().is_some() {
+            return true;
+        }
+        let id = c.get_ref().as_str();
+        let hint = hedgerow_model::suggest_category(id)
+            .map(|s| format!(" (did you mean \"{s}\"?)"))
+            .unwrap_or_default();
+        let reason = format!(
+            "{what} category \"{id}\", which is not in the category vocabulary{hint}; the categories are listed in docs/categories.md"
+        );
+        self.err(src, c.span(), reason);
+        false
+    }
+
     fn parse(&mut self, src: &Source) -> Option<RawFile> {
         match toml::from_str::<RawFile>(&src.text) {
             Ok(raw) => Some(raw),
@@ -526,7 +544,9 @@ impl Context {
                 .categories
                 .into_iter()
                 .map(|c| {
-                    categories.push((c.get_ref().clone(), src.location(c.span())));
+                    if self.vocabulary(src, &c, "breach rule names") {
+                        categories.push((c.get_ref().clone(), src.location(c.span())));
+                    }
                     c.into_inner()
                 })
                 .collect();
@@ -746,6 +766,9 @@ impl Context {
             let reason = format!("list {name:?}: file {} not found", path.display());
             self.err(src, l.path.span(), reason);
         }
+        if let Some(c) = &l.category {
+            self.vocabulary(src, c, &format!("list {name:?} has"));
+        }
         let needs_category = matches!(l.kind, ListKind::Block | ListKind::Illegal);
         if needs_category && l.category.is_none() {
             self.err_at(loc.clone(), format!("list {name:?} needs a category"));
@@ -785,7 +808,11 @@ impl Context {
         }
         let mut cats = Vec::new();
         for c in &g.block_categories {
-            cats.push((c.clone(), src.location(c.span())));
+            // An id outside the vocabulary is reported here, once, and not again as "no list
+            // provides it".
+            if self.vocabulary(src, c, &format!("group {name:?} blocks")) {
+                cats.push((c.clone(), src.location(c.span())));
+            }
         }
         let entry = |cx: &mut Self, text: String, eloc: Location, dependency_of: Option<String>| {
             if let Err(reason) = check_entry(&text) {
@@ -870,6 +897,10 @@ impl Context {
                 self.err_at(sloc.clone(), format!("schedule {:?} names no days", s.name));
             }
             for c in &s.allow_categories {
+                let what = format!("schedule {:?} allows", s.name);
+                if !self.vocabulary(src, c, &what) {
+                    continue;
+                }
                 if !blocked.contains(c.get_ref()) {
                     let reason = format!(
                         "schedule {:?} allows {}, which group {name:?} does not block",

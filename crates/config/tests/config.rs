@@ -595,3 +595,64 @@ fn blockpage_listeners_and_pac_direct_are_typed_and_checked() {
         );
     }
 }
+
+/// A category outside the vocabulary (docs/categories.md) is refused wherever it is written,
+/// at its file, line and column, with the id it most likely meant; each is reported once.
+#[test]
+fn categories_outside_the_vocabulary_are_refused_where_they_are_written() {
+    let bad = GOOD
+        .replace("category = \"adult\"", "category = \"pornography\"")
+        .replace(
+            "block_categories = [\"adult\"]",
+            "block_categories = [\"adult\", \"racial-hatred\", \"exam-season\"]",
+        );
+    let (_dir, errs) = errors(&bad, &[]);
+    let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
+    let at = |needle: &str| {
+        let line = bad.lines().position(|l| l.contains(needle)).unwrap() + 1;
+        let column = bad.lines().nth(line - 1).unwrap().find(needle).unwrap() + 1;
+        (line, column)
+    };
+    let find = |id: &str| {
+        errs.iter()
+            .find(|e| {
+                e.reason.contains(&format!(
+                    "category \"{id}\", which is not in the category vocabulary"
+                ))
+            })
+            .unwrap_or_else(|| panic!("no error for {id}: {text:?}"))
+    };
+    let porn = find("pornography");
+    assert_eq!((porn.line, porn.column), at("\"pornography\""));
+    assert!(
+        porn.reason.contains("did you mean \"adult\"?"),
+        "{}",
+        porn.reason
+    );
+    assert!(
+        porn.reason.contains("list \"adult\" has"),
+        "{}",
+        porn.reason
+    );
+    let hate = find("racial-hatred");
+    assert_eq!((hate.line, hate.column), at("\"racial-hatred\""));
+    assert!(
+        hate.reason.contains("did you mean \"hate\"?"),
+        "{}",
+        hate.reason
+    );
+    let exam = find("exam-season");
+    assert_eq!((exam.line, exam.column), at("\"exam-season\""));
+    assert!(!exam.reason.contains("did you mean"), "{}", exam.reason);
+    assert!(errs.iter().all(|e| e.path.ends_with("hedgerow.toml")));
+    // Twin: "adult" is in the vocabulary, but now no list provides it; that is the only
+    // other error, and the unknown ids are not reported a second time.
+    assert_eq!(errs.len(), 4, "{text:?}");
+    assert!(
+        text.iter()
+            .any(|e| e.contains("blocks category \"adult\", but no block list provides it")),
+        "{text:?}"
+    );
+    // And the good configuration, every id in the vocabulary, loads.
+    assert!(errors(GOOD, &[]).1.is_empty());
+}

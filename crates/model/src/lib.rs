@@ -1,5 +1,6 @@
 //! This crate is Hedgerow's shared vocabulary: the normalised [`Host`], the normalised
-//! [`UrlKey`] that URL-level lists match on, the [`Category`] name and the [`Verdict`] that
+//! [`UrlKey`] that URL-level lists match on, the [`Category`] name with its [`VOCABULARY`]
+//! (stable ids, display names, the UKSIC category each answers for) and the [`Verdict`] that
 //! every front logs and every block page explains.
 //!
 //! It also names the [`AccessEvent`] every front records, the [`EventSink`] it records into,
@@ -22,6 +23,7 @@ mod mac;
 mod notes;
 mod urlkey;
 mod verdict;
+mod vocabulary;
 
 pub use breach::BreachRule;
 pub use event::{
@@ -34,3 +36,4 @@ pub use mac::{MacAddr, MacError};
 pub use notes::{BlockNote, BlockNotes};
 pub use urlkey::{UrlError, UrlKey};
 pub use verdict::{Action, Category, CategoryError, PROTECTED_RULE, Tier, Verdict};
+pub use vocabulary::{CategoryInfo, Uksic, VOCABULARY, category_info, suggest_category};

@@ -3,8 +3,10 @@
 use std::fmt;
 use std::sync::Arc;
 
-/// A category name such as `adult`, `gambling` or `iwf`: lower-case ASCII letters, digits,
-/// `_` and `-`, 1 to 64 characters.
+/// A category id such as `adult`, `gambling` or `child-abuse`: lower-case ASCII letters,
+/// digits, `_` and `-`, 1 to 64 characters. Configuration accepts only the ids of the
+/// vocabulary ([`crate::VOCABULARY`]); a `Category` read back from stored events may carry
+/// any well-formed id, and [`Category::display_name`] falls back to the id for those.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Category(Arc<str>);
 
@@ -191,7 +193,10 @@ pub const PROTECTED_RULE: &str = "[protected entry]";
 ///
 /// For the illegal tier, `rule` is never the entry itself: the entry is held only as a keyed
 /// hash, so `rule` says `[protected entry]`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+///
+/// Serialised (`lookup --json`, change previews) with `category_name` beside `category`: the
+/// vocabulary's display name.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     pub action: Action,
     pub tier: Tier,
@@ -200,6 +205,23 @@ pub struct Verdict {
     pub list: Option<Arc<str>>,
     /// The rule that decided: the matched domain suffix, URL entry, phrase or pattern.
     pub rule: Option<Arc<str>>,
+}
+
+impl serde::Serialize for Verdict {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Verdict", 6)?;
+        st.serialize_field("action", &self.action)?;
+        st.serialize_field("tier", &self.tier)?;
+        st.serialize_field("category", &self.category)?;
+        st.serialize_field(
+            "category_name",
+            &self.category.as_ref().map(Category::display_name),
+        )?;
+        st.serialize_field("list", &self.list)?;
+        st.serialize_field("rule", &self.rule)?;
+        st.end()
+    }
 }
 
 impl Verdict {

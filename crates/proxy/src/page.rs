@@ -49,10 +49,13 @@ pub(crate) fn page_with(
     if verdict.tier == Tier::Illegal {
         return illegal_page(verdict, time, &r, review, extra);
     }
+    // The vocabulary's display name for people, with the stable id beside it (what the logs,
+    // breach rules and a review request quote).
     let category = verdict
         .category
         .as_ref()
-        .map_or("a blocked category", |c| c.as_str());
+        .map_or("a blocked category", |c| c.display_name());
+    let category_id = verdict.category.as_ref().map_or("", |c| c.as_str());
     let (title, heading) = match verdict.tier {
         Tier::NotApproved => (
             "Not on the approved list",
@@ -73,7 +76,7 @@ pub(crate) fn page_with(
             verdict
                 .category
                 .as_ref()
-                .map_or("not on the approved list", |c| c.as_str()),
+                .map_or("not on the approved list", |c| c.display_name()),
         ),
         _ => (
             format!(
@@ -90,7 +93,7 @@ pub(crate) fn page_with(
 <body>
 <h1>{heading}</h1>
 <p>The school's web filter blocked <code id="url">{url}</code> because {reason}.</p>
-<p>Category: <span id="category">{category}</span><br>
+<p>Category: <span id="category">{category}</span>{category_id}<br>
 Time: <span id="time">{time}</span><br>
 Reference: <code id="reference">{r}</code></p>
 <p>If you need this page for your work, {review}, and give them the reference above so they
@@ -99,6 +102,11 @@ can find this request and review it.</p>
 "#,
         url = escape(url),
         category = escape(category),
+        category_id = if category_id.is_empty() {
+            String::new()
+        } else {
+            format!(" (<code id=\"category-id\">{}</code>)", escape(category_id))
+        },
         time = escape(time),
         review = escape(review),
     )
@@ -439,7 +447,8 @@ mod tests {
         v.category = Some(Category::new("adult").unwrap());
         let page = block_page("http://x/<script>", &v, "10:00", 0xabc, "ask IT");
         assert!(page.contains("&lt;script&gt;"));
-        assert!(page.contains("adult"));
+        assert!(page.contains("<span id=\"category\">Pornography</span>"));
+        assert!(page.contains("<code id=\"category-id\">adult</code>"));
         assert!(page.contains("0000000000000abc"));
         v.tier = Tier::Illegal;
         v.category = Some(Category::new("child-abuse").unwrap());
