@@ -2,8 +2,11 @@
 //! requests with their risk assessment, preview and approvals, applying them to the TOML files
 //! (comments kept, everything re-validated, written atomically, the appliance reloaded) and
 //! reverting them, hand edits noticed as unreviewed changes, and the appliance's HTTP API
-//! ([`api`]) that the CLI and the web console use. Every step goes to the store's hash-chained
-//! audit log, attributed to an authenticated account.
+//! ([`api`]) that the CLI and the web console use, the one way into a running appliance. It
+//! also owns reading pupil-level records through that API ([`records`]: access events,
+//! breaches, review requests, export; who may, and each view audited) and how they are shown
+//! ([`report`]: the table, CSV and JSON the CLI prints). Every step goes to the store's
+//! hash-chained audit log, attributed to an authenticated account.
 //!
 //! It does not decide verdicts (the policy crate does, from the edited files) and it does not
 //! talk DNS or HTTP proxying. Its operations are blocking (argon2, policy builds, fsync): the
@@ -13,7 +16,10 @@ mod accounts;
 pub mod api;
 mod change;
 mod edit;
+pub mod records;
+pub mod report;
 mod service;
+pub mod tls;
 
 pub use accounts::{Account, Permission, Role};
 pub use change::{

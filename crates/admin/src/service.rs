@@ -1121,14 +1121,59 @@ impl Admin {
     /// Reloads the running appliance on request, then looks for hand edits.
     pub fn reload(&self, actor: &Account) -> Result<String, AdminError> {
         actor.authorize(Permission::Reload)?;
-        let report = (self.reload)().map_err(AdminError::Validation)?;
+        self.reload_as(&actor.name, None)
+    }
+
+    /// Reloads for the service manager (`systemctl reload`), which proved itself with the
+    /// appliance's reload key: recorded as the appliance's own reload.
+    pub fn reload_by_key(&self) -> Result<String, AdminError> {
+        self.reload_as(APPLIANCE, Some("the service manager, with STATE/reload.key"))
+    }
+
+    fn reload_as(&self, by: &str, via: Option<&str>) -> Result<String, AdminError> {
+        let result = (self.reload)();
         self.audit(
-            &actor.name,
-            "reload",
-            json(serde_json::json!({ "report": report })),
+            by,
+            if result.is_ok() { "reload" } else { "reload-refused" },
+            json(serde_json::json!({
+                "report": result.as_ref().unwrap_or_else(|e| e), "via": via
+            })),
         )?;
+        let report = result.map_err(AdminError::Validation)?;
         self.check_unreviewed()?;
         Ok(report)
+    }
+
+    // ---- pupil-level records ----
+
+    /// Refuses `q` unless `actor` may read it, and records the view in the audit log (before
+    /// anything is read).
+    pub fn authorize_query(
+        &self,
+        actor: &Account,
+        q: &crate::records::Query,
+    ) -> Result<(), AdminError> {
+        actor.authorize(q.permission())?;
+        crate::records::record_view(&self.store, self.now(), &actor.name, q)
+    }
+
+    /// Refuses an export of the whole store unless `actor` may read pupil-level data, and
+    /// records it in the audit log.
+    pub fn authorize_export(&self, actor: &Account) -> Result<(), AdminError> {
+        actor.authorize(Permission::PupilData)?;
+        crate::records::record_export(&self.store, self.now(), &actor.name, None)
+    }
+
+    /// Decides a review request from the block page, as `actor`.
+    pub fn decide_review(
+        &self,
+        actor: &Account,
+        reference: u64,
+        status: hedgerow_store::ReviewStatus,
+        note: Option<&str>,
+    ) -> Result<hedgerow_store::ReviewRequest, AdminError> {
+        actor.authorize(Permission::Reviews)?;
+        crate::records::decide_review(&self.store, self.now(), &actor.name, reference, status, note)
     }
 }
 

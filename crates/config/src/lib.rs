@@ -19,7 +19,8 @@ pub use hedgerow_model::{ListFormat, ListKind, Severity, UrlMatch};
 pub use load::{from_str, load, load_with};
 pub use reload::{ReloadDiff, diff};
 pub use schema::{
-    AlertsConfig, BlockPageConfig, BreachesConfig, CacheConfig, Config, DaySpec, Device,
+    AlertsConfig, ApiConfig, BlockPageConfig, BreachesConfig, CacheConfig, ChangeControlConfig,
+    Config, DaySpec, Device, RiskLevel,
     DnsBlockMode, DnsConfig, EmailConfig, Group, GroupMode, LeaseFile, LeaseFormat, ListSource,
     LocalEntry, Location, LogsConfig, PacDirect, ProxyConfig, SafeSearch, Schedule, ServerConfig,
     SmtpTls, Upstream, UpstreamProtocol, WebhookConfig, YouTubeMode,
