@@ -1,7 +1,9 @@
-//! `hedgerow user`, `change` and `audit`: clients of the running appliance's API on
-//! `STATE/api.sock`. They authenticate with `--token-file`, `HEDGEROW_TOKEN`, or a password
-//! for `--user` (prompted on a terminal, else the first line of standard input). `audit
-//! verify` and `audit list` open the store themselves when the appliance is stopped.
+//! The client of the running appliance's API on `STATE/api.sock`, and `hedgerow user`,
+//! `change` and `audit`. Every command that reaches a running appliance (these, and `reload`,
+//! `logs`, `breaches`, `reviews`, `export`) authenticates with `--token-file`,
+//! `HEDGEROW_TOKEN`, or a password for `--user` (prompted on a terminal, else the first line
+//! of standard input). `audit verify` and `audit list` open the store themselves when the
+//! appliance is stopped.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,7 +14,27 @@ use serde_json::{Value, json};
 
 pub(crate) const API_SOCKET: &str = "api.sock";
 
-/// How the CLI signs in.
+/// How the CLI signs in to the running appliance.
+#[derive(Args, Clone, Default)]
+pub(crate) struct Creds {
+    /// Read an API token from this file (else `HEDGEROW_TOKEN`, else `--user`).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub(crate) token_file: Option<PathBuf>,
+    /// Sign in as this account with its password (prompted, or read from standard input).
+    #[arg(long = "user", visible_alias = "as", value_name = "NAME", global = true)]
+    pub(crate) account: Option<String>,
+}
+
+impl Creds {
+    /// Whether any way of signing in was given.
+    pub(crate) fn given(&self) -> bool {
+        self.token_file.is_some()
+            || std::env::var_os("HEDGEROW_TOKEN").is_some()
+            || self.account.is_some()
+    }
+}
+
+/// The configuration, the sign-in and the output of `user`, `change` and `audit`.
 #[derive(Args, Clone)]
 pub(crate) struct Auth {
     /// The appliance's configuration (to find its state directory).
@@ -23,12 +45,8 @@ pub(crate) struct Auth {
         default_value = "/etc/hedgerow/hedgerow.toml"
     )]
     config: PathBuf,
-    /// Read an API token from this file (else `HEDGEROW_TOKEN`, else `--user`).
-    #[arg(long, value_name = "FILE", global = true)]
-    token_file: Option<PathBuf>,
-    /// Sign in as this account with its password (prompted, or read from standard input).
-    #[arg(long, value_name = "NAME", global = true)]
-    user: Option<String>,
+    #[command(flatten)]
+    creds: Creds,
     /// Print JSON.
     #[arg(long, global = true)]
     json: bool,
@@ -177,7 +195,7 @@ pub(crate) enum AuditCommand {
 }
 
 /// The API's answer: a value, or its error kind and message.
-type Answer = std::result::Result<Value, (String, String)>;
+pub(crate) type Answer = std::result::Result<Value, (String, String)>;
 
 fn state_dir(config: &Path) -> Result<PathBuf> {
     let c = hedgerow_config::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -185,7 +203,7 @@ fn state_dir(config: &Path) -> Result<PathBuf> {
 }
 
 /// One request to the API over its Unix socket.
-fn call(
+pub(crate) fn call(
     sock: &Path,
     method: &str,
     path: &str,
@@ -233,6 +251,74 @@ fn call(
     })
 }
 
+/// One request to the API whose answer is JSON lines (or an export), handing each line to
+/// `each` as it arrives. An error status is the API's error message; an answer cut short is
+/// an error.
+pub(crate) fn stream(
+    sock: &Path,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+    each: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    use http_body_util::{BodyExt, Full};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let stream = tokio::net::UnixStream::connect(sock)
+            .await
+            .with_context(|| {
+                format!("connecting to the running appliance at {}", sock.display())
+            })?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "hedgerow")
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {token}"));
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let resp = sender
+            .send_request(req.body(Full::new(bytes::Bytes::from(body)))?)
+            .await?;
+        let status = resp.status();
+        let mut body = resp.into_body();
+        if !status.is_success() {
+            let bytes = body.collect().await?.to_bytes();
+            let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let msg = v["error"]["message"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+            bail!("{msg}");
+        }
+        let mut held: Vec<u8> = Vec::with_capacity(64 << 10);
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                anyhow::anyhow!("the appliance's answer was cut short (did it stop?): {e}")
+            })?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            held.extend_from_slice(&data);
+            let mut start = 0;
+            while let Some(nl) = held[start..].iter().position(|b| *b == b'\n') {
+                each(&held[start..start + nl])?;
+                start += nl + 1;
+            }
+            held.drain(..start);
+        }
+        if !held.is_empty() {
+            each(&held)?;
+        }
+        Ok(())
+    })
+}
+
 fn read_secret(prompt: &str) -> Result<String> {
     if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         Ok(rpassword::prompt_password(prompt)?)
@@ -243,35 +329,41 @@ fn read_secret(prompt: &str) -> Result<String> {
     }
 }
 
-struct Client {
-    sock: PathBuf,
-    auth: Auth,
+/// A signed-in client of the API on one appliance's socket.
+pub(crate) struct Client {
+    pub(crate) sock: PathBuf,
+    creds: Creds,
     token: Option<String>,
 }
 
 impl Client {
     fn new(auth: &Auth) -> Result<Self> {
         let sock = state_dir(&auth.config)?.join(API_SOCKET);
-        Ok(Self {
+        Ok(Self::at(sock, &auth.creds))
+    }
+
+    /// A client of the API socket `sock`, signing in with `creds`.
+    pub(crate) fn at(sock: PathBuf, creds: &Creds) -> Self {
+        Self {
             sock,
-            auth: auth.clone(),
+            creds: creds.clone(),
             token: None,
-        })
+        }
     }
 
     /// The bearer token: from the file, the environment, or a password sign-in.
-    fn token(&mut self) -> Result<String> {
+    pub(crate) fn token(&mut self) -> Result<String> {
         if let Some(t) = &self.token {
             return Ok(t.clone());
         }
-        let t = if let Some(f) = &self.auth.token_file {
+        let t = if let Some(f) = &self.creds.token_file {
             std::fs::read_to_string(f)
                 .with_context(|| format!("reading {}", f.display()))?
                 .trim()
                 .to_owned()
         } else if let Ok(t) = std::env::var("HEDGEROW_TOKEN") {
             t.trim().to_owned()
-        } else if let Some(user) = self.auth.user.clone() {
+        } else if let Some(user) = self.creds.account.clone() {
             let password = read_secret(&format!("password for {user}: "))?;
             match call(
                 &self.sock,
@@ -284,15 +376,29 @@ impl Client {
                 Err((_, m)) => bail!("{m}"),
             }
         } else {
-            bail!("sign in: --user NAME (password), --token-file FILE or HEDGEROW_TOKEN");
+            bail!(
+                "sign in to the running appliance: --user NAME (password), --token-file FILE or HEDGEROW_TOKEN"
+            );
         };
         self.token = Some(t.clone());
         Ok(t)
     }
 
-    fn send(&mut self, method: &str, path: &str, body: Option<Value>) -> Result<Answer> {
+    pub(crate) fn send(&mut self, method: &str, path: &str, body: Option<Value>) -> Result<Answer> {
         let token = self.token()?;
         call(&self.sock, method, path, Some(&token), body)
+    }
+
+    /// A request whose answer streams as lines (see [`stream`]).
+    pub(crate) fn stream(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        each: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let token = self.token()?;
+        stream(&self.sock, method, path, &token, body, each)
     }
 }
 
@@ -349,9 +455,7 @@ pub(crate) fn user(auth: &Auth, cmd: UserCommand) -> Result<ExitCode> {
             no_password,
         } => {
             // The first account is added without signing in (when there is no way to).
-            let has_auth = auth.token_file.is_some()
-                || std::env::var_os("HEDGEROW_TOKEN").is_some()
-                || auth.user.is_some();
+            let has_auth = auth.creds.given();
             let token = if has_auth { Some(c.token()?) } else { None };
             let password = if no_password {
                 None

@@ -192,7 +192,9 @@ fn status(e: &AdminError) -> StatusCode {
         AdminError::Invalid(_) => StatusCode::BAD_REQUEST,
         AdminError::NotFound(_) => StatusCode::NOT_FOUND,
         AdminError::Conflict(_) => StatusCode::CONFLICT,
-        AdminError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        AdminError::Validation(_) | AdminError::ReloadRefused(_) => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

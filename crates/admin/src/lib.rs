@@ -26,7 +26,7 @@ pub use change::{
     ChangeRequest, FileHashes, Origin, Preview, Proposal, Risk, RiskAssessment, Signature, Status,
     VerdictChange,
 };
-pub use edit::{BreachRuleSpec, DeviceSpec, Direction, Edit, ScheduleSpec};
+pub use edit::{BreachRuleSpec, DeviceSpec, Direction, Edit, ListSpec, ScheduleSpec};
 pub use service::{APPLIANCE, Admin, Notifier, Reloader, Session};
 
 /// Why an admin operation was refused or failed. Each kind maps to one HTTP status.
@@ -54,6 +54,9 @@ pub enum AdminError {
     /// file was changed.
     #[error("the change does not validate; no file was changed:\n{0}")]
     Validation(String),
+    /// The running appliance refused to reload; the old policy stays in force. Why.
+    #[error("{0}")]
+    ReloadRefused(String),
     #[error("store: {0}")]
     Store(#[from] hedgerow_store::StoreError),
     #[error("internal: {0}")]
@@ -71,6 +74,7 @@ impl AdminError {
             AdminError::IllegalTier(_) => "illegal-tier",
             AdminError::Conflict(_) => "conflict",
             AdminError::Validation(_) => "validation",
+            AdminError::ReloadRefused(_) => "reload-refused",
             AdminError::Store(_) => "store",
             AdminError::Internal(_) => "internal",
         }

@@ -1,6 +1,7 @@
 //! Runs the real `hedgerow` binary with a test configuration.
 
-use std::io::{BufRead, BufReader};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,7 +20,15 @@ pub struct Appliance {
     pub dns_tcp: SocketAddr,
     /// The web proxy's address, when the configuration has a `[proxy]`.
     pub proxy: Option<SocketAddr>,
+    /// API tokens made by [`Self::token`], by account name.
+    tokens: Mutex<HashMap<String, String>>,
 }
+
+/// The account the harness signs in with to make others (the first account, an approver).
+const HARNESS_ADMIN: &str = "testkit-admin";
+const HARNESS_PASSWORD: &str = "testkit-admin-password";
+/// The account `cli` reads pupil-level records as (`logs`, `breaches`, `reviews`, `export`).
+const HARNESS_READER: (&str, &str) = ("testkit-dsl", "dsl,technician");
 
 impl Appliance {
     /// Writes `files` and `config` (as `hedgerow.toml`) into a new temporary folder, with
@@ -31,7 +40,7 @@ impl Appliance {
 
     /// As [`Self::start`], inside the network namespace `netns`. The listener addresses in
     /// `dns_udp` and the others are the namespace's; the CLI (`logs`, …) still reaches the
-    /// appliance through its control socket.
+    /// appliance through its API socket.
     pub fn start_in(
         netns: &crate::Netns,
         bin: &Path,
@@ -98,6 +107,7 @@ impl Appliance {
             dns_udp: ([127, 0, 0, 1], 0).into(),
             dns_tcp: ([127, 0, 0, 1], 0).into(),
             proxy: None,
+            tokens: Mutex::new(HashMap::new()),
         };
         if app.wait_for("ready", Duration::from_secs(60)).is_none() {
             panic!("appliance did not become ready:\n{}", app.logs());
@@ -203,15 +213,124 @@ impl Appliance {
     }
 
     /// Runs `hedgerow SUBCOMMAND --config <this appliance's config> ARGS…` and returns its
-    /// output (the subcommand talks to this appliance over its control socket).
+    /// output (the subcommand talks to this appliance through its API socket). `logs`,
+    /// `breaches`, `reviews` and `export` sign in as a DSL account the harness makes (see
+    /// [`Self::token`]); anything else runs without signing in (`reload` then uses the
+    /// appliance's reload key, as the service manager does).
     pub fn cli(&self, subcommand: &[&str], args: &[&str]) -> std::process::Output {
-        Command::new(&self.bin)
-            .args(subcommand)
+        let reads_records = matches!(
+            subcommand.first(),
+            Some(&("logs" | "breaches" | "reviews" | "export"))
+        );
+        if reads_records {
+            let token = self.token(HARNESS_READER.0, HARNESS_READER.1);
+            return self.cli_as(&token, subcommand, args);
+        }
+        self.run_cli(None, "", subcommand, args)
+    }
+
+    /// The token [`Self::cli`] reads pupil-level records with (a DSL and technician account),
+    /// for tests that run the binary themselves.
+    pub fn reader_token(&self) -> String {
+        self.token(HARNESS_READER.0, HARNESS_READER.1)
+    }
+
+    /// As [`Self::cli`], signed in with the API token `token` (`HEDGEROW_TOKEN`).
+    pub fn cli_as(&self, token: &str, subcommand: &[&str], args: &[&str]) -> std::process::Output {
+        self.run_cli(Some(token), "", subcommand, args)
+    }
+
+    fn run_cli(
+        &self,
+        token: Option<&str>,
+        stdin: &str,
+        subcommand: &[&str],
+        args: &[&str],
+    ) -> std::process::Output {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(subcommand)
             .arg("--config")
             .arg(self.config_path())
             .args(args)
-            .output()
-            .unwrap()
+            .env_remove("HEDGEROW_TOKEN")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(t) = token {
+            cmd.env("HEDGEROW_TOKEN", t);
+        }
+        let mut child = cmd.spawn().unwrap();
+        if let Some(mut input) = child.stdin.take() {
+            let _ = input.write_all(stdin.as_bytes());
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// An API token for the account `name` holding `roles` (comma-separated: technician, dsl,
+    /// deputy-dsl, approver, governor), made through the CLI on first use and kept. To make
+    /// accounts the harness signs in as the appliance's first account (`testkit-admin`, an
+    /// approver), so a test that makes its own first account must sign in with its own tokens
+    /// ([`Self::cli_as`]) instead.
+    pub fn token(&self, name: &str, roles: &str) -> String {
+        let mut tokens = self.tokens.lock().unwrap();
+        if let Some(t) = tokens.get(name) {
+            return t.clone();
+        }
+        let json = |out: std::process::Output, what: &str| -> serde_json::Value {
+            assert!(
+                out.status.success(),
+                "{what} failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+        };
+        let admin = match tokens.get(HARNESS_ADMIN) {
+            Some(t) => t.clone(),
+            None => {
+                let stdin = format!("{HARNESS_PASSWORD}\n");
+                json(
+                    self.run_cli(
+                        None,
+                        &stdin,
+                        &["user", "add", HARNESS_ADMIN, "--roles", "approver"],
+                        &["--json"],
+                    ),
+                    "making the harness's first account (does this appliance have accounts already? then sign in with cli_as)",
+                );
+                let v = json(
+                    self.run_cli(
+                        None,
+                        &stdin,
+                        &["user", "token", HARNESS_ADMIN, "--user", HARNESS_ADMIN],
+                        &["--json"],
+                    ),
+                    "the harness's token",
+                );
+                let t = v["token"].as_str().unwrap().to_owned();
+                tokens.insert(HARNESS_ADMIN.to_owned(), t.clone());
+                t
+            }
+        };
+        if name == HARNESS_ADMIN {
+            return admin;
+        }
+        json(
+            self.run_cli(
+                Some(&admin),
+                "",
+                &["user", "add", name, "--roles", roles, "--no-password"],
+                &["--json"],
+            ),
+            "making an account",
+        );
+        let v = json(
+            self.run_cli(Some(&admin), "", &["user", "token", name], &["--json"]),
+            "an account's token",
+        );
+        let t = v["token"].as_str().unwrap().to_owned();
+        tokens.insert(name.to_owned(), t.clone());
+        t
     }
 
     /// Access events as JSON lines from `hedgerow logs --format json`, waiting up to
