@@ -21,7 +21,12 @@ pub(crate) struct Creds {
     #[arg(long, value_name = "FILE", global = true)]
     pub(crate) token_file: Option<PathBuf>,
     /// Sign in as this account with its password (prompted, or read from standard input).
-    #[arg(long = "user", visible_alias = "as", value_name = "NAME", global = true)]
+    #[arg(
+        long = "user",
+        visible_alias = "as",
+        value_name = "NAME",
+        global = true
+    )]
     pub(crate) account: Option<String>,
 }
 

@@ -321,7 +321,12 @@ pub(crate) fn breaches(
                 min: severity,
                 limit,
             };
-            ask(&config, creds, q, &mut |line| Ok(printer.breach(line, &tz)?))?;
+            ask(
+                &config,
+                creds,
+                q,
+                &mut |line| Ok(printer.breach(line, &tz)?),
+            )?;
             Ok(printer.finish()?)
         })(),
         BreachCommand::Show { id } => (|| {

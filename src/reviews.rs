@@ -49,7 +49,11 @@ pub(crate) enum ReviewCommand {
     },
 }
 
-fn collect(config: &hedgerow_config::Config, creds: &Creds, q: Query) -> Result<Vec<ReviewRequest>> {
+fn collect(
+    config: &hedgerow_config::Config,
+    creds: &Creds,
+    q: Query,
+) -> Result<Vec<ReviewRequest>> {
     let mut out = Vec::new();
     ask(config, creds, q, &mut |line| {
         out.push(serde_json::from_str(line).context("reading a review request")?);

@@ -277,12 +277,9 @@ async fn add_user(State(a): St, h: HeaderMap, Json(u): Json<NewUser>) -> Respons
     // The first account may be added without signing in on the appliance's own socket (its
     // owner's only), never over the network.
     match bearer(&h) {
-        None if !a.local => {
-            error(AdminError::Unauthenticated(
-                "sign in: the first account is added on the appliance itself (STATE/api.sock)"
-                    .into(),
-            ))
-        }
+        None if !a.local => error(AdminError::Unauthenticated(
+            "sign in: the first account is added on the appliance itself (STATE/api.sock)".into(),
+        )),
         None => {
             run(move || {
                 a.admin
@@ -441,9 +438,7 @@ const CHUNKS_WAITING: usize = 4;
 /// (`hedgerow logs | head`) makes the sink fail, which stops `fill` at its next chunk.
 fn streamed<F>(content_type: &'static str, fill: F) -> Response
 where
-    F: FnOnce(&mut dyn FnMut(&[u8]) -> std::io::Result<()>) -> std::io::Result<()>
-        + Send
-        + 'static,
+    F: FnOnce(&mut dyn FnMut(&[u8]) -> std::io::Result<()>) -> std::io::Result<()> + Send + 'static,
 {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(CHUNKS_WAITING);
     tokio::task::spawn_blocking(move || {

@@ -420,7 +420,10 @@ impl Edit {
         };
         let illegal_file = |path: &str| {
             let p = Path::new(path);
-            let p = match (p.is_relative(), snap.config().files.first().and_then(|f| f.parent())) {
+            let p = match (
+                p.is_relative(),
+                snap.config().files.first().and_then(|f| f.parent()),
+            ) {
                 (true, Some(dir)) => dir.join(p),
                 _ => p.to_owned(),
             };

@@ -24,10 +24,7 @@ pub enum Query {
     /// Access events, the most recent `limit`, oldest first.
     Logs(EventFilter),
     /// Breaches, newest first, at `min` severity and above.
-    Breaches {
-        min: Option<Severity>,
-        limit: usize,
-    },
+    Breaches { min: Option<Severity>, limit: usize },
     /// One breach with its triggers.
     Breach(u64),
     /// Review requests from the block page, newest first.

@@ -1137,14 +1137,21 @@ impl Admin {
     /// Reloads for the service manager (`systemctl reload`), which proved itself with the
     /// appliance's reload key: recorded as the appliance's own reload.
     pub fn reload_by_key(&self) -> Result<String, AdminError> {
-        self.reload_as(APPLIANCE, Some("the service manager, with STATE/reload.key"))
+        self.reload_as(
+            APPLIANCE,
+            Some("the service manager, with STATE/reload.key"),
+        )
     }
 
     fn reload_as(&self, by: &str, via: Option<&str>) -> Result<String, AdminError> {
         let result = (self.reload)();
         self.audit(
             by,
-            if result.is_ok() { "reload" } else { "reload-refused" },
+            if result.is_ok() {
+                "reload"
+            } else {
+                "reload-refused"
+            },
             json(serde_json::json!({
                 "report": result.as_ref().unwrap_or_else(|e| e), "via": via
             })),
@@ -1183,7 +1190,14 @@ impl Admin {
         note: Option<&str>,
     ) -> Result<hedgerow_store::ReviewRequest, AdminError> {
         actor.authorize(Permission::Reviews)?;
-        crate::records::decide_review(&self.store, self.now(), &actor.name, reference, status, note)
+        crate::records::decide_review(
+            &self.store,
+            self.now(),
+            &actor.name,
+            reference,
+            status,
+            note,
+        )
     }
 }
 
@@ -1281,7 +1295,10 @@ fn added_list(config: &Config, e: &Edit) -> Option<PathBuf> {
         return None;
     }
     let p = Path::new(&list.path);
-    match (p.is_relative(), config.files.first().and_then(|f| f.parent())) {
+    match (
+        p.is_relative(),
+        config.files.first().and_then(|f| f.parent()),
+    ) {
         (true, Some(dir)) => Some(dir.join(p)),
         _ => Some(p.to_owned()),
     }

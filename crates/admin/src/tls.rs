@@ -112,8 +112,7 @@ pub fn identity(
             .map_err(|e| internal("the school CA's key")(e.to_string()))?;
         let issuer = rcgen::Issuer::from_ca_cert_pem(&read(cert)?, ca_key)
             .map_err(|e| internal("the school CA")(e.to_string()))?;
-        let leaf_key =
-            rcgen::KeyPair::generate().map_err(|e| internal("a key")(e.to_string()))?;
+        let leaf_key = rcgen::KeyPair::generate().map_err(|e| internal("a key")(e.to_string()))?;
         let mut p = params(&names)?;
         p.not_after = p.not_before + std::time::Duration::from_secs(397 * 86_400);
         let leaf = p
@@ -170,7 +169,10 @@ pub fn identity(
                 std::fs::rename(&tmp, path)
             };
             let io = |e: std::io::Error| {
-                AdminError::Internal(format!("keeping the API certificate in {}: {e}", dir.display()))
+                AdminError::Internal(format!(
+                    "keeping the API certificate in {}: {e}",
+                    dir.display()
+                ))
             };
             std::fs::create_dir_all(&dir).map_err(io)?;
             write(&key_path, &key.serialize_pem(), 0o600).map_err(io)?;
@@ -190,4 +192,47 @@ pub fn identity(
         },
         names,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_self_signed_certificate_is_kept_and_remade_when_its_names_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let at: SocketAddr = "127.0.0.1:8443".parse().unwrap();
+        let first = identity(at, &[], None, dir.path()).unwrap();
+        assert!(matches!(
+            first.source,
+            CertSource::SelfSigned { new: true, .. }
+        ));
+        assert_eq!(first.names, ["127.0.0.1", "localhost"]);
+        assert_eq!(first.fingerprint.len(), 32 * 3 - 1);
+        // A restart keeps it: the fingerprint people noted stays true.
+        let again = identity(at, &[], None, dir.path()).unwrap();
+        assert!(matches!(
+            again.source,
+            CertSource::SelfSigned { new: false, .. }
+        ));
+        assert_eq!(again.fingerprint, first.fingerprint);
+        // A new name needs a new certificate.
+        let named = identity(at, &["hedgerow.school.example".into()], None, dir.path()).unwrap();
+        assert!(matches!(
+            named.source,
+            CertSource::SelfSigned { new: true, .. }
+        ));
+        assert_ne!(named.fingerprint, first.fingerprint);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("api-tls/key.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "the key is readable by others");
+        // A LAN address is named as itself, without localhost.
+        let lan = identity("10.0.0.5:8443".parse().unwrap(), &[], None, dir.path()).unwrap();
+        assert_eq!(lan.names, ["10.0.0.5"]);
+    }
 }

@@ -20,10 +20,10 @@ pub use load::{from_str, load, load_with};
 pub use reload::{ReloadDiff, diff};
 pub use schema::{
     AlertsConfig, ApiConfig, BlockPageConfig, BreachesConfig, CacheConfig, ChangeControlConfig,
-    Config, DaySpec, Device, RiskLevel,
-    DnsBlockMode, DnsConfig, EmailConfig, Group, GroupMode, LeaseFile, LeaseFormat, ListSource,
-    LocalEntry, Location, LogsConfig, PacDirect, ProxyConfig, SafeSearch, Schedule, ServerConfig,
-    SmtpTls, Upstream, UpstreamProtocol, WebhookConfig, YouTubeMode,
+    Config, DaySpec, Device, DnsBlockMode, DnsConfig, EmailConfig, Group, GroupMode, LeaseFile,
+    LeaseFormat, ListSource, LocalEntry, Location, LogsConfig, PacDirect, ProxyConfig, RiskLevel,
+    SafeSearch, Schedule, ServerConfig, SmtpTls, Upstream, UpstreamProtocol, WebhookConfig,
+    YouTubeMode,
 };
 
 use std::fmt;

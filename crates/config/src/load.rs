@@ -592,7 +592,9 @@ impl Context {
                             "dsl_cosign_from = {other:?} would be looser than the default (\"high\": a high-risk change always needs the DSL's co-sign); {STRICTER}"
                         )
                     } else {
-                        format!("dsl_cosign_from = {other:?}: expected \"low\", \"medium\" or \"high\"")
+                        format!(
+                            "dsl_cosign_from = {other:?}: expected \"low\", \"medium\" or \"high\""
+                        )
                     };
                     self.err(src, span, reason);
                 }

@@ -621,14 +621,26 @@ fn change_control_may_only_be_stricter_and_a_looser_setting_names_its_line() {
     let (_dir, errs) = errors(&loose, &[]);
     let line = |key: &str| loose.lines().position(|l| l.starts_with(key)).unwrap() + 1;
     assert_eq!(errs.len(), 2, "{errs:?}");
-    let approvers = errs.iter().find(|e| e.reason.contains("approvers")).unwrap();
+    let approvers = errs
+        .iter()
+        .find(|e| e.reason.contains("approvers"))
+        .unwrap();
     assert_eq!(approvers.line, line("approvers"));
-    assert!(approvers.reason.contains("looser than the default"), "{approvers}");
-    let dsl = errs.iter().find(|e| e.reason.contains("dsl_cosign_from")).unwrap();
+    assert!(
+        approvers.reason.contains("looser than the default"),
+        "{approvers}"
+    );
+    let dsl = errs
+        .iter()
+        .find(|e| e.reason.contains("dsl_cosign_from"))
+        .unwrap();
     assert_eq!(dsl.line, line("dsl_cosign_from"));
     assert!(dsl.reason.contains("only be made stricter"), "{dsl}");
     assert!(dsl.to_string().contains("hedgerow.toml:"), "{dsl}");
     // An unknown rule is a typo, not a silent default.
-    let (_dir, errs) = errors(&format!("{GOOD}\n[change_control]\nself_approval = true\n"), &[]);
+    let (_dir, errs) = errors(
+        &format!("{GOOD}\n[change_control]\nself_approval = true\n"),
+        &[],
+    );
     assert_eq!(errs.len(), 1, "{errs:?}");
 }
