@@ -84,7 +84,7 @@ fn main() {
     for &limit in &limits {
         let before = peak_kib(app.pid());
         let mut command = logs_command(&app_config, limit);
-        command.env("HEDGEROW_TOKEN", app.reader_token());
+        command.envs(app.reader_token().map(|t| ("HEDGEROW_TOKEN", t)));
         let (peak, secs, printed, bytes) = measure(command);
         let grew = peak_kib(app.pid()).saturating_sub(before);
         row(

@@ -273,9 +273,12 @@ pub(crate) fn logs(args: LogsArgs) -> Result<ExitCode> {
         token_file: args.token_file,
         account: args.sign_in,
     };
-    let result = ask(&config, &creds, Query::Logs(filter), &mut |line| {
-        Ok(printer.event(line, &tz)?)
-    })
+    let result = ask(
+        &config,
+        &creds,
+        Query::Logs(Box::new(filter)),
+        &mut |line| Ok(printer.event(line, &tz)?),
+    )
     .and_then(|()| Ok(printer.finish()?));
     finish(result)
 }

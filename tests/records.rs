@@ -593,7 +593,7 @@ fn into_closed_pipe(app: &Appliance, sub: &[&str], args: &[&str]) -> Output {
         .arg("--config")
         .arg(app.config_path())
         .args(args)
-        .env("HEDGEROW_TOKEN", app.reader_token())
+        .envs(app.reader_token().map(|t| ("HEDGEROW_TOKEN", t)))
         .stdout(writer)
         .stderr(Stdio::piped())
         .output()
@@ -742,7 +742,7 @@ fn csv_peak(app: &Appliance, n: usize) -> (u64, usize, u64) {
         .args(["logs", "--config"])
         .arg(app.config_path())
         .args(["--limit", &n.to_string(), "--format", "csv"])
-        .env("HEDGEROW_TOKEN", app.reader_token())
+        .envs(app.reader_token().map(|t| ("HEDGEROW_TOKEN", t)))
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

@@ -506,7 +506,7 @@ async fn query(c: Arc<Ctx>, h: &HeaderMap, q: Query) -> Response {
 }
 
 async fn logs(State(c): St, h: HeaderMap, Json(f): Json<EventFilter>) -> Response {
-    query(c, &h, Query::Logs(f)).await
+    query(c, &h, Query::Logs(Box::new(f))).await
 }
 
 #[derive(Deserialize)]

@@ -22,7 +22,7 @@ use crate::{AdminError, Permission};
 #[serde(rename_all = "kebab-case")]
 pub enum Query {
     /// Access events, the most recent `limit`, oldest first.
-    Logs(EventFilter),
+    Logs(Box<EventFilter>),
     /// Breaches, newest first, at `min` severity and above.
     Breaches { min: Option<Severity>, limit: usize },
     /// One breach with its triggers.

@@ -22,6 +22,8 @@ pub struct Appliance {
     pub proxy: Option<SocketAddr>,
     /// API tokens made by [`Self::token`], by account name.
     tokens: Mutex<HashMap<String, String>>,
+    /// Whether [`Self::stop`] has stopped it.
+    stopped: bool,
 }
 
 /// The account the harness signs in with to make others (the first account, an approver).
@@ -108,6 +110,7 @@ impl Appliance {
             dns_tcp: ([127, 0, 0, 1], 0).into(),
             proxy: None,
             tokens: Mutex::new(HashMap::new()),
+            stopped: false,
         };
         if app.wait_for("ready", Duration::from_secs(60)).is_none() {
             panic!("appliance did not become ready:\n{}", app.logs());
@@ -206,6 +209,7 @@ impl Appliance {
             .arg(self.child.id().to_string())
             .status();
         let _ = self.child.wait();
+        self.stopped = true;
     }
 
     pub fn pid(&self) -> u32 {
@@ -222,17 +226,35 @@ impl Appliance {
             subcommand.first(),
             Some(&("logs" | "breaches" | "reviews" | "export"))
         );
-        if reads_records {
-            let token = self.token(HARNESS_READER.0, HARNESS_READER.1);
+        if reads_records && let Some(token) = self.reader_token() {
             return self.cli_as(&token, subcommand, args);
         }
         self.run_cli(None, "", subcommand, args)
     }
 
     /// The token [`Self::cli`] reads pupil-level records with (a DSL and technician account),
-    /// for tests that run the binary themselves.
-    pub fn reader_token(&self) -> String {
-        self.token(HARNESS_READER.0, HARNESS_READER.1)
+    /// for tests that run the binary themselves; `None` once stopped (the commands then open
+    /// the store themselves).
+    pub fn reader_token(&self) -> Option<String> {
+        (!self.stopped).then(|| self.token(HARNESS_READER.0, HARNESS_READER.1))
+    }
+
+    /// Where the harness keeps the tokens it made, so that an appliance started again on the
+    /// same state directory (whose store holds the accounts) signs in with them:
+    /// `STATE/testkit-tokens.json`, `STATE` read from the configuration's `state_dir`.
+    fn token_file(&self) -> Option<PathBuf> {
+        let config = std::fs::read_to_string(self.config_path()).ok()?;
+        let line = config
+            .lines()
+            .find(|l| l.trim_start().starts_with("state_dir"))?;
+        let value = line.split('"').nth(1)?;
+        let dir = Path::new(value);
+        let dir = if dir.is_relative() {
+            self.dir.path().join(dir)
+        } else {
+            dir.to_owned()
+        };
+        Some(dir.join("testkit-tokens.json"))
     }
 
     /// As [`Self::cli`], signed in with the API token `token` (`HEDGEROW_TOKEN`).
@@ -273,9 +295,20 @@ impl Appliance {
     /// ([`Self::cli_as`]) instead.
     pub fn token(&self, name: &str, roles: &str) -> String {
         let mut tokens = self.tokens.lock().unwrap();
+        let file = self.token_file();
+        if tokens.is_empty()
+            && let Some(kept) = file.as_ref().and_then(|f| std::fs::read(f).ok())
+        {
+            *tokens = serde_json::from_slice(&kept).unwrap_or_default();
+        }
         if let Some(t) = tokens.get(name) {
             return t.clone();
         }
+        let keep = |tokens: &HashMap<String, String>| {
+            if let Some(f) = &file {
+                let _ = std::fs::write(f, serde_json::to_vec(tokens).unwrap());
+            }
+        };
         let json = |out: std::process::Output, what: &str| -> serde_json::Value {
             assert!(
                 out.status.success(),
@@ -309,6 +342,7 @@ impl Appliance {
                 );
                 let t = v["token"].as_str().unwrap().to_owned();
                 tokens.insert(HARNESS_ADMIN.to_owned(), t.clone());
+                keep(&tokens);
                 t
             }
         };
@@ -330,6 +364,7 @@ impl Appliance {
         );
         let t = v["token"].as_str().unwrap().to_owned();
         tokens.insert(name.to_owned(), t.clone());
+        keep(&tokens);
         t
     }
 
