@@ -1399,6 +1399,34 @@ fn list_sources_through_change_control() {
         assert!(!out.contains("abuse-test"), "{out}");
     }
     assert_eq!(file_hashes(&app), before, "a refused change touched a file");
+
+    // A change that no longer validates when it is applied (its new list file went away
+    // after approval) is refused then, says why, and leaves every file as it was.
+    std::fs::write(app.dir().join("later.txt"), "later-test.example\n").unwrap();
+    let later = format!(
+        r#"{{"op":"change-list","name":"social","list":{{"path":"{dir}/later.txt","format":"domains","category":"games"}}}}"#
+    );
+    let c = propose(&app, &tech, &["--edit", &later]);
+    ok(&app, Some(&boss), "", &["change", "approve", &id(&c)]);
+    std::fs::remove_file(app.dir().join("later.txt")).unwrap();
+    let (kind, out) = refused(&app, Some(&tech), &["change", "apply", &id(&c)]);
+    assert_eq!(kind, "validation", "{out}");
+    assert!(out.contains("later.txt"), "{out}");
+    assert_eq!(
+        file_hashes(&app),
+        before,
+        "a failed application touched a file"
+    );
+    let shown = ok(&app, Some(&tech), "", &["change", "show", &id(&c)]);
+    assert!(
+        shown["failure"]
+            .as_str()
+            .unwrap_or("")
+            .contains("later.txt"),
+        "{shown}"
+    );
+    assert_eq!(verdict(&app, "127.0.0.1", "social-test.example"), "block");
+
     // Its twin: an ordinary allow list is accepted (it loosens).
     let allow = format!(
         r#"{{"op":"add-list","name":"top","list":{{"path":"{dir}/games2.txt","format":"domains","kind":"allow"}}}}"#
