@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+use hedgerow_admin::report;
 use serde_json::{Value, json};
 
 pub(crate) const API_SOCKET: &str = "api.sock";
@@ -435,23 +436,9 @@ fn roles_json(roles: &[String]) -> Value {
 pub(crate) fn user(auth: &Auth, cmd: UserCommand) -> Result<ExitCode> {
     let mut c = Client::new(auth)?;
     let show = |v: &Value| {
-        println!(
-            "{} roles={} {}",
-            v["name"].as_str().unwrap_or("?"),
-            v["roles"]
-                .as_array()
-                .map(|a| a
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(","))
-                .unwrap_or_default(),
-            if v["disabled"].as_bool() == Some(true) {
-                "disabled"
-            } else {
-                ""
-            }
-        )
+        typed(v, |a: &hedgerow_admin::Account| {
+            println!("{}", report::account_line(a))
+        })
     };
     let answer = match cmd {
         UserCommand::Add {
@@ -596,55 +583,19 @@ fn proposal(a: &ProposeArgs) -> Result<Value> {
     }))
 }
 
+/// Shows a value of the API as `T` with `show`, or as JSON if it is not one (an answer from
+/// a newer appliance).
+fn typed<T: serde::de::DeserializeOwned>(v: &Value, show: impl FnOnce(&T)) {
+    match serde_json::from_value::<T>(v.clone()) {
+        Ok(t) => show(&t),
+        Err(_) => println!("{v}"),
+    }
+}
+
 fn print_change(v: &Value) {
-    let s = |k: &str| v[k].as_str().unwrap_or("-").to_owned();
-    println!("change #{} ({}) {}", v["id"], s("direction"), s("status"));
-    println!("proposer:  {}", s("proposer"));
-    println!("reason:    {}", s("reason"));
-    println!(
-        "risk:      {} — {}",
-        v["risk"]["risk"].as_str().unwrap_or("-"),
-        v["risk"]["justification"].as_str().unwrap_or("")
-    );
-    if let Some(e) = v["risk"]["expires"].as_str() {
-        println!("expires:   {e}");
-    }
-    let needs: Vec<&str> = v["needs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    println!(
-        "needs:     {}",
-        if needs.is_empty() {
-            "-".into()
-        } else {
-            needs.join(", ")
-        }
-    );
-    for sig in v["signatures"].as_array().into_iter().flatten() {
-        println!(
-            "signed:    {} as {}",
-            sig["by"].as_str().unwrap_or("?"),
-            sig["as_roles"]
-        );
-    }
-    if let Some(f) = v["failure"].as_str() {
-        println!("failure:   {f}");
-    }
-    for vc in v["preview"]["verdicts"].as_array().into_iter().flatten() {
-        println!(
-            "verdict:   {}: {} {} -> {}",
-            vc["group"].as_str().unwrap_or("?"),
-            vc["target"].as_str().unwrap_or("?"),
-            vc["before"].as_str().unwrap_or("?"),
-            vc["after"].as_str().unwrap_or("?")
-        );
-    }
-    if let Some(d) = v["preview"]["diff"].as_str().filter(|d| !d.is_empty()) {
-        println!("{d}");
-    }
+    typed(v, |c: &hedgerow_admin::ChangeRequest| {
+        let _ = report::write_change(&mut std::io::stdout().lock(), c);
+    });
 }
 
 pub(crate) fn change(auth: &Auth, cmd: ChangeCommand) -> Result<ExitCode> {
@@ -686,25 +637,9 @@ pub(crate) fn change(auth: &Auth, cmd: ChangeCommand) -> Result<ExitCode> {
             });
             return finish(a, auth.json, |v| {
                 for ch in v.as_array().into_iter().flatten() {
-                    let edits: Vec<String> = ch["edits"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|e| e["op"].as_str().unwrap_or("?").to_owned())
-                        .collect();
-                    println!(
-                        "#{} {} {} by {}: {} [{}]{}",
-                        ch["id"],
-                        ch["status"].as_str().unwrap_or("?"),
-                        ch["direction"].as_str().unwrap_or("?"),
-                        ch["proposer"].as_str().unwrap_or("?"),
-                        ch["reason"].as_str().unwrap_or(""),
-                        edits.join(","),
-                        ch["applied_at"]
-                            .as_str()
-                            .map(|t| format!(" applied {t}"))
-                            .unwrap_or_default()
-                    );
+                    typed(ch, |c: &hedgerow_admin::ChangeRequest| {
+                        println!("{}", report::change_line(c))
+                    });
                 }
             });
         }
@@ -761,14 +696,9 @@ pub(crate) fn audit(auth: &Auth, cmd: AuditCommand) -> Result<ExitCode> {
     }
     finish(answer, auth.json, |v| {
         for e in v.as_array().into_iter().flatten() {
-            println!(
-                "{} #{} {} {} {}",
-                e["time"].as_str().unwrap_or("?"),
-                e["id"],
-                e["actor"].as_str().unwrap_or("?"),
-                e["action"].as_str().unwrap_or("?"),
-                e["detail"].as_str().unwrap_or("")
-            );
+            typed(e, |e: &hedgerow_store::AuditEntry| {
+                println!("{}", report::audit_line(e))
+            });
         }
     })
 }

@@ -483,12 +483,13 @@ type Shared = Arc<tokio::sync::Mutex<Option<services::Services>>>;
 /// Reloads on SIGHUP; the one-line outcome.
 async fn reload_now(services: &Shared) -> std::result::Result<String, String> {
     let result = reload_services(services).await;
-    // A reload that took effect may carry edits made by hand: change control records them.
-    if result.is_ok()
-        && let Some(a) = ADMIN.get().cloned()
-        && let Ok(Err(e)) = tokio::task::spawn_blocking(move || a.check_unreviewed()).await
-    {
-        tracing::error!("looking for hand edits: {e}");
+    // Recorded in the audit log; a reload that took effect may carry edits made by hand:
+    // change control records them.
+    if let Some(a) = ADMIN.get().cloned() {
+        let r = result.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || a.record_signal_reload(&r)).await {
+            tracing::error!("recording the reload: {e}");
+        }
     }
     result
 }

@@ -457,6 +457,107 @@ pub fn write_review(
     out.flush()
 }
 
+// === Change control ===
+
+/// A kebab-case word for a value serialised as one (a status, a direction, a role).
+fn word<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// One change request in full: who, why, the risk, the signatures it needs and has, and its
+/// preview (the verdicts that change, the diff).
+pub fn write_change(out: &mut impl Write, c: &crate::ChangeRequest) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "change #{} ({}) {}",
+        c.id,
+        word(&c.direction),
+        word(&c.status)
+    )?;
+    writeln!(out, "proposer:  {}", c.proposer)?;
+    writeln!(out, "reason:    {}", c.reason)?;
+    writeln!(
+        out,
+        "risk:      {} — {}",
+        word(&c.risk.risk),
+        c.risk.justification
+    )?;
+    if let Some(e) = c.risk.expires {
+        writeln!(out, "expires:   {e}")?;
+    }
+    let needs: Vec<String> = c.needs.iter().map(|r| r.as_str().to_owned()).collect();
+    writeln!(
+        out,
+        "needs:     {}",
+        if needs.is_empty() {
+            "-".into()
+        } else {
+            needs.join(", ")
+        }
+    )?;
+    for sig in &c.signatures {
+        let roles: Vec<&str> = sig.as_roles.iter().map(|r| r.as_str()).collect();
+        writeln!(out, "signed:    {} as {}", sig.by, roles.join(", "))?;
+    }
+    if let Some(f) = &c.failure {
+        writeln!(out, "failure:   {f}")?;
+    }
+    for v in &c.preview.verdicts {
+        writeln!(out, "verdict:   {v}")?;
+    }
+    if !c.preview.diff.is_empty() {
+        writeln!(out, "{}", c.preview.diff)?;
+    }
+    out.flush()
+}
+
+/// One change request on one line, as `change list` shows it.
+pub fn change_line(c: &crate::ChangeRequest) -> String {
+    let edits: Vec<String> = c
+        .edits
+        .iter()
+        .map(|e| {
+            serde_json::to_value(e)
+                .ok()
+                .and_then(|v| v["op"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| "?".into())
+        })
+        .collect();
+    format!(
+        "#{} {} {} by {}: {} [{}]{}",
+        c.id,
+        word(&c.status),
+        word(&c.direction),
+        c.proposer,
+        c.reason,
+        edits.join(","),
+        c.applied_at
+            .map(|t| format!(" applied {t}"))
+            .unwrap_or_default()
+    )
+}
+
+/// An account on one line: name, roles, and whether it is disabled.
+pub fn account_line(a: &crate::Account) -> String {
+    let roles: Vec<&str> = a.roles.iter().map(|r| r.as_str()).collect();
+    format!(
+        "{} roles={} {}",
+        a.name,
+        roles.join(","),
+        if a.disabled { "disabled" } else { "" }
+    )
+    .trim_end()
+    .to_owned()
+}
+
+/// An audit log entry on one line.
+pub fn audit_line(e: &hedgerow_store::AuditEntry) -> String {
+    format!("{} #{} {} {} {}", e.time, e.id, e.actor, e.action, e.detail)
+}
+
 // === What people type ===
 
 /// Reads a word naming a value of `T` (a verdict, a severity), in any case: the values are

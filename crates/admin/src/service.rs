@@ -1143,6 +1143,26 @@ impl Admin {
         )
     }
 
+    /// Records a reload asked for by signal (SIGHUP), which no account signed: the appliance's
+    /// own, with its outcome. Then, if it took effect, looks for hand edits.
+    pub fn record_signal_reload(&self, result: &Result<String, String>) -> Result<(), AdminError> {
+        self.audit(
+            APPLIANCE,
+            if result.is_ok() {
+                "reload"
+            } else {
+                "reload-refused"
+            },
+            json(serde_json::json!({
+                "report": result.as_ref().unwrap_or_else(|e| e), "via": "SIGHUP"
+            })),
+        )?;
+        if result.is_ok() {
+            self.check_unreviewed()?;
+        }
+        Ok(())
+    }
+
     fn reload_as(&self, by: &str, via: Option<&str>) -> Result<String, AdminError> {
         let result = (self.reload)();
         self.audit(
