@@ -1249,6 +1249,34 @@ fn the_api_over_tls_on_loopback() {
         .filter_map(|e| e["action"].as_str())
         .collect();
     assert!(actions.contains(&"reload"), "{actions:?}");
+    // The service manager's reload (the reload key) and a signal are recorded as the
+    // appliance's own.
+    let out = app.cli(&["reload"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    app.sighup();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = ok(&app, Some(&tech), "", &["audit", "list"]);
+        let own: Vec<&Value> = log
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "reload" && e["actor"] == "hedgerow")
+            .collect();
+        let detail = |via: &str| {
+            own.iter()
+                .any(|e| e["detail"].as_str().unwrap().contains(via))
+        };
+        if detail("reload.key") && detail("SIGHUP") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{log}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     drop(app);
 
     // With the school CA the certificate is minted from it: trusting the CA is enough.
