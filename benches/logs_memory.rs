@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Peak memory of `hedgerow logs --limit N --format csv > /dev/null` over a store of millions
 //! of events (issue 12), on both paths: the appliance stopped (the command reads the store)
-//! and running (the command asks it over `state/control.sock`, and the appliance's own
+//! and running (the command asks it through its API on `state/api.sock`, and the appliance's own
 //! growth is measured too). Beside it, in the same run, the peer: what the command did before
 //! it streamed (collect the events, keep each as a JSON line, parse them back, build every
 //! row, then print), run as a child process on the same store.
@@ -83,7 +83,9 @@ fn main() {
     let app_config = app.config_path();
     for &limit in &limits {
         let before = peak_kib(app.pid());
-        let (peak, secs, printed, bytes) = measure(logs_command(&app_config, limit));
+        let mut command = logs_command(&app_config, limit);
+        command.envs(app.reader_token().map(|t| ("HEDGEROW_TOKEN", t)));
+        let (peak, secs, printed, bytes) = measure(command);
         let grew = peak_kib(app.pid()).saturating_sub(before);
         row(
             "running: `hedgerow logs`",

@@ -1,18 +1,46 @@
-//! `hedgerow user`, `change` and `audit`: clients of the running appliance's API on
-//! `STATE/api.sock`. They authenticate with `--token-file`, `HEDGEROW_TOKEN`, or a password
-//! for `--user` (prompted on a terminal, else the first line of standard input). `audit
-//! verify` and `audit list` open the store themselves when the appliance is stopped.
+//! The client of the running appliance's API on `STATE/api.sock`, and `hedgerow user`,
+//! `change` and `audit`. Every command that reaches a running appliance (these, and `reload`,
+//! `logs`, `breaches`, `reviews`, `export`) authenticates with `--token-file`,
+//! `HEDGEROW_TOKEN`, or a password for `--user` (prompted on a terminal, else the first line
+//! of standard input). `audit verify` and `audit list` open the store themselves when the
+//! appliance is stopped.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+use hedgerow_admin::report;
 use serde_json::{Value, json};
 
 pub(crate) const API_SOCKET: &str = "api.sock";
 
-/// How the CLI signs in.
+/// How the CLI signs in to the running appliance.
+#[derive(Args, Clone, Default)]
+pub(crate) struct Creds {
+    /// Read an API token from this file (else `HEDGEROW_TOKEN`, else `--user`).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub(crate) token_file: Option<PathBuf>,
+    /// Sign in as this account with its password (prompted, or read from standard input).
+    #[arg(
+        long = "user",
+        visible_alias = "as",
+        value_name = "NAME",
+        global = true
+    )]
+    pub(crate) account: Option<String>,
+}
+
+impl Creds {
+    /// Whether any way of signing in was given.
+    pub(crate) fn given(&self) -> bool {
+        self.token_file.is_some()
+            || std::env::var_os("HEDGEROW_TOKEN").is_some()
+            || self.account.is_some()
+    }
+}
+
+/// The configuration, the sign-in and the output of `user`, `change` and `audit`.
 #[derive(Args, Clone)]
 pub(crate) struct Auth {
     /// The appliance's configuration (to find its state directory).
@@ -23,12 +51,8 @@ pub(crate) struct Auth {
         default_value = "/etc/hedgerow/hedgerow.toml"
     )]
     config: PathBuf,
-    /// Read an API token from this file (else `HEDGEROW_TOKEN`, else `--user`).
-    #[arg(long, value_name = "FILE", global = true)]
-    token_file: Option<PathBuf>,
-    /// Sign in as this account with its password (prompted, or read from standard input).
-    #[arg(long, value_name = "NAME", global = true)]
-    user: Option<String>,
+    #[command(flatten)]
+    creds: Creds,
     /// Print JSON.
     #[arg(long, global = true)]
     json: bool,
@@ -177,7 +201,7 @@ pub(crate) enum AuditCommand {
 }
 
 /// The API's answer: a value, or its error kind and message.
-type Answer = std::result::Result<Value, (String, String)>;
+pub(crate) type Answer = std::result::Result<Value, (String, String)>;
 
 fn state_dir(config: &Path) -> Result<PathBuf> {
     let c = hedgerow_config::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -185,7 +209,7 @@ fn state_dir(config: &Path) -> Result<PathBuf> {
 }
 
 /// One request to the API over its Unix socket.
-fn call(
+pub(crate) fn call(
     sock: &Path,
     method: &str,
     path: &str,
@@ -233,6 +257,74 @@ fn call(
     })
 }
 
+/// One request to the API whose answer is JSON lines (or an export), handing each line to
+/// `each` as it arrives. An error status is the API's error message; an answer cut short is
+/// an error.
+pub(crate) fn stream(
+    sock: &Path,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+    each: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    use http_body_util::{BodyExt, Full};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let stream = tokio::net::UnixStream::connect(sock)
+            .await
+            .with_context(|| {
+                format!("connecting to the running appliance at {}", sock.display())
+            })?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "hedgerow")
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {token}"));
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let resp = sender
+            .send_request(req.body(Full::new(bytes::Bytes::from(body)))?)
+            .await?;
+        let status = resp.status();
+        let mut body = resp.into_body();
+        if !status.is_success() {
+            let bytes = body.collect().await?.to_bytes();
+            let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let msg = v["error"]["message"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+            bail!("{msg}");
+        }
+        let mut held: Vec<u8> = Vec::with_capacity(64 << 10);
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                anyhow::anyhow!("the appliance's answer was cut short (did it stop?): {e}")
+            })?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            held.extend_from_slice(&data);
+            let mut start = 0;
+            while let Some(nl) = held[start..].iter().position(|b| *b == b'\n') {
+                each(&held[start..start + nl])?;
+                start += nl + 1;
+            }
+            held.drain(..start);
+        }
+        if !held.is_empty() {
+            each(&held)?;
+        }
+        Ok(())
+    })
+}
+
 fn read_secret(prompt: &str) -> Result<String> {
     if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         Ok(rpassword::prompt_password(prompt)?)
@@ -243,35 +335,41 @@ fn read_secret(prompt: &str) -> Result<String> {
     }
 }
 
-struct Client {
-    sock: PathBuf,
-    auth: Auth,
+/// A signed-in client of the API on one appliance's socket.
+pub(crate) struct Client {
+    pub(crate) sock: PathBuf,
+    creds: Creds,
     token: Option<String>,
 }
 
 impl Client {
     fn new(auth: &Auth) -> Result<Self> {
         let sock = state_dir(&auth.config)?.join(API_SOCKET);
-        Ok(Self {
+        Ok(Self::at(sock, &auth.creds))
+    }
+
+    /// A client of the API socket `sock`, signing in with `creds`.
+    pub(crate) fn at(sock: PathBuf, creds: &Creds) -> Self {
+        Self {
             sock,
-            auth: auth.clone(),
+            creds: creds.clone(),
             token: None,
-        })
+        }
     }
 
     /// The bearer token: from the file, the environment, or a password sign-in.
-    fn token(&mut self) -> Result<String> {
+    pub(crate) fn token(&mut self) -> Result<String> {
         if let Some(t) = &self.token {
             return Ok(t.clone());
         }
-        let t = if let Some(f) = &self.auth.token_file {
+        let t = if let Some(f) = &self.creds.token_file {
             std::fs::read_to_string(f)
                 .with_context(|| format!("reading {}", f.display()))?
                 .trim()
                 .to_owned()
         } else if let Ok(t) = std::env::var("HEDGEROW_TOKEN") {
             t.trim().to_owned()
-        } else if let Some(user) = self.auth.user.clone() {
+        } else if let Some(user) = self.creds.account.clone() {
             let password = read_secret(&format!("password for {user}: "))?;
             match call(
                 &self.sock,
@@ -284,15 +382,29 @@ impl Client {
                 Err((_, m)) => bail!("{m}"),
             }
         } else {
-            bail!("sign in: --user NAME (password), --token-file FILE or HEDGEROW_TOKEN");
+            bail!(
+                "sign in to the running appliance: --user NAME (password), --token-file FILE or HEDGEROW_TOKEN"
+            );
         };
         self.token = Some(t.clone());
         Ok(t)
     }
 
-    fn send(&mut self, method: &str, path: &str, body: Option<Value>) -> Result<Answer> {
+    pub(crate) fn send(&mut self, method: &str, path: &str, body: Option<Value>) -> Result<Answer> {
         let token = self.token()?;
         call(&self.sock, method, path, Some(&token), body)
+    }
+
+    /// A request whose answer streams as lines (see [`stream`]).
+    pub(crate) fn stream(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        each: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let token = self.token()?;
+        stream(&self.sock, method, path, &token, body, each)
     }
 }
 
@@ -324,23 +436,9 @@ fn roles_json(roles: &[String]) -> Value {
 pub(crate) fn user(auth: &Auth, cmd: UserCommand) -> Result<ExitCode> {
     let mut c = Client::new(auth)?;
     let show = |v: &Value| {
-        println!(
-            "{} roles={} {}",
-            v["name"].as_str().unwrap_or("?"),
-            v["roles"]
-                .as_array()
-                .map(|a| a
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(","))
-                .unwrap_or_default(),
-            if v["disabled"].as_bool() == Some(true) {
-                "disabled"
-            } else {
-                ""
-            }
-        )
+        typed(v, |a: &hedgerow_admin::Account| {
+            println!("{}", report::account_line(a))
+        })
     };
     let answer = match cmd {
         UserCommand::Add {
@@ -349,9 +447,7 @@ pub(crate) fn user(auth: &Auth, cmd: UserCommand) -> Result<ExitCode> {
             no_password,
         } => {
             // The first account is added without signing in (when there is no way to).
-            let has_auth = auth.token_file.is_some()
-                || std::env::var_os("HEDGEROW_TOKEN").is_some()
-                || auth.user.is_some();
+            let has_auth = auth.creds.given();
             let token = if has_auth { Some(c.token()?) } else { None };
             let password = if no_password {
                 None
@@ -487,55 +583,19 @@ fn proposal(a: &ProposeArgs) -> Result<Value> {
     }))
 }
 
+/// Shows a value of the API as `T` with `show`, or as JSON if it is not one (an answer from
+/// a newer appliance).
+fn typed<T: serde::de::DeserializeOwned>(v: &Value, show: impl FnOnce(&T)) {
+    match serde_json::from_value::<T>(v.clone()) {
+        Ok(t) => show(&t),
+        Err(_) => println!("{v}"),
+    }
+}
+
 fn print_change(v: &Value) {
-    let s = |k: &str| v[k].as_str().unwrap_or("-").to_owned();
-    println!("change #{} ({}) {}", v["id"], s("direction"), s("status"));
-    println!("proposer:  {}", s("proposer"));
-    println!("reason:    {}", s("reason"));
-    println!(
-        "risk:      {} — {}",
-        v["risk"]["risk"].as_str().unwrap_or("-"),
-        v["risk"]["justification"].as_str().unwrap_or("")
-    );
-    if let Some(e) = v["risk"]["expires"].as_str() {
-        println!("expires:   {e}");
-    }
-    let needs: Vec<&str> = v["needs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    println!(
-        "needs:     {}",
-        if needs.is_empty() {
-            "-".into()
-        } else {
-            needs.join(", ")
-        }
-    );
-    for sig in v["signatures"].as_array().into_iter().flatten() {
-        println!(
-            "signed:    {} as {}",
-            sig["by"].as_str().unwrap_or("?"),
-            sig["as_roles"]
-        );
-    }
-    if let Some(f) = v["failure"].as_str() {
-        println!("failure:   {f}");
-    }
-    for vc in v["preview"]["verdicts"].as_array().into_iter().flatten() {
-        println!(
-            "verdict:   {}: {} {} -> {}",
-            vc["group"].as_str().unwrap_or("?"),
-            vc["target"].as_str().unwrap_or("?"),
-            vc["before"].as_str().unwrap_or("?"),
-            vc["after"].as_str().unwrap_or("?")
-        );
-    }
-    if let Some(d) = v["preview"]["diff"].as_str().filter(|d| !d.is_empty()) {
-        println!("{d}");
-    }
+    typed(v, |c: &hedgerow_admin::ChangeRequest| {
+        let _ = report::write_change(&mut std::io::stdout().lock(), c);
+    });
 }
 
 pub(crate) fn change(auth: &Auth, cmd: ChangeCommand) -> Result<ExitCode> {
@@ -577,25 +637,9 @@ pub(crate) fn change(auth: &Auth, cmd: ChangeCommand) -> Result<ExitCode> {
             });
             return finish(a, auth.json, |v| {
                 for ch in v.as_array().into_iter().flatten() {
-                    let edits: Vec<String> = ch["edits"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|e| e["op"].as_str().unwrap_or("?").to_owned())
-                        .collect();
-                    println!(
-                        "#{} {} {} by {}: {} [{}]{}",
-                        ch["id"],
-                        ch["status"].as_str().unwrap_or("?"),
-                        ch["direction"].as_str().unwrap_or("?"),
-                        ch["proposer"].as_str().unwrap_or("?"),
-                        ch["reason"].as_str().unwrap_or(""),
-                        edits.join(","),
-                        ch["applied_at"]
-                            .as_str()
-                            .map(|t| format!(" applied {t}"))
-                            .unwrap_or_default()
-                    );
+                    typed(ch, |c: &hedgerow_admin::ChangeRequest| {
+                        println!("{}", report::change_line(c))
+                    });
                 }
             });
         }
@@ -652,14 +696,9 @@ pub(crate) fn audit(auth: &Auth, cmd: AuditCommand) -> Result<ExitCode> {
     }
     finish(answer, auth.json, |v| {
         for e in v.as_array().into_iter().flatten() {
-            println!(
-                "{} #{} {} {} {}",
-                e["time"].as_str().unwrap_or("?"),
-                e["id"],
-                e["actor"].as_str().unwrap_or("?"),
-                e["action"].as_str().unwrap_or("?"),
-                e["detail"].as_str().unwrap_or("")
-            );
+            typed(e, |e: &hedgerow_store::AuditEntry| {
+                println!("{}", report::audit_line(e))
+            });
         }
     })
 }

@@ -41,10 +41,13 @@ enum Command {
         config: PathBuf,
     },
     /// Ask the running appliance to reload its configuration and lists. A broken configuration
-    /// is refused (exit 1) and the running policy stays in force.
+    /// is refused (exit 1) and the running policy stays in force. Signed in as a technician
+    /// or approver, or (the service manager) with `STATE/reload.key`.
     Reload {
         #[arg(long, value_name = "PATH")]
         config: PathBuf,
+        #[command(flatten)]
+        creds: admin::Creds,
     },
     /// Check a configuration and every list it names; print every problem; exit 1 on errors.
     CheckConfig {
@@ -57,6 +60,8 @@ enum Command {
     Breaches {
         #[arg(long, value_name = "PATH")]
         config: PathBuf,
+        #[command(flatten)]
+        creds: admin::Creds,
         #[command(subcommand)]
         command: Option<logs::BreachCommand>,
     },
@@ -64,6 +69,8 @@ enum Command {
     Export {
         #[arg(long, value_name = "PATH")]
         config: PathBuf,
+        #[command(flatten)]
+        creds: admin::Creds,
         /// The file to write.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
@@ -79,6 +86,8 @@ enum Command {
     Reviews {
         #[arg(long, value_name = "PATH")]
         config: PathBuf,
+        #[command(flatten)]
+        creds: admin::Creds,
         #[command(subcommand)]
         command: Option<reviews::ReviewCommand>,
     },
@@ -127,12 +136,20 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => run(&config),
         Command::CheckConfig { path } => check_config(&path),
-        Command::Reload { config } => reload(&config),
+        Command::Reload { config, creds } => reload(&config, &creds),
         Command::Logs(args) => logs::logs(args),
-        Command::Breaches { config, command } => logs::breaches(&config, command),
-        Command::Export { config, out } => logs::export(&config, &out),
+        Command::Breaches {
+            config,
+            creds,
+            command,
+        } => logs::breaches(&config, &creds, command),
+        Command::Export { config, creds, out } => logs::export(&config, &creds, &out),
         Command::Import { config, file } => logs::import(&config, &file),
-        Command::Reviews { config, command } => reviews::reviews(&config, command),
+        Command::Reviews {
+            config,
+            creds,
+            command,
+        } => reviews::reviews(&config, &creds, command),
         Command::Lookup {
             config,
             client,
@@ -217,6 +234,7 @@ fn run(config_path: &Path) -> Result<ExitCode> {
             .context("store opener stopped")??;
         let store = Arc::new(store);
         illegal_tier_alerts(&snap, &store);
+        let api_tcp = api_tcp(snap.config());
         // Not kept: a reload must be able to free the first snapshot's lists.
         drop(snap);
         let clock = clock()?;
@@ -251,17 +269,17 @@ fn run(config_path: &Path) -> Result<ExitCode> {
             None => Vec::new(),
         };
         let services = Arc::new(tokio::sync::Mutex::new(Some(services)));
-        let control = control_socket(&state_dir, services.clone(), store.clone())?;
-        let (api, expiry) = start_admin(&path_for_admin, &services, &store, &state_dir).await?;
+        let admin_tasks =
+            start_admin(&path_for_admin, &services, &store, &state_dir, api_tcp).await?;
         let code = serve(&services, &resolver, &recorder).await;
-        api.abort();
-        expiry.abort();
+        for t in admin_tasks {
+            t.abort();
+        }
         for t in page_tasks {
             t.abort();
         }
         let _ = std::fs::remove_file(state_dir.join(admin::API_SOCKET));
-        control.abort();
-        let _ = std::fs::remove_file(state_dir.join(CONTROL_SOCKET));
+        let _ = std::fs::remove_file(state_dir.join(hedgerow_admin::api::RELOAD_KEY));
         if let Some(s) = services.lock().await.take() {
             s.stop().await;
         }
@@ -310,20 +328,37 @@ fn log_metrics(resolver: &hedgerow_dns::Resolver, recorder: &hedgerow_store::Rec
     );
 }
 
-pub(crate) const CONTROL_SOCKET: &str = "control.sock";
-
-/// The change-control service, once started: reloads from elsewhere (SIGHUP, the control
-/// socket) ask it to look for hand edits.
+/// The change-control service, once started: reloads from elsewhere (SIGHUP) ask it to look
+/// for hand edits.
 static ADMIN: std::sync::OnceLock<Arc<hedgerow_admin::Admin>> = std::sync::OnceLock::new();
 
+/// The API's TCP listener, when `[api]` asks for one: its settings, and the school CA's files
+/// when `[proxy]` names them (the certificate is minted from it).
+struct ApiTcp {
+    api: hedgerow_config::ApiConfig,
+    ca: Option<(PathBuf, PathBuf)>,
+}
+
+fn api_tcp(config: &hedgerow_config::Config) -> Option<ApiTcp> {
+    let api = config.api.clone()?;
+    let ca = config
+        .proxy
+        .as_ref()
+        .and_then(|p| Some((p.ca_cert.clone()?, p.ca_key.clone()?)));
+    Some(ApiTcp { api, ca })
+}
+
 /// Starts change control: notes hand edits made while the appliance was stopped, serves the
-/// API on `STATE/api.sock`, and reverts expired exceptions (checked every second).
+/// API on `STATE/api.sock` (with a new `STATE/reload.key` for the service manager's
+/// `hedgerow reload`) and, with `[api] listen`, over TLS; and reverts expired exceptions
+/// (checked every second).
 async fn start_admin(
     config: &Path,
     services: &Shared,
     store: &Arc<hedgerow_store::Store>,
     state_dir: &Path,
-) -> Result<(tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>)> {
+    tcp: Option<ApiTcp>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>> {
     // A change is put in force by the same all-or-nothing reload as SIGHUP and `hedgerow
     // reload`. Change control calls it off the async workers (spawn_blocking), so it may wait.
     let shared = services.clone();
@@ -339,10 +374,46 @@ async fn start_admin(
     tokio::task::spawn_blocking(move || a.check_unreviewed())
         .await
         .context("change control stopped")??;
+    let key = hedgerow_admin::api::reload_key(state_dir).with_context(|| {
+        format!(
+            "writing {}",
+            state_dir.join(hedgerow_admin::api::RELOAD_KEY).display()
+        )
+    })?;
     let path = state_dir.join(admin::API_SOCKET);
-    let api = hedgerow_admin::api::serve_unix(admin.clone(), &path)
+    let api = hedgerow_admin::api::serve_unix(admin.clone(), &path, Some(&key))
         .with_context(|| format!("binding the API socket {}", path.display()))?;
     tracing::info!("API listening on {}", path.display());
+    let mut tasks = vec![api];
+    if let Some(tcp) = tcp {
+        let listen = tcp.api.listen;
+        let ca = tcp.ca.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+        let identity = hedgerow_admin::tls::identity(listen, &tcp.api.names, ca, state_dir)
+            .context("the API's TLS certificate")?;
+        let listener = hedgerow_admin::api::bind_tcp(listen)
+            .await
+            .with_context(|| format!("binding the API listener [api] listen = {listen}"))?;
+        let bound = listener.local_addr()?;
+        let source = match &identity.source {
+            hedgerow_admin::tls::CertSource::SchoolCa => "minted from the school CA".to_owned(),
+            hedgerow_admin::tls::CertSource::SelfSigned { path, new: true } => {
+                format!("self-signed, made now and kept in {}", path.display())
+            }
+            hedgerow_admin::tls::CertSource::SelfSigned { path, new: false } => {
+                format!("self-signed, kept in {}", path.display())
+            }
+        };
+        tracing::info!(
+            "API listening on https://{bound} (TLS certificate for {}, {source}; SHA-256 fingerprint {})",
+            identity.names.join(", "),
+            identity.fingerprint
+        );
+        tasks.push(hedgerow_admin::api::serve_tls(
+            admin.clone(),
+            listener,
+            identity.config,
+        ));
+    }
     let expiry = tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
@@ -362,7 +433,8 @@ async fn start_admin(
             }
         }
     });
-    Ok((api, expiry))
+    tasks.push(expiry);
+    Ok(tasks)
 }
 
 /// A hand edit is raised to the approvers and the DSL at once, as a high operational alert on
@@ -404,19 +476,20 @@ fn unreviewed_alerts(config: &Path) -> hedgerow_admin::Notifier {
     })
 }
 
-/// The running services, shared by the control socket and the signal loop; `None` once
-/// stopping. The lock also keeps two reloads from running at once.
+/// The running services, shared by change control (API reloads, applied changes) and the
+/// signal loop; `None` once stopping. The lock also keeps two reloads from running at once.
 type Shared = Arc<tokio::sync::Mutex<Option<services::Services>>>;
 
-/// Reloads, for the control socket or SIGHUP; the one-line outcome.
+/// Reloads on SIGHUP; the one-line outcome.
 async fn reload_now(services: &Shared) -> std::result::Result<String, String> {
     let result = reload_services(services).await;
-    // A reload that took effect may carry edits made by hand: change control records them.
-    if result.is_ok()
-        && let Some(a) = ADMIN.get().cloned()
-        && let Ok(Err(e)) = tokio::task::spawn_blocking(move || a.check_unreviewed()).await
-    {
-        tracing::error!("looking for hand edits: {e}");
+    // Recorded in the audit log; a reload that took effect may carry edits made by hand:
+    // change control records them.
+    if let Some(a) = ADMIN.get().cloned() {
+        let r = result.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || a.record_signal_reload(&r)).await {
+            tracing::error!("recording the reload: {e}");
+        }
     }
     result
 }
@@ -430,55 +503,12 @@ async fn reload_services(services: &Shared) -> std::result::Result<String, Strin
     }
 }
 
-/// `state/control.sock`: `hedgerow reload` writes `reload` and reads the outcome; `logs`,
-/// `breaches` and `export` write a JSON query and read JSON lines.
-fn control_socket(
-    state_dir: &Path,
-    services: Shared,
-    store: Arc<hedgerow_store::Store>,
-) -> Result<tokio::task::JoinHandle<()>> {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    let path = state_dir.join(CONTROL_SOCKET);
-    let _ = std::fs::remove_file(&path);
-    let listener = tokio::net::UnixListener::bind(&path)
-        .with_context(|| format!("binding control socket {}", path.display()))?;
-    Ok(tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let services = services.clone();
-            let store = store.clone();
-            tokio::spawn(async move {
-                let (read, mut write) = stream.into_split();
-                let mut line = String::new();
-                if BufReader::new(read).read_line(&mut line).await.is_err() {
-                    return;
-                }
-                let reply = match line.trim() {
-                    "reload" => match reload_now(&services).await {
-                        Ok(s) | Err(s) => s,
-                    },
-                    query if reviews::is_query(query) => {
-                        let (store, query) = (store.clone(), query.to_owned());
-                        tokio::task::spawn_blocking(move || reviews::answer_line(&store, &query))
-                            .await
-                            .unwrap_or_default()
-                    }
-                    query => {
-                        // Streamed, however long the answer.
-                        logs::reply(store, query, &mut write).await;
-                        return;
-                    }
-                };
-                let _ = write.write_all(format!("{reply}\n").as_bytes()).await;
-            });
-        }
-    }))
-}
-
-fn reload(config: &Path) -> Result<ExitCode> {
-    use std::io::{BufRead, Write};
+/// `hedgerow reload`: validates the configuration here first, then asks the running appliance
+/// through its API. Signed in (`--user`, `--token-file`, `HEDGEROW_TOKEN`) as a technician or
+/// approver; else with `STATE/reload.key`, which only the appliance's own user can read: that
+/// is how `systemctl reload` (ExecReload, run as the service's user) reaches it, and it can
+/// ask for nothing but a reload. Prints the outcome; exits 1 when the appliance refuses.
+fn reload(config: &Path, creds: &admin::Creds) -> Result<ExitCode> {
     let parsed = match hedgerow_config::load(config) {
         Ok(c) => c,
         Err(errors) => {
@@ -491,23 +521,35 @@ fn reload(config: &Path) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let path = parsed.server.state_dir.join(CONTROL_SOCKET);
-    let mut stream = std::os::unix::net::UnixStream::connect(&path).with_context(|| {
-        format!(
+    let state_dir = &parsed.server.state_dir;
+    let sock = state_dir.join(admin::API_SOCKET);
+    if std::os::unix::net::UnixStream::connect(&sock).is_err() {
+        anyhow::bail!(
             "no appliance answers at {} (is it running? a changed [server] state_dir needs a restart)",
-            path.display()
-        )
-    })?;
-    stream.write_all(b"reload\n")?;
-    let mut reply = String::new();
-    std::io::BufReader::new(stream).read_line(&mut reply)?;
-    let reply = reply.trim();
-    if reply.starts_with("ok") {
-        println!("{reply}");
-        Ok(ExitCode::SUCCESS)
+            sock.display()
+        );
+    }
+    let mut client = admin::Client::at(sock.clone(), creds);
+    let token = if creds.given() {
+        client.token()?
     } else {
-        eprintln!("{reply}");
-        Ok(ExitCode::FAILURE)
+        let key = state_dir.join(hedgerow_admin::api::RELOAD_KEY);
+        std::fs::read_to_string(&key).map_err(|e| {
+            anyhow::anyhow!(
+                "sign in to reload: --user NAME, --token-file FILE or HEDGEROW_TOKEN (the service manager uses {}, readable by the appliance's user only: {e})",
+                key.display()
+            )
+        })?
+    };
+    match admin::call(&sock, "POST", "/api/v1/reload", Some(token.trim()), None)? {
+        Ok(v) => {
+            println!("{}", v["report"].as_str().unwrap_or_default());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err((_, msg)) => {
+            eprintln!("{msg}");
+            Ok(ExitCode::FAILURE)
+        }
     }
 }
 

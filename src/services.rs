@@ -23,7 +23,7 @@ use crate::logs;
 /// How often the alerter looks for breaches to send.
 const ALERT_POLL: Duration = Duration::from_millis(500);
 
-/// Everything the appliance runs besides the control socket and the signal loop.
+/// Everything the appliance runs besides change control (the API) and the signal loop.
 pub(crate) struct Services {
     pub(crate) handle: Arc<PolicyHandle>,
     pub(crate) store: Arc<Store>,

@@ -968,3 +968,615 @@ fn hand_edit_is_raised_on_the_alert_channels() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(unreviewed().len(), 1);
 }
+
+/// `curl` against the API's TLS listener: status code and body. `cacert` is the certificate
+/// to trust (none: the system's roots only).
+fn curl_api(
+    addr: std::net::SocketAddr,
+    cacert: Option<&Path>,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}"])
+        .args(["-X", method]);
+    if let Some(c) = cacert {
+        cmd.arg("--cacert").arg(c);
+    }
+    if let Some(t) = token {
+        cmd.arg("-H").arg(format!("Authorization: Bearer {t}"));
+    }
+    if let Some(b) = body {
+        cmd.args(["-H", "Content-Type: application/json", "--data", b]);
+    }
+    let out = cmd
+        .arg(format!("https://localhost:{}{path}", addr.port()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// The API on a loopback TCP listener with TLS: off unless configured; a self-signed
+/// certificate kept in the state directory, its fingerprint logged; the same routes and
+/// sign-in as the Unix socket, but no first account without signing in; roles decide who
+/// reads pupil-level data (governors never), every view audited; with the school CA the
+/// certificate is minted from it.
+#[test]
+fn the_api_over_tls_on_loopback() {
+    // Off by default: no listener, no certificate.
+    let plain = start();
+    assert!(
+        plain.listeners("API listening on https://").is_empty(),
+        "{}",
+        plain.logs()
+    );
+    assert!(!plain.dir().join("state/api-tls").exists());
+    drop(plain);
+
+    let main = format!("{MAIN}\n[api]\nlisten = \"127.0.0.1:0\"\n");
+    let app = Appliance::start(
+        Path::new(BIN),
+        &main,
+        &[
+            ("groups.toml", GROUPS),
+            ("iwf.txt", "http://abuse-test.invalid/gallery/item-1.html\n"),
+            ("adult.txt", "adult-test.example\n"),
+            ("games.txt", "games-test.example\n"),
+        ],
+        &[],
+    );
+    let addr = *app
+        .listeners("API listening on https://")
+        .first()
+        .unwrap_or_else(|| panic!("no API listener: {}", app.logs()));
+    let cert = app.dir().join("state/api-tls/cert.pem");
+    let line = app
+        .wait_for("API listening on https://", Duration::from_secs(1))
+        .unwrap();
+    let fingerprint = line
+        .split("SHA-256 fingerprint ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .trim_end_matches(')')
+        .to_owned();
+    let openssl = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&openssl.stdout);
+    assert!(
+        shown.trim().ends_with(&format!("={fingerprint}")),
+        "logged {fingerprint}, openssl says {shown}"
+    );
+    let key_mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(app.dir().join("state/api-tls/key.pem"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(key_mode & 0o077, 0, "the key is readable by others");
+
+    // Over the network nobody makes the first account without signing in.
+    let (code, body) = curl_api(
+        addr,
+        Some(&cert),
+        None,
+        "POST",
+        "/api/v1/users",
+        Some(r#"{"name":"eve","roles":["approver"],"password":"eve-password-1"}"#),
+    );
+    assert_eq!(code, 401, "{body}");
+    // The OpenAPI document is served; the certificate is not trusted without --cacert.
+    let (code, body) = curl_api(addr, Some(&cert), None, "GET", "/api/v1/openapi.json", None);
+    assert_eq!(code, 200);
+    assert!(body.contains("/api/v1/logs"), "{body}");
+    let (code, _) = curl_api(addr, None, None, "GET", "/api/v1/openapi.json", None);
+    assert_eq!(code, 0, "an untrusted certificate was accepted");
+
+    let (boss, tech, dsl) = accounts(&app);
+    let gov = ok(&app, Some(&boss), "", &["user", "token", "gov"])["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (code, body) = curl_api(
+        addr,
+        Some(&cert),
+        Some(&tech),
+        "GET",
+        "/api/v1/whoami",
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"name\":\"tech\""), "{body}");
+    let (code, _) = curl_api(
+        addr,
+        Some(&cert),
+        Some("hrw_not-a-token"),
+        "GET",
+        "/api/v1/whoami",
+        None,
+    );
+    assert_eq!(code, 401);
+    // A password sign-in over TLS gives a session.
+    let (code, body) = curl_api(
+        addr,
+        Some(&cert),
+        None,
+        "POST",
+        "/api/v1/login",
+        Some(r#"{"name":"boss","password":"boss-password-1"}"#),
+    );
+    assert_eq!(code, 200, "{body}");
+
+    // Pupil-level records: the DSL reads them; a governor and a technician do not.
+    let _ = hedgerow_testkit::query_blocking(
+        [127, 0, 0, 1].into(),
+        app.dns_udp,
+        "games-test.example",
+        hickory_proto::rr::RecordType::A,
+        &[],
+    );
+    let (code, body) = curl_api(
+        addr,
+        Some(&cert),
+        Some(&dsl),
+        "POST",
+        "/api/v1/logs",
+        Some("{}"),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.trim_end().ends_with("}") && body.contains("{\"end\":"),
+        "{body}"
+    );
+    for (who, token) in [("governor", &gov), ("technician", &tech)] {
+        let (code, body) = curl_api(
+            addr,
+            Some(&cert),
+            Some(token),
+            "POST",
+            "/api/v1/logs",
+            Some("{}"),
+        );
+        assert_eq!(code, 403, "a {who} read the logs: {body}");
+        let (code, _) = curl_api(
+            addr,
+            Some(&cert),
+            Some(token),
+            "GET",
+            "/api/v1/breaches",
+            None,
+        );
+        assert_eq!(code, 403, "a {who} read the breaches");
+        let (code, _) = curl_api(
+            addr,
+            Some(&cert),
+            Some(token),
+            "GET",
+            "/api/v1/export",
+            None,
+        );
+        assert_eq!(code, 403, "a {who} exported the store");
+    }
+    let (code, _) = curl_api(
+        addr,
+        Some(&cert),
+        Some(&gov),
+        "GET",
+        "/api/v1/reviews",
+        None,
+    );
+    assert_eq!(code, 403, "a governor read review requests");
+    // The CLI is the same client: the DSL's `logs` works, the governor's is refused.
+    let out = app.cli_as(&dsl, &["logs"], &["--format", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = app.cli_as(&gov, &["breaches"], &["list"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("may not"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A technician may reload; a governor may not.
+    let out = app.cli_as(&tech, &["reload"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok"));
+    let out = app.cli_as(&gov, &["reload"], &[]);
+    assert!(!out.status.success(), "a governor reloaded");
+    let (code, _) = curl_api(
+        addr,
+        Some(&cert),
+        Some(&tech),
+        "POST",
+        "/api/v1/reload",
+        None,
+    );
+    assert_eq!(code, 200);
+    // The reload key works on the appliance's own socket only, not over the network.
+    let key = std::fs::read_to_string(app.dir().join("state/reload.key")).unwrap();
+    let (code, _) = curl_api(
+        addr,
+        Some(&cert),
+        Some(key.trim()),
+        "POST",
+        "/api/v1/reload",
+        None,
+    );
+    assert_eq!(code, 401, "the reload key worked over TCP");
+
+    // Every view of pupil-level data is in the audit log, by account, without what the
+    // filters named; refusals read nothing and record no view.
+    let out = app.cli_as(
+        &dsl,
+        &["logs"],
+        &["--user", "pupil-name-7", "--format", "json"],
+    );
+    assert!(out.status.success());
+    let log = ok(&app, Some(&tech), "", &["audit", "list"]);
+    let views: Vec<&Value> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "view-logs")
+        .collect();
+    assert_eq!(views.len(), 3, "{log}");
+    assert!(views.iter().all(|e| e["actor"] == "dsl"), "{log}");
+    assert!(
+        views[2]["detail"].as_str().unwrap().contains("\"user\""),
+        "{log}"
+    );
+    assert!(
+        !log.to_string().contains("pupil-name-7"),
+        "a filter's value in the audit log"
+    );
+    let actions: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(actions.contains(&"reload"), "{actions:?}");
+    // The service manager's reload (the reload key) and a signal are recorded as the
+    // appliance's own.
+    let out = app.cli(&["reload"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    app.sighup();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = ok(&app, Some(&tech), "", &["audit", "list"]);
+        let own: Vec<&Value> = log
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "reload" && e["actor"] == "hedgerow")
+            .collect();
+        let detail = |via: &str| {
+            own.iter()
+                .any(|e| e["detail"].as_str().unwrap().contains(via))
+        };
+        if detail("reload.key") && detail("SIGHUP") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{log}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(app);
+
+    // With the school CA the certificate is minted from it: trusting the CA is enough.
+    let ca = hedgerow_testkit::TestCa::new("School CA");
+    let main = format!(
+        "{MAIN}\n[api]\nlisten = \"127.0.0.1:0\"\nnames = [\"hedgerow.school.example\"]\n\n[proxy]\nlisten = [\"127.0.0.1:0\"]\nca_cert = \"{{dir}}/school-ca.pem\"\nca_key = \"{{dir}}/school-ca.key\"\n"
+    );
+    let app = Appliance::start(
+        Path::new(BIN),
+        &main,
+        &[
+            ("groups.toml", GROUPS),
+            ("iwf.txt", "http://abuse-test.invalid/gallery/item-1.html\n"),
+            ("adult.txt", "adult-test.example\n"),
+            ("games.txt", "games-test.example\n"),
+            ("school-ca.pem", &ca.cert_pem()),
+            ("school-ca.key", &ca.key_pem()),
+        ],
+        &[],
+    );
+    let addr = *app.listeners("API listening on https://").first().unwrap();
+    assert!(
+        app.logs().contains("minted from the school CA"),
+        "{}",
+        app.logs()
+    );
+    assert!(!app.dir().join("state/api-tls").exists());
+    let (code, body) = curl_api(
+        addr,
+        Some(&app.dir().join("school-ca.pem")),
+        None,
+        "GET",
+        "/api/v1/openapi.json",
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+}
+
+/// List sources through change control: adding a blocking list tightens (applied at once,
+/// in force, comments kept); redefining or removing one loosens (needs an approver); the
+/// illegal tier's lists cannot be added, changed or removed, nor its files read as another
+/// kind, and the refusal says why; every refusal leaves the files untouched.
+#[test]
+fn list_sources_through_change_control() {
+    let app = Appliance::start(
+        Path::new(BIN),
+        MAIN,
+        &[
+            ("groups.toml", GROUPS),
+            ("iwf.txt", "http://abuse-test.invalid/gallery/item-1.html\n"),
+            ("adult.txt", "adult-test.example\n"),
+            ("games.txt", "games-test.example\n"),
+            ("social.txt", "social-test.example\n"),
+            ("games2.txt", "other-games-test.example\n"),
+        ],
+        &[],
+    );
+    let (boss, tech, _dsl) = accounts(&app);
+    let read = |name: &str| std::fs::read_to_string(app.dir().join(name)).unwrap();
+    let social = format!(
+        r#"{{"op":"add-list","name":"social","list":{{"path":"{}/social.txt","format":"domains","category":"games"}}}}"#,
+        app.dir().display()
+    );
+    assert_eq!(verdict(&app, "127.0.0.1", "social-test.example"), "allow");
+    let c = through(&app, &tech, &boss, &["--edit", &social], "tightening");
+    // The preview sampled the new list's entries.
+    assert!(
+        c["preview"]["verdicts"]
+            .to_string()
+            .contains("social-test.example"),
+        "{c}"
+    );
+    assert_eq!(verdict(&app, "127.0.0.1", "social-test.example"), "block");
+    assert_eq!(verdict(&app, "127.0.0.1", "games-test.example"), "block");
+    assert!(read("hedgerow.toml").contains("[lists.social]"));
+    assert!(read("hedgerow.toml").contains("[lists.games]\npath = "));
+
+    // Redefining a list loosens (its new file may hold less): approved, applied, in force.
+    let games2 = format!(
+        r#"{{"op":"change-list","name":"games","list":{{"path":"{}/games2.txt","format":"domains","category":"games"}}}}"#,
+        app.dir().display()
+    );
+    through(&app, &tech, &boss, &["--edit", &games2], "loosening");
+    assert_eq!(verdict(&app, "127.0.0.1", "games-test.example"), "allow");
+    assert_eq!(
+        verdict(&app, "127.0.0.1", "other-games-test.example"),
+        "block"
+    );
+    // Removing a blocking list loosens.
+    let r = through(
+        &app,
+        &tech,
+        &boss,
+        &["--remove-list", "social"],
+        "loosening",
+    );
+    assert_eq!(verdict(&app, "127.0.0.1", "social-test.example"), "allow");
+    // Its revert puts the list back (a tightening change: applied at once).
+    let back = ok(&app, Some(&tech), "", &["change", "revert", &id(&r)]);
+    assert_eq!(back["status"], "applied", "{back}");
+    assert_eq!(verdict(&app, "127.0.0.1", "social-test.example"), "block");
+
+    // The illegal tier: nothing touches it, whatever the kind of edit.
+    let before = file_hashes(&app);
+    let dir = app.dir().display().to_string();
+    for (edit, why) in [
+        (
+            format!(
+                r#"{{"op":"add-list","name":"police","list":{{"path":"{dir}/social.txt","format":"domains","kind":"illegal","category":"terrorism"}}}}"#
+            ),
+            "kind \"illegal\"",
+        ),
+        (
+            format!(
+                r#"{{"op":"change-list","name":"iwf","list":{{"path":"{dir}/games.txt","format":"urls","kind":"illegal","category":"child-abuse"}}}}"#
+            ),
+            "illegal-tier list",
+        ),
+        (
+            format!(
+                r#"{{"op":"add-list","name":"copy","list":{{"path":"{dir}/iwf.txt","format":"urls","category":"games"}}}}"#
+            ),
+            "illegal-tier list's",
+        ),
+        (
+            r#"{"op":"remove-list","list":"iwf"}"#.to_owned(),
+            "illegal-tier list",
+        ),
+    ] {
+        let (kind, out) = refused(
+            &app,
+            Some(&tech),
+            &[
+                "change",
+                "propose",
+                "--edit",
+                &edit,
+                "--reason",
+                "x",
+                "--risk",
+                "low",
+                "--justification",
+                "x",
+            ],
+        );
+        assert_eq!(kind, "illegal-tier", "{edit}: {out}");
+        assert!(out.contains(why), "{edit}: {out}");
+        assert!(!out.contains("abuse-test"), "{out}");
+    }
+    assert_eq!(file_hashes(&app), before, "a refused change touched a file");
+
+    // A change that no longer validates when it is applied (its new list file went away
+    // after approval) is refused then, says why, and leaves every file as it was.
+    std::fs::write(app.dir().join("later.txt"), "later-test.example\n").unwrap();
+    let later = format!(
+        r#"{{"op":"change-list","name":"social","list":{{"path":"{dir}/later.txt","format":"domains","category":"games"}}}}"#
+    );
+    let c = propose(&app, &tech, &["--edit", &later]);
+    ok(&app, Some(&boss), "", &["change", "approve", &id(&c)]);
+    std::fs::remove_file(app.dir().join("later.txt")).unwrap();
+    let (kind, out) = refused(&app, Some(&tech), &["change", "apply", &id(&c)]);
+    assert_eq!(kind, "validation", "{out}");
+    assert!(out.contains("later.txt"), "{out}");
+    assert_eq!(
+        file_hashes(&app),
+        before,
+        "a failed application touched a file"
+    );
+    let shown = ok(&app, Some(&tech), "", &["change", "show", &id(&c)]);
+    assert!(
+        shown["failure"]
+            .as_str()
+            .unwrap_or("")
+            .contains("later.txt"),
+        "{shown}"
+    );
+    assert_eq!(verdict(&app, "127.0.0.1", "social-test.example"), "block");
+
+    // Its twin: an ordinary allow list is accepted (it loosens).
+    let allow = format!(
+        r#"{{"op":"add-list","name":"top","list":{{"path":"{dir}/games2.txt","format":"domains","kind":"allow"}}}}"#
+    );
+    let c = propose(&app, &tech, &["--edit", &allow]);
+    assert_eq!(c["direction"], "loosening");
+}
+
+/// `[change_control]` makes approval stricter: tightening changes need approvers, two
+/// different approvers sign (the same one twice is refused), and the DSL (or deputy)
+/// co-signs from medium risk. A looser setting is refused by `check-config` and by
+/// `hedgerow reload`, naming its line and why.
+#[test]
+fn stricter_approval_rules_from_the_configuration() {
+    let rules = "\n[change_control]\napprove_tightening = true\ndsl_cosign_from = \"medium\"\napprovers = 2\n";
+    let app = Appliance::start(
+        Path::new(BIN),
+        &format!("{MAIN}{rules}"),
+        &[
+            ("groups.toml", GROUPS),
+            ("iwf.txt", "http://abuse-test.invalid/gallery/item-1.html\n"),
+            ("adult.txt", "adult-test.example\n"),
+            ("games.txt", "games-test.example\n"),
+        ],
+        &[],
+    );
+    let (boss, tech, dsl) = accounts(&app);
+    ok(
+        &app,
+        Some(&boss),
+        "",
+        &[
+            "user",
+            "add",
+            "deputy",
+            "--roles",
+            "deputy-dsl",
+            "--no-password",
+        ],
+    );
+    let deputy = ok(&app, Some(&boss), "", &["user", "token", "deputy"])["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Tightening now waits for two approvers.
+    let c = propose(&app, &dsl, &["--block", "ks2:tiktok-test.example"]);
+    assert_eq!(c["direction"], "tightening");
+    assert_eq!(
+        c["needs"],
+        serde_json::json!(["approver", "approver"]),
+        "{c}"
+    );
+    let (kind, _) = refused(&app, Some(&tech), &["change", "apply", &id(&c)]);
+    assert_eq!(kind, "conflict", "a tightening change applied unapproved");
+    ok(&app, Some(&boss), "", &["change", "approve", &id(&c)]);
+    let (kind, out) = refused(&app, Some(&boss), &["change", "approve", &id(&c)]);
+    assert_eq!(kind, "conflict", "{out}");
+    assert!(out.contains("already"), "{out}");
+    let (kind, _) = refused(&app, Some(&tech), &["change", "apply", &id(&c)]);
+    assert_eq!(kind, "conflict", "applied with one approver of two");
+    let a = ok(&app, Some(&tech), "", &["change", "approve", &id(&c)]);
+    assert_eq!(a["status"], "approved", "{a}");
+    ok(&app, Some(&tech), "", &["change", "apply", &id(&c)]);
+    assert_eq!(verdict(&app, "127.0.0.1", "tiktok-test.example"), "block");
+
+    // Medium risk needs the DSL (here the deputy: the DSL proposed it) as well.
+    let c = ok(
+        &app,
+        Some(&dsl),
+        "",
+        &[
+            "change",
+            "propose",
+            "--allow",
+            "staff:games-test.example",
+            "--reason",
+            "lesson",
+            "--risk",
+            "medium",
+            "--justification",
+            "staff",
+        ],
+    );
+    assert_eq!(
+        c["needs"],
+        serde_json::json!(["approver", "approver", "dsl"]),
+        "{c}"
+    );
+    ok(&app, Some(&boss), "", &["change", "approve", &id(&c)]);
+    let a = ok(&app, Some(&tech), "", &["change", "approve", &id(&c)]);
+    assert_eq!(a["status"], "proposed", "approved without the DSL: {a}");
+    let a = ok(&app, Some(&deputy), "", &["change", "approve", &id(&c)]);
+    assert_eq!(a["status"], "approved", "{a}");
+
+    // Looser than the defaults: refused at load, with file:line and the reason; the running
+    // appliance keeps its rules.
+    let loose = std::fs::read_to_string(app.config_path())
+        .unwrap()
+        .replace("approvers = 2", "approvers = 0");
+    std::fs::write(app.config_path(), &loose).unwrap();
+    let line = loose
+        .lines()
+        .position(|l| l.starts_with("approvers"))
+        .unwrap()
+        + 1;
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(app.config_path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!("hedgerow.toml:{line}:")) && err.contains("looser than the default"),
+        "{err}"
+    );
+    let out = app.cli(&["reload"], &[]);
+    assert!(!out.status.success(), "a looser rule was reloaded");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("only be made stricter"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -316,19 +316,28 @@ async fn a_dns_block_leads_to_its_block_page_and_a_review_that_is_stored_listed_
         status.contains("<strong id=\"review-status\">pending</strong>"),
         "{status}"
     );
-    // Decided by the technician: the requester sees it, with the note.
-    let out = cli(
-        &r.app,
-        &[
-            "decide",
-            &reference,
-            "approved",
-            "--note",
-            "Unblocked for Year 5",
-            "--by",
-            "it.tech",
-        ],
+    // Decided by the technician, signed in as their own account (the decision is
+    // attributed to it): the requester sees it, with the note.
+    let out = tokio::task::block_in_place(|| {
+        let tech = r.app.token("it.tech", "technician");
+        r.app.cli_as(
+            &tech,
+            &["reviews"],
+            &[
+                "decide",
+                &reference,
+                "approved",
+                "--note",
+                "Unblocked for Year 5",
+            ],
+        )
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.contains("is now approved"), "{out}");
     let (_, status) = curl(PUPIL, &[], &status_url, "games.example", r.page).await;
     assert!(

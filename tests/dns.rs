@@ -1028,7 +1028,7 @@ async fn reload_under_load_fails_no_query_and_a_broken_config_is_refused() {
             .unwrap()
     };
     for round in 0..6 {
-        // Each round adds a newly blocked name and reloads through the control socket.
+        // Each round adds a newly blocked name and reloads through the API (`hedgerow reload`).
         app.write_file("games.txt", &format!("games.example\nnew{round}.example\n"));
         let out = reload(&app);
         assert!(

@@ -593,6 +593,7 @@ fn into_closed_pipe(app: &Appliance, sub: &[&str], args: &[&str]) -> Output {
         .arg("--config")
         .arg(app.config_path())
         .args(args)
+        .envs(app.reader_token().map(|t| ("HEDGEROW_TOKEN", t)))
         .stdout(writer)
         .stderr(Stdio::piped())
         .output()
@@ -741,6 +742,7 @@ fn csv_peak(app: &Appliance, n: usize) -> (u64, usize, u64) {
         .args(["logs", "--config"])
         .arg(app.config_path())
         .args(["--limit", &n.to_string(), "--format", "csv"])
+        .envs(app.reader_token().map(|t| ("HEDGEROW_TOKEN", t)))
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

@@ -3,7 +3,7 @@
 //! the reload is refused as a whole, naming why, with `hedgerow reload` exiting 1 and the old
 //! behaviour kept. Listeners: new addresses bound, removed ones closed, the others untouched
 //! (no query on them lost). Several appliances on one machine reload apart, by their own
-//! control socket or the pid file in their own state directory.
+//! API socket or the pid file in their own state directory.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -1005,7 +1005,7 @@ async fn two_appliances_reload_apart_and_a_second_one_on_a_state_dir_is_refused(
         "A's pid file is left alone"
     );
     let (ok, reply) = reload(&a);
-    assert!(ok, "A's control socket is still A's: {reply}");
+    assert!(ok, "A's API socket is still A's: {reply}");
 }
 
 // === systemd ===

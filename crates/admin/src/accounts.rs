@@ -78,6 +78,10 @@ pub enum Permission {
     Read,
     /// Ask the running appliance to reload its configuration.
     Reload,
+    /// Read pupil-level records: access events and breaches, and export the whole store.
+    PupilData,
+    /// Read and decide review requests from the block page (they name a device and a user).
+    Reviews,
 }
 
 impl Permission {
@@ -92,6 +96,8 @@ impl Permission {
             Permission::Apply => &[Technician, Approver],
             Permission::Read => &[Technician, Approver, Dsl, DeputyDsl, Governor],
             Permission::Reload => &[Technician, Approver],
+            Permission::PupilData => &[Dsl, DeputyDsl],
+            Permission::Reviews => &[Technician, Approver, Dsl, DeputyDsl],
         }
     }
 }
@@ -232,9 +238,19 @@ mod tests {
         let tech = account(&[Role::Technician]);
         assert!(tech.authorize(Permission::Propose).is_ok());
         assert!(tech.authorize(Permission::Approve).is_err());
+        assert!(tech.authorize(Permission::Reload).is_ok());
+        assert!(tech.authorize(Permission::PupilData).is_err());
         let gov = account(&[Role::Governor]);
         assert!(gov.authorize(Permission::Read).is_ok());
         assert!(gov.authorize(Permission::Propose).is_err());
+        // Governors never get pupil-level data.
+        assert!(gov.authorize(Permission::PupilData).is_err());
+        assert!(gov.authorize(Permission::Reviews).is_err());
+        assert!(
+            account(&[Role::DeputyDsl])
+                .authorize(Permission::PupilData)
+                .is_ok()
+        );
         let both = account(&[Role::Technician, Role::Approver]);
         assert!(both.authorize(Permission::Approve).is_ok());
         let mut off = both;

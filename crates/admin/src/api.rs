@@ -1,32 +1,58 @@
-//! The appliance's HTTP JSON API (axum on hyper), served on `STATE/api.sock`. Versioned paths
-//! under `/api/v1/`; errors are `{"error": {"kind": …, "message": …}}` with a status per kind
+//! The appliance's HTTP JSON API (axum on hyper): the one way into a running appliance, for
+//! the CLI and the web console. Served on `STATE/api.sock` and, with `[api] listen`, on a TCP
+//! listener with TLS ([`serve_tls`], certificate from [`crate::tls`]). Versioned paths under
+//! `/api/v1/`; errors are `{"error": {"kind": …, "message": …}}` with a status per kind
 //! ([`AdminError::kind`]); `GET /api/v1/openapi.json` describes it. Authentication is a bearer
 //! token (a session from `POST /api/v1/login`, or an account's API token); authorisation is
-//! [`crate::Permission::roles`], checked inside each [`Admin`] operation.
+//! [`crate::Permission::roles`], checked inside each [`Admin`] operation. Pupil-level records
+//! (`logs`, `breaches`, `reviews`, `export`) stream as JSON lines ([`crate::records`]), each
+//! view recorded in the audit log first.
 //!
 //! The OpenAPI document is written by hand (`openapi.json` beside this file): the API is
 //! small, and a derive macro on every type would tie the admin types to one generator.
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path as UrlPath, State};
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, Query as UrlQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use hedgerow_model::Severity;
+use hedgerow_store::{EventFilter, ReviewStatus};
 use serde::{Deserialize, Serialize};
 
+use crate::records::{self, Query};
 use crate::{Account, Admin, AdminError, Proposal, Role};
 
 const OPENAPI: &str = include_str!("openapi.json");
 
-type St = State<Arc<Admin>>;
+/// What the handlers share: change control, and where the request came from.
+pub struct Ctx {
+    admin: Arc<Admin>,
+    /// The appliance's own Unix socket (readable by its owner only): the first account may be
+    /// added there without signing in, and the service manager may reload with the reload key.
+    local: bool,
+    /// SHA-256 of the reload key (`STATE/reload.key`), on the Unix socket only.
+    reload_key: Option<String>,
+}
 
-/// The API's routes.
-pub fn router(admin: Arc<Admin>) -> Router {
+type St = State<Arc<Ctx>>;
+
+/// The API's routes, for the Unix socket (`local`) or a TCP listener.
+pub fn router(admin: Arc<Admin>, local: bool, reload_key: Option<&str>) -> Router {
+    let ctx = Ctx {
+        admin,
+        local,
+        reload_key: reload_key
+            .filter(|_| local)
+            .map(crate::accounts::token_hash),
+    };
     Router::new()
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/login", post(login))
@@ -45,29 +71,118 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/audit/verify", get(audit_verify))
         .route("/api/v1/reload", post(reload))
+        .route("/api/v1/logs", post(logs))
+        .route("/api/v1/breaches", get(breaches))
+        .route("/api/v1/breaches/{id}", get(breach))
+        .route("/api/v1/reviews", get(reviews))
+        .route("/api/v1/reviews/{reference}", get(review))
+        .route("/api/v1/reviews/{reference}/decide", post(decide))
+        .route("/api/v1/export", get(export))
         .fallback(|| async {
             error(AdminError::NotFound(
                 "no such API path (see /api/v1/openapi.json)".into(),
             ))
         })
-        .with_state(admin)
+        .with_state(Arc::new(ctx))
 }
+
+/// Writes a new random reload key to `STATE/reload.key` (readable by the appliance's user
+/// only) and returns it. Whoever can read it may ask for a reload on the Unix socket, and
+/// nothing else: the same power as sending the process SIGHUP, with the outcome reported.
+pub fn reload_key(state_dir: &Path) -> std::io::Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let (key, _) = crate::accounts::new_token();
+    let path = state_dir.join(RELOAD_KEY);
+    let tmp = state_dir.join(".reload.key.tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(key.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(key)
+}
+
+/// The reload key's file name in the state directory.
+pub const RELOAD_KEY: &str = "reload.key";
 
 /// Serves the API on a Unix socket at `path` (replacing a stale one), readable by its owner
 /// only, until the task is aborted.
-pub fn serve_unix(admin: Arc<Admin>, path: &Path) -> std::io::Result<tokio::task::JoinHandle<()>> {
+pub fn serve_unix(
+    admin: Arc<Admin>,
+    path: &Path,
+    reload_key: Option<&str>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let _ = std::fs::remove_file(path);
     let listener = tokio::net::UnixListener::bind(path)?;
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     }
-    let app = router(admin);
+    let app = router(admin, true, reload_key);
     Ok(tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!("API server stopped: {e}");
         }
     }))
+}
+
+/// Binds the API's TCP listener (`[api] listen`). Bound before it is served, so a port in
+/// use stops the start with a clear error.
+pub async fn bind_tcp(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}
+
+/// Serves the API over TLS on `listener` with `tls`, the same routes and the same sign-in as
+/// on the Unix socket, except that nothing is done without signing in (no first account, no
+/// reload key). Each connection's handshake runs in its own task, with a deadline.
+pub fn serve_tls(
+    admin: Arc<Admin>,
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+) -> tokio::task::JoinHandle<()> {
+    let app = router(admin, false, None);
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    tokio::spawn(async move {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!("API listener: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                let handshake = tokio::time::timeout(
+                    std::time::Duration::from_secs(10),
+                    acceptor.accept(stream),
+                )
+                .await;
+                let tls = match handshake {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, "API TLS handshake failed: {e}");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(std::time::Duration::from_secs(30))
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+                if let Err(e) = conn.await {
+                    tracing::debug!(%peer, "API connection: {e}");
+                }
+            });
+        }
+    })
 }
 
 fn status(e: &AdminError) -> StatusCode {
@@ -77,7 +192,9 @@ fn status(e: &AdminError) -> StatusCode {
         AdminError::Invalid(_) => StatusCode::BAD_REQUEST,
         AdminError::NotFound(_) => StatusCode::NOT_FOUND,
         AdminError::Conflict(_) => StatusCode::CONFLICT,
-        AdminError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        AdminError::Validation(_) | AdminError::ReloadRefused(_) => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -110,7 +227,7 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
 }
 
 /// Runs `f` as the account the request's bearer token names.
-async fn authed<T, F>(admin: Arc<Admin>, headers: &HeaderMap, f: F) -> Response
+async fn authed<T, F>(ctx: Arc<Ctx>, headers: &HeaderMap, f: F) -> Response
 where
     T: Serialize + Send + 'static,
     F: FnOnce(&Admin, &Account) -> Result<T, AdminError> + Send + 'static,
@@ -120,8 +237,8 @@ where
         let token = token.ok_or_else(|| {
             AdminError::Unauthenticated("send Authorization: Bearer <token>".into())
         })?;
-        let who = admin.authenticate(&token)?;
-        f(&admin, &who)
+        let who = ctx.admin.authenticate(&token)?;
+        f(&ctx.admin, &who)
     })
     .await
 }
@@ -136,8 +253,8 @@ struct Login {
     password: String,
 }
 
-async fn login(State(a): St, Json(l): Json<Login>) -> Response {
-    run(move || a.login(&l.name, &l.password)).await
+async fn login(State(c): St, Json(l): Json<Login>) -> Response {
+    run(move || c.admin.login(&l.name, &l.password)).await
 }
 
 async fn whoami(State(a): St, h: HeaderMap) -> Response {
@@ -157,9 +274,19 @@ struct NewUser {
 }
 
 async fn add_user(State(a): St, h: HeaderMap, Json(u): Json<NewUser>) -> Response {
-    // The first account may be added without signing in: the socket is the owner's only.
+    // The first account may be added without signing in on the appliance's own socket (its
+    // owner's only), never over the network.
     match bearer(&h) {
-        None => run(move || a.add_account(None, &u.name, u.roles, u.password.as_deref())).await,
+        None if !a.local => error(AdminError::Unauthenticated(
+            "sign in: the first account is added on the appliance itself (STATE/api.sock)".into(),
+        )),
+        None => {
+            run(move || {
+                a.admin
+                    .add_account(None, &u.name, u.roles, u.password.as_deref())
+            })
+            .await
+        }
         Some(_) => {
             authed(a, &h, move |a, who| {
                 a.add_account(Some(who), &u.name, u.roles, u.password.as_deref())
@@ -280,9 +407,214 @@ async fn audit_verify(State(a): St, h: HeaderMap) -> Response {
     .await
 }
 
-async fn reload(State(a): St, h: HeaderMap) -> Response {
-    authed(a, &h, |a, who| {
+async fn reload(State(c): St, h: HeaderMap) -> Response {
+    let by_key = match (&c.reload_key, bearer(&h)) {
+        (Some(key), Some(t)) => crate::accounts::token_hash(t.trim()) == *key,
+        _ => false,
+    };
+    if by_key {
+        return run(move || {
+            c.admin
+                .reload_by_key()
+                .map(|r| serde_json::json!({ "report": r }))
+        })
+        .await;
+    }
+    authed(c, &h, |a, who| {
         a.reload(who).map(|r| serde_json::json!({ "report": r }))
     })
     .await
+}
+
+// ---- pupil-level records ----
+
+/// Bytes of answer gathered before they go to the connection, and how many such chunks may
+/// wait: what the appliance holds for one reader, however long the answer.
+const CHUNK: usize = 64 << 10;
+const CHUNKS_WAITING: usize = 4;
+
+/// A streamed body fed by a blocking task: `fill` writes into the sink it is given, which
+/// hands full chunks to the connection as the reader takes them. A reader that goes away
+/// (`hedgerow logs | head`) makes the sink fail, which stops `fill` at its next chunk.
+fn streamed<F>(content_type: &'static str, fill: F) -> Response
+where
+    F: FnOnce(&mut dyn FnMut(&[u8]) -> std::io::Result<()>) -> std::io::Result<()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(CHUNKS_WAITING);
+    tokio::task::spawn_blocking(move || {
+        let mut chunk = Vec::with_capacity(CHUNK);
+        let gone = || std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        let result = fill(&mut |bytes| {
+            chunk.extend_from_slice(bytes);
+            if chunk.len() >= CHUNK {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                tx.blocking_send(Ok(full)).map_err(|_| gone())?;
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) if !chunk.is_empty() => {
+                let _ = tx.blocking_send(Ok(chunk));
+            }
+            Ok(()) => {}
+            // Cut the body short: the reader sees an incomplete answer, never a whole one.
+            Err(e) => {
+                tracing::warn!("API answer stopped: {e}");
+                let _ = tx.blocking_send(Err(e));
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    (
+        [(header::CONTENT_TYPE, content_type)],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+/// Authorises and records `q` for the request's account, then streams its answer.
+async fn query(c: Arc<Ctx>, h: &HeaderMap, q: Query) -> Response {
+    let token = bearer(h);
+    let admin = c.admin.clone();
+    let checked = {
+        let q = q.clone();
+        tokio::task::spawn_blocking(move || {
+            let token = token.ok_or_else(|| {
+                AdminError::Unauthenticated("send Authorization: Bearer <token>".into())
+            })?;
+            let who = admin.authenticate(&token)?;
+            admin.authorize_query(&who, &q)
+        })
+        .await
+    };
+    match checked {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return error(e),
+        Err(e) => return error(AdminError::Internal(format!("operation failed: {e}"))),
+    }
+    let store = c.admin.store().clone();
+    streamed("application/x-ndjson", move |sink| {
+        // A store failure is told in the answer's last line; a reader gone away stops it.
+        let _ = records::answer(&store, q, &mut |line| {
+            sink(line)?;
+            sink(b"\n")
+        });
+        Ok(())
+    })
+}
+
+async fn logs(State(c): St, h: HeaderMap, Json(f): Json<EventFilter>) -> Response {
+    query(c, &h, Query::Logs(Box::new(f))).await
+}
+
+#[derive(Deserialize)]
+struct BreachesAsk {
+    #[serde(default)]
+    severity: Option<Severity>,
+    #[serde(default = "hundred")]
+    limit: usize,
+}
+
+fn hundred() -> usize {
+    100
+}
+
+async fn breaches(State(c): St, h: HeaderMap, UrlQuery(b): UrlQuery<BreachesAsk>) -> Response {
+    let q = Query::Breaches {
+        min: b.severity,
+        limit: b.limit,
+    };
+    query(c, &h, q).await
+}
+
+async fn breach(State(c): St, h: HeaderMap, UrlPath(id): UrlPath<u64>) -> Response {
+    query(c, &h, Query::Breach(id)).await
+}
+
+#[derive(Deserialize)]
+struct ReviewsAsk {
+    #[serde(default)]
+    status: Option<ReviewStatus>,
+    #[serde(default = "hundred")]
+    limit: usize,
+}
+
+async fn reviews(State(c): St, h: HeaderMap, UrlQuery(r): UrlQuery<ReviewsAsk>) -> Response {
+    let q = Query::Reviews {
+        status: r.status,
+        limit: r.limit,
+    };
+    query(c, &h, q).await
+}
+
+fn reference(text: &str) -> Result<u64, AdminError> {
+    crate::report::parse_reference(text).map_err(AdminError::Invalid)
+}
+
+async fn review(State(c): St, h: HeaderMap, UrlPath(r): UrlPath<String>) -> Response {
+    match reference(&r) {
+        Ok(r) => query(c, &h, Query::Review(r)).await,
+        Err(e) => error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct Decision {
+    status: ReviewStatus,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+async fn decide(
+    State(c): St,
+    h: HeaderMap,
+    UrlPath(r): UrlPath<String>,
+    Json(d): Json<Decision>,
+) -> Response {
+    let r = match reference(&r) {
+        Ok(r) => r,
+        Err(e) => return error(e),
+    };
+    authed(c, &h, move |a, who| {
+        a.decide_review(who, r, d.status, d.note.as_deref())
+    })
+    .await
+}
+
+/// The whole store as JSON lines (the export file itself). A failure part-way cuts the body
+/// short, so a reader never takes a partial export for a whole one.
+async fn export(State(c): St, h: HeaderMap) -> Response {
+    let token = bearer(&h);
+    let admin = c.admin.clone();
+    let checked = tokio::task::spawn_blocking(move || {
+        let token = token.ok_or_else(|| {
+            AdminError::Unauthenticated("send Authorization: Bearer <token>".into())
+        })?;
+        let who = admin.authenticate(&token)?;
+        admin.authorize_export(&who)
+    })
+    .await;
+    match checked {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return error(e),
+        Err(e) => return error(AdminError::Internal(format!("operation failed: {e}"))),
+    }
+    let store = c.admin.store().clone();
+    streamed("application/x-ndjson", move |sink| {
+        struct Sink<'a>(&'a mut dyn FnMut(&[u8]) -> std::io::Result<()>);
+        impl std::io::Write for Sink<'_> {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                (self.0)(buf)?;
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut out = std::io::BufWriter::with_capacity(CHUNK, Sink(sink));
+        store.export(&mut out).map_err(std::io::Error::other)?;
+        std::io::Write::flush(&mut out)
+    })
 }

@@ -167,26 +167,54 @@ pub struct ChangeRequest {
 }
 
 impl ChangeRequest {
-    /// The signatures a change needs: a loosening one an approver's; a high-risk one the
-    /// DSL's as well. A tightening one none (it is still recorded).
-    pub(crate) fn required(direction: Direction, risk: Risk) -> Vec<Role> {
+    /// The signatures a change needs, by the rules in `[change_control]`: by default a
+    /// loosening one an approver's, a high-risk one the DSL's as well, a tightening one none
+    /// (it is still recorded). Stricter rules may ask for approvers on tightening changes
+    /// too, more than one approver, and the DSL from medium or low risk.
+    pub(crate) fn required(
+        direction: Direction,
+        risk: Risk,
+        rules: &hedgerow_config::ChangeControlConfig,
+    ) -> Vec<Role> {
+        use hedgerow_config::RiskLevel;
         let mut needs = Vec::new();
-        if direction == Direction::Loosening {
-            needs.push(Role::Approver);
+        if direction == Direction::Loosening || rules.approve_tightening {
+            for _ in 0..rules.approvers.max(1) {
+                needs.push(Role::Approver);
+            }
         }
-        if risk == Risk::High {
+        let level = match risk {
+            Risk::Low => RiskLevel::Low,
+            Risk::Medium => RiskLevel::Medium,
+            Risk::High => RiskLevel::High,
+        };
+        if level >= rules.dsl_cosign_from {
             needs.push(Role::Dsl);
         }
         needs
     }
 
-    /// Roles still missing a signature.
+    /// Roles still missing a signature: each role as many times as it is needed and not yet
+    /// signed for (every signature is a different account's).
     pub fn missing(&self) -> Vec<Role> {
-        self.needs
-            .iter()
-            .copied()
-            .filter(|r| !self.signatures.iter().any(|s| s.as_roles.contains(r)))
-            .collect()
+        let mut out = Vec::new();
+        let mut seen = Vec::new();
+        for r in &self.needs {
+            if seen.contains(r) {
+                continue;
+            }
+            seen.push(*r);
+            let needed = self.needs.iter().filter(|x| *x == r).count();
+            let signed = self
+                .signatures
+                .iter()
+                .filter(|s| s.as_roles.contains(r))
+                .count();
+            for _ in signed..needed {
+                out.push(*r);
+            }
+        }
+        out
     }
 
     /// The roles `account` would sign as on this change (never on its own proposal).

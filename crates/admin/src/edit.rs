@@ -33,6 +33,12 @@ pub enum Edit {
     Youtube { group: String, mode: String },
     /// Remove a list (a block list loosens, an allow list tightens; an illegal list never).
     RemoveList { list: String },
+    /// Add a `[lists.NAME]` list source (a block list tightens; an allow or approved list
+    /// loosens; an illegal-tier list never: refused).
+    AddList { name: String, list: ListSpec },
+    /// Replace a list source's definition (path, format, kind, category, …). Loosens, as far
+    /// as approval goes: a new file or kind may hold less. Never an illegal-tier list's.
+    ChangeList { name: String, list: ListSpec },
     /// Put whole files back as they were (a rollback of the whole configuration). Loosens, as
     /// far as approval goes: it is checked as strictly as any loosening.
     RestoreFiles { files: BTreeMap<PathBuf, String> },
@@ -66,6 +72,72 @@ pub enum Edit {
     },
     /// Remove a group's schedule window by name (tightens).
     RemoveSchedule { group: String, name: String },
+}
+
+/// A `[lists.NAME]` list source, as written in the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListSpec {
+    /// The list file (relative paths are read from the configuration file's folder).
+    pub path: String,
+    pub format: hedgerow_config::ListFormat,
+    #[serde(default = "block")]
+    pub kind: ListKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_match: Option<hedgerow_config::UrlMatch>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<hedgerow_config::Severity>,
+}
+
+fn block() -> ListKind {
+    ListKind::Block
+}
+
+impl ListSpec {
+    fn from_config(l: &hedgerow_config::ListSource) -> Self {
+        Self {
+            path: l.path.display().to_string(),
+            format: l.format,
+            kind: l.kind,
+            category: l.category.as_ref().map(|c| c.as_str().to_owned()),
+            optional: l.optional,
+            url_match: Some(l.url_match),
+            severity: Some(l.severity),
+        }
+    }
+
+    /// Writes the spec's keys into `t`, keeping the comments and layout of keys that stay.
+    fn write(&self, t: &mut dyn TableLike) {
+        set(t, "path", &self.path);
+        set(t, "format", &word(&self.format));
+        set(t, "kind", &word(&self.kind));
+        match &self.category {
+            Some(c) => set(t, "category", c),
+            None => {
+                t.remove("category");
+            }
+        }
+        if self.optional {
+            t.insert("optional", toml_edit::value(true));
+        } else {
+            t.remove("optional");
+        }
+        match &self.url_match {
+            Some(m) => set(t, "url_match", &word(m)),
+            None => {
+                t.remove("url_match");
+            }
+        }
+        match &self.severity {
+            Some(s) => set(t, "severity", &word(s)),
+            None => {
+                t.remove("severity");
+            }
+        }
+    }
 }
 
 /// A `[[devices]]` entry, as written in the file.
@@ -249,6 +321,7 @@ impl Edit {
             | Edit::AddSchedule { group, .. }
             | Edit::RemoveSchedule { group, .. } => Some(group),
             Edit::AddDevice { device } => device.group.as_deref(),
+            Edit::AddList { .. } | Edit::ChangeList { .. } => None,
             Edit::RemoveList { .. }
             | Edit::RestoreFiles { .. }
             | Edit::RemoveDevice { .. }
@@ -316,6 +389,8 @@ impl Edit {
                 Some(l) if l.kind == ListKind::Allow => Tightening,
                 _ => Loosening,
             },
+            Edit::AddList { list, .. } if list.kind == ListKind::Block => Tightening,
+            Edit::AddList { .. } | Edit::ChangeList { .. } => Loosening,
             Edit::RestoreFiles { .. } => Loosening,
             Edit::AddDevice { device } if device.group.is_some() => Loosening,
             Edit::AddDevice { .. } => Tightening,
@@ -343,6 +418,22 @@ impl Edit {
                 .iter()
                 .any(|l| l.name == name && l.kind == ListKind::Illegal)
         };
+        let illegal_file = |path: &str| {
+            let p = Path::new(path);
+            let p = match (
+                p.is_relative(),
+                snap.config().files.first().and_then(|f| f.parent()),
+            ) {
+                (true, Some(dir)) => dir.join(p),
+                _ => p.to_owned(),
+            };
+            let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+            let p = canon(&p);
+            snap.config()
+                .lists
+                .iter()
+                .any(|l| l.kind == ListKind::Illegal && canon(&l.path) == p)
+        };
         let illegal_category = |category: &str| {
             snap.config().lists.iter().any(|l| {
                 l.kind == ListKind::Illegal
@@ -358,6 +449,23 @@ impl Edit {
             Edit::RemoveList { list } if illegal(list) => Err(AdminError::IllegalTier(format!(
                 "list {list:?} is an illegal-tier list: it cannot be removed, disabled or narrowed through change control"
             ))),
+            Edit::ChangeList { name, .. } if illegal(name) => Err(AdminError::IllegalTier(format!(
+                "list {name:?} is an illegal-tier list: it cannot be changed, disabled or narrowed through change control"
+            ))),
+            Edit::AddList { list, .. } | Edit::ChangeList { list, .. }
+                if list.kind == ListKind::Illegal =>
+            {
+                Err(AdminError::IllegalTier(
+                    "a list of kind \"illegal\" is the illegal tier (IWF / police lists): its lists are installed with the appliance and cannot be added, changed or removed through change control".into(),
+                ))
+            }
+            Edit::AddList { list, .. } | Edit::ChangeList { list, .. }
+                if illegal_file(&list.path) =>
+            {
+                Err(AdminError::IllegalTier(
+                    "the file is an illegal-tier list's: read as any other kind its entries would be held and shown in clear".into(),
+                ))
+            }
             Edit::UnblockCategory { category, .. } if illegal_category(category) => {
                 Err(AdminError::IllegalTier(format!(
                     "category {category:?} is the illegal tier's: it is always blocked"
@@ -400,7 +508,16 @@ impl Edit {
                 },
                 group: g,
             },
-            Edit::RemoveList { .. } | Edit::RestoreFiles { .. } => return None,
+            Edit::RestoreFiles { .. } => return None,
+            Edit::RemoveList { list } => Edit::AddList {
+                list: ListSpec::from_config(before.lists.iter().find(|l| l.name == list)?),
+                name: list,
+            },
+            Edit::AddList { name, .. } => Edit::RemoveList { list: name },
+            Edit::ChangeList { name, .. } => Edit::ChangeList {
+                list: ListSpec::from_config(before.lists.iter().find(|l| l.name == name)?),
+                name,
+            },
             Edit::AddDevice { device } => Edit::RemoveDevice { name: device.name },
             Edit::RemoveDevice { name } => Edit::AddDevice {
                 device: DeviceSpec::from_config(before.devices.iter().find(|d| d.name == name)?),
@@ -447,6 +564,18 @@ impl Edit {
             Edit::SafeSearch { group, mode } => format!("{group}: SafeSearch {mode}"),
             Edit::Youtube { group, mode } => format!("{group}: YouTube {mode}"),
             Edit::RemoveList { list } => format!("remove list {list}"),
+            Edit::AddList { name, list } => format!(
+                "add {} list {name} ({}) from {}",
+                word(&list.kind),
+                list.category.as_deref().unwrap_or("no category"),
+                list.path
+            ),
+            Edit::ChangeList { name, list } => format!(
+                "change list {name} to {} ({}) from {}",
+                word(&list.kind),
+                list.category.as_deref().unwrap_or("no category"),
+                list.path
+            ),
             Edit::RestoreFiles { files } => format!("restore {} file(s)", files.len()),
             Edit::AddDevice { device } => match &device.group {
                 Some(g) => format!("add device {} in group {g}", device.name),
@@ -584,6 +713,49 @@ impl Files {
             return Ok(());
         }
         match edit {
+            Edit::AddList { name, list } => {
+                if config.lists.iter().any(|l| &l.name == name) {
+                    return Err(AdminError::Invalid(format!("a list named {name:?} exists")));
+                }
+                let path = match config.lists.last() {
+                    Some(l) => l.location.path.clone(),
+                    None => Self::main_file(config)?,
+                };
+                let doc = self.doc(&path)?;
+                let lists = doc
+                    .entry("lists")
+                    .or_insert_with(|| {
+                        let mut t = Table::new();
+                        t.set_implicit(true);
+                        Item::Table(t)
+                    })
+                    .as_table_like_mut()
+                    .ok_or_else(|| AdminError::Invalid("[lists] is not a table".into()))?;
+                let mut t = Table::new();
+                list.write(&mut t);
+                lists.insert(name, Item::Table(t));
+                return Ok(());
+            }
+            Edit::ChangeList { name, list } => {
+                let l = config
+                    .lists
+                    .iter()
+                    .find(|l| &l.name == name)
+                    .ok_or_else(|| AdminError::Invalid(format!("no list named {name:?}")))?;
+                let doc = self.doc(&l.location.path)?;
+                let t = doc
+                    .get_mut("lists")
+                    .and_then(Item::as_table_like_mut)
+                    .and_then(|t| t.get_mut(name))
+                    .and_then(Item::as_table_like_mut)
+                    .ok_or_else(|| {
+                        AdminError::Invalid(format!(
+                            "list {name:?} is not a [lists.{name}] table this can edit"
+                        ))
+                    })?;
+                list.write(t);
+                return Ok(());
+            }
             Edit::AddDevice { device } => {
                 let path = match config.devices.last() {
                     Some(d) => d.location.path.clone(),

@@ -2,8 +2,11 @@
 //! requests with their risk assessment, preview and approvals, applying them to the TOML files
 //! (comments kept, everything re-validated, written atomically, the appliance reloaded) and
 //! reverting them, hand edits noticed as unreviewed changes, and the appliance's HTTP API
-//! ([`api`]) that the CLI and the web console use. Every step goes to the store's hash-chained
-//! audit log, attributed to an authenticated account.
+//! ([`api`]) that the CLI and the web console use, the one way into a running appliance. It
+//! also owns reading pupil-level records through that API ([`records`]: access events,
+//! breaches, review requests, export; who may, and each view audited) and how they are shown
+//! ([`report`]: the table, CSV and JSON the CLI prints). Every step goes to the store's
+//! hash-chained audit log, attributed to an authenticated account.
 //!
 //! It does not decide verdicts (the policy crate does, from the edited files) and it does not
 //! talk DNS or HTTP proxying. Its operations are blocking (argon2, policy builds, fsync): the
@@ -13,14 +16,17 @@ mod accounts;
 pub mod api;
 mod change;
 mod edit;
+pub mod records;
+pub mod report;
 mod service;
+pub mod tls;
 
 pub use accounts::{Account, Permission, Role};
 pub use change::{
     ChangeRequest, FileHashes, Origin, Preview, Proposal, Risk, RiskAssessment, Signature, Status,
     VerdictChange,
 };
-pub use edit::{BreachRuleSpec, DeviceSpec, Direction, Edit, ScheduleSpec};
+pub use edit::{BreachRuleSpec, DeviceSpec, Direction, Edit, ListSpec, ScheduleSpec};
 pub use service::{APPLIANCE, Admin, Notifier, Reloader, Session};
 
 /// Why an admin operation was refused or failed. Each kind maps to one HTTP status.
@@ -48,6 +54,9 @@ pub enum AdminError {
     /// file was changed.
     #[error("the change does not validate; no file was changed:\n{0}")]
     Validation(String),
+    /// The running appliance refused to reload; the old policy stays in force. Why.
+    #[error("{0}")]
+    ReloadRefused(String),
     #[error("store: {0}")]
     Store(#[from] hedgerow_store::StoreError),
     #[error("internal: {0}")]
@@ -65,6 +74,7 @@ impl AdminError {
             AdminError::IllegalTier(_) => "illegal-tier",
             AdminError::Conflict(_) => "conflict",
             AdminError::Validation(_) => "validation",
+            AdminError::ReloadRefused(_) => "reload-refused",
             AdminError::Store(_) => "store",
             AdminError::Internal(_) => "internal",
         }

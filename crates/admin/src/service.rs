@@ -482,6 +482,9 @@ impl Admin {
         for cat in edits.iter().filter_map(Edit::category) {
             targets.extend(sample(config, cat, 3));
         }
+        for path in edits.iter().filter_map(|e| added_list(config, e)) {
+            targets.extend(sample_file(&path, 3));
+        }
         targets.dedup();
         let mut groups: Vec<&str> = edits.iter().filter_map(Edit::group).collect();
         if groups.len() < edits.len() {
@@ -601,7 +604,7 @@ impl Admin {
             origin,
             proposer: by.to_owned(),
             reason: p.reason.clone(),
-            needs: ChangeRequest::required(direction, p.risk.risk),
+            needs: ChangeRequest::required(direction, p.risk.risk, &config.change_control),
             risk: p.risk.clone(),
             edits: p.edits.clone(),
             direction,
@@ -694,10 +697,17 @@ impl Admin {
                 actor.name
             )));
         }
+        if c.signatures.iter().any(|s| s.by == actor.name) {
+            return Err(AdminError::Conflict(format!(
+                "{} has signed change #{id} already: each signature must be another account's",
+                actor.name
+            )));
+        }
+        let missing = c.missing();
         let roles: Vec<Role> = c
             .signs_as(actor)
             .into_iter()
-            .filter(|r| !c.signatures.iter().any(|s| s.as_roles.contains(r)))
+            .filter(|r| missing.contains(r))
             .collect();
         if roles.is_empty() {
             let missing: Vec<&str> = c.missing().iter().map(|r| r.as_str()).collect();
@@ -1121,14 +1131,93 @@ impl Admin {
     /// Reloads the running appliance on request, then looks for hand edits.
     pub fn reload(&self, actor: &Account) -> Result<String, AdminError> {
         actor.authorize(Permission::Reload)?;
-        let report = (self.reload)().map_err(AdminError::Validation)?;
+        self.reload_as(&actor.name, None)
+    }
+
+    /// Reloads for the service manager (`systemctl reload`), which proved itself with the
+    /// appliance's reload key: recorded as the appliance's own reload.
+    pub fn reload_by_key(&self) -> Result<String, AdminError> {
+        self.reload_as(
+            APPLIANCE,
+            Some("the service manager, with STATE/reload.key"),
+        )
+    }
+
+    /// Records a reload asked for by signal (SIGHUP), which no account signed: the appliance's
+    /// own, with its outcome. Then, if it took effect, looks for hand edits.
+    pub fn record_signal_reload(&self, result: &Result<String, String>) -> Result<(), AdminError> {
         self.audit(
-            &actor.name,
-            "reload",
-            json(serde_json::json!({ "report": report })),
+            APPLIANCE,
+            if result.is_ok() {
+                "reload"
+            } else {
+                "reload-refused"
+            },
+            json(serde_json::json!({
+                "report": result.as_ref().unwrap_or_else(|e| e), "via": "SIGHUP"
+            })),
         )?;
+        if result.is_ok() {
+            self.check_unreviewed()?;
+        }
+        Ok(())
+    }
+
+    fn reload_as(&self, by: &str, via: Option<&str>) -> Result<String, AdminError> {
+        let result = (self.reload)();
+        self.audit(
+            by,
+            if result.is_ok() {
+                "reload"
+            } else {
+                "reload-refused"
+            },
+            json(serde_json::json!({
+                "report": result.as_ref().unwrap_or_else(|e| e), "via": via
+            })),
+        )?;
+        let report = result.map_err(AdminError::ReloadRefused)?;
         self.check_unreviewed()?;
         Ok(report)
+    }
+
+    // ---- pupil-level records ----
+
+    /// Refuses `q` unless `actor` may read it, and records the view in the audit log (before
+    /// anything is read).
+    pub fn authorize_query(
+        &self,
+        actor: &Account,
+        q: &crate::records::Query,
+    ) -> Result<(), AdminError> {
+        actor.authorize(q.permission())?;
+        crate::records::record_view(&self.store, self.now(), &actor.name, q)
+    }
+
+    /// Refuses an export of the whole store unless `actor` may read pupil-level data, and
+    /// records it in the audit log.
+    pub fn authorize_export(&self, actor: &Account) -> Result<(), AdminError> {
+        actor.authorize(Permission::PupilData)?;
+        crate::records::record_export(&self.store, self.now(), &actor.name, None)
+    }
+
+    /// Decides a review request from the block page, as `actor`.
+    pub fn decide_review(
+        &self,
+        actor: &Account,
+        reference: u64,
+        status: hedgerow_store::ReviewStatus,
+        note: Option<&str>,
+    ) -> Result<hedgerow_store::ReviewRequest, AdminError> {
+        actor.authorize(Permission::Reviews)?;
+        crate::records::decide_review(
+            &self.store,
+            self.now(),
+            &actor.name,
+            reference,
+            status,
+            note,
+        )
     }
 }
 
@@ -1186,24 +1275,53 @@ fn sample(config: &Config, category: &str, n: usize) -> Vec<String> {
         {
             continue;
         }
-        let Ok(text) = std::fs::read_to_string(&l.path) else {
-            continue;
-        };
-        for line in text.lines() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
-                continue;
-            }
-            let host = line.split_whitespace().last().unwrap_or(line);
-            if Host::parse(host).is_ok() {
-                out.push(host.to_owned());
-            }
-            if out.len() >= n {
-                return out;
-            }
+        out.extend(sample_file(&l.path, n - out.len()));
+        if out.len() >= n {
+            break;
         }
     }
     out
+}
+
+/// The first `n` host names of a domain list file.
+fn sample_file(path: &Path, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return out;
+    };
+    for line in text.lines() {
+        if out.len() >= n {
+            break;
+        }
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let host = line.split_whitespace().last().unwrap_or(line);
+        if Host::parse(host).is_ok() {
+            out.push(host.to_owned());
+        }
+    }
+    out
+}
+
+/// A list source an edit adds or redefines, whose entries the preview samples: a domain list
+/// that is not the illegal tier's, its path resolved as the configuration resolves it.
+fn added_list(config: &Config, e: &Edit) -> Option<PathBuf> {
+    let (Edit::AddList { list, .. } | Edit::ChangeList { list, .. }) = e else {
+        return None;
+    };
+    if list.kind == ListKind::Illegal || list.format != ListFormat::Domains {
+        return None;
+    }
+    let p = Path::new(&list.path);
+    match (
+        p.is_relative(),
+        config.files.first().and_then(|f| f.parent()),
+    ) {
+        (true, Some(dir)) => Some(dir.join(p)),
+        _ => Some(p.to_owned()),
+    }
 }
 
 /// Writes `text` to `path` atomically: a temporary file beside it, fsync, rename, fsync of

@@ -19,10 +19,11 @@ pub use hedgerow_model::{ListFormat, ListKind, Severity, UrlMatch};
 pub use load::{from_str, load, load_with};
 pub use reload::{ReloadDiff, diff};
 pub use schema::{
-    AlertsConfig, BlockPageConfig, BreachesConfig, CacheConfig, Config, DaySpec, Device,
-    DnsBlockMode, DnsConfig, EmailConfig, Group, GroupMode, LeaseFile, LeaseFormat, ListSource,
-    LocalEntry, Location, LogsConfig, PacDirect, ProxyConfig, SafeSearch, Schedule, ServerConfig,
-    SmtpTls, Upstream, UpstreamProtocol, WebhookConfig, YouTubeMode,
+    AlertsConfig, ApiConfig, BlockPageConfig, BreachesConfig, CacheConfig, ChangeControlConfig,
+    Config, DaySpec, Device, DnsBlockMode, DnsConfig, EmailConfig, Group, GroupMode, LeaseFile,
+    LeaseFormat, ListSource, LocalEntry, Location, LogsConfig, PacDirect, ProxyConfig, RiskLevel,
+    SafeSearch, Schedule, ServerConfig, SmtpTls, Upstream, UpstreamProtocol, WebhookConfig,
+    YouTubeMode,
 };
 
 use std::fmt;

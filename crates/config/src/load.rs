@@ -204,6 +204,8 @@ impl Context {
         let mut logs: Option<(LogsConfig, Location)> = None;
         let mut breaches: Option<(BreachesConfig, Location)> = None;
         let mut alerts: Option<(AlertsConfig, Location)> = None;
+        let mut api: Option<(ApiConfig, Location)> = None;
+        let mut change_control: Option<(ChangeControlConfig, Location)> = None;
         let mut rule_categories = Vec::new();
         let mut proxy_groups: Vec<(String, Location)> = Vec::new();
         let mut group_listens: Vec<(String, IpAddr, Location)> = Vec::new();
@@ -310,6 +312,30 @@ impl Context {
                 let loc = src.location(b.span());
                 let value = self.breaches(&src, b.into_inner(), &mut rule_categories);
                 self.once(&mut breaches, value, loc, "[breaches]");
+            }
+            if let Some(a) = raw.api {
+                let loc = src.location(a.span());
+                let a = a.into_inner();
+                let mut names = Vec::new();
+                for n in a.names {
+                    let span = n.span();
+                    let n = n.into_inner();
+                    if Host::parse(&n).is_err() || n.contains('*') {
+                        self.err(&src, span, format!("[api] names: {n:?} is not a host name"));
+                    } else {
+                        names.push(n.to_ascii_lowercase());
+                    }
+                }
+                let value = ApiConfig {
+                    listen: a.listen,
+                    names,
+                };
+                self.once(&mut api, value, loc, "[api]");
+            }
+            if let Some(c) = raw.change_control {
+                let loc = src.location(c.span());
+                let value = self.change_control(&src, c.into_inner());
+                self.once(&mut change_control, value, loc, "[change_control]");
             }
             if let Some(a) = raw.alerts {
                 let loc = src.location(a.span());
@@ -424,6 +450,8 @@ impl Context {
             logs: logs.map(|l| l.0).unwrap_or_default(),
             breaches: breaches.map(|b| b.0).unwrap_or_default(),
             alerts: alerts.map(|a| a.0),
+            api: api.map(|a| a.0),
+            change_control: change_control.map(|c| c.0).unwrap_or_default(),
         })
     }
 
@@ -562,6 +590,55 @@ impl Context {
             window: b.window.unwrap_or(BreachesConfig::default().window),
             rules,
         }
+    }
+
+    /// `[change_control]`: each setting may only make approval stricter than its default; a
+    /// looser one is an error naming the default it would undercut.
+    fn change_control(&mut self, src: &Source, c: RawChangeControl) -> ChangeControlConfig {
+        const STRICTER: &str = "change control can only be made stricter than its defaults";
+        let mut out = ChangeControlConfig::default();
+        if let Some(t) = c.approve_tightening {
+            out.approve_tightening = *t.get_ref();
+        }
+        if let Some(d) = c.dsl_cosign_from {
+            let span = d.span();
+            match d.get_ref().as_str() {
+                "low" => out.dsl_cosign_from = RiskLevel::Low,
+                "medium" => out.dsl_cosign_from = RiskLevel::Medium,
+                "high" => out.dsl_cosign_from = RiskLevel::High,
+                other => {
+                    let reason = if matches!(other, "never" | "none" | "off" | "critical") {
+                        format!(
+                            "dsl_cosign_from = {other:?} would be looser than the default (\"high\": a high-risk change always needs the DSL's co-sign); {STRICTER}"
+                        )
+                    } else {
+                        format!(
+                            "dsl_cosign_from = {other:?}: expected \"low\", \"medium\" or \"high\""
+                        )
+                    };
+                    self.err(src, span, reason);
+                }
+            }
+        }
+        if let Some(n) = c.approvers {
+            let span = n.span();
+            match *n.get_ref() {
+                n @ 1..=5 => out.approvers = n as u8,
+                n if n < 1 => self.err(
+                    src,
+                    span,
+                    format!(
+                        "approvers = {n} would be looser than the default (1: a loosening change needs an approver other than its proposer); {STRICTER}"
+                    ),
+                ),
+                n => self.err(
+                    src,
+                    span,
+                    format!("approvers = {n}: at most 5 different approvers can be required"),
+                ),
+            }
+        }
+        out
     }
 
     fn alerts(&mut self, src: &Source, a: RawAlerts, loc: &Location) -> AlertsConfig {

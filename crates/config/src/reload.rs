@@ -12,7 +12,7 @@ use crate::Config;
 const RESTART: &[(&str, &str)] = &[
     (
         "[server] state_dir",
-        "the log store, control socket and pid file stay where they were opened",
+        "the log store, API socket and pid file stay where they were opened",
     ),
     (
         "[logs] cache_mb",
@@ -21,6 +21,10 @@ const RESTART: &[(&str, &str)] = &[
     (
         "[blockpage]",
         "the block page server's listeners are bound at start",
+    ),
+    (
+        "[api]",
+        "the API's TCP listener and its certificate are set up at start",
     ),
 ];
 
@@ -58,7 +62,7 @@ impl ReloadDiff {
 
 /// Compares the configuration in force with a new one.
 pub fn diff(old: &Config, new: &Config) -> ReloadDiff {
-    let sections: [(&'static str, bool); 11] = [
+    let sections: [(&'static str, bool); 13] = [
         ("[server]", old.server != new.server),
         ("[dns]", old.dns != new.dns),
         ("[proxy]", old.proxy != new.proxy),
@@ -70,6 +74,8 @@ pub fn diff(old: &Config, new: &Config) -> ReloadDiff {
         ("[logs]", old.logs != new.logs),
         ("[breaches]", old.breaches != new.breaches),
         ("[alerts]", old.alerts != new.alerts),
+        ("[api]", old.api != new.api),
+        ("[change_control]", old.change_control != new.change_control),
     ];
     let changed = sections
         .iter()
@@ -86,6 +92,9 @@ pub fn diff(old: &Config, new: &Config) -> ReloadDiff {
     }
     if old.blockpage != new.blockpage {
         needs_restart.extend(restart("[blockpage]"));
+    }
+    if old.api != new.api {
+        needs_restart.extend(restart("[api]"));
     }
     ReloadDiff {
         changed,

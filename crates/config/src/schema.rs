@@ -48,6 +48,50 @@ pub struct Config {
     pub logs: LogsConfig,
     pub breaches: BreachesConfig,
     pub alerts: Option<AlertsConfig>,
+    /// The appliance API's TCP listener with TLS (`[api]`); the Unix socket is always served.
+    pub api: Option<ApiConfig>,
+    /// The approval rules of change control (`[change_control]`), only ever stricter than
+    /// the defaults.
+    pub change_control: ChangeControlConfig,
+}
+
+/// `[api]`: the appliance API on a loopback or LAN address, over TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+    /// Host names the certificate names besides the listen address.
+    pub names: Vec<String>,
+}
+
+/// A safeguarding risk rating, as change requests carry it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RiskLevel {
+    Low,
+    Medium,
+    High,
+}
+
+/// `[change_control]`: who must sign a change. The defaults are the loosest allowed: a
+/// setting looser than its default is a configuration error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeControlConfig {
+    /// Tightening changes need approvers' signatures too (default: applied at once by a
+    /// technician, still recorded).
+    pub approve_tightening: bool,
+    /// The risk from which a change needs the DSL's co-sign (default: high).
+    pub dsl_cosign_from: RiskLevel,
+    /// How many different approvers must sign a change that needs approval (default: 1).
+    pub approvers: u8,
+}
+
+impl Default for ChangeControlConfig {
+    fn default() -> Self {
+        Self {
+            approve_tightening: false,
+            dsl_cosign_from: RiskLevel::High,
+            approvers: 1,
+        }
+    }
 }
 
 /// `[logs]`: the log store in the state directory.
@@ -452,6 +496,24 @@ pub(crate) struct RawFile {
     pub(crate) logs: Option<Spanned<RawLogs>>,
     pub(crate) breaches: Option<Spanned<RawBreaches>>,
     pub(crate) alerts: Option<Spanned<RawAlerts>>,
+    pub(crate) api: Option<Spanned<RawApi>>,
+    pub(crate) change_control: Option<Spanned<RawChangeControl>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawApi {
+    pub(crate) listen: SocketAddr,
+    #[serde(default)]
+    pub(crate) names: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawChangeControl {
+    pub(crate) approve_tightening: Option<Spanned<bool>>,
+    pub(crate) dsl_cosign_from: Option<Spanned<String>>,
+    pub(crate) approvers: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

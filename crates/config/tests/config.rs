@@ -656,3 +656,52 @@ fn categories_outside_the_vocabulary_are_refused_where_they_are_written() {
     // And the good configuration, every id in the vocabulary, loads.
     assert!(errors(GOOD, &[]).1.is_empty());
 }
+
+#[test]
+fn change_control_may_only_be_stricter_and_a_looser_setting_names_its_line() {
+    use hedgerow_config::{ChangeControlConfig, RiskLevel};
+    // The defaults, when the section is absent.
+    let dir = tree(&[("hedgerow.toml", GOOD)]);
+    let c = hedgerow_config::load(&dir.path().join("hedgerow.toml")).unwrap();
+    assert_eq!(c.change_control, ChangeControlConfig::default());
+    assert_eq!(c.api, None);
+    // Stricter settings are taken.
+    let strict = format!(
+        "{GOOD}\n[change_control]\napprove_tightening = true\ndsl_cosign_from = \"medium\"\napprovers = 2\n\n[api]\nlisten = \"127.0.0.1:8443\"\nnames = [\"Hedgerow.School.Example\"]\n"
+    );
+    let dir = tree(&[("hedgerow.toml", &strict)]);
+    let c = hedgerow_config::load(&dir.path().join("hedgerow.toml")).unwrap();
+    assert!(c.change_control.approve_tightening);
+    assert_eq!(c.change_control.dsl_cosign_from, RiskLevel::Medium);
+    assert_eq!(c.change_control.approvers, 2);
+    let api = c.api.unwrap();
+    assert_eq!(api.listen, "127.0.0.1:8443".parse().unwrap());
+    assert_eq!(api.names, ["hedgerow.school.example"]);
+    // Looser ones are refused, each at its own line, with the reason.
+    let loose = format!("{GOOD}\n[change_control]\napprovers = 0\ndsl_cosign_from = \"never\"\n");
+    let (_dir, errs) = errors(&loose, &[]);
+    let line = |key: &str| loose.lines().position(|l| l.starts_with(key)).unwrap() + 1;
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    let approvers = errs
+        .iter()
+        .find(|e| e.reason.contains("approvers"))
+        .unwrap();
+    assert_eq!(approvers.line, line("approvers"));
+    assert!(
+        approvers.reason.contains("looser than the default"),
+        "{approvers}"
+    );
+    let dsl = errs
+        .iter()
+        .find(|e| e.reason.contains("dsl_cosign_from"))
+        .unwrap();
+    assert_eq!(dsl.line, line("dsl_cosign_from"));
+    assert!(dsl.reason.contains("only be made stricter"), "{dsl}");
+    assert!(dsl.to_string().contains("hedgerow.toml:"), "{dsl}");
+    // An unknown rule is a typo, not a silent default.
+    let (_dir, errs) = errors(
+        &format!("{GOOD}\n[change_control]\nself_approval = true\n"),
+        &[],
+    );
+    assert_eq!(errs.len(), 1, "{errs:?}");
+}

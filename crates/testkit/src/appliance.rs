@@ -1,6 +1,7 @@
 //! Runs the real `hedgerow` binary with a test configuration.
 
-use std::io::{BufRead, BufReader};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,7 +20,17 @@ pub struct Appliance {
     pub dns_tcp: SocketAddr,
     /// The web proxy's address, when the configuration has a `[proxy]`.
     pub proxy: Option<SocketAddr>,
+    /// API tokens made by [`Self::token`], by account name.
+    tokens: Mutex<HashMap<String, String>>,
+    /// Whether [`Self::stop`] has stopped it.
+    stopped: bool,
 }
+
+/// The account the harness signs in with to make others (the first account, an approver).
+const HARNESS_ADMIN: &str = "testkit-admin";
+const HARNESS_PASSWORD: &str = "testkit-admin-password";
+/// The account `cli` reads pupil-level records as (`logs`, `breaches`, `reviews`, `export`).
+const HARNESS_READER: (&str, &str) = ("testkit-dsl", "dsl,technician");
 
 impl Appliance {
     /// Writes `files` and `config` (as `hedgerow.toml`) into a new temporary folder, with
@@ -31,7 +42,7 @@ impl Appliance {
 
     /// As [`Self::start`], inside the network namespace `netns`. The listener addresses in
     /// `dns_udp` and the others are the namespace's; the CLI (`logs`, …) still reaches the
-    /// appliance through its control socket.
+    /// appliance through its API socket.
     pub fn start_in(
         netns: &crate::Netns,
         bin: &Path,
@@ -98,6 +109,8 @@ impl Appliance {
             dns_udp: ([127, 0, 0, 1], 0).into(),
             dns_tcp: ([127, 0, 0, 1], 0).into(),
             proxy: None,
+            tokens: Mutex::new(HashMap::new()),
+            stopped: false,
         };
         if app.wait_for("ready", Duration::from_secs(60)).is_none() {
             panic!("appliance did not become ready:\n{}", app.logs());
@@ -196,6 +209,7 @@ impl Appliance {
             .arg(self.child.id().to_string())
             .status();
         let _ = self.child.wait();
+        self.stopped = true;
     }
 
     pub fn pid(&self) -> u32 {
@@ -203,15 +217,155 @@ impl Appliance {
     }
 
     /// Runs `hedgerow SUBCOMMAND --config <this appliance's config> ARGS…` and returns its
-    /// output (the subcommand talks to this appliance over its control socket).
+    /// output (the subcommand talks to this appliance through its API socket). `logs`,
+    /// `breaches`, `reviews` and `export` sign in as a DSL account the harness makes (see
+    /// [`Self::token`]); anything else runs without signing in (`reload` then uses the
+    /// appliance's reload key, as the service manager does).
     pub fn cli(&self, subcommand: &[&str], args: &[&str]) -> std::process::Output {
-        Command::new(&self.bin)
-            .args(subcommand)
+        let reads_records = matches!(
+            subcommand.first(),
+            Some(&("logs" | "breaches" | "reviews" | "export"))
+        );
+        if reads_records && let Some(token) = self.reader_token() {
+            return self.cli_as(&token, subcommand, args);
+        }
+        self.run_cli(None, "", subcommand, args)
+    }
+
+    /// The token [`Self::cli`] reads pupil-level records with (a DSL and technician account),
+    /// for tests that run the binary themselves; `None` once stopped (the commands then open
+    /// the store themselves).
+    pub fn reader_token(&self) -> Option<String> {
+        (!self.stopped).then(|| self.token(HARNESS_READER.0, HARNESS_READER.1))
+    }
+
+    /// Where the harness keeps the tokens it made, so that an appliance started again on the
+    /// same state directory (whose store holds the accounts) signs in with them:
+    /// `STATE/testkit-tokens.json`, `STATE` read from the configuration's `state_dir`.
+    fn token_file(&self) -> Option<PathBuf> {
+        let config = std::fs::read_to_string(self.config_path()).ok()?;
+        let line = config
+            .lines()
+            .find(|l| l.trim_start().starts_with("state_dir"))?;
+        let value = line.split('"').nth(1)?;
+        let dir = Path::new(value);
+        let dir = if dir.is_relative() {
+            self.dir.path().join(dir)
+        } else {
+            dir.to_owned()
+        };
+        Some(dir.join("testkit-tokens.json"))
+    }
+
+    /// As [`Self::cli`], signed in with the API token `token` (`HEDGEROW_TOKEN`).
+    pub fn cli_as(&self, token: &str, subcommand: &[&str], args: &[&str]) -> std::process::Output {
+        self.run_cli(Some(token), "", subcommand, args)
+    }
+
+    fn run_cli(
+        &self,
+        token: Option<&str>,
+        stdin: &str,
+        subcommand: &[&str],
+        args: &[&str],
+    ) -> std::process::Output {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(subcommand)
             .arg("--config")
             .arg(self.config_path())
             .args(args)
-            .output()
-            .unwrap()
+            .env_remove("HEDGEROW_TOKEN")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(t) = token {
+            cmd.env("HEDGEROW_TOKEN", t);
+        }
+        let mut child = cmd.spawn().unwrap();
+        if let Some(mut input) = child.stdin.take() {
+            let _ = input.write_all(stdin.as_bytes());
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// An API token for the account `name` holding `roles` (comma-separated: technician, dsl,
+    /// deputy-dsl, approver, governor), made through the CLI on first use and kept. To make
+    /// accounts the harness signs in as the appliance's first account (`testkit-admin`, an
+    /// approver), so a test that makes its own first account must sign in with its own tokens
+    /// ([`Self::cli_as`]) instead.
+    pub fn token(&self, name: &str, roles: &str) -> String {
+        let mut tokens = self.tokens.lock().unwrap();
+        let file = self.token_file();
+        if tokens.is_empty()
+            && let Some(kept) = file.as_ref().and_then(|f| std::fs::read(f).ok())
+        {
+            *tokens = serde_json::from_slice(&kept).unwrap_or_default();
+        }
+        if let Some(t) = tokens.get(name) {
+            return t.clone();
+        }
+        let keep = |tokens: &HashMap<String, String>| {
+            if let Some(f) = &file {
+                let _ = std::fs::write(f, serde_json::to_vec(tokens).unwrap());
+            }
+        };
+        let json = |out: std::process::Output, what: &str| -> serde_json::Value {
+            assert!(
+                out.status.success(),
+                "{what} failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+        };
+        let admin = match tokens.get(HARNESS_ADMIN) {
+            Some(t) => t.clone(),
+            None => {
+                let stdin = format!("{HARNESS_PASSWORD}\n");
+                json(
+                    self.run_cli(
+                        None,
+                        &stdin,
+                        &["user", "add", HARNESS_ADMIN, "--roles", "approver"],
+                        &["--json"],
+                    ),
+                    "making the harness's first account (does this appliance have accounts already? then sign in with cli_as)",
+                );
+                let v = json(
+                    self.run_cli(
+                        None,
+                        &stdin,
+                        &["user", "token", HARNESS_ADMIN, "--user", HARNESS_ADMIN],
+                        &["--json"],
+                    ),
+                    "the harness's token",
+                );
+                let t = v["token"].as_str().unwrap().to_owned();
+                tokens.insert(HARNESS_ADMIN.to_owned(), t.clone());
+                keep(&tokens);
+                t
+            }
+        };
+        if name == HARNESS_ADMIN {
+            return admin;
+        }
+        json(
+            self.run_cli(
+                Some(&admin),
+                "",
+                &["user", "add", name, "--roles", roles, "--no-password"],
+                &["--json"],
+            ),
+            "making an account",
+        );
+        let v = json(
+            self.run_cli(Some(&admin), "", &["user", "token", name], &["--json"]),
+            "an account's token",
+        );
+        let t = v["token"].as_str().unwrap().to_owned();
+        tokens.insert(name.to_owned(), t.clone());
+        keep(&tokens);
+        t
     }
 
     /// Access events as JSON lines from `hedgerow logs --format json`, waiting up to

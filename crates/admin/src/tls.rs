@@ -1,0 +1,238 @@
+//! The API's TLS identity for its TCP listener (`[api] listen`): a certificate minted from the
+//! school CA when one is configured (`[proxy] ca_cert`, `ca_key`: school devices trust it
+//! already), else a self-signed one made on first start and kept in `STATE/api-tls/` (so its
+//! fingerprint stays the same across restarts). Either way the certificate names the listen
+//! address, `localhost` for a loopback one, and `[api] names`; its SHA-256 fingerprint is
+//! logged for people to check.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use sha2::{Digest, Sha256};
+
+use crate::AdminError;
+
+/// Where the certificate came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertSource {
+    /// Minted from the school CA at this start.
+    SchoolCa,
+    /// Self-signed, kept in this file (made now, or on an earlier start).
+    SelfSigned { path: PathBuf, new: bool },
+}
+
+/// The server's TLS configuration and what to tell people about its certificate.
+pub struct Identity {
+    pub config: Arc<rustls::ServerConfig>,
+    /// SHA-256 of the certificate (DER), as `AB:CD:…`, as browsers and `openssl x509
+    /// -fingerprint -sha256` show it.
+    pub fingerprint: String,
+    pub source: CertSource,
+    /// The names and addresses the certificate is for.
+    pub names: Vec<String>,
+}
+
+fn internal(what: &str) -> impl Fn(String) -> AdminError + '_ {
+    move |e| AdminError::Internal(format!("{what}: {e}"))
+}
+
+/// The names a certificate for `listen` must carry.
+fn names(listen: SocketAddr, extra: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let ip = listen.ip();
+    if !ip.is_unspecified() {
+        out.push(ip.to_string());
+    }
+    if ip.is_loopback() || ip.is_unspecified() {
+        out.push("localhost".to_owned());
+        out.push("127.0.0.1".to_owned());
+    }
+    out.extend(extra.iter().cloned());
+    out.dedup();
+    let mut seen = std::collections::BTreeSet::new();
+    out.retain(|n| seen.insert(n.clone()));
+    out
+}
+
+fn params(names: &[String]) -> Result<rcgen::CertificateParams, AdminError> {
+    let mut p = rcgen::CertificateParams::new(names.to_vec())
+        .map_err(|e| internal("certificate names")(e.to_string()))?;
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, "Hedgerow appliance API");
+    let now = jiff::Timestamp::now().as_second();
+    p.not_before = rcgen::date_time_ymd(1970, 1, 1)
+        + std::time::Duration::from_secs(u64::try_from(now - 86_400).unwrap_or(0));
+    Ok(p)
+}
+
+fn server_config(
+    cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<rustls::ServerConfig>, AdminError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| internal("TLS")(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .map_err(|e| internal("TLS certificate")(e.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// SHA-256 of `der` as colon-separated capitals.
+pub fn fingerprint(der: &[u8]) -> String {
+    Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Builds the identity for a listener on `listen`: from the school CA (`ca`, certificate and
+/// key files) if given, else the self-signed certificate in `state_dir/api-tls/`, made if
+/// missing or if it no longer names what it must.
+pub fn identity(
+    listen: SocketAddr,
+    extra_names: &[String],
+    ca: Option<(&Path, &Path)>,
+    state_dir: &Path,
+) -> Result<Identity, AdminError> {
+    let names = names(listen, extra_names);
+    if let Some((cert, key)) = ca {
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).map_err(|e| {
+                AdminError::Internal(format!("reading the school CA {}: {e}", p.display()))
+            })
+        };
+        let ca_key = rcgen::KeyPair::from_pem(&read(key)?)
+            .map_err(|e| internal("the school CA's key")(e.to_string()))?;
+        let issuer = rcgen::Issuer::from_ca_cert_pem(&read(cert)?, ca_key)
+            .map_err(|e| internal("the school CA")(e.to_string()))?;
+        let leaf_key = rcgen::KeyPair::generate().map_err(|e| internal("a key")(e.to_string()))?;
+        let mut p = params(&names)?;
+        p.not_after = p.not_before + std::time::Duration::from_secs(397 * 86_400);
+        let leaf = p
+            .signed_by(&leaf_key, &issuer)
+            .map_err(|e| internal("minting the API certificate")(e.to_string()))?;
+        let key = PrivateKeyDer::from_pem_slice(leaf_key.serialize_pem().as_bytes())
+            .map_err(|e| internal("the API key")(e.to_string()))?;
+        let der = leaf.der().clone();
+        return Ok(Identity {
+            fingerprint: fingerprint(&der),
+            config: server_config(der, key)?,
+            source: CertSource::SchoolCa,
+            names,
+        });
+    }
+    let dir = state_dir.join("api-tls");
+    let cert_path = dir.join("cert.pem");
+    let key_path = dir.join("key.pem");
+    let names_path = dir.join("names");
+    let wanted = names.join("\n");
+    let kept = std::fs::read_to_string(&names_path).ok();
+    let existing = match (
+        kept.as_deref() == Some(wanted.as_str()),
+        std::fs::read(&cert_path),
+        std::fs::read(&key_path),
+    ) {
+        (true, Ok(c), Ok(k)) => {
+            let cert = CertificateDer::from_pem_slice(&c).ok();
+            let key = PrivateKeyDer::from_pem_slice(&k).ok();
+            cert.zip(key)
+        }
+        _ => None,
+    };
+    let (cert, key, new) = match existing {
+        Some((c, k)) => (c, k, false),
+        None => {
+            let key = rcgen::KeyPair::generate().map_err(|e| internal("a key")(e.to_string()))?;
+            let mut p = params(&names)?;
+            p.not_after = p.not_before + std::time::Duration::from_secs(10 * 365 * 86_400);
+            let cert = p
+                .self_signed(&key)
+                .map_err(|e| internal("the self-signed API certificate")(e.to_string()))?;
+            let write = |path: &Path, text: &str, mode: u32| -> std::io::Result<()> {
+                use std::os::unix::fs::OpenOptionsExt;
+                let tmp = path.with_extension("tmp");
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(mode)
+                    .open(&tmp)?;
+                f.write_all(text.as_bytes())?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, path)
+            };
+            let io = |e: std::io::Error| {
+                AdminError::Internal(format!(
+                    "keeping the API certificate in {}: {e}",
+                    dir.display()
+                ))
+            };
+            std::fs::create_dir_all(&dir).map_err(io)?;
+            write(&key_path, &key.serialize_pem(), 0o600).map_err(io)?;
+            write(&cert_path, &cert.pem(), 0o644).map_err(io)?;
+            write(&names_path, &wanted, 0o644).map_err(io)?;
+            let k = PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes())
+                .map_err(|e| internal("the API key")(e.to_string()))?;
+            (cert.der().clone(), k, true)
+        }
+    };
+    Ok(Identity {
+        fingerprint: fingerprint(&cert),
+        config: server_config(cert, key)?,
+        source: CertSource::SelfSigned {
+            path: cert_path,
+            new,
+        },
+        names,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_self_signed_certificate_is_kept_and_remade_when_its_names_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let at: SocketAddr = "127.0.0.1:8443".parse().unwrap();
+        let first = identity(at, &[], None, dir.path()).unwrap();
+        assert!(matches!(
+            first.source,
+            CertSource::SelfSigned { new: true, .. }
+        ));
+        assert_eq!(first.names, ["127.0.0.1", "localhost"]);
+        assert_eq!(first.fingerprint.len(), 32 * 3 - 1);
+        // A restart keeps it: the fingerprint people noted stays true.
+        let again = identity(at, &[], None, dir.path()).unwrap();
+        assert!(matches!(
+            again.source,
+            CertSource::SelfSigned { new: false, .. }
+        ));
+        assert_eq!(again.fingerprint, first.fingerprint);
+        // A new name needs a new certificate.
+        let named = identity(at, &["hedgerow.school.example".into()], None, dir.path()).unwrap();
+        assert!(matches!(
+            named.source,
+            CertSource::SelfSigned { new: true, .. }
+        ));
+        assert_ne!(named.fingerprint, first.fingerprint);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("api-tls/key.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "the key is readable by others");
+        // A LAN address is named as itself, without localhost.
+        let lan = identity("10.0.0.5:8443".parse().unwrap(), &[], None, dir.path()).unwrap();
+        assert_eq!(lan.names, ["10.0.0.5"]);
+    }
+}
