@@ -790,7 +790,10 @@ fn lookup(
         println!("tier:     {} ({})", verdict.tier, verdict.tier.explain());
         println!(
             "category: {}",
-            verdict.category.as_ref().map_or("-", |c| c.as_str())
+            verdict
+                .category
+                .as_ref()
+                .map_or("-".into(), |c| format!("{c} ({})", c.display_name()))
         );
         println!("list:     {}", verdict.list.as_deref().unwrap_or("-"));
         println!("rule:     {}", verdict.rule.as_deref().unwrap_or("-"));
