@@ -22,7 +22,7 @@ pub(crate) struct Auth {
         global = true,
         default_value = "/etc/hedgerow/hedgerow.toml"
     )]
-    config: PathBuf,
+    pub(crate) config: PathBuf,
     /// Read an API token from this file (else `HEDGEROW_TOKEN`, else `--user`).
     #[arg(long, value_name = "FILE", global = true)]
     token_file: Option<PathBuf>,
@@ -31,7 +31,7 @@ pub(crate) struct Auth {
     user: Option<String>,
     /// Print JSON.
     #[arg(long, global = true)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(Subcommand)]
@@ -177,7 +177,7 @@ pub(crate) enum AuditCommand {
 }
 
 /// The API's answer: a value, or its error kind and message.
-type Answer = std::result::Result<Value, (String, String)>;
+pub(crate) type Answer = std::result::Result<Value, (String, String)>;
 
 fn state_dir(config: &Path) -> Result<PathBuf> {
     let c = hedgerow_config::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -243,14 +243,14 @@ fn read_secret(prompt: &str) -> Result<String> {
     }
 }
 
-struct Client {
+pub(crate) struct Client {
     sock: PathBuf,
     auth: Auth,
     token: Option<String>,
 }
 
 impl Client {
-    fn new(auth: &Auth) -> Result<Self> {
+    pub(crate) fn new(auth: &Auth) -> Result<Self> {
         let sock = state_dir(&auth.config)?.join(API_SOCKET);
         Ok(Self {
             sock,
@@ -290,7 +290,7 @@ impl Client {
         Ok(t)
     }
 
-    fn send(&mut self, method: &str, path: &str, body: Option<Value>) -> Result<Answer> {
+    pub(crate) fn send(&mut self, method: &str, path: &str, body: Option<Value>) -> Result<Answer> {
         let token = self.token()?;
         call(&self.sock, method, path, Some(&token), body)
     }

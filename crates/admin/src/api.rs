@@ -45,6 +45,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/audit/verify", get(audit_verify))
         .route("/api/v1/reload", post(reload))
+        .merge(crate::checks::routes())
         .fallback(|| async {
             error(AdminError::NotFound(
                 "no such API path (see /api/v1/openapi.json)".into(),
@@ -110,7 +111,7 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
 }
 
 /// Runs `f` as the account the request's bearer token names.
-async fn authed<T, F>(admin: Arc<Admin>, headers: &HeaderMap, f: F) -> Response
+pub(crate) async fn authed<T, F>(admin: Arc<Admin>, headers: &HeaderMap, f: F) -> Response
 where
     T: Serialize + Send + 'static,
     F: FnOnce(&Admin, &Account) -> Result<T, AdminError> + Send + 'static,

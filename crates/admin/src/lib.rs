@@ -12,6 +12,7 @@
 mod accounts;
 pub mod api;
 mod change;
+pub mod checks;
 mod edit;
 mod service;
 

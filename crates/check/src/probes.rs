@@ -112,6 +112,10 @@ pub struct Canary {
     /// not see paths, and the IWF asks that hosts carrying listed URLs are not blocked whole).
     pub target: String,
     pub kind: CanaryKind,
+    /// Only these groups (default: every group with `canaries = true`), for a canary of a
+    /// category some groups do not block.
+    #[serde(default)]
+    pub groups: Option<Vec<String>>,
 }
 
 /// What a canary stands for. Illegal-tier canaries are never shown in clear.
@@ -235,6 +239,7 @@ pub enum Section {
     Canary,
     Category,
     MustAllow,
+    #[serde(rename = "safesearch")]
     SafeSearch,
     Circumvention,
 }
@@ -482,6 +487,9 @@ impl ProbeSet {
             let proxy = o.proxy;
             if g.canaries {
                 for c in &self.canaries {
+                    if c.groups.as_ref().is_some_and(|gs| !gs.contains(name)) {
+                        continue;
+                    }
                     let shown = if c.kind == CanaryKind::Illegal {
                         protect(&c.name, &c.target)
                     } else {

@@ -191,7 +191,7 @@ pub fn html(data: &ReportData, school: &str) -> String {
     }
     let _ = write!(
         h,
-        "<p>The check was run by <b>{}</b>{}{}. It took {:.0} seconds. It tests the filter from outside, as a pupil's or teacher's device would: it asks for sites in each blocked category, for sites that must stay open, for the test entries the Internet Watch Foundation and the police provide, for search engines (SafeSearch) and for ways round the filter.</p>",
+        "<p>The check was run by <b>{}</b>{}{}. It took {:.1} seconds. It tests the filter from outside, as a pupil's or teacher's device would: it asks for sites in each blocked category, for sites that must stay open, for the test entries the Internet Watch Foundation and the police provide, for search engines (SafeSearch) and for ways round the filter.</p>",
         esc(&latest.by),
         if latest.scheduled { " (the scheduled termly check)" } else { "" },
         latest
@@ -257,13 +257,18 @@ pub fn html(data: &ReportData, school: &str) -> String {
     if r.failures.is_empty() {
         h.push_str("<p>None.</p>");
     } else {
-        h.push_str("<table><tr><th>Group</th><th>Path</th><th>Test</th><th>Expected</th><th>Found</th></tr>");
+        h.push_str("<table><tr><th>Group</th><th>Path</th><th>Part</th><th>Test</th><th>Expected</th><th>Found</th></tr>");
         for f in r.failures.iter().take(200) {
             let _ = write!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&f.group),
                 f.via.as_str(),
+                f.section.as_str(),
+                f.category
+                    .as_deref()
+                    .map(|c| format!(" ({})", esc(c)))
+                    .unwrap_or_default(),
                 esc(&f.probe),
                 esc(&f.expected),
                 esc(&f.actual)

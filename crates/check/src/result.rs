@@ -236,7 +236,12 @@ impl CheckResult {
     pub fn remedies(&self) -> Vec<Remedy> {
         let mut out: BTreeMap<(String, String), Remedy> = BTreeMap::new();
         for f in &self.failures {
+            let protected = f.probe.starts_with("[protected");
             let (what, edit) = match (f.section, f.category.as_deref()) {
+                _ if protected => (
+                    format!("investigate: {} (illegal tier: report to the list provider)", f.probe),
+                    None,
+                ),
                 (Section::Category, Some(c)) if f.expected == "blocked" => {
                     let row = self
                         .groups

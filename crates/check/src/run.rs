@@ -53,6 +53,8 @@ pub fn meets(expect: &Expect, outcome: &Outcome) -> bool {
         (Expect::Block, Outcome::Blocked(_)) => true,
         (Expect::Allow, Outcome::Allowed(_)) => true,
         (Expect::Steer(to), Outcome::Steered(s)) => to.iter().any(|t| s.contains(t.as_str())),
+        // An engine not reachable at all (a walled garden) shows no unfiltered results either.
+        (Expect::Steer(_), Outcome::Blocked(_)) => true,
         // A tunnel the proxy refused outright (403) is closed too.
         (Expect::Refuse, Outcome::Closed(_) | Outcome::Blocked(_)) => true,
         (Expect::Open, Outcome::Open(_)) => true,
@@ -510,6 +512,7 @@ mod tests {
         assert!(meets(&s, &Outcome::Steered("strict.bing.com".into())));
         assert!(!meets(&s, &Outcome::Steered("restrict.youtube.com".into())));
         assert!(!meets(&s, &Outcome::Allowed(String::new())));
+        assert!(meets(&s, &Outcome::Blocked(String::new())));
         assert!(meets(&Expect::Refuse, &Outcome::Blocked(String::new())));
         assert!(!meets(&Expect::Refuse, &Outcome::Open(String::new())));
     }
