@@ -56,7 +56,7 @@ struct Lab {
 
 /// The appliance on the bundled policy and lists, an upstream that knows the few names the
 /// proxy must reach (an HTTPS site for the TLS probes, the search engines), and the probe set.
-fn lab(policy: &str, extra_lists: &str, probes_extra: &str) -> Lab {
+fn lab(policy: &str, files: &[(&str, &str)], extra_include: &str) -> Lab {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let ca = TestCa::new("check test CA");
     let tls = rt.block_on(Origin::https(&ca, &["www.bbc.co.uk", "phonicsplay.co.uk"]));
@@ -86,7 +86,7 @@ fn lab(policy: &str, extra_lists: &str, probes_extra: &str) -> Lab {
     let r = repo().display().to_string();
     let config = format!(
         r#"
-include = ["{r}/config/lists.toml", "policy.toml", "devices.toml"{extra_lists}]
+include = ["{r}/config/lists.toml", "policy.toml", "devices.toml"{extra_include}]
 
 [server]
 state_dir = "{{dir}}/state"
@@ -115,10 +115,12 @@ url = "{hook}"
         tls = tls.addr.port(),
         hook = hook.url,
     );
+    let mut all = vec![("policy.toml", policy), ("devices.toml", DEVICES)];
+    all.extend_from_slice(files);
     let app = Appliance::start(
         Path::new(BIN),
         &config,
-        &[("policy.toml", policy), ("devices.toml", DEVICES)],
+        &all,
         // After school on a weekday the staff may play games: the check runs in the morning.
         &[("HEDGEROW_TEST_NOW", "2026-11-30T10:00:00Z")],
     );
@@ -194,7 +196,6 @@ source = "127.0.0.14"
 block = ["adult", "gambling", "malware", "circumvention"]
 allow = ["games", "social"]
 youtube = "moderate"
-{probes_extra}
 "#,
         dns = app.dns_udp,
         proxy = app.proxy.unwrap(),
@@ -345,7 +346,7 @@ fn assert_protected(text: &str) {
 
 #[test]
 fn check_passes_then_finds_exactly_the_weakening_and_reports() {
-    let lab = lab(&bundled_policy(), "", "");
+    let lab = lab(&bundled_policy(), &[], "");
     let app = &lab.app;
     let [boss, tech, _dsl, gov] = accounts(app);
 
@@ -623,4 +624,88 @@ print(ink / (w * h))
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// The benchmark (benches/check.sh): four groups, about 2,000 probes each over both paths
+/// (1,000 names from the shared category lists, each asked by DNS and through the proxy),
+/// against the appliance holding those names in its lists. Prints the time taken.
+#[test]
+#[ignore = "benchmark: run by benches/check.sh"]
+fn bench_four_groups_2000_probes_each() {
+    let Some(data) = hedgerow_testkit::shared_data(&repo()) else {
+        return;
+    };
+    let per = 200;
+    let mut files: Vec<(String, String)> = Vec::new();
+    let mut lists = String::new();
+    for (cat, src) in [
+        ("adult", "adult"),
+        ("gambling", "gambling"),
+        ("games", "games"),
+        ("social", "social_networking"),
+        ("circumvention", "vpn"),
+    ] {
+        let text = std::fs::read_to_string(data.join("categories").join(format!("{src}.txt"))).unwrap();
+        let names: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| {
+                !l.is_empty()
+                    && l.contains('.')
+                    && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+            })
+            .take(per)
+            .collect();
+        files.push((format!("bench-{cat}.txt"), names.join("\n") + "\n"));
+        lists.push_str(&format!(
+            "[lists.bench-{cat}]\npath = \"{{dir}}/bench-{cat}.txt\"\nformat = \"domains\"\ncategory = \"{cat}\"\n\n"
+        ));
+    }
+    files.push(("bench-lists.toml".into(), lists));
+    let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let lab = lab(&bundled_policy(), &refs, ", \"bench-lists.toml\"");
+    let dir = lab.app.dir().display().to_string();
+    let mut probes = std::fs::read_to_string(&lab.probes).unwrap();
+    for cat in ["adult", "gambling", "games", "social", "circumvention"] {
+        let from = format!("\n{cat} = \"");
+        let at = probes.find(&from).unwrap() + from.len();
+        let end = at + probes[at..].find('"').unwrap();
+        let old = probes[at..end].to_owned();
+        probes = probes.replace(
+            &format!("{cat} = \"{old}\""),
+            &format!("{cat} = [\"{old}\", \"{dir}/bench-{cat}.txt\"]"),
+        );
+    }
+    std::fs::write(&lab.probes, probes).unwrap();
+    let [_, tech, _, _] = accounts(&lab.app);
+    let started = Instant::now();
+    let (_, v, out) = run(
+        &lab.app,
+        Some(&tech),
+        "",
+        &["check", "run", "--probes", lab.probes.to_str().unwrap()],
+    );
+    let wall = started.elapsed();
+    let r = &v["result"];
+    assert!(r["probes"].as_u64().is_some(), "{out}");
+    for g in r["groups"].as_array().unwrap() {
+        let n: u64 = lab_count(&v, g["group"].as_str().unwrap());
+        eprintln!("group {}: {n} probes", g["group"]);
+    }
+    for f in r["failures"].as_array().unwrap() {
+        eprintln!("  failure: {}", describe(std::slice::from_ref(f)));
+    }
+    eprintln!(
+        "BENCH check: {} probes, 4 groups, DNS and proxy: {:.1} s in the check ({:.1} s wall, recording included); {} failures",
+        r["probes"],
+        r["seconds"].as_f64().unwrap(),
+        wall.as_secs_f64(),
+        r["failures"].as_array().map_or(0, Vec::len)
+    );
+}
+
+fn lab_count(v: &Value, group: &str) -> u64 {
+    v["result"]["results"]
+        .as_array()
+        .map_or(0, |a| a.iter().filter(|p| p["group"] == group).count() as u64)
 }

@@ -76,9 +76,10 @@ pub struct CorpusConfig {
     /// Use the built-in samples ([`builtin_category`], [`BUILTIN_ALLOW`]).
     #[serde(default = "yes")]
     pub builtin: bool,
-    /// The school's own samples: category → file (one name or URL a line, `#` comments).
+    /// The school's own samples: category → a file or several (one name or URL a line,
+    /// `#` comments).
     #[serde(default)]
-    pub lists: BTreeMap<String, PathBuf>,
+    pub lists: BTreeMap<String, Files>,
     /// The school's must-allow samples (education and top sites), files as above.
     #[serde(default)]
     pub allow_lists: Vec<PathBuf>,
@@ -94,6 +95,23 @@ impl Default for CorpusConfig {
             lists: BTreeMap::new(),
             allow_lists: Vec::new(),
             sample: 0,
+        }
+    }
+}
+
+/// One file or several.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Files {
+    One(PathBuf),
+    Many(Vec<PathBuf>),
+}
+
+impl Files {
+    pub fn paths(&self) -> &[PathBuf] {
+        match self {
+            Files::One(p) => std::slice::from_ref(p),
+            Files::Many(v) => v,
         }
     }
 }
@@ -464,11 +482,13 @@ impl ProbeSet {
     /// Every probe, group by group.
     pub fn expand(&self) -> Result<Vec<Probe>, CheckError> {
         let mut school: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for (cat, file) in &self.corpus.lists {
-            school
-                .entry(cat.as_str())
-                .or_default()
-                .extend(self.read_list(file)?);
+        for (cat, files) in &self.corpus.lists {
+            for file in files.paths() {
+                school
+                    .entry(cat.as_str())
+                    .or_default()
+                    .extend(self.read_list(file)?);
+            }
         }
         let mut school_allow = Vec::new();
         for f in &self.corpus.allow_lists {
