@@ -145,7 +145,9 @@ pub(crate) fn check(auth: &Auth, cmd: CheckCommand) -> Result<ExitCode> {
                         t["note"].as_str().unwrap_or_default(),
                         t["check"]
                             .as_u64()
-                            .map_or("check due".to_owned(), |c| format!("answered by check #{c}"))
+                            .map_or("check due".to_owned(), |c| format!(
+                                "answered by check #{c}"
+                            ))
                     );
                 }
             });
@@ -214,10 +216,16 @@ fn run(auth: &Auth, args: &RunArgs, scheduled: bool) -> Result<(ExitCode, Option
                         Ok(v) => {
                             let cid = v["id"].as_u64();
                             raised.push((r.what.clone(), cid));
-                            (format!("change request raised: {} for {}", r.what, r.group), cid)
+                            (
+                                format!("change request raised: {} for {}", r.what, r.group),
+                                cid,
+                            )
                         }
                         Err((_, m)) => (
-                            format!("could not raise a change to {} for {}: {m}", r.what, r.group),
+                            format!(
+                                "could not raise a change to {} for {}: {m}",
+                                r.what, r.group
+                            ),
                             None,
                         ),
                     }
@@ -232,7 +240,10 @@ fn run(auth: &Auth, args: &RunArgs, scheduled: bool) -> Result<(ExitCode, Option
         }
     }
     if auth.json {
-        println!("{}", json!({ "check": id, "result": result, "changes": raised.iter().map(|(w, c)| json!({"what": w, "change": c})).collect::<Vec<_>>() }));
+        println!(
+            "{}",
+            json!({ "check": id, "result": result, "changes": raised.iter().map(|(w, c)| json!({"what": w, "change": c})).collect::<Vec<_>>() })
+        );
     } else {
         print!("{}", result.text());
         println!("\nrecorded as check #{id} (hedgerow check show {id})");
@@ -272,7 +283,9 @@ fn last_check(c: &mut Client) -> Result<Option<CheckRecord>> {
         return Ok(None);
     };
     let v = answer(c.send("GET", &format!("/api/v1/checks/{id}"), None)?)?;
-    Ok(Some(serde_json::from_value(v).context("reading the last check")?))
+    Ok(Some(
+        serde_json::from_value(v).context("reading the last check")?,
+    ))
 }
 
 fn due(auth: &Auth, args: &RunArgs, every_text: &str) -> Result<ExitCode> {
@@ -345,8 +358,11 @@ fn due(auth: &Auth, args: &RunArgs, every_text: &str) -> Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let failed =
-        rt.block_on(hedgerow_alert::send_operational(&alerts, &alert, jiff::Timestamp::now()));
+    let failed = rt.block_on(hedgerow_alert::send_operational(
+        &alerts,
+        &alert,
+        jiff::Timestamp::now(),
+    ));
     for (channel, e) in &failed {
         eprintln!("alert not sent on {channel}: {e}");
     }

@@ -300,11 +300,7 @@ fn accounts(app: &Appliance) -> [String; 4] {
         .unwrap()
         .to_owned();
     let mut out = vec![boss.clone()];
-    for (name, roles) in [
-        ("tech", "technician"),
-        ("dsl", "dsl"),
-        ("gov", "governor"),
-    ] {
+    for (name, roles) in [("tech", "technician"), ("dsl", "dsl"), ("gov", "governor")] {
         ok(
             app,
             Some(&boss),
@@ -322,7 +318,10 @@ fn accounts(app: &Appliance) -> [String; 4] {
 }
 
 fn failures(v: &Value) -> Vec<Value> {
-    v["result"]["failures"].as_array().cloned().unwrap_or_default()
+    v["result"]["failures"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn describe(fs: &[Value]) -> String {
@@ -359,7 +358,11 @@ fn check_passes_then_finds_exactly_the_weakening_and_reports() {
     );
     assert_protected(&out);
     let fs = failures(&v);
-    assert!(passed && fs.is_empty(), "the check failed:\n{}", describe(&fs));
+    assert!(
+        passed && fs.is_empty(),
+        "the check failed:\n{}",
+        describe(&fs)
+    );
     let result = &v["result"];
     assert_eq!(v["check"], 1);
     assert_eq!(result["groups"].as_array().unwrap().len(), 4);
@@ -371,13 +374,20 @@ fn check_passes_then_finds_exactly_the_weakening_and_reports() {
             assert!(g[part][1].as_u64().unwrap() > 0, "{g}: no {part} tested");
         }
         assert!(g["must_allow_dns"]["tested"].as_u64().unwrap() >= 5, "{g}");
-        assert!(g["must_allow_proxy"]["tested"].as_u64().unwrap() >= 5, "{g}");
+        assert!(
+            g["must_allow_proxy"]["tested"].as_u64().unwrap() >= 5,
+            "{g}"
+        );
         assert_eq!(g["must_allow_dns"]["blocked"], 0, "{g}");
         for c in g["categories"].as_array().unwrap() {
             for via in ["dns", "proxy"] {
                 let r = &c[via];
                 assert!(r["tested"].as_u64().unwrap() > 0, "{g} {c}");
-                let want = if c["expected"] == "block" { r["tested"].clone() } else { 0.into() };
+                let want = if c["expected"] == "block" {
+                    r["tested"].clone()
+                } else {
+                    0.into()
+                };
                 assert_eq!(r["blocked"], want, "{g} {c}");
             }
         }
@@ -385,7 +395,13 @@ fn check_passes_then_finds_exactly_the_weakening_and_reports() {
     // the guest group's games load: a category expected to load was tested as loading
     let guest = &result["groups"].as_array().unwrap()[1];
     assert_eq!(guest["group"], "guest");
-    assert!(guest["categories"].as_array().unwrap().iter().any(|c| c["category"] == "games" && c["expected"] == "allow"));
+    assert!(
+        guest["categories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["category"] == "games" && c["expected"] == "allow")
+    );
 
     // The check log has it, by the account that ran it.
     let h = ok(app, Some(&gov), "", &["check", "history"]);
@@ -395,7 +411,12 @@ fn check_passes_then_finds_exactly_the_weakening_and_reports() {
     assert_eq!(h[0]["passed"], true);
     assert_eq!(h[0]["probes"].as_u64().unwrap(), probes);
     // A governor reads the log but cannot write to it.
-    let (ok_gov, _, out) = run(app, Some(&gov), "", &["check", "action", "1", "--text", "noted"]);
+    let (ok_gov, _, out) = run(
+        app,
+        Some(&gov),
+        "",
+        &["check", "action", "1", "--text", "noted"],
+    );
     assert!(!ok_gov, "a governor recorded an action: {out}");
 
     // 2. A change loosens the policy three ways, through change control.
@@ -404,13 +425,20 @@ fn check_passes_then_finds_exactly_the_weakening_and_reports() {
         Some(&tech),
         "",
         &[
-            "change", "propose",
-            "--reason", "term trial",
-            "--risk", "medium",
-            "--justification", "trial",
-            "--unblock-category", "ks2:gambling",
-            "--safesearch", "staff:off",
-            "--allow", "guest:dns.google",
+            "change",
+            "propose",
+            "--reason",
+            "term trial",
+            "--risk",
+            "medium",
+            "--justification",
+            "trial",
+            "--unblock-category",
+            "ks2:gambling",
+            "--safesearch",
+            "staff:off",
+            "--allow",
+            "guest:dns.google",
         ],
     );
     let cid = change["id"].as_u64().unwrap().to_string();
@@ -422,7 +450,14 @@ fn check_passes_then_finds_exactly_the_weakening_and_reports() {
         app,
         Some(&tech),
         "",
-        &["check", "due", "--every", "0s", "--probes", lab.probes.to_str().unwrap()],
+        &[
+            "check",
+            "due",
+            "--every",
+            "0s",
+            "--probes",
+            lab.probes.to_str().unwrap(),
+        ],
     );
     assert!(!passed, "a regression exits 1: {out}");
     assert_protected(&out);
@@ -447,7 +482,12 @@ fn check_passes_then_finds_exactly_the_weakening_and_reports() {
             ("guest", "circumvention" | "category") => probe == "dns.google",
             _ => false,
         };
-        assert!(expected, "unexpected failure: {}\nall:\n{}", describe(std::slice::from_ref(f)), describe(&fs));
+        assert!(
+            expected,
+            "unexpected failure: {}\nall:\n{}",
+            describe(std::slice::from_ref(f)),
+            describe(&fs)
+        );
         seen.insert((g.to_owned(), via.to_owned(), section.to_owned()));
     }
     // each weakening found on each path where it shows
@@ -466,10 +506,17 @@ fn check_passes_then_finds_exactly_the_weakening_and_reports() {
         );
     }
     // every gambling sample, both paths: 3 names x 2
-    assert_eq!(fs.iter().filter(|f| f["group"] == "ks2").count(), 6, "{}", describe(&fs));
+    assert_eq!(
+        fs.iter().filter(|f| f["group"] == "ks2").count(),
+        6,
+        "{}",
+        describe(&fs)
+    );
     // the DNS SafeSearch answers for staff: www.google.com, www.google.co.uk, www.bing.com
     assert_eq!(
-        fs.iter().filter(|f| f["group"] == "staff" && f["via"] == "dns").count(),
+        fs.iter()
+            .filter(|f| f["group"] == "staff" && f["via"] == "dns")
+            .count(),
         3,
         "{}",
         describe(&fs)
@@ -477,14 +524,26 @@ fn check_passes_then_finds_exactly_the_weakening_and_reports() {
     // The DSL and the technician hear of it on the alert channel.
     let deadline = Instant::now() + Duration::from_secs(10);
     let alert = loop {
-        if let Some(a) = lab.hook.json().into_iter().find(|a| a["kind"] == "check-regression") {
+        if let Some(a) = lab
+            .hook
+            .json()
+            .into_iter()
+            .find(|a| a["kind"] == "check-regression")
+        {
             break a;
         }
-        assert!(Instant::now() < deadline, "no regression alert: {:?}", lab.hook.json());
+        assert!(
+            Instant::now() < deadline,
+            "no regression alert: {:?}",
+            lab.hook.json()
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     let msg = alert["message"].as_str().unwrap();
-    assert!(msg.contains("bet365.com") && msg.contains("dns.google"), "{msg}");
+    assert!(
+        msg.contains("bet365.com") && msg.contains("dns.google"),
+        "{msg}"
+    );
     assert!(msg.contains("previous check (#1)"), "{msg}");
     // and once a check is recorded, the next is not due for a term
     let (_, _, out) = run(
@@ -500,13 +559,22 @@ fn check_passes_then_finds_exactly_the_weakening_and_reports() {
         app,
         Some(&tech),
         "",
-        &["check", "run", "--raise-changes", "--probes", lab.probes.to_str().unwrap()],
+        &[
+            "check",
+            "run",
+            "--raise-changes",
+            "--probes",
+            lab.probes.to_str().unwrap(),
+        ],
     );
     assert_protected(&out);
     let id = v["check"].as_u64().unwrap();
     let rec = ok(app, Some(&gov), "", &["check", "show", &id.to_string()]);
     let actions = rec["actions"].as_array().unwrap();
-    let linked: Vec<u64> = actions.iter().filter_map(|a| a["change"].as_u64()).collect();
+    let linked: Vec<u64> = actions
+        .iter()
+        .filter_map(|a| a["change"].as_u64())
+        .collect();
     assert!(linked.len() >= 3, "{actions:?}");
     let mut edits = BTreeSet::new();
     for c in &linked {
@@ -517,7 +585,9 @@ fn check_passes_then_finds_exactly_the_weakening_and_reports() {
         }
     }
     let has = |op: &str, group: &str, what: &str| {
-        edits.iter().any(|e| e.contains(op) && e.contains(group) && e.contains(what))
+        edits
+            .iter()
+            .any(|e| e.contains(op) && e.contains(group) && e.contains(what))
     };
     assert!(has("block-category", "ks2", "gambling"), "{edits:?}");
     assert!(has("safe-search", "staff", "on"), "{edits:?}");
@@ -528,7 +598,16 @@ fn check_passes_then_finds_exactly_the_weakening_and_reports() {
         app,
         Some(&tech),
         "",
-        &["check", "trigger", "--kind", "new-ai-tool", "--note", "pupils started using a chatbot", "--probes", lab.probes.to_str().unwrap()],
+        &[
+            "check",
+            "trigger",
+            "--kind",
+            "new-ai-tool",
+            "--note",
+            "pupils started using a chatbot",
+            "--probes",
+            lab.probes.to_str().unwrap(),
+        ],
     );
     assert!(out.contains("review trigger #1"), "{out}");
     let t = ok(app, Some(&gov), "", &["check", "triggers"]);
@@ -546,7 +625,16 @@ fn check_passes_then_finds_exactly_the_weakening_and_reports() {
         app,
         Some(&gov),
         "",
-        &["check", "report", "--school", "Hedgerow Primary", "--html", html.to_str().unwrap(), "--pdf", pdf.to_str().unwrap()],
+        &[
+            "check",
+            "report",
+            "--school",
+            "Hedgerow Primary",
+            "--html",
+            html.to_str().unwrap(),
+            "--pdf",
+            pdf.to_str().unwrap(),
+        ],
     );
     let page = std::fs::read_to_string(&html).unwrap();
     assert_protected(&page);
@@ -554,10 +642,10 @@ fn check_passes_then_finds_exactly_the_weakening_and_reports() {
         "Hedgerow Primary",
         "early-years",
         "gambling",
-        "term trial",       // the change, with its risk assessment
+        "term trial", // the change, with its risk assessment
         "medium",
-        "boss",             // roles named
-        "new ai tool",      // the trigger
+        "boss",        // roles named
+        "new ai tool", // the trigger
         "What the filter cannot do",
         "Over-blocking",
     ] {
@@ -622,7 +710,11 @@ print(ink / (w * h))
         .arg(png)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
@@ -645,14 +737,17 @@ fn bench_four_groups_2000_probes_each() {
         ("social", "social_networking"),
         ("circumvention", "vpn"),
     ] {
-        let text = std::fs::read_to_string(data.join("categories").join(format!("{src}.txt"))).unwrap();
+        let text =
+            std::fs::read_to_string(data.join("categories").join(format!("{src}.txt"))).unwrap();
         let names: Vec<&str> = text
             .lines()
             .map(str::trim)
             .filter(|l| {
                 !l.is_empty()
                     && l.contains('.')
-                    && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+                    && l.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-'
+                    })
             })
             .take(per)
             .collect();
@@ -662,7 +757,10 @@ fn bench_four_groups_2000_probes_each() {
         ));
     }
     files.push(("bench-lists.toml".into(), lists));
-    let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     let lab = lab(&bundled_policy(), &refs, ", \"bench-lists.toml\"");
     let dir = lab.app.dir().display().to_string();
     let mut probes = std::fs::read_to_string(&lab.probes).unwrap();
@@ -705,7 +803,7 @@ fn bench_four_groups_2000_probes_each() {
 }
 
 fn lab_count(v: &Value, group: &str) -> u64 {
-    v["result"]["results"]
-        .as_array()
-        .map_or(0, |a| a.iter().filter(|p| p["group"] == group).count() as u64)
+    v["result"]["results"].as_array().map_or(0, |a| {
+        a.iter().filter(|p| p["group"] == group).count() as u64
+    })
 }

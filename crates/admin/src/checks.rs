@@ -249,7 +249,11 @@ impl Admin {
     /// The check log, oldest first.
     pub fn checks(&self, actor: &Account) -> Result<Vec<CheckSummary>, AdminError> {
         actor.authorize(Permission::Read)?;
-        Ok(self.all_checks()?.iter().map(CheckRecord::summary).collect())
+        Ok(self
+            .all_checks()?
+            .iter()
+            .map(CheckRecord::summary)
+            .collect())
     }
 
     pub fn check(&self, actor: &Account, id: u64) -> Result<CheckRecord, AdminError> {
@@ -435,7 +439,10 @@ async fn action(
     UrlPath(id): UrlPath<u64>,
     Json(n): Json<NewAction>,
 ) -> Response {
-    authed(a, &h, move |a, who| a.add_check_action(who, id, &n.text, n.change)).await
+    authed(a, &h, move |a, who| {
+        a.add_check_action(who, id, &n.text, n.change)
+    })
+    .await
 }
 
 async fn report(State(a): St, h: HeaderMap) -> Response {

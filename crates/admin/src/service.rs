@@ -118,7 +118,12 @@ impl Admin {
         self.work.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn audit(&self, actor: &str, action: &str, detail: String) -> Result<AuditEntry, AdminError> {
+    pub(crate) fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        detail: String,
+    ) -> Result<AuditEntry, AdminError> {
         Ok(self
             .store
             .append_audit(self.now(), actor, action, &detail)?)

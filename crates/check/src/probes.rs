@@ -341,9 +341,12 @@ pub fn builtin_category(category: &str) -> &'static [&'static str] {
         "adult" | "pornography" => &["pornhub.com", "xvideos.com", "xhamster.com"],
         "gambling" => &["bet365.com", "paddypower.com"],
         "games" => &["roblox.com", "fortnite.com", "miniclip.com"],
-        "social" | "social-networking" => {
-            &["tiktok.com", "instagram.com", "snapchat.com", "facebook.com"]
-        }
+        "social" | "social-networking" => &[
+            "tiktok.com",
+            "instagram.com",
+            "snapchat.com",
+            "facebook.com",
+        ],
         "circumvention" => &[
             "dns.google",
             "cloudflare-dns.com",
@@ -368,7 +371,11 @@ pub const BUILTIN_ALLOW: &[&str] = &[
 ];
 
 /// DNS-over-HTTPS provider names (the proxy and DNS paths), beyond the circumvention list's.
-pub const DOH_NAMES: &[&str] = &["dns.google", "cloudflare-dns.com", "mozilla.cloudflare-dns.com"];
+pub const DOH_NAMES: &[&str] = &[
+    "dns.google",
+    "cloudflare-dns.com",
+    "mozilla.cloudflare-dns.com",
+];
 
 /// Names browsers and Apple devices ask before using their own encrypted DNS or relay:
 /// the appliance answers them itself for every group (DNS path only).
@@ -571,8 +578,16 @@ impl ProbeSet {
                 }
             };
             for (host, on, to) in [
-                ("www.google.com", g.safesearch, &["forcesafesearch.google.com"][..]),
-                ("www.google.co.uk", g.safesearch, &["forcesafesearch.google.com"]),
+                (
+                    "www.google.com",
+                    g.safesearch,
+                    &["forcesafesearch.google.com"][..],
+                ),
+                (
+                    "www.google.co.uk",
+                    g.safesearch,
+                    &["forcesafesearch.google.com"],
+                ),
                 ("www.bing.com", g.safesearch, &["strict.bing.com"]),
             ] {
                 o.add(
@@ -685,7 +700,13 @@ impl ProbeSet {
                             false,
                             Expect::Refuse,
                         ),
-                        ("IP literal without SNI", ip.clone(), None, false, Expect::Refuse),
+                        (
+                            "IP literal without SNI",
+                            ip.clone(),
+                            None,
+                            false,
+                            Expect::Refuse,
+                        ),
                         (
                             "IP literal with a blocked SNI",
                             ip.clone(),
@@ -771,10 +792,24 @@ impl Out<'_> {
                 expect.clone(),
             );
             if self.proxy {
-                self.add(Via::Proxy, section, category, Action::Connect(host), shown, expect);
+                self.add(
+                    Via::Proxy,
+                    section,
+                    category,
+                    Action::Connect(host),
+                    shown,
+                    expect,
+                );
             }
         } else if self.proxy {
-            self.add(Via::Proxy, section, category, Action::Get(url_of(target)), shown, expect);
+            self.add(
+                Via::Proxy,
+                section,
+                category,
+                Action::Get(url_of(target)),
+                shown,
+                expect,
+            );
         }
     }
 }
@@ -836,7 +871,10 @@ block = ["adult"]
         assert_eq!(iwf[0].via, Via::Proxy);
         // a host canary: both paths, shown in clear
         assert_eq!(
-            probes.iter().filter(|p| p.shown == "adult: adult.example").count(),
+            probes
+                .iter()
+                .filter(|p| p.shown == "adult: adult.example")
+                .count(),
             2
         );
         // the built-in adult sample is blocked on both paths
@@ -857,5 +895,20 @@ block = ["adult"]
         assert!(e.contains("youtube"), "{e}");
         std::fs::write(&p, "[appliance]\ndns = \"nowhere\"\n").unwrap();
         assert!(ProbeSet::load(&p).is_err());
+    }
+}
+
+#[cfg(test)]
+mod bundled {
+    #![allow(clippy::unwrap_used)]
+
+    /// The example probe set in config/ reads, and tests the bundled KS2 policy's categories.
+    #[test]
+    fn the_example_probe_set_loads() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/check.toml");
+        let set = super::ProbeSet::load(&path).unwrap();
+        let probes = set.expand().unwrap();
+        assert!(probes.iter().any(|p| p.shown == "casino-online.example"));
+        assert!(probes.iter().all(|p| !p.shown.contains("iwf-test.invalid")));
     }
 }

@@ -120,7 +120,12 @@ fn rate(r: &Rate) -> String {
     if r.tested == 0 {
         "not tested".into()
     } else {
-        format!("{:.0}% ({} of {})", r.percent_blocked(), r.blocked, r.tested)
+        format!(
+            "{:.0}% ({} of {})",
+            r.percent_blocked(),
+            r.blocked,
+            r.tested
+        )
     }
 }
 
@@ -193,7 +198,11 @@ pub fn html(data: &ReportData, school: &str) -> String {
         h,
         "<p>The check was run by <b>{}</b>{}{}. It took {:.1} seconds. It tests the filter from outside, as a pupil's or teacher's device would: it asks for sites in each blocked category, for sites that must stay open, for the test entries the Internet Watch Foundation and the police provide, for search engines (SafeSearch) and for ways round the filter.</p>",
         esc(&latest.by),
-        if latest.scheduled { " (the scheduled termly check)" } else { "" },
+        if latest.scheduled {
+            " (the scheduled termly check)"
+        } else {
+            ""
+        },
         latest
             .trigger
             .map(|t| format!(", prompted by review trigger #{t}"))
@@ -206,7 +215,9 @@ pub fn html(data: &ReportData, school: &str) -> String {
         for c in &g.categories {
             let want_all = c.expected == "block";
             let good = |x: &Rate| {
-                x.tested == 0 || (want_all && x.blocked == x.tested) || (!want_all && x.blocked == 0)
+                x.tested == 0
+                    || (want_all && x.blocked == x.tested)
+                    || (!want_all && x.blocked == 0)
             };
             let cell = |x: &Rate| {
                 let class = if good(x) { "ok" } else { "bad" };
@@ -400,7 +411,9 @@ pub fn html(data: &ReportData, school: &str) -> String {
     if data.triggers.is_empty() {
         h.push_str("<p>None recorded in the period.</p>");
     } else {
-        h.push_str("<table><tr><th>Date</th><th>What happened</th><th>Recorded by</th><th>Check</th></tr>");
+        h.push_str(
+            "<table><tr><th>Date</th><th>What happened</th><th>Recorded by</th><th>Check</th></tr>",
+        );
         for t in &data.triggers {
             let _ = write!(
                 h,
@@ -492,7 +505,9 @@ pub fn pdf(html_file: &Path, pdf: &Path) -> Result<(), CheckError> {
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(CheckError::Pdf("Chromium did not finish in 2 minutes".into()));
+                return Err(CheckError::Pdf(
+                    "Chromium did not finish in 2 minutes".into(),
+                ));
             }
             Err(e) => return Err(CheckError::Pdf(e.to_string())),
         }

@@ -239,7 +239,10 @@ impl CheckResult {
             let protected = f.probe.starts_with("[protected");
             let (what, edit) = match (f.section, f.category.as_deref()) {
                 _ if protected => (
-                    format!("investigate: {} (illegal tier: report to the list provider)", f.probe),
+                    format!(
+                        "investigate: {} (illegal tier: report to the list provider)",
+                        f.probe
+                    ),
                     None,
                 ),
                 (Section::Category, Some(c)) if f.expected == "blocked" => {
@@ -255,10 +258,17 @@ impl CheckResult {
                     if all_open {
                         (
                             format!("block category {c}"),
-                            Some(serde_json::json!({"op": "block-category", "group": f.group, "category": c})),
+                            Some(
+                                serde_json::json!({"op": "block-category", "group": f.group, "category": c}),
+                            ),
                         )
                     } else {
-                        (format!("block {}", f.probe), Some(serde_json::json!({"op": "add-block", "group": f.group, "entry": f.probe})))
+                        (
+                            format!("block {}", f.probe),
+                            Some(
+                                serde_json::json!({"op": "add-block", "group": f.group, "entry": f.probe}),
+                            ),
+                        )
                     }
                 }
                 (Section::SafeSearch, _) if f.probe.contains("youtube") => (
@@ -271,9 +281,14 @@ impl CheckResult {
                 ),
                 (Section::Circumvention, Some("doh")) => (
                     format!("block {}", f.probe),
-                    Some(serde_json::json!({"op": "add-block", "group": f.group, "entry": f.probe})),
+                    Some(
+                        serde_json::json!({"op": "add-block", "group": f.group, "entry": f.probe}),
+                    ),
                 ),
-                _ => (format!("investigate: {} ({})", f.probe, f.section.as_str()), None),
+                _ => (
+                    format!("investigate: {} ({})", f.probe, f.section.as_str()),
+                    None,
+                ),
             };
             out.entry((f.group.clone(), what.clone()))
                 .or_insert_with(|| Remedy {

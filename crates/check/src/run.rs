@@ -65,12 +65,10 @@ pub fn meets(expect: &Expect, outcome: &Outcome) -> bool {
 /// Runs every probe of `set` against the appliance.
 pub async fn run(set: &ProbeSet) -> Result<CheckResult, CheckError> {
     let probes = set.expand()?;
-    let timeout = set
-        .timeout()
-        .map_err(|m| CheckError::ProbeSet {
-            path: set.base.clone(),
-            message: m,
-        })?;
+    let timeout = set.timeout().map_err(|m| CheckError::ProbeSet {
+        path: set.base.clone(),
+        message: m,
+    })?;
     let started = jiff::Timestamp::now();
     let clock = Instant::now();
     let ctx = Arc::new(Ctx {
@@ -82,7 +80,10 @@ pub async fn run(set: &ProbeSet) -> Result<CheckResult, CheckError> {
     let mut lanes: std::collections::BTreeMap<(String, Via), Vec<(usize, Probe)>> =
         Default::default();
     for (i, p) in probes.into_iter().enumerate() {
-        lanes.entry((p.group.clone(), p.via)).or_default().push((i, p));
+        lanes
+            .entry((p.group.clone(), p.via))
+            .or_default()
+            .push((i, p));
     }
     let mut tasks = tokio::task::JoinSet::new();
     for ((_, via), lane) in lanes {
@@ -174,8 +175,9 @@ async fn probe_once(ctx: &Ctx, p: &Probe) -> Outcome {
                 sni,
                 ech,
             } => match ctx.proxy {
-                Some(proxy) => tls_probe(ctx, p.source, proxy, host, *port, sni.as_deref(), *ech)
-                    .await,
+                Some(proxy) => {
+                    tls_probe(ctx, p.source, proxy, host, *port, sni.as_deref(), *ech).await
+                }
                 None => Outcome::Error("no proxy configured".into()),
             },
         };
@@ -244,7 +246,9 @@ pub fn classify_dns(reply: &Message, blockpage: &[IpAddr]) -> Outcome {
     });
     let rcode = reply.metadata.response_code;
     match rcode {
-        ResponseCode::Refused => return Outcome::Error("REFUSED (rate-limited, or no group)".into()),
+        ResponseCode::Refused => {
+            return Outcome::Error("REFUSED (rate-limited, or no group)".into());
+        }
         ResponseCode::ServFail => {
             // Forwarded and failed upstream: the appliance did not block it.
             return Outcome::Allowed("SERVFAIL from upstream".into());
@@ -390,7 +394,12 @@ fn refusal(status: u16, body: &str) -> Outcome {
 }
 
 fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or_default().chars().take(80).collect()
+    s.lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(80)
+        .collect()
 }
 
 async fn connect(ctx: &Ctx, source: IpAddr, proxy: SocketAddr, host: &str) -> Outcome {

@@ -23,7 +23,11 @@ pub(crate) fn client_hello(sni: Option<&str>, ech: bool) -> Vec<u8> {
     // supported_groups: x25519
     extension(&mut ext, 0x000a, &[0, 2, 0x00, 0x1d]);
     // signature_algorithms: ed25519, ecdsa_secp256r1_sha256, rsa_pss_rsae_sha256
-    extension(&mut ext, 0x000d, &[0, 6, 0x08, 0x07, 0x04, 0x03, 0x08, 0x04]);
+    extension(
+        &mut ext,
+        0x000d,
+        &[0, 6, 0x08, 0x07, 0x04, 0x03, 0x08, 0x04],
+    );
     // key_share: x25519 with a fixed public value
     let mut ks = vec![0, 36, 0x00, 0x1d, 0, 32];
     ks.extend_from_slice(&[9u8; 32]);
