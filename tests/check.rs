@@ -105,6 +105,14 @@ listen = ["127.0.0.1:0"]
 connect_ports = [443, {tls}]
 allow_destinations = ["127.0.0.0/8"]
 
+[breaches]
+window = "1h"
+
+[[breaches.rules]]
+name = "adult content"
+categories = ["adult"]
+severity = "medium"
+
 [alerts]
 immediate = "high"
 
@@ -648,8 +656,18 @@ fn check_passes_then_finds_exactly_the_weakening_and_reports() {
         "new ai tool", // the trigger
         "What the filter cannot do",
         "Over-blocking",
+        // the check's own adult probes raised breaches: counted, nobody named
+        "<td>adult</td><td>medium</td>",
     ] {
         assert!(page.contains(want), "the report lacks {want:?}");
+    }
+    for device in [
+        "check-early-years",
+        "check-staff",
+        "check-guest",
+        "127.0.0.1",
+    ] {
+        assert!(!page.contains(device), "the report names {device}");
     }
     std::fs::copy(&pdf, repo().join("target/check-report.pdf")).ok();
     let bytes = std::fs::read(&pdf).unwrap();

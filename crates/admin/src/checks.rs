@@ -463,3 +463,128 @@ struct NewTrigger {
 async fn trigger(State(a): St, h: HeaderMap, Json(t): Json<NewTrigger>) -> Response {
     authed(a, &h, move |a, who| a.record_trigger(who, t.kind, &t.note)).await
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::Role;
+
+    fn admin(dir: &std::path::Path) -> Admin {
+        let store = hedgerow_store::Store::open(
+            &dir.join("store"),
+            &hedgerow_store::StoreOptions::default(),
+        )
+        .unwrap();
+        let at: jiff::Timestamp = "2026-11-30T10:00:00Z".parse().unwrap();
+        Admin::new(
+            Arc::new(store),
+            &dir.join("hedgerow.toml"),
+            Arc::new(|| Ok("ok".into())),
+            Arc::new(hedgerow_model::FixedClock(at)),
+        )
+    }
+
+    fn account(a: &Admin, by: Option<&Account>, name: &str, role: Role) -> Account {
+        a.add_account(by, name, BTreeSet::from([role]), None)
+            .unwrap()
+    }
+
+    fn result(passed: bool) -> serde_json::Value {
+        serde_json::json!({ "passed": passed, "probes": 10, "seconds": 1.5, "groups": [],
+            "failures": if passed { vec![] } else { vec![serde_json::json!({"probe": "x"})] },
+            "results": [{ "probe": "x" }] })
+    }
+
+    #[test]
+    fn the_check_log_records_who_what_and_actions() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = admin(dir.path());
+        let boss = account(&a, None, "boss", Role::Approver);
+        let tech = account(&a, Some(&boss), "tech", Role::Technician);
+        let gov = account(&a, Some(&boss), "gov", Role::Governor);
+
+        // a result that is not a check's is refused; a governor may not record one
+        let bad = NewCheck {
+            result: serde_json::json!({ "hello": 1 }),
+            scheduled: false,
+            trigger: None,
+        };
+        assert!(matches!(
+            a.record_check(&tech, bad),
+            Err(AdminError::Invalid(_))
+        ));
+        let good = |trigger| NewCheck {
+            result: result(false),
+            scheduled: false,
+            trigger,
+        };
+        assert!(matches!(
+            a.record_check(&gov, good(None)),
+            Err(AdminError::Forbidden(_))
+        ));
+        // a trigger that does not exist is refused
+        assert!(matches!(
+            a.record_check(&tech, good(Some(9))),
+            Err(AdminError::NotFound(_))
+        ));
+
+        let t = a
+            .record_trigger(&tech, TriggerKind::SafeguardingIncident, "incident 12")
+            .unwrap();
+        assert_eq!(a.triggers(&gov).unwrap()[0].check, None);
+        let rec = a.record_check(&tech, good(Some(t.id))).unwrap();
+        assert_eq!((rec.id, rec.by.as_str()), (1, "tech"));
+        assert_eq!(a.triggers(&gov).unwrap()[0].check, Some(1));
+        let rec2 = a
+            .record_check(
+                &tech,
+                NewCheck {
+                    result: result(true),
+                    scheduled: true,
+                    trigger: None,
+                },
+            )
+            .unwrap();
+        assert_eq!(rec2.id, 2);
+
+        let list = a.checks(&gov).unwrap();
+        assert_eq!(list.len(), 2);
+        assert!(!list[0].passed && list[0].failures == 1 && list[0].probes == 10);
+        assert!(list[1].passed && list[1].scheduled);
+
+        // actions: free text, an existing change request only, not by a governor
+        assert!(a.add_check_action(&gov, 1, "noted", None).is_err());
+        assert!(matches!(
+            a.add_check_action(&tech, 1, "raised", Some(77)),
+            Err(AdminError::NotFound(_))
+        ));
+        assert!(matches!(
+            a.add_check_action(&tech, 1, "  ", None),
+            Err(AdminError::Invalid(_))
+        ));
+        a.add_check_action(&tech, 1, "list re-enabled", None)
+            .unwrap();
+        assert_eq!(a.check(&gov, 1).unwrap().actions[0].text, "list re-enabled");
+        assert!(matches!(a.check(&gov, 3), Err(AdminError::NotFound(_))));
+
+        // the report data: checks without their per-probe lists, the roles named
+        let r = a.check_report(&gov).unwrap();
+        assert_eq!(r.checks.len(), 2);
+        assert!(r.checks.iter().all(|c| c.result.get("results").is_none()));
+        assert_eq!(r.since, Some(rec.recorded));
+        assert_eq!(r.roles["technician"], vec!["tech".to_owned()]);
+        assert_eq!(r.roles["governor"], vec!["gov".to_owned()]);
+        assert_eq!(r.triggers.len(), 1);
+
+        // every step is in the audit log
+        let audit = a.audit_log(&boss).unwrap();
+        let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
+        for want in ["review-trigger", "check-recorded", "check-action"] {
+            assert!(actions.contains(&want), "{actions:?}");
+        }
+    }
+}
