@@ -360,7 +360,11 @@ impl Admin {
             .collect();
         let from = since.unwrap_or(jiff::Timestamp::UNIX_EPOCH);
         let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
-        for b in self.store().breaches_between(from, now)? {
+        // Up to and including now.
+        let to = now
+            .checked_add(jiff::SignedDuration::from_secs(1))
+            .unwrap_or(now);
+        for b in self.store().breaches_between(from, to)? {
             let category = b
                 .category
                 .as_ref()
