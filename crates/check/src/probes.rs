@@ -883,6 +883,25 @@ block = ["adult"]
     }
 
     #[test]
+    fn a_source_address_not_on_this_machine_is_a_clear_error() {
+        let s = set(r#"
+[appliance]
+dns = "127.0.0.1:9"
+[groups.far]
+source = "192.0.2.7"
+"#);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let e = rt.block_on(crate::run(&s)).unwrap_err().to_string();
+        assert!(
+            e.contains("group \"far\": cannot send from 192.0.2.7"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn a_bad_probe_set_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("probes.toml");

@@ -64,6 +64,18 @@ pub fn meets(expect: &Expect, outcome: &Outcome) -> bool {
 
 /// Runs every probe of `set` against the appliance.
 pub async fn run(set: &ProbeSet) -> Result<CheckResult, CheckError> {
+    // Each group's address must be this machine's: say so once, not in every probe.
+    for (name, g) in &set.groups {
+        if let Err(e) = std::net::UdpSocket::bind(SocketAddr::new(g.source, 0)) {
+            return Err(CheckError::ProbeSet {
+                path: set.base.clone(),
+                message: format!(
+                    "group {name:?}: cannot send from {}: {e} (give this machine that address, or run the check on a device in the group's network)",
+                    g.source
+                ),
+            });
+        }
+    }
     let probes = set.expand()?;
     let timeout = set.timeout().map_err(|m| CheckError::ProbeSet {
         path: set.base.clone(),
