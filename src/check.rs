@@ -117,7 +117,13 @@ pub(crate) fn check(auth: &Auth, cmd: CheckCommand) -> Result<ExitCode> {
                 Some(json!({ "kind": kind, "note": note })),
             )?)?;
             let id = t["id"].as_u64().unwrap_or_default();
-            println!("review trigger #{id} recorded ({kind}); a check is due");
+            if auth.json {
+                if probes.is_none() {
+                    println!("{t}");
+                }
+            } else {
+                println!("review trigger #{id} recorded ({kind}); a check is due");
+            }
             match probes {
                 Some(probes) => {
                     let args = RunArgs {

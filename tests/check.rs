@@ -617,7 +617,7 @@ fn check_passes_then_finds_exactly_the_weakening_and_reports() {
             lab.probes.to_str().unwrap(),
         ],
     );
-    assert!(out.contains("review trigger #1"), "{out}");
+    assert!(out.contains("\"check\":"), "{out}");
     let t = ok(app, Some(&gov), "", &["check", "triggers"]);
     assert_eq!(t[0]["kind"], "new-ai-tool");
     assert_eq!(t[0]["check"].as_u64(), Some(id + 1), "{t}");
