@@ -924,7 +924,8 @@ mod bundled {
     /// The example probe set in config/ reads, and tests the bundled KS2 policy's categories.
     #[test]
     fn the_example_probe_set_loads() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/check.toml");
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/check-probes.toml");
         let set = super::ProbeSet::load(&path).unwrap();
         let probes = set.expand().unwrap();
         assert!(probes.iter().any(|p| p.shown == "casino-online.example"));
