@@ -63,7 +63,8 @@ fn lab(policy: &str, files: &[(&str, &str)], extra_include: &str) -> Lab {
     let http = rt.block_on(Origin::http());
     // The engines' SafeSearch hosts serve on another address, the same port: a search the
     // proxy steers there (by name, Host or parameter) comes back from this server.
-    safe_search_server(http.addr.port());
+    safe_search_server("127.0.0.2", "forcesafesearch.google.com", http.addr.port());
+    safe_search_server("127.0.0.3", "strict.bing.com", http.addr.port());
     let mut up = UpstreamDns::new();
     for name in [
         "www.bbc.co.uk",
@@ -75,12 +76,12 @@ fn lab(policy: &str, files: &[(&str, &str)], extra_include: &str) -> Lab {
     }
     for name in [
         "forcesafesearch.google.com",
-        "strict.bing.com",
         "restrict.youtube.com",
         "restrictmoderate.youtube.com",
     ] {
         up = up.a(name, [127, 0, 0, 2].into());
     }
+    up = up.a("strict.bing.com", [127, 0, 0, 3].into());
     let upstream = rt.block_on(up.start());
     let hook = Webhook::start(0);
     let r = repo().display().to_string();
@@ -224,11 +225,11 @@ youtube = "moderate"
     }
 }
 
-/// A web server on 127.0.0.2:`port` standing for the engines' SafeSearch hosts: its pages
-/// say which host served them.
-fn safe_search_server(port: u16) {
+/// A web server on `ip`:`port` standing for the SafeSearch host `name`: its pages say which
+/// host served them.
+fn safe_search_server(ip: &'static str, name: &'static str, port: u16) {
     use std::io::{BufRead, BufReader};
-    let listener = std::net::TcpListener::bind(("127.0.0.2", port)).unwrap();
+    let listener = std::net::TcpListener::bind((ip, port)).unwrap();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             std::thread::spawn(move || {
@@ -241,7 +242,7 @@ fn safe_search_server(port: u16) {
                         _ => {}
                     }
                 }
-                let body = "<p>results served by forcesafesearch.google.com / strict.bing.com</p>";
+                let body = format!("<p>results served by {name}</p>");
                 let _ = write!(
                     r.get_mut(),
                     "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",

@@ -460,10 +460,13 @@ async fn get(ctx: &Ctx, source: IpAddr, proxy: SocketAddr, url: &str) -> Outcome
     ];
     let location = header(&head, "location").unwrap_or_default();
     let lower = format!("{location}\n{body}").to_ascii_lowercase();
-    if (200..400).contains(&status)
-        && let Some(m) = markers.iter().find(|m| lower.contains(**m))
-    {
-        return Outcome::Steered((*m).to_owned());
+    let found: Vec<&str> = markers
+        .iter()
+        .copied()
+        .filter(|m| lower.contains(*m))
+        .collect();
+    if (200..400).contains(&status) && !found.is_empty() {
+        return Outcome::Steered(found.join(", "));
     }
     match status {
         200..=399 => Outcome::Allowed(status.to_string()),
