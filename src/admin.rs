@@ -50,12 +50,12 @@ pub(crate) struct Auth {
         global = true,
         default_value = "/etc/hedgerow/hedgerow.toml"
     )]
-    config: PathBuf,
+    pub(crate) config: PathBuf,
     #[command(flatten)]
     creds: Creds,
     /// Print JSON.
     #[arg(long, global = true)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(Subcommand)]
@@ -343,7 +343,7 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    fn new(auth: &Auth) -> Result<Self> {
+    pub(crate) fn new(auth: &Auth) -> Result<Self> {
         let sock = state_dir(&auth.config)?.join(API_SOCKET);
         Ok(Self::at(sock, &auth.creds))
     }

@@ -4,6 +4,7 @@
 
 mod admin;
 mod alloc;
+mod check;
 mod logs;
 mod pidfile;
 mod reviews;
@@ -121,6 +122,13 @@ enum Command {
         #[command(subcommand)]
         command: admin::ChangeCommand,
     },
+    /// The effectiveness check over the wire, its log, review triggers, the governors' report.
+    Check {
+        #[command(flatten)]
+        auth: Box<admin::Auth>,
+        #[command(subcommand)]
+        command: check::CheckCommand,
+    },
     /// The hash-chained audit log: list it or verify it.
     Audit {
         #[command(flatten)]
@@ -160,6 +168,7 @@ fn main() -> ExitCode {
         Command::User { auth, command } => admin::user(&auth, command),
         Command::Change { auth, command } => admin::change(&auth, command),
         Command::Audit { auth, command } => admin::audit(&auth, command),
+        Command::Check { auth, command } => check::check(&auth, command),
     };
     match result {
         Ok(code) => code,

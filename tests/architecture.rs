@@ -48,7 +48,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "hedgerow-alert",
         &["hedgerow-model", "hedgerow-config", "hedgerow-store"],
     ),
-    ("hedgerow-check", &["hedgerow-model", "hedgerow-config"]),
+    // A black box: it sees the appliance over the wire only, never its configuration, policy
+    // or store (what it expects is the school's probe set).
+    ("hedgerow-check", &[]),
     ("hedgerow-testkit", &[]),
 ];
 
@@ -63,6 +65,7 @@ const FORBIDDEN_EXTERNAL: &[(&str, &[&str])] = &[
     ("hedgerow-proxy", &["sled"]),
     ("hedgerow-alert", &["sled"]),
     ("hedgerow-admin", &["sled"]),
+    ("hedgerow-check", &["sled", "toml_edit"]),
 ];
 
 fn metadata() -> serde_json::Value {

@@ -42,7 +42,7 @@ pub struct Ctx {
     reload_key: Option<String>,
 }
 
-type St = State<Arc<Ctx>>;
+pub(crate) type St = State<Arc<Ctx>>;
 
 /// The API's routes, for the Unix socket (`local`) or a TCP listener.
 pub fn router(admin: Arc<Admin>, local: bool, reload_key: Option<&str>) -> Router {
@@ -78,6 +78,7 @@ pub fn router(admin: Arc<Admin>, local: bool, reload_key: Option<&str>) -> Route
         .route("/api/v1/reviews/{reference}", get(review))
         .route("/api/v1/reviews/{reference}/decide", post(decide))
         .route("/api/v1/export", get(export))
+        .merge(crate::checks::routes())
         .fallback(|| async {
             error(AdminError::NotFound(
                 "no such API path (see /api/v1/openapi.json)".into(),
@@ -227,7 +228,7 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
 }
 
 /// Runs `f` as the account the request's bearer token names.
-async fn authed<T, F>(ctx: Arc<Ctx>, headers: &HeaderMap, f: F) -> Response
+pub(crate) async fn authed<T, F>(ctx: Arc<Ctx>, headers: &HeaderMap, f: F) -> Response
 where
     T: Serialize + Send + 'static,
     F: FnOnce(&Admin, &Account) -> Result<T, AdminError> + Send + 'static,

@@ -15,6 +15,7 @@
 mod accounts;
 pub mod api;
 mod change;
+pub mod checks;
 mod edit;
 pub mod records;
 pub mod report;

@@ -62,13 +62,13 @@ pub struct Admin {
 
 const V1: u8 = 1;
 
-fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, AdminError> {
+pub(crate) fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, AdminError> {
     let mut out = vec![V1];
     serde_json::to_writer(&mut out, v).map_err(|e| AdminError::Internal(e.to_string()))?;
     Ok(out)
 }
 
-fn dec<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AdminError> {
+pub(crate) fn dec<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AdminError> {
     match bytes.split_first() {
         Some((&V1, rest)) => {
             serde_json::from_slice(rest).map_err(|e| AdminError::Internal(e.to_string()))
@@ -110,15 +110,20 @@ impl Admin {
         &self.store
     }
 
-    fn now(&self) -> jiff::Timestamp {
+    pub(crate) fn now(&self) -> jiff::Timestamp {
         self.clock.now()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
         self.work.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn audit(&self, actor: &str, action: &str, detail: String) -> Result<AuditEntry, AdminError> {
+    pub(crate) fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        detail: String,
+    ) -> Result<AuditEntry, AdminError> {
         Ok(self
             .store
             .append_audit(self.now(), actor, action, &detail)?)
@@ -139,7 +144,7 @@ impl Admin {
             .admin_put(AdminTree::Accounts, a.name.as_bytes(), &enc(a)?)?)
     }
 
-    fn all_accounts(&self) -> Result<Vec<StoredAccount>, AdminError> {
+    pub(crate) fn all_accounts(&self) -> Result<Vec<StoredAccount>, AdminError> {
         self.store
             .admin_list(AdminTree::Accounts)?
             .iter()

@@ -13,10 +13,20 @@ pub enum AdminTree {
     Changes,
     /// What the configuration files held when last reviewed, by path.
     Reviewed,
+    /// The check log: effectiveness checks, by id (big-endian).
+    Checks,
+    /// Out-of-cycle review triggers, by id (big-endian).
+    Triggers,
 }
 
 impl AdminTree {
-    pub const ALL: [AdminTree; 3] = [Self::Accounts, Self::Changes, Self::Reviewed];
+    pub const ALL: [AdminTree; 5] = [
+        Self::Accounts,
+        Self::Changes,
+        Self::Reviewed,
+        Self::Checks,
+        Self::Triggers,
+    ];
 
     /// The tree's name in an export.
     pub(crate) fn export_name(self) -> &'static str {
@@ -24,6 +34,8 @@ impl AdminTree {
             Self::Accounts => "accounts",
             Self::Changes => "changes",
             Self::Reviewed => "reviewed",
+            Self::Checks => "checks",
+            Self::Triggers => "triggers",
         }
     }
 
@@ -32,6 +44,8 @@ impl AdminTree {
             Self::Accounts => "admin-accounts",
             Self::Changes => "admin-changes",
             Self::Reviewed => "admin-reviewed",
+            Self::Checks => "admin-checks",
+            Self::Triggers => "admin-triggers",
         }
     }
 }
@@ -68,6 +82,17 @@ impl Store {
             .iter()
             .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(Into::into))
             .collect()
+    }
+
+    /// The key after the last record of `tree` (keys are big-endian ids): 1 in an empty tree.
+    pub fn admin_next_seq(&self, tree: AdminTree) -> Result<u64, StoreError> {
+        let last = self
+            .db
+            .open_tree(tree.name())?
+            .last()?
+            .and_then(|(k, _)| <[u8; 8]>::try_from(k.as_ref()).ok())
+            .map(u64::from_be_bytes);
+        Ok(last.map_or(1, |l| l + 1))
     }
 
     /// A new id, unique in this store.
