@@ -13,11 +13,13 @@ mod duration;
 mod load;
 mod reload;
 mod schema;
+mod ship;
 
 pub use duration::parse_duration;
 pub use hedgerow_model::{ListFormat, ListKind, Severity, UrlMatch};
 pub use load::{from_str, load, load_with};
 pub use reload::{ReloadDiff, diff};
+pub use ship::{ClickHouseConfig, ShipConfig, SyslogConfig};
 pub use schema::{
     AlertsConfig, BlockPageConfig, BreachesConfig, CacheConfig, Config, DaySpec, Device,
     DnsBlockMode, DnsConfig, EmailConfig, Group, GroupMode, LeaseFile, LeaseFormat, ListSource,

@@ -22,6 +22,10 @@ const RESTART: &[(&str, &str)] = &[
         "[blockpage]",
         "the block page server's listeners are bound at start",
     ),
+    (
+        "[ship]",
+        "the shipping queues and connections are made at start",
+    ),
 ];
 
 /// How a new configuration differs from the one in force.
@@ -58,7 +62,7 @@ impl ReloadDiff {
 
 /// Compares the configuration in force with a new one.
 pub fn diff(old: &Config, new: &Config) -> ReloadDiff {
-    let sections: [(&'static str, bool); 11] = [
+    let sections: [(&'static str, bool); 12] = [
         ("[server]", old.server != new.server),
         ("[dns]", old.dns != new.dns),
         ("[proxy]", old.proxy != new.proxy),
@@ -70,6 +74,7 @@ pub fn diff(old: &Config, new: &Config) -> ReloadDiff {
         ("[logs]", old.logs != new.logs),
         ("[breaches]", old.breaches != new.breaches),
         ("[alerts]", old.alerts != new.alerts),
+        ("[ship]", old.ship != new.ship),
     ];
     let changed = sections
         .iter()
@@ -86,6 +91,9 @@ pub fn diff(old: &Config, new: &Config) -> ReloadDiff {
     }
     if old.blockpage != new.blockpage {
         needs_restart.extend(restart("[blockpage]"));
+    }
+    if old.ship != new.ship {
+        needs_restart.extend(restart("[ship]"));
     }
     ReloadDiff {
         changed,

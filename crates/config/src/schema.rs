@@ -48,6 +48,8 @@ pub struct Config {
     pub logs: LogsConfig,
     pub breaches: BreachesConfig,
     pub alerts: Option<AlertsConfig>,
+    /// `[ship]`: events to ClickHouse and syslog; `None` (the default) ships nothing.
+    pub ship: Option<crate::ShipConfig>,
 }
 
 /// `[logs]`: the log store in the state directory.
@@ -452,6 +454,7 @@ pub(crate) struct RawFile {
     pub(crate) logs: Option<Spanned<RawLogs>>,
     pub(crate) breaches: Option<Spanned<RawBreaches>>,
     pub(crate) alerts: Option<Spanned<RawAlerts>>,
+    pub(crate) ship: Option<Spanned<crate::ship::RawShip>>,
 }
 
 #[derive(Debug, Deserialize)]
