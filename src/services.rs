@@ -56,8 +56,8 @@ impl Services {
         }
         let shipper = match &config.ship {
             Some(ship) => {
-                let shipper =
-                    hedgerow_ship::Shipper::start(ship).context("starting log shipping ([ship])")?;
+                let shipper = hedgerow_ship::Shipper::start(ship)
+                    .context("starting log shipping ([ship])")?;
                 recorder.set_tap(Some(shipper.clone()));
                 Some(shipper)
             }

@@ -126,7 +126,9 @@ async fn events_and_breaches_reach_clickhouse_and_syslog_with_the_illegal_tier_p
     if skip() {
         return;
     }
-    let ch = tokio::task::spawn_blocking(ClickHouse::start).await.unwrap();
+    let ch = tokio::task::spawn_blocking(ClickHouse::start)
+        .await
+        .unwrap();
     let schema = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/clickhouse-schema.sql"),
     )
@@ -153,9 +155,10 @@ address = "{}"
         syslog.addr
     );
     let cfg = config(up.addr, &ship);
-    let app = tokio::task::spawn_blocking(move || Appliance::start(BIN.as_ref(), &cfg, &FILES, &[]))
-        .await
-        .unwrap();
+    let app =
+        tokio::task::spawn_blocking(move || Appliance::start(BIN.as_ref(), &cfg, &FILES, &[]))
+            .await
+            .unwrap();
 
     assert_eq!(dns(&app, "allowed.example").await, ResponseCode::NoError);
     assert_eq!(dns(&app, "extreme.example").await, ResponseCode::NXDomain);
@@ -230,7 +233,11 @@ address = "{}"
         parsed = syslog.parsed();
     }
     let raw_all = syslog.raw();
-    assert_eq!(parsed.len(), 5, "3 access events and 2 breaches: {parsed:#?}");
+    assert_eq!(
+        parsed.len(),
+        5,
+        "3 access events and 2 breaches: {parsed:#?}"
+    );
     let access: Vec<&String> = parsed.iter().filter(|l| l.contains("|access|")).collect();
     let breach: Vec<&String> = parsed.iter().filter(|l| l.contains("|breach|")).collect();
     assert_eq!((access.len(), breach.len()), (3, 2), "{parsed:#?}");
@@ -291,9 +298,10 @@ attempts = 2
         free_port()
     );
     let cfg = config(up.addr, &ship);
-    let app = tokio::task::spawn_blocking(move || Appliance::start(BIN.as_ref(), &cfg, &FILES, &[]))
-        .await
-        .unwrap();
+    let app =
+        tokio::task::spawn_blocking(move || Appliance::start(BIN.as_ref(), &cfg, &FILES, &[]))
+            .await
+            .unwrap();
     let start = Instant::now();
     for i in 0..400 {
         let name = if i % 2 == 0 {

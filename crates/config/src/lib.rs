@@ -19,13 +19,13 @@ pub use duration::parse_duration;
 pub use hedgerow_model::{ListFormat, ListKind, Severity, UrlMatch};
 pub use load::{from_str, load, load_with};
 pub use reload::{ReloadDiff, diff};
-pub use ship::{ClickHouseConfig, ShipConfig, SyslogConfig};
 pub use schema::{
     AlertsConfig, BlockPageConfig, BreachesConfig, CacheConfig, Config, DaySpec, Device,
     DnsBlockMode, DnsConfig, EmailConfig, Group, GroupMode, LeaseFile, LeaseFormat, ListSource,
     LocalEntry, Location, LogsConfig, PacDirect, ProxyConfig, SafeSearch, Schedule, ServerConfig,
     SmtpTls, Upstream, UpstreamProtocol, WebhookConfig, YouTubeMode,
 };
+pub use ship::{ClickHouseConfig, ShipConfig, SyslogConfig};
 
 use std::fmt;
 use std::path::PathBuf;

@@ -265,7 +265,10 @@ pub(crate) fn validate(
             );
         }
         if s.attempts == 0 {
-            err(Some(span.clone()), "[ship.syslog] attempts must be at least 1".into());
+            err(
+                Some(span.clone()),
+                "[ship.syslog] attempts must be at least 1".into(),
+            );
         }
         if !s.tls && (s.ca_file.is_some() || s.server_name.is_some()) {
             err(

@@ -23,7 +23,10 @@ pub(crate) struct Client {
     host: String,
     port: u16,
     authority: String,
-    tls: Option<(tokio_rustls::TlsConnector, rustls::pki_types::ServerName<'static>)>,
+    tls: Option<(
+        tokio_rustls::TlsConnector,
+        rustls::pki_types::ServerName<'static>,
+    )>,
     /// `/?query=…` for the events table and for the breaches table.
     events_path: String,
     breaches_path: String,
@@ -122,10 +125,18 @@ impl Client {
     }
 
     /// Inserts `body` (`rows` rows) with retries; counts them sent or failed.
-    async fn insert_retrying(&self, what: &str, path: &str, body: Bytes, rows: usize, ctx: &Context) {
+    async fn insert_retrying(
+        &self,
+        what: &str,
+        path: &str,
+        body: Bytes,
+        rows: usize,
+        ctx: &Context,
+    ) {
         let mut wait = BACKOFF_FIRST;
         for attempt in 1..=self.attempts {
-            let result = match tokio::time::timeout(TIMEOUT, self.insert(path, body.clone())).await {
+            let result = match tokio::time::timeout(TIMEOUT, self.insert(path, body.clone())).await
+            {
                 Ok(r) => r,
                 Err(_) => Err(format!("no answer within {TIMEOUT:?}")),
             };
@@ -173,20 +184,29 @@ impl Client {
         }
         // Breaches first: they matter most if the destination is about to fail.
         if n_breaches > 0 {
-            self.insert_retrying("breach rows", &self.breaches_path, breaches.into(), n_breaches, ctx)
-                .await;
+            self.insert_retrying(
+                "breach rows",
+                &self.breaches_path,
+                breaches.into(),
+                n_breaches,
+                ctx,
+            )
+            .await;
         }
         if n_events > 0 {
-            self.insert_retrying("access events", &self.events_path, events.into(), n_events, ctx)
-                .await;
+            self.insert_retrying(
+                "access events",
+                &self.events_path,
+                events.into(),
+                n_events,
+                ctx,
+            )
+            .await;
         }
     }
 }
 
-async fn exchange<T>(
-    io: T,
-    req: hyper::Request<Full<Bytes>>,
-) -> Result<(u16, String), String>
+async fn exchange<T>(io: T, req: hyper::Request<Full<Bytes>>) -> Result<(u16, String), String>
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {

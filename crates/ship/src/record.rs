@@ -181,13 +181,7 @@ pub const SD_ID: &str = "hedgerow@32473";
 
 /// Appends the record as one RFC 5424 message, octet-counted (RFC 6587 §3.4.1:
 /// `LENGTH SP MESSAGE`), to `out`.
-pub(crate) fn syslog_frame(
-    r: &Record,
-    appliance: &str,
-    facility: u8,
-    pid: u32,
-    out: &mut Vec<u8>,
-) {
+pub(crate) fn syslog_frame(r: &Record, appliance: &str, facility: u8, pid: u32, out: &mut Vec<u8>) {
     let msg = syslog_message(r, appliance, facility, pid);
     let _ = write!(Length(out), "{} ", msg.len());
     out.extend_from_slice(msg.as_bytes());
@@ -283,7 +277,9 @@ pub fn syslog_message(r: &Record, appliance: &str, facility: u8, pid: u32) -> St
         .map_or_else(|| e.client.to_string(), str::to_owned);
     let text = match r {
         Record::Access(_) => format!("{} {} {}", e.disposition(), who, e.target),
-        Record::Breach { id, severity: s, .. } => {
+        Record::Breach {
+            id, severity: s, ..
+        } => {
             format!("breach {id} {} {} {}", severity(*s), who, e.target)
         }
     };

@@ -23,7 +23,10 @@ type Stream = Box<dyn AsyncWrite + Unpin + Send>;
 
 pub(crate) struct Client {
     address: String,
-    tls: Option<(tokio_rustls::TlsConnector, rustls::pki_types::ServerName<'static>)>,
+    tls: Option<(
+        tokio_rustls::TlsConnector,
+        rustls::pki_types::ServerName<'static>,
+    )>,
     facility: u8,
     attempts: u32,
 }

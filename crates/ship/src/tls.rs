@@ -9,7 +9,9 @@ use rustls::pki_types::pem::PemObject;
 use crate::ShipError;
 
 /// A client configuration trusting the public roots and the certificates in `ca_file`.
-pub(crate) fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, ShipError> {
+pub(crate) fn client_config(
+    ca_file: Option<&Path>,
+) -> Result<Arc<rustls::ClientConfig>, ShipError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = ca_file {
