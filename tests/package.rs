@@ -296,9 +296,11 @@ fn is_root() -> bool {
 fn the_unit_stays_hardened() {
     let unit = Path::new(REPO).join("systemd/hedgerow.service");
     let text = std::fs::read_to_string(&unit).unwrap();
-    assert!(text.contains(
-        "\nExecReload=/usr/bin/hedgerow reload --config /etc/hedgerow/hedgerow.toml\n"
-    ));
+    assert!(
+        text.contains(
+            "\nExecReload=/usr/bin/hedgerow reload --config /etc/hedgerow/hedgerow.toml\n"
+        )
+    );
     assert!(text.contains("\nLoadCredential="));
     assert!(text.contains("\nUser=hedgerow\n"));
     let Ok(out) = Command::new("systemd-analyze")
