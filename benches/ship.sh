@@ -70,7 +70,7 @@ taskset -c 0 /usr/sbin/clickhouse-server --config-file="$W/ch/config.xml" > "$W/
 PIDS+=($!)
 ch() { curl -sS --fail-with-body --data-binary "$1" "http://127.0.0.1:$P_CH/"; }
 for _ in $(seq 1 100); do ch "SELECT 1" >/dev/null 2>&1 && break; sleep 0.2; done
-grep -v '^\s*--' "$ROOT/docs/clickhouse-schema.sql" | tr '\n' ' ' | tr ';' '\n' | while read -r stmt; do
+sed 's/--.*$//' "$ROOT/docs/clickhouse-schema.sql" | tr '\n' ' ' | tr ';' '\n' | while read -r stmt; do
   [ -n "${stmt// /}" ] && ch "$stmt"
 done
 
@@ -143,20 +143,31 @@ run_one() {
   taskset -c 0 dnsperf -s 127.0.0.1 -p "$port" -d "$W/queries.txt" -n 1 -c 4 -q 200 -t 2 > /dev/null 2>&1 || true
   sleep 2   # that pass's events reach ClickHouse before counting starts
   rows_before=$(ch "SELECT count() FROM hedgerow.access_events")
+  local cpu_before cpu_after
+  cpu_before=$(cpu_ticks "$pid")
   out=$(taskset -c 0 dnsperf -s 127.0.0.1 -p "$port" -d "$W/queries.txt" -l "$DUR" -T 1 -c 4 -q 200 -t 2 2>&1)
   qps=$(echo "$out" | awk '/Queries per second/ {print $4}')
   completed=$(echo "$out" | awk '/Queries completed/ {print $3}')
   sleep 3   # the last batches go out (flush_interval 1 s)
+  cpu_after=$(cpu_ticks "$pid")
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
   PIDS=("${PIDS[@]/$pid}")
   rows_after=$(ch "SELECT count() FROM hedgerow.access_events")
   local shipped=$((rows_after - rows_before))
   local stats
   stats=$(grep -o 'clickhouse=Some([^)]*)' "$W/$d/server-$r.log" | tail -1 || true)
-  echo "$d $r $qps $completed $shipped ${stats:-"-"}"
+  # The appliance's CPU time (all its threads: answering, log writer, shipper) per query
+  # answered, in microseconds: what shipping costs, whatever else the machine is doing.
+  local us_per_q
+  us_per_q=$(awk -v a="$cpu_before" -v b="$cpu_after" -v n="$completed" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN { printf "%.2f", (b - a) / hz * 1e6 / n }')
+  echo "$d $r $qps $completed $shipped $us_per_q ${stats:-"-"}"
 }
 
-echo "round side qps completed rows_shipped stats" > "$W/results.txt"
+# utime + stime of a process, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+echo "side round qps completed rows_shipped cpu_us_per_query stats" > "$W/results.txt"
 for r in $(seq 1 "$ROUNDS"); do
   run_one off $P_OFF "$r" | tee -a "$W/results.txt"
   run_one on $P_ON "$r" | tee -a "$W/results.txt"
@@ -166,19 +177,21 @@ echo
 echo "== shipping off vs on ($ROUNDS rounds, $DUR s each, warm mix; appliance on CPU 1)"
 python3 - "$W/results.txt" "$DUR" <<'PY'
 import statistics, sys
-rows = [l.split(None, 5) for l in open(sys.argv[1]).read().splitlines()[1:]]
+rows = [l.split(None, 6) for l in open(sys.argv[1]).read().splitlines()[1:]]
 dur = float(sys.argv[2])
-off = {r[1]: float(r[2]) for r in rows if r[0] == "off"}
-on = {r[1]: (float(r[2]), int(r[3]), int(r[4]), r[5] if len(r) > 5 else "-") for r in rows if r[0] == "on"}
-print(f"{'round':>5} {'qps off':>10} {'qps on':>10} {'on/off':>7} {'answered on':>12} {'rows in CH':>11} {'shipped/s':>10}  appliance's counters (on)")
-ratios, rates = [], []
+off = {r[1]: (float(r[2]), float(r[5])) for r in rows if r[0] == "off"}
+on = {r[1]: (float(r[2]), int(r[3]), int(r[4]), float(r[5]), r[6] if len(r) > 6 else "-") for r in rows if r[0] == "on"}
+print(f"{'round':>5} {'qps off':>9} {'qps on':>9} {'on/off':>7} {'cpu/q off':>10} {'cpu/q on':>9} {'on/off':>7} {'answered on':>12} {'rows in CH':>11} {'shipped/s':>10}  appliance's counters (on)")
+ratios, cpu_ratios, rates = [], [], []
 for k in sorted(off, key=int):
-    q_on, completed, shipped, stats = on[k]
-    ratio = q_on / off[k]
-    ratios.append(ratio)
+    q_off, c_off = off[k]
+    q_on, completed, shipped, c_on, stats = on[k]
+    ratios.append(q_on / q_off)
+    cpu_ratios.append(c_on / c_off)
     rate = shipped / dur
     rates.append(rate)
-    print(f"{k:>5} {off[k]:>10.0f} {q_on:>10.0f} {ratio:>7.3f} {completed:>12} {shipped:>11} {rate:>10.0f}  {stats}")
-print(f"median qps off {statistics.median(off.values()):.0f}, on {statistics.median(v[0] for v in on.values()):.0f}, "
-      f"ratio on/off {statistics.median(ratios):.3f}, events shipped per second {statistics.median(rates):.0f}")
+    print(f"{k:>5} {q_off:>9.0f} {q_on:>9.0f} {q_on / q_off:>7.3f} {c_off:>8.2f}us {c_on:>7.2f}us {c_on / c_off:>7.3f} {completed:>12} {shipped:>11} {rate:>10.0f}  {stats}")
+print(f"median qps off {statistics.median(v[0] for v in off.values()):.0f}, on {statistics.median(v[0] for v in on.values()):.0f}, "
+      f"ratio on/off {statistics.median(ratios):.3f}; appliance CPU per query on/off {statistics.median(cpu_ratios):.3f}; "
+      f"events shipped per second {statistics.median(rates):.0f}")
 PY
