@@ -16,8 +16,9 @@ use crate::{BACKOFF_FIRST, BACKOFF_MAX, Context, ShipError};
 /// One insert's time limit, connection included.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How often a waiting task looks at the stop flag.
-const POLL: Duration = Duration::from_millis(100);
+/// How often the queue is drained (see [`run`]): at the default queue of 65,536 this keeps
+/// up with over a million records a second.
+pub(crate) const TICK: Duration = Duration::from_millis(50);
 
 pub(crate) struct Client {
     host: String,
@@ -229,35 +230,44 @@ where
 
 /// Takes records off the queue in batches (up to `batch` rows, or what came within
 /// `flush_interval` of the first) and inserts them. On stop: sends what is queued, once.
+///
+/// The queue is drained on a timer ([`TICK`]), never by waiting on it: a task waiting on the
+/// queue is woken by every record handed over, which cost the answering threads about 2 µs
+/// of CPU a DNS query (measured with benches/ship.sh).
 pub(crate) async fn run(client: Client, mut rx: mpsc::Receiver<Arc<Record>>, ctx: Context) {
     let mut buf: Vec<Arc<Record>> = Vec::with_capacity(client.batch.min(65_536));
+    let mut first: Option<Instant> = None;
+    let mut tick = tokio::time::interval(TICK.min(client.flush_interval));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        buf.clear();
-        let mut deadline: Option<Instant> = None;
+        tick.tick().await;
+        let stopping = ctx.stopping();
         let mut closed = false;
-        while buf.len() < client.batch {
-            let wait = deadline.map_or(POLL, |d| {
-                d.saturating_duration_since(Instant::now()).min(POLL)
-            });
-            let room = client.batch - buf.len();
-            match tokio::time::timeout(wait, rx.recv_many(&mut buf, room)).await {
-                Ok(0) => {
+        loop {
+            if buf.len() >= client.batch {
+                client.send(&buf, &ctx).await;
+                buf.clear();
+                first = None;
+            }
+            match rx.try_recv() {
+                Ok(r) => {
+                    first.get_or_insert_with(Instant::now);
+                    buf.push(r);
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
                     closed = true;
                     break;
                 }
-                Ok(_) => {
-                    deadline.get_or_insert_with(|| Instant::now() + client.flush_interval);
-                }
-                Err(_) => {}
-            }
-            if ctx.stopping() || deadline.is_some_and(|d| Instant::now() >= d) {
-                break;
             }
         }
-        if !buf.is_empty() {
+        let due = first.is_some_and(|t| t.elapsed() >= client.flush_interval);
+        if !buf.is_empty() && (due || stopping || closed) {
             client.send(&buf, &ctx).await;
+            buf.clear();
+            first = None;
         }
-        if closed || (ctx.stopping() && rx.is_empty()) {
+        if closed || (stopping && rx.is_empty()) {
             return;
         }
     }

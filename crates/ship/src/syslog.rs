@@ -16,9 +16,6 @@ const BATCH: usize = 512;
 /// Connecting and each write's time limit.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How often a waiting task looks at the stop flag.
-const POLL: Duration = Duration::from_millis(100);
-
 type Stream = Box<dyn AsyncWrite + Unpin + Send>;
 
 pub(crate) struct Client {
@@ -120,33 +117,42 @@ impl Client {
     }
 }
 
-/// Takes what is queued (up to [`BATCH`] messages) and writes it; on stop, writes what is
-/// queued, once.
+/// Every [`crate::clickhouse::TICK`], writes what is queued (at most [`BATCH`] messages a
+/// write); on stop, writes what is queued, once. Drained on a timer, never by waiting on the
+/// queue, for the reason given at `clickhouse::run`.
 pub(crate) async fn run(client: Client, mut rx: mpsc::Receiver<Arc<Record>>, ctx: Context) {
     let pid = std::process::id();
     let mut conn: Option<Stream> = None;
     let mut buf: Vec<Arc<Record>> = Vec::with_capacity(BATCH);
     let mut frames = Vec::with_capacity(BATCH * 300);
+    let mut tick = tokio::time::interval(crate::clickhouse::TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        buf.clear();
-        let closed = match tokio::time::timeout(POLL, rx.recv_many(&mut buf, BATCH)).await {
-            Ok(0) => true,
-            Ok(_) => false,
-            Err(_) => {
-                if ctx.stopping() && rx.is_empty() {
-                    return;
+        tick.tick().await;
+        let stopping = ctx.stopping();
+        let mut closed = false;
+        loop {
+            buf.clear();
+            while buf.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(r) => buf.push(r),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        closed = true;
+                        break;
+                    }
                 }
-                continue;
             }
-        };
-        frames.clear();
-        for r in &buf {
-            syslog_frame(r, &ctx.appliance, client.facility, pid, &mut frames);
-        }
-        if !buf.is_empty() {
+            if buf.is_empty() {
+                break;
+            }
+            frames.clear();
+            for r in &buf {
+                syslog_frame(r, &ctx.appliance, client.facility, pid, &mut frames);
+            }
             client.write(&mut conn, &frames, buf.len(), &ctx).await;
         }
-        if closed || (ctx.stopping() && rx.is_empty()) {
+        if closed || (stopping && rx.is_empty()) {
             if let Some(mut c) = conn.take() {
                 let _ = c.shutdown().await;
             }
