@@ -890,11 +890,14 @@ fn reconfigure_puts_new_breach_rules_and_access_log_setting_in_force_at_once() {
     rec.stop();
 }
 
+/// A breach as the tap saw it: the event, id, severity, rule and change.
+type TappedBreach = (AccessEvent, u64, Severity, String, Change);
+
 /// A tap that keeps what it is handed, as the shipper would queue it.
 #[derive(Default)]
 struct Kept {
     access: std::sync::Mutex<Vec<AccessEvent>>,
-    breaches: std::sync::Mutex<Vec<(AccessEvent, u64, Severity, String, Change)>>,
+    breaches: std::sync::Mutex<Vec<TappedBreach>>,
 }
 
 impl hedgerow_store::Tap for Kept {
