@@ -34,6 +34,8 @@ pub(crate) struct Services {
     dns: hedgerow_dns::DnsServer,
     proxy: Option<hedgerow_proxy::Listeners>,
     alerts: hedgerow_alert::AlertService,
+    /// `[ship]`: the recorder's tap, when configured.
+    shipper: Option<Arc<hedgerow_ship::Shipper>>,
     purge: tokio::task::JoinHandle<()>,
     purge_now: Arc<tokio::sync::Notify>,
 }
@@ -52,6 +54,15 @@ impl Services {
         if !config.server.access_log {
             tracing::warn!("access_log = false: access events are not stored (breaches still are)");
         }
+        let shipper = match &config.ship {
+            Some(ship) => {
+                let shipper = hedgerow_ship::Shipper::start(ship)
+                    .context("starting log shipping ([ship])")?;
+                recorder.set_tap(Some(shipper.clone()));
+                Some(shipper)
+            }
+            None => None,
+        };
         let events: Arc<dyn EventSink> = recorder.clone();
         let purge_now = Arc::new(tokio::sync::Notify::new());
         let h = handle.clone();
@@ -110,6 +121,7 @@ impl Services {
             dns,
             proxy,
             alerts,
+            shipper,
             purge,
             purge_now,
         })
@@ -270,6 +282,14 @@ impl Services {
         }
         self.alerts.abort();
         self.dns.shutdown().await;
+        if let Some(shipper) = self.shipper {
+            // What the last queries recorded (breaches included) goes out first.
+            let r = self.recorder.clone();
+            let _ = tokio::task::spawn_blocking(move || r.sync()).await;
+            shipper.stop(Duration::from_secs(5)).await;
+            let s = shipper.stats();
+            tracing::info!(clickhouse = ?s.clickhouse, syslog = ?s.syslog, "log shipping stopped");
+        }
     }
 }
 

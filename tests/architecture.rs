@@ -51,6 +51,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // A black box: it sees the appliance over the wire only, never its configuration, policy
     // or store (what it expects is the school's probe set).
     ("hedgerow-check", &[]),
+    (
+        "hedgerow-ship",
+        &["hedgerow-model", "hedgerow-config", "hedgerow-store"],
+    ),
     ("hedgerow-testkit", &[]),
 ];
 
@@ -66,6 +70,7 @@ const FORBIDDEN_EXTERNAL: &[(&str, &[&str])] = &[
     ("hedgerow-alert", &["sled"]),
     ("hedgerow-admin", &["sled"]),
     ("hedgerow-check", &["sled", "toml_edit"]),
+    ("hedgerow-ship", &["sled"]),
 ];
 
 fn metadata() -> serde_json::Value {

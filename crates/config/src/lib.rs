@@ -13,6 +13,7 @@ mod duration;
 mod load;
 mod reload;
 mod schema;
+mod ship;
 
 pub use duration::parse_duration;
 pub use hedgerow_model::{ListFormat, ListKind, Severity, UrlMatch};
@@ -25,6 +26,7 @@ pub use schema::{
     SafeSearch, Schedule, ServerConfig, SmtpTls, Upstream, UpstreamProtocol, WebhookConfig,
     YouTubeMode,
 };
+pub use ship::{ClickHouseConfig, ShipConfig, SyslogConfig};
 
 use std::fmt;
 use std::path::PathBuf;

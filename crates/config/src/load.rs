@@ -206,6 +206,7 @@ impl Context {
         let mut alerts: Option<(AlertsConfig, Location)> = None;
         let mut api: Option<(ApiConfig, Location)> = None;
         let mut change_control: Option<(ChangeControlConfig, Location)> = None;
+        let mut ship: Option<(crate::ShipConfig, Location)> = None;
         let mut rule_categories = Vec::new();
         let mut proxy_groups: Vec<(String, Location)> = Vec::new();
         let mut group_listens: Vec<(String, IpAddr, Location)> = Vec::new();
@@ -342,6 +343,23 @@ impl Context {
                 let value = self.alerts(&src, a.into_inner(), &loc);
                 self.once(&mut alerts, value, loc, "[alerts]");
             }
+            if let Some(s) = raw.ship {
+                let loc = src.location(s.span());
+                let table = loc.clone();
+                let mut errors = Vec::new();
+                let value = crate::ship::validate(
+                    s.into_inner(),
+                    &|p| resolve(&src.path, p),
+                    &mut |span, reason| errors.push((span, reason)),
+                );
+                for (span, reason) in errors {
+                    match span {
+                        Some(span) => self.err(&src, span, reason),
+                        None => self.err_at(table.clone(), reason),
+                    }
+                }
+                self.once(&mut ship, value, loc, "[ship]");
+            }
             for d in raw.devices {
                 let loc = src.location(d.span());
                 let d = d.into_inner();
@@ -452,6 +470,7 @@ impl Context {
             alerts: alerts.map(|a| a.0),
             api: api.map(|a| a.0),
             change_control: change_control.map(|c| c.0).unwrap_or_default(),
+            ship: ship.map(|s| s.0),
         })
     }
 

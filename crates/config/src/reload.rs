@@ -26,6 +26,10 @@ const RESTART: &[(&str, &str)] = &[
         "[api]",
         "the API's TCP listener and its certificate are set up at start",
     ),
+    (
+        "[ship]",
+        "the shipping queues and connections are made at start",
+    ),
 ];
 
 /// How a new configuration differs from the one in force.
@@ -62,7 +66,7 @@ impl ReloadDiff {
 
 /// Compares the configuration in force with a new one.
 pub fn diff(old: &Config, new: &Config) -> ReloadDiff {
-    let sections: [(&'static str, bool); 13] = [
+    let sections: [(&'static str, bool); 14] = [
         ("[server]", old.server != new.server),
         ("[dns]", old.dns != new.dns),
         ("[proxy]", old.proxy != new.proxy),
@@ -76,6 +80,7 @@ pub fn diff(old: &Config, new: &Config) -> ReloadDiff {
         ("[alerts]", old.alerts != new.alerts),
         ("[api]", old.api != new.api),
         ("[change_control]", old.change_control != new.change_control),
+        ("[ship]", old.ship != new.ship),
     ];
     let changed = sections
         .iter()
@@ -95,6 +100,9 @@ pub fn diff(old: &Config, new: &Config) -> ReloadDiff {
     }
     if old.api != new.api {
         needs_restart.extend(restart("[api]"));
+    }
+    if old.ship != new.ship {
+        needs_restart.extend(restart("[ship]"));
     }
     ReloadDiff {
         changed,

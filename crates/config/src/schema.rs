@@ -48,6 +48,8 @@ pub struct Config {
     pub logs: LogsConfig,
     pub breaches: BreachesConfig,
     pub alerts: Option<AlertsConfig>,
+    /// `[ship]`: events to ClickHouse and syslog; `None` (the default) ships nothing.
+    pub ship: Option<crate::ShipConfig>,
     /// The appliance API's TCP listener with TLS (`[api]`); the Unix socket is always served.
     pub api: Option<ApiConfig>,
     /// The approval rules of change control (`[change_control]`), only ever stricter than
@@ -496,6 +498,7 @@ pub(crate) struct RawFile {
     pub(crate) logs: Option<Spanned<RawLogs>>,
     pub(crate) breaches: Option<Spanned<RawBreaches>>,
     pub(crate) alerts: Option<Spanned<RawAlerts>>,
+    pub(crate) ship: Option<Spanned<crate::ship::RawShip>>,
     pub(crate) api: Option<Spanned<RawApi>>,
     pub(crate) change_control: Option<Spanned<RawChangeControl>>,
 }

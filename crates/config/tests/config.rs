@@ -705,3 +705,111 @@ fn change_control_may_only_be_stricter_and_a_looser_setting_names_its_line() {
     );
     assert_eq!(errs.len(), 1, "{errs:?}");
 }
+
+#[test]
+fn ship_is_off_by_default_and_typed_and_checked_when_set() {
+    let dir = tree(&[("hedgerow.toml", GOOD)]);
+    let c = hedgerow_config::load(&dir.path().join("hedgerow.toml")).unwrap();
+    assert!(c.ship.is_none(), "shipping is off unless configured");
+
+    let extra = r#"
+[ship]
+appliance = "st-marys"
+
+[ship.clickhouse]
+url = "https://clickhouse.trust.example:8443"
+user = "hedgerow"
+password_file = "ch-password"
+
+[ship.syslog]
+address = "siem.trust.example:6514"
+tls = true
+facility = "local3"
+"#;
+    let good = format!("{GOOD}{extra}");
+    let dir = tree(&[("hedgerow.toml", &good)]);
+    let c = hedgerow_config::load(&dir.path().join("hedgerow.toml")).unwrap();
+    let ship = c.ship.unwrap();
+    assert_eq!(ship.appliance.as_deref(), Some("st-marys"));
+    assert_eq!(ship.queue, 65_536);
+    let ch = ship.clickhouse.unwrap();
+    assert_eq!(ch.database, "hedgerow");
+    assert_eq!(ch.events_table, "access_events");
+    assert_eq!(ch.breaches_table, "breaches");
+    assert_eq!(ch.batch, 10_000);
+    assert_eq!(ch.flush_interval, std::time::Duration::from_secs(1));
+    assert_eq!(ch.password_file, Some(dir.path().join("ch-password")));
+    let syslog = ship.syslog.unwrap();
+    assert!(syslog.tls);
+    assert_eq!(syslog.facility, 19);
+
+    // Mistakes are reported where they are.
+    let bad = good
+        .replace("\"st-marys\"", "\"st marys\"")
+        .replace("https://clickhouse.trust.example:8443", "ftp://x")
+        .replace("siem.trust.example:6514", "siem.trust.example")
+        .replace("\"local3\"", "\"local9\"")
+        .replace("user = \"hedgerow\"\n", "database = \"x; DROP\"\n");
+    let (_dir, errs) = errors(&bad, &[]);
+    let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
+    assert_eq!(errs.len(), 6, "{text:#?}");
+    for needle in [
+        "appliance \"st marys\"",
+        "url \"ftp://x\"",
+        "address \"siem.trust.example\" must be host:port",
+        "facility \"local9\"",
+        "\"x; DROP\" is not a plain identifier",
+        "password_file needs a user",
+    ] {
+        assert!(
+            text.iter().any(|e| e.contains(needle)),
+            "{needle}: {text:#?}"
+        );
+    }
+    let line_of = |needle: &str| bad.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let facility = errs.iter().find(|e| e.reason.contains("local9")).unwrap();
+    assert_eq!(facility.line, line_of("\"local9\""));
+
+    // A table with no destination, or TLS settings without TLS.
+    let (_dir, errs) = errors(&format!("{GOOD}\n[ship]\nqueue = 0\n"), &[]);
+    let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
+    assert!(
+        text.iter()
+            .any(|e| e.contains("[ship] needs a destination")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter().any(|e| e.contains("queue must be at least 1")),
+        "{text:?}"
+    );
+    let (_dir, errs) = errors(
+        &format!("{GOOD}\n[ship.syslog]\naddress = \"127.0.0.1:514\"\nca_file = \"ca.pem\"\n"),
+        &[],
+    );
+    assert!(
+        errs.iter().any(|e| e.reason.contains("need tls = true")),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn changing_ship_needs_a_restart() {
+    // One folder (the state directory is the same), the file rewritten.
+    let dir = tree(&[]);
+    let with = |url: &str| {
+        let text = format!("{GOOD}\n[ship.clickhouse]\nurl = \"{url}\"\n");
+        std::fs::write(dir.path().join("hedgerow.toml"), text).unwrap();
+        hedgerow_config::load(&dir.path().join("hedgerow.toml")).unwrap()
+    };
+    let a = with("http://127.0.0.1:8123");
+    let b = with("http://127.0.0.1:8124");
+    let diff = hedgerow_config::diff(&a, &b);
+    assert!(diff.changed("[ship]"));
+    assert!(diff.refusal().unwrap().contains("[ship] needs a restart"));
+    // The same settings again: nothing to refuse.
+    assert!(
+        hedgerow_config::diff(&a, &with("http://127.0.0.1:8123"))
+            .refusal()
+            .is_none()
+    );
+}

@@ -14,12 +14,25 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use hedgerow_model::{AccessEvent, BreachRule, EventSink, Severity};
 
 use crate::store::Prepared;
 use crate::wire::{BatchBuilder, Sealed, ValueScratch};
-use crate::{Change, Store, breach_for};
+use crate::{Change, Recorded, Store, breach_for};
+
+/// Where the recorder hands a copy of what it records, for shipping to another engine
+/// (`hedgerow-ship`). Both calls come after the illegal tier's entry has been withheld: the
+/// event is the form the store keeps. They are made on the recording front's thread
+/// (`access`) and on the log writer's (`breach`): an implementation must never block or
+/// wait, only queue or drop (and count what it drops).
+pub trait Tap: Send + Sync {
+    /// An access event, whether or not the store keeps access events (`access_log`).
+    fn access(&self, event: AccessEvent);
+    /// A breach request once it is in the store: the event that opened it, joined it or
+    /// raised it, with the breach's id, severity after it, and the rule that matched.
+    fn breach(&self, event: &AccessEvent, recorded: &Recorded, rule: &str);
+}
 
 /// How the recorder batches and which events are breaches.
 #[derive(Debug, Clone)]
@@ -66,6 +79,8 @@ struct Shared {
     store: Arc<Store>,
     /// Swapped whole by [`Recorder::reconfigure`]; read once per event and once per round.
     options: ArcSwap<RecorderOptions>,
+    /// Read once per event; `None` unless shipping is configured.
+    tap: ArcSwapOption<Arc<dyn Tap>>,
     pending: Mutex<Pending>,
     breaches: Mutex<Vec<(AccessEvent, Severity, Arc<str>)>>,
     written: AtomicU64,
@@ -101,6 +116,7 @@ impl Recorder {
             pending: Mutex::new(Pending::default()),
             breaches: Mutex::new(Vec::new()),
             options: ArcSwap::from_pointee(options),
+            tap: ArcSwapOption::empty(),
             written: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -131,6 +147,12 @@ impl Recorder {
     /// next round waits the new interval.
     pub fn reconfigure(&self, options: RecorderOptions) {
         self.shared.options.store(Arc::new(options));
+    }
+
+    /// Hands a copy of every event and breach recorded from now on to `tap` (`None`: to
+    /// nobody).
+    pub fn set_tap(&self, tap: Option<Arc<dyn Tap>>) {
+        self.shared.tap.store(tap.map(Arc::new));
     }
 
     /// The options in force.
@@ -346,6 +368,9 @@ impl Shared {
             match self.store.record_breach(&ev, severity, &rule, window) {
                 Ok(r) => {
                     done += 1;
+                    if let Some(tap) = self.tap.load().as_deref() {
+                        tap.breach(&ev, &r, &rule);
+                    }
                     let device = ev.device.as_deref().unwrap_or("-");
                     match r.change {
                         Change::Open => tracing::warn!(
@@ -403,20 +428,23 @@ impl EventSink for Recorder {
         if let Some((severity, rule)) = breach_for(&options.rules, &event) {
             lock(&s.breaches).push((event.clone(), severity, rule));
         }
-        if !options.access_log {
-            return;
-        }
-        let capacity = options.capacity;
-        drop(options);
-        let mut pending = lock(&s.pending);
-        if pending.events < capacity {
-            pending.events += 1;
-            if let Some(full) = pending.batch.push(&event) {
-                pending.sealed.push(full);
+        if options.access_log {
+            let capacity = options.capacity;
+            drop(options);
+            let mut pending = lock(&s.pending);
+            if pending.events < capacity {
+                pending.events += 1;
+                if let Some(full) = pending.batch.push(&event) {
+                    pending.sealed.push(full);
+                }
+            } else {
+                drop(pending);
+                s.dropped.fetch_add(1, Ordering::Relaxed);
             }
-        } else {
-            drop(pending);
-            s.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        // The event itself goes to the tap (no copy): it was encoded above.
+        if let Some(tap) = s.tap.load().as_deref() {
+            tap.access(event);
         }
     }
 }

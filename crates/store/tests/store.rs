@@ -945,3 +945,107 @@ fn reads_during_a_purge_see_the_day_whole_or_gone_never_an_error() {
         assert!(!dir.path().join("days").join("2026-11-05").exists());
     }
 }
+/// A breach as the tap saw it: the event, id, severity, rule and change.
+type TappedBreach = (AccessEvent, u64, Severity, String, Change);
+
+/// A tap that keeps what it is handed, as the shipper would queue it.
+#[derive(Default)]
+struct Kept {
+    access: std::sync::Mutex<Vec<AccessEvent>>,
+    breaches: std::sync::Mutex<Vec<TappedBreach>>,
+}
+
+impl hedgerow_store::Tap for Kept {
+    fn access(&self, event: AccessEvent) {
+        self.access.lock().unwrap().push(event);
+    }
+    fn breach(&self, event: &AccessEvent, recorded: &hedgerow_store::Recorded, rule: &str) {
+        self.breaches.lock().unwrap().push((
+            event.clone(),
+            recorded.id,
+            recorded.severity,
+            rule.to_owned(),
+            recorded.change,
+        ));
+    }
+}
+
+#[test]
+fn the_tap_gets_every_event_protected_and_each_breach_once_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    let rec = Recorder::start(
+        store.clone(),
+        RecorderOptions {
+            capacity: 4, // the store's queue overflows; the tap still gets everything
+            interval: Duration::from_millis(50),
+            rules: vec![BreachRule {
+                name: "extremism".into(),
+                tiers: vec![],
+                categories: vec![Category::new("extremism").unwrap()],
+                concern: None,
+                severity: Severity::High,
+            }],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let kept = Arc::new(Kept::default());
+    rec.set_tap(Some(kept.clone()));
+    let t = ts("2026-11-02T10:00:00Z");
+    for i in 0..10 {
+        rec.record(event(t, "10.0.0.9", None, &format!("ok{i}.example")));
+    }
+    rec.record(blocked(
+        event(t, "10.0.0.9", Some("lab-pc-09"), "bad.example"),
+        "extremism",
+    ));
+    // An illegal-tier event made without `with_verdict`, entry still in it: the tap, like the
+    // store, gets it withheld.
+    let mut illegal = blocked(
+        event(t, "10.0.0.9", Some("lab-pc-09"), "listed.invalid"),
+        "child-abuse",
+    );
+    illegal.tier = Tier::Illegal;
+    illegal.search = Some("secret".into());
+    rec.record(illegal);
+    rec.sync();
+    let access = kept.access.lock().unwrap().clone();
+    assert_eq!(
+        access.len(),
+        12,
+        "every event, whatever the store's queue did"
+    );
+    assert!(rec.stats().dropped > 0, "the store's queue did overflow");
+    assert_eq!(access[0].target, "ok0.example", "in clear when not illegal");
+    let shown = &access[11];
+    assert!(
+        shown.target.starts_with(hedgerow_model::PROTECTED_RULE),
+        "{}",
+        shown.target
+    );
+    assert!(shown.search.is_none());
+    let breaches = kept.breaches.lock().unwrap().clone();
+    assert_eq!(breaches.len(), 2, "{breaches:?}");
+    assert_eq!(breaches[0].0.target, "bad.example");
+    assert_eq!(
+        (breaches[0].2, breaches[0].3.as_str(), breaches[0].4),
+        (Severity::High, "extremism", Change::Open)
+    );
+    assert_eq!(breaches[1].2, Severity::Critical);
+    assert!(
+        breaches[1]
+            .0
+            .target
+            .starts_with(hedgerow_model::PROTECTED_RULE)
+    );
+    // The ids are the store's.
+    assert_eq!(store.breach(breaches[0].1).unwrap().site, "bad.example");
+
+    // No tap: nothing more is handed over.
+    rec.set_tap(None);
+    rec.record(event(t, "10.0.0.9", None, "later.example"));
+    rec.sync();
+    assert_eq!(kept.access.lock().unwrap().len(), 12);
+    rec.stop();
+}

@@ -6,8 +6,9 @@
 //! every byte it receives, for proxy tests; [`Webhook`], a receiver for alert tests;
 //! [`Appliance`], which runs the real `hedgerow` binary on port 0 with a test configuration
 //! and waits for it to be ready; [`Dnsmasq`], a real dnsmasq as the school router in front of
-//! it; and [`Netns`], network namespaces for tests that need separate hosts with their own
-//! MACs.
+//! it; [`Netns`], network namespaces for tests that need separate hosts with their own
+//! MACs; and Debian's [`ClickHouse`] server and [`Rsyslog`], as the engines a trust ships
+//! events to.
 //!
 //! It never talks to anything but loopback addresses and the namespaces a test made, and it
 //! does not depend on any Hedgerow crate: it sees the appliance only from the outside, as a
@@ -16,15 +17,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod appliance;
+mod clickhouse;
 mod client;
 mod dnsmasq;
 mod netns;
 mod origin;
+mod rsyslog;
 mod strict;
 mod upstream;
 mod webhook;
 
 pub use appliance::Appliance;
+pub use clickhouse::{ClickHouse, free_port};
 pub use client::{
     Transport, answer_options, client_subnet, query, query_blocking, query_from, query_with,
     query_with_options, raw_udp,
@@ -32,6 +36,7 @@ pub use client::{
 pub use dnsmasq::Dnsmasq;
 pub use netns::Netns;
 pub use origin::{Origin, TestCa};
+pub use rsyslog::Rsyslog;
 pub use strict::strict;
 pub use upstream::{RunningUpstream, UpstreamDns, black_hole};
 pub use webhook::Webhook;
