@@ -16,13 +16,14 @@ mod schema;
 
 pub use duration::parse_duration;
 pub use hedgerow_model::{ListFormat, ListKind, Severity, UrlMatch};
-pub use load::{from_str, load, load_with};
+pub use load::{DEFAULT_RESOLV_CONF, from_str, load, load_with, system_nameservers};
 pub use reload::{ReloadDiff, diff};
 pub use schema::{
-    AlertsConfig, BlockPageConfig, BreachesConfig, CacheConfig, Config, DaySpec, Device,
-    DnsBlockMode, DnsConfig, EmailConfig, Group, GroupMode, LeaseFile, LeaseFormat, ListSource,
-    LocalEntry, Location, LogsConfig, PacDirect, ProxyConfig, SafeSearch, Schedule, ServerConfig,
-    SmtpTls, Upstream, UpstreamProtocol, WebhookConfig, YouTubeMode,
+    AlertsConfig, BlockPageConfig, BreachesConfig, CacheConfig, Config, Credentials, DaySpec,
+    Device, DnsBlockMode, DnsConfig, EmailConfig, Group, GroupMode, LeaseFile, LeaseFormat,
+    ListFetch, ListSource, LocalEntry, Location, LogsConfig, MetricsConfig, PacDirect, ProxyConfig,
+    SafeSearch, Schedule, ServerConfig, SmtpTls, Upstream, UpstreamProtocol, WebhookConfig,
+    YouTubeMode,
 };
 
 use std::fmt;

@@ -22,6 +22,7 @@ const RESTART: &[(&str, &str)] = &[
         "[blockpage]",
         "the block page server's listeners are bound at start",
     ),
+    ("[metrics]", "the metrics listeners are bound at start"),
 ];
 
 /// How a new configuration differs from the one in force.
@@ -58,7 +59,7 @@ impl ReloadDiff {
 
 /// Compares the configuration in force with a new one.
 pub fn diff(old: &Config, new: &Config) -> ReloadDiff {
-    let sections: [(&'static str, bool); 11] = [
+    let sections: [(&'static str, bool); 12] = [
         ("[server]", old.server != new.server),
         ("[dns]", old.dns != new.dns),
         ("[proxy]", old.proxy != new.proxy),
@@ -70,6 +71,7 @@ pub fn diff(old: &Config, new: &Config) -> ReloadDiff {
         ("[logs]", old.logs != new.logs),
         ("[breaches]", old.breaches != new.breaches),
         ("[alerts]", old.alerts != new.alerts),
+        ("[metrics]", old.metrics != new.metrics),
     ];
     let changed = sections
         .iter()
@@ -86,6 +88,9 @@ pub fn diff(old: &Config, new: &Config) -> ReloadDiff {
     }
     if old.blockpage != new.blockpage {
         needs_restart.extend(restart("[blockpage]"));
+    }
+    if old.metrics != new.metrics {
+        needs_restart.extend(restart("[metrics]"));
     }
     ReloadDiff {
         changed,
