@@ -232,7 +232,7 @@ pub(crate) async fn accept_loop(proxy: Arc<Proxy>, listener: tokio::net::TcpList
         }
         let _ = stream.set_nodelay(true);
         let p = proxy.clone();
-        tokio::spawn(async move {
+        proxy.spawn(async move {
             serve_connection(p.clone(), stream, peer).await;
             let mut conns = p
                 .conns
@@ -886,7 +886,7 @@ impl Proxy {
         let proxy = self.clone();
         let snap = snap.clone();
         let group = who.group;
-        tokio::spawn(async move {
+        self.spawn(async move {
             match hyper::upgrade::on(req).await {
                 Ok(up) => {
                     let t = Tunnel {
