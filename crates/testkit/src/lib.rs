@@ -18,6 +18,7 @@
 mod appliance;
 mod client;
 mod dnsmasq;
+mod listorigin;
 mod netns;
 mod origin;
 mod strict;
@@ -30,6 +31,7 @@ pub use client::{
     query_with_options, raw_udp,
 };
 pub use dnsmasq::Dnsmasq;
+pub use listorigin::{ListOrigin, Reply};
 pub use netns::Netns;
 pub use origin::{Origin, TestCa};
 pub use strict::strict;
