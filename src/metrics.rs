@@ -156,6 +156,8 @@ fn collect(s: &Sources) {
         match name {
             "queries" => metrics::counter!("hedgerow_dns_queries_total").absolute(value),
             "cache_hits" => metrics::counter!("hedgerow_dns_cache_hits_total").absolute(value),
+            // Counted as each query goes to the upstreams, before it is answered.
+            "forwarded" => metrics::counter!("hedgerow_dns_upstream_queries_total").absolute(value),
             "untrusted_identity" => {
                 metrics::counter!("hedgerow_dns_untrusted_identity_total").absolute(value)
             }
@@ -209,7 +211,11 @@ fn describe() {
     describe_counter!("hedgerow_dns_queries_total", "DNS queries read");
     describe_counter!(
         "hedgerow_dns_answers_total",
-        "DNS answers by outcome (forwarded includes cache hits)"
+        "DNS answers by outcome other than forwarded (blocked, rewritten, circumvention, refused, rate_limited, servfail, formerr)"
+    );
+    describe_counter!(
+        "hedgerow_dns_upstream_queries_total",
+        "DNS queries sent on to the upstreams (cache misses)"
     );
     describe_counter!(
         "hedgerow_dns_cache_hits_total",

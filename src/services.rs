@@ -94,6 +94,7 @@ impl Services {
             sockets.push(bound);
         }
         let dns = hedgerow_dns::start(resolver.clone(), sockets);
+        system_upstreams(&config.dns);
         let proxy = match &config.proxy {
             Some(p) => {
                 let proxy =
@@ -380,6 +381,30 @@ impl Services {
             m.stop();
         }
     }
+}
+
+/// Says which upstreams `address = "system"` found, and which it skipped as Hedgerow's own.
+fn system_upstreams(dns: &hedgerow_config::DnsConfig) {
+    let found: Vec<String> = dns
+        .upstreams
+        .iter()
+        .filter(|u| u.system)
+        .map(|u| u.address.to_string())
+        .collect();
+    if found.is_empty() {
+        return;
+    }
+    let skipped: Vec<String> = dns.system_skipped.iter().map(ToString::to_string).collect();
+    tracing::info!(
+        "DNS upstreams from {}: {}; skipped as Hedgerow's own: {}",
+        dns.resolv_conf.display(),
+        found.join(", "),
+        if skipped.is_empty() {
+            "none".to_owned()
+        } else {
+            skipped.join(", ")
+        }
+    );
 }
 
 /// A downloaded list's operational problem: the service log, the audit log, and the alert

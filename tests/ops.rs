@@ -386,3 +386,382 @@ url = "{hook}"
         "queries lost during list updates"
     );
 }
+
+// === metrics and health ===
+
+/// `GET path` on `addr` over plain HTTP/1.1: the status code and body.
+fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: metrics\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (code, body)
+}
+
+/// The sum of the samples of `name` whose labels include every one of `labels`; `None` when
+/// there is none.
+fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut found = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((key, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let (n, l) = key.split_once('{').unwrap_or((key, ""));
+        if n != name
+            || !labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        {
+            continue;
+        }
+        *found.get_or_insert(0.0) += value.parse::<f64>().unwrap();
+    }
+    found
+}
+
+fn scrape(addr: SocketAddr) -> String {
+    let (code, body) = http_get(addr, "/metrics");
+    assert_eq!(code, 200);
+    body
+}
+
+/// A raw proxy request for `url`; the status code of the reply.
+async fn proxy_get(proxy: SocketAddr, url: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    let host = url.split('/').nth(2).unwrap();
+    s.write_all(
+        format!("GET {url} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut text = Vec::new();
+    let _ = s.read_to_end(&mut text).await;
+    String::from_utf8_lossy(&text)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+const POLICY: &str = r#"
+[lists.iwf]
+path = "{dir}/iwf.txt"
+format = "urls"
+kind = "illegal"
+category = "child-abuse"
+
+[lists.adult]
+path = "{dir}/adult.txt"
+format = "domains"
+category = "adult"
+
+[groups.pupils]
+networks = ["127.0.0.0/8"]
+block_categories = ["adult"]
+safesearch = "off"
+youtube = "off"
+dns_block = "nxdomain"
+"#;
+
+fn policy_files() -> Vec<(&'static str, String)> {
+    vec![
+        ("iwf.txt", "http://iwf-test.invalid/a.html\n".into()),
+        ("adult.txt", "adult-a.example\n".into()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_count_the_traffic_by_outcome_and_health_says_ready() {
+    let up = upstream().await;
+    let (hole, _hole_task) = hedgerow_testkit::black_hole().await;
+    let cfg = format!(
+        r#"
+[server]
+state_dir = "{{dir}}/state"
+
+[dns]
+listen = ["127.0.0.1:0"]
+upstreams = [{{ address = "{hole}" }}, {{ address = "{up}" }}]
+timeout = "2s"
+rate_limit_qps = 0
+
+[proxy]
+listen = ["127.0.0.1:0"]
+
+[metrics]
+listen = ["127.0.0.1:0"]
+{POLICY}"#,
+        up = up.addr,
+    );
+    let app = start(cfg, policy_files()).await;
+    let addr = app.listeners("listening for metrics on ")[0];
+    assert_eq!(http_get(addr, "/health/live"), (200, "live\n".into()));
+    assert_eq!(http_get(addr, "/health/ready"), (200, "ready\n".into()));
+    assert_eq!(http_get(addr, "/nothing").0, 404);
+    let before = scrape(addr);
+    assert_eq!(
+        metric(&before, "hedgerow_list_entries", &[("list", "adult")]),
+        Some(1.0)
+    );
+    assert_eq!(metric(&before, "hedgerow_blocks_total", &[]), None);
+
+    let (stop, _, lost) = keep_asking(app.dns_udp);
+    // The first answer for fine.example waits out the black hole (a failed upstream), then
+    // comes from the cache.
+    for _ in 0..3 {
+        assert_eq!(
+            ask(&app, "adult-a.example").await,
+            Some(ResponseCode::NXDomain)
+        );
+    }
+    let proxy = app.proxy.unwrap();
+    assert_eq!(proxy_get(proxy, "http://adult-a.example/page").await, 403);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let during = scrape(addr);
+    stop.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(lost.load(Ordering::SeqCst), 0);
+
+    let m = |name: &str, labels: &[(&str, &str)]| metric(&during, name, labels).unwrap_or(0.0);
+    // Blocks by group and category: the three DNS blocks and the proxy's; the allowed
+    // queries (many) are not among them.
+    assert_eq!(
+        m(
+            "hedgerow_blocks_total",
+            &[("group", "pupils"), ("category", "adult")]
+        ),
+        4.0,
+        "{during}"
+    );
+    assert_eq!(m("hedgerow_blocks_total", &[]), 4.0);
+    assert_eq!(
+        m("hedgerow_dns_answers_total", &[("outcome", "blocked")]),
+        3.0
+    );
+    assert!(
+        m("hedgerow_dns_upstream_queries_total", &[]) >= 1.0,
+        "{during}"
+    );
+    assert_eq!(
+        m("hedgerow_dns_answers_total", &[("outcome", "servfail")]),
+        0.0
+    );
+    assert!(m("hedgerow_dns_queries_total", &[]) >= 8.0);
+    assert!(m("hedgerow_dns_cache_hits_total", &[]) >= 4.0, "{during}");
+    assert!(
+        m("hedgerow_dns_upstream_seconds_count", &[]) >= 1.0,
+        "{during}"
+    );
+    let hole_s = hole.to_string();
+    assert!(
+        m(
+            "hedgerow_dns_upstream_failures_total",
+            &[("upstream", hole_s.as_str()), ("reason", "timeout")]
+        ) >= 1.0,
+        "{during}"
+    );
+    assert_eq!(
+        m("hedgerow_proxy_requests_total", &[("outcome", "blocked")]),
+        1.0,
+        "{during}"
+    );
+    assert_eq!(
+        m("hedgerow_proxy_requests_total", &[("outcome", "forwarded")]),
+        0.0
+    );
+    assert!(m("hedgerow_store_bytes", &[]) > 0.0);
+    assert_eq!(m("hedgerow_events_dropped_total", &[]), 0.0);
+    assert!(during.contains("# HELP hedgerow_blocks_total"));
+
+    // Events recorded reach the count of queries and requests answered; a reload is counted.
+    until(10, "events recorded", || async {
+        let now = scrape(addr);
+        metric(&now, "hedgerow_events_recorded_total", &[]).unwrap_or(0.0)
+            >= metric(&during, "hedgerow_dns_queries_total", &[]).unwrap() + 1.0
+    })
+    .await;
+    app.sighup();
+    until(10, "a reload counted", || async {
+        metric(&scrape(addr), "hedgerow_reloads_total", &[("result", "ok")]) == Some(1.0)
+    })
+    .await;
+}
+
+// === shutdown ===
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_during_traffic_keeps_an_event_for_every_answer() {
+    let up = upstream().await;
+    let cfg = format!(
+        r#"
+[server]
+state_dir = "{{dir}}/state"
+
+[dns]
+listen = ["127.0.0.1:0"]
+upstreams = [{{ address = "{up}" }}]
+rate_limit_qps = 0
+{POLICY}"#,
+        up = up.addr,
+    );
+    let mut app = start(cfg, policy_files()).await;
+    let server = app.dns_udp;
+    // Four clients asking names never asked before (each a cache miss, so answered by a task
+    // waiting on the upstream), and blocked names (answered inline).
+    let answered = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for c in 0..4 {
+        let (answered, stop) = (answered.clone(), stop.clone());
+        clients.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                n += 1;
+                let name = if n % 3 == 0 {
+                    format!("x{c}-{n}.adult-a.example")
+                } else {
+                    format!("q{c}-{n}.fine.example")
+                };
+                let r = hedgerow_testkit::query_with(
+                    server,
+                    Transport::Udp,
+                    &name,
+                    RecordType::A,
+                    Some(1232),
+                )
+                .await;
+                if r.is_some() {
+                    answered.lock().unwrap().push(name);
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    tokio::task::block_in_place(|| app.stop());
+    stop.store(true, Ordering::SeqCst);
+    for c in clients {
+        c.await.unwrap();
+    }
+    let answered = answered.lock().unwrap().clone();
+    assert!(answered.len() > 100, "only {} answered", answered.len());
+    assert!(app.logs().contains("stopping"), "{}", app.logs());
+    // Stopped: `logs` opens the store itself.
+    let events = app.events(answered.len(), Duration::from_secs(5));
+    let targets: std::collections::HashSet<String> = events
+        .iter()
+        .map(|l| {
+            let j: serde_json::Value = serde_json::from_str(l).unwrap();
+            j["target"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let missing: Vec<&String> = answered.iter().filter(|n| !targets.contains(*n)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} answered queries have no event: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+}
+
+// === the embedded default answers: upstream "system" ===
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn system_upstream_reads_resolv_conf_and_skips_our_own_address() {
+    // A nameserver on port 53, as resolv.conf names them (root, which the tests run as), on a
+    // loopback address of its own; Hedgerow listens on another. Nothing leaves loopback.
+    let fixture: SocketAddr = "127.0.53.7:53".parse().unwrap();
+    let ours = "127.0.54.1:53";
+    let up = UpstreamDns::new()
+        .a("fine.example", Ipv4Addr::new(192, 0, 2, 1))
+        .start_on(fixture)
+        .await;
+    let cfg = format!(
+        r#"
+[server]
+state_dir = "{{dir}}/state"
+
+[dns]
+listen = ["{ours}"]
+resolv_conf = "{{dir}}/resolv.conf"
+upstreams = [{{ address = "system" }}]
+rate_limit_qps = 0
+{POLICY}"#
+    );
+    let mut files = policy_files();
+    files.push((
+        "resolv.conf",
+        "# test\nnameserver 127.0.54.1\nnameserver 127.0.53.7\noptions edns0\n".into(),
+    ));
+    let app = start(cfg, files).await;
+    let line = app
+        .wait_for("DNS upstreams from ", Duration::from_secs(1))
+        .unwrap();
+    assert!(
+        line.contains("resolv.conf: 127.0.53.7:53; skipped as Hedgerow's own: 127.0.54.1:53"),
+        "{line}"
+    );
+    let m = query(app.dns_udp, Transport::Udp, "fine.example", RecordType::A)
+        .await
+        .unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(m.answers.len(), 1);
+    assert_eq!(up.asked().len(), 1, "asked the resolv.conf nameserver once");
+    // Blocks still block: the upstream is only asked what the policy allows.
+    assert_eq!(
+        ask(&app, "adult-a.example").await,
+        Some(ResponseCode::NXDomain)
+    );
+    assert_eq!(up.asked().len(), 1);
+}
+
+#[test]
+fn a_resolv_conf_naming_only_hedgerow_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        r#"
+[server]
+state_dir = "{d}/state"
+
+[dns]
+listen = ["127.0.54.2:53"]
+resolv_conf = "{d}/resolv.conf"
+upstreams = [{{ address = "system" }}]
+{policy}"#,
+        d = dir.path().display(),
+        policy = POLICY.replace("{dir}", &dir.path().display().to_string())
+    );
+    for (name, text) in policy_files() {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    std::fs::write(dir.path().join("resolv.conf"), "nameserver 127.0.54.2\n").unwrap();
+    std::fs::write(dir.path().join("hedgerow.toml"), cfg).unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("check-config")
+        .arg(dir.path().join("hedgerow.toml"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(
+            "names no nameserver other than Hedgerow's own listen addresses (skipped 127.0.54.2:53)"
+        ),
+        "{err}"
+    );
+}
