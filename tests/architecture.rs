@@ -48,6 +48,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "hedgerow-alert",
         &["hedgerow-model", "hedgerow-config", "hedgerow-store"],
     ),
+    (
+        "hedgerow-lists",
+        &["hedgerow-model", "hedgerow-config", "hedgerow-matcher"],
+    ),
     ("hedgerow-check", &["hedgerow-model", "hedgerow-config"]),
     ("hedgerow-testkit", &[]),
 ];
@@ -63,6 +67,7 @@ const FORBIDDEN_EXTERNAL: &[(&str, &[&str])] = &[
     ("hedgerow-proxy", &["sled"]),
     ("hedgerow-alert", &["sled"]),
     ("hedgerow-admin", &["sled"]),
+    ("hedgerow-lists", &["sled"]),
 ];
 
 fn metadata() -> serde_json::Value {
