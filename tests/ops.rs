@@ -31,9 +31,18 @@ async fn upstream() -> RunningUpstream {
 }
 
 async fn start(cfg: String, files: Vec<(&'static str, String)>) -> Appliance {
+    start_env(cfg, files, Vec::new()).await
+}
+
+async fn start_env(
+    cfg: String,
+    files: Vec<(&'static str, String)>,
+    env: Vec<(&'static str, String)>,
+) -> Appliance {
     tokio::task::spawn_blocking(move || {
         let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
-        Appliance::start(BIN.as_ref(), &cfg, &files, &[])
+        let env: Vec<(&str, &str)> = env.iter().map(|(n, t)| (*n, t.as_str())).collect();
+        Appliance::start(BIN.as_ref(), &cfg, &files, &env)
     })
     .await
     .unwrap()
@@ -136,6 +145,7 @@ url = "{iwf}"
 every = "1s"
 max_age = "4s"
 ca_file = "{{dir}}/ca.pem"
+credential = "iwf-token"
 minisign_key = "{pk}"
 format = "domains"
 kind = "illegal"
@@ -179,12 +189,16 @@ url = "{hook}"
         pk = key.pk.to_base64(),
         hook = hook.url,
     );
-    let app = start(
+    // The IWF list's token as systemd passes credentials: a file in $CREDENTIALS_DIRECTORY.
+    let creds = tempfile::tempdir().unwrap();
+    std::fs::write(creds.path().join("iwf-token"), "t0ken-for-iwf\n").unwrap();
+    let app = start_env(
         cfg,
         vec![
             ("ca.pem", ca.cert_pem()),
             ("adult.token", "lists-user:s3cret\n".into()),
         ],
+        vec![("CREDENTIALS_DIRECTORY", creds.path().display().to_string())],
     )
     .await;
     // First start: both downloaded before the policy was built; the credential was sent.
@@ -207,7 +221,11 @@ url = "{hook}"
         "{:?}",
         origin.requests("/adult.txt")
     );
-    assert!(!origin.requests("/iwf.txt")[0].contains("authorization"));
+    assert!(origin.requests("/iwf.txt")[0].contains("authorization: bearer t0ken-for-iwf"));
+    assert!(
+        !app.logs().contains("t0ken") && !app.logs().contains("s3cret"),
+        "a secret in the log"
+    );
     let (stop, asked, lost) = keep_asking(app.dns_udp);
 
     // 304: the next requests carry the ETag and are answered Not Modified.
@@ -489,6 +507,7 @@ fn policy_files() -> Vec<(&'static str, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn metrics_count_the_traffic_by_outcome_and_health_says_ready() {
     let up = upstream().await;
+    let hook = Webhook::start(0);
     let (hole, _hole_task) = hedgerow_testkit::black_hole().await;
     let cfg = format!(
         r#"
@@ -506,8 +525,21 @@ listen = ["127.0.0.1:0"]
 
 [metrics]
 listen = ["127.0.0.1:0"]
+
+[[breaches.rules]]
+name = "adult content"
+categories = ["adult"]
+severity = "high"
+
+[alerts]
+immediate = "high"
+attempts = 1
+
+[alerts.webhook]
+url = "{hook}"
 {POLICY}"#,
         up = up.addr,
+        hook = hook.url,
     );
     let app = start(cfg, policy_files()).await;
     let addr = app.listeners("listening for metrics on ")[0];
@@ -596,6 +628,28 @@ listen = ["127.0.0.1:0"]
             >= metric(&during, "hedgerow_dns_queries_total", &[]).unwrap() + 1.0
     })
     .await;
+    // The breach (one: the same device and site) and its alert, sent.
+    until(10, "a breach and its alert counted", || async {
+        let now = scrape(addr);
+        metric(&now, "hedgerow_breaches_total", &[("severity", "high")]) == Some(1.0)
+            && metric(
+                &now,
+                "hedgerow_alerts_total",
+                &[("channel", "webhook"), ("result", "sent")],
+            )
+            .unwrap_or(0.0)
+                >= 1.0
+    })
+    .await;
+    assert_eq!(
+        metric(
+            &scrape(addr),
+            "hedgerow_breaches_total",
+            &[("severity", "medium")]
+        ),
+        None
+    );
+    assert!(!hook.json().is_empty());
     app.sighup();
     until(10, "a reload counted", || async {
         metric(&scrape(addr), "hedgerow_reloads_total", &[("result", "ok")]) == Some(1.0)
@@ -687,6 +741,12 @@ async fn system_upstream_reads_resolv_conf_and_skips_our_own_address() {
     // loopback address of its own; Hedgerow listens on another. Nothing leaves loopback.
     let fixture: SocketAddr = "127.0.53.7:53".parse().unwrap();
     let ours = "127.0.54.1:53";
+    if let Err(e) = std::net::UdpSocket::bind(fixture) {
+        println!(
+            "SKIPPED: cannot bind {fixture} ({e}); needs root, as a resolv.conf nameserver is on port 53"
+        );
+        return;
+    }
     let up = UpstreamDns::new()
         .a("fine.example", Ipv4Addr::new(192, 0, 2, 1))
         .start_on(fixture)
