@@ -5,7 +5,9 @@
 mod admin;
 mod alloc;
 mod check;
+mod lists;
 mod logs;
+mod metrics;
 mod pidfile;
 mod reviews;
 mod services;
@@ -108,6 +110,11 @@ enum Command {
         /// A host name (`example.com`) or URL (`http://example.com/page`, `example.com/page`).
         target: String,
     },
+    /// Lists that keep themselves current: `lists status`.
+    Lists {
+        #[command(subcommand)]
+        command: lists::ListsCommand,
+    },
     /// Accounts and their roles (through the running appliance).
     User {
         #[command(flatten)]
@@ -165,6 +172,7 @@ fn main() -> ExitCode {
             json,
             target,
         } => lookup(&config, client, at.as_deref(), json, &target),
+        Command::Lists { command } => lists::lists(command),
         Command::User { auth, command } => admin::user(&auth, command),
         Command::Change { auth, command } => admin::change(&auth, command),
         Command::Audit { auth, command } => admin::audit(&auth, command),
@@ -229,6 +237,8 @@ fn run(config_path: &Path) -> Result<ExitCode> {
             .with_context(|| format!("creating state directory {}", state_dir.display()))?;
         // Before anything in the state directory is touched: one appliance per state directory.
         let pid_file = pidfile::PidFile::acquire(&state_dir)?;
+        // A fresh install has no copy of its downloaded lists yet: get them first.
+        hedgerow_lists::prime(&config, std::time::Duration::from_secs(60)).await;
         let path = config_path.to_owned();
         let handle = tokio::task::spawn_blocking(move || PolicyHandle::from_config(&path, config))
             .await
@@ -278,6 +288,16 @@ fn run(config_path: &Path) -> Result<ExitCode> {
             None => Vec::new(),
         };
         let services = Arc::new(tokio::sync::Mutex::new(Some(services)));
+        let reload: hedgerow_lists::ReloadFn = {
+            let s = services.clone();
+            Arc::new(move || {
+                let s = s.clone();
+                Box::pin(async move { reload_now(&s).await })
+            })
+        };
+        if let Some(s) = services.lock().await.as_mut() {
+            s.start_lists(reload);
+        }
         let admin_tasks =
             start_admin(&path_for_admin, &services, &store, &state_dir, api_tcp).await?;
         let code = serve(&services, &resolver, &recorder).await;

@@ -11,6 +11,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -22,6 +23,12 @@ use crate::logs;
 
 /// How often the alerter looks for breaches to send.
 const ALERT_POLL: Duration = Duration::from_millis(500);
+/// How often the list updater looks at the downloaded lists (each has its own `every`).
+const LIST_TICK: Duration = Duration::from_secs(1);
+/// How long a stop waits for DNS queries in flight (an upstream's deadline is 2 s by default).
+const DNS_GRACE: Duration = Duration::from_secs(5);
+/// How long a stop waits for proxy requests and tunnels before closing them.
+const PROXY_GRACE: Duration = Duration::from_secs(5);
 
 /// Everything the appliance runs besides change control (the API) and the signal loop.
 pub(crate) struct Services {
@@ -38,6 +45,10 @@ pub(crate) struct Services {
     shipper: Option<Arc<hedgerow_ship::Shipper>>,
     purge: tokio::task::JoinHandle<()>,
     purge_now: Arc<tokio::sync::Notify>,
+    metrics: Option<crate::metrics::MetricsServer>,
+    /// `/health/ready`: set once everything has started, cleared when stopping.
+    ready: Arc<AtomicBool>,
+    lists: Option<hedgerow_lists::Updater>,
 }
 
 impl Services {
@@ -94,6 +105,7 @@ impl Services {
             sockets.push(bound);
         }
         let dns = hedgerow_dns::start(resolver.clone(), sockets);
+        system_upstreams(&config.dns);
         let proxy = match &config.proxy {
             Some(p) => {
                 let proxy =
@@ -111,6 +123,24 @@ impl Services {
             }
             None => None,
         };
+        let ready = Arc::new(AtomicBool::new(false));
+        let metrics = match &config.metrics {
+            Some(m) => Some(
+                crate::metrics::start(
+                    &m.listen,
+                    crate::metrics::Sources {
+                        resolver: resolver.clone(),
+                        recorder: recorder.clone(),
+                        store: store.clone(),
+                        policy: handle.clone(),
+                        ready: ready.clone(),
+                    },
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        crate::metrics::lists(&snap);
         Ok(Self {
             handle,
             store,
@@ -124,45 +154,113 @@ impl Services {
             shipper,
             purge,
             purge_now,
+            metrics,
+            ready,
+            lists: None,
         })
+    }
+
+    /// Starts the downloads of lists with a `url`, which reload through `reload` (the same
+    /// all-or-nothing reload as SIGHUP) when a new copy is staged; and marks the appliance
+    /// ready (`/health/ready`).
+    pub(crate) fn start_lists(&mut self, reload: hedgerow_lists::ReloadFn) {
+        let h = self.handle.clone();
+        let alert_handle = self.handle.clone();
+        let store = self.store.clone();
+        let hooks = hedgerow_lists::Hooks {
+            config: Arc::new(move || {
+                let snap = h.snapshot();
+                Arc::new(snap.config().clone())
+            }),
+            reload,
+            alert: Arc::new(move |a: hedgerow_lists::StaleAlert| {
+                list_alert(&alert_handle, &store, a);
+            }),
+        };
+        if self
+            .handle
+            .snapshot()
+            .config()
+            .lists
+            .iter()
+            .any(|l| l.fetch.is_some())
+        {
+            self.lists = Some(hedgerow_lists::Updater::start(hooks, LIST_TICK));
+        }
+        self.ready.store(true, Ordering::SeqCst);
     }
 
     /// Reloads the configuration and every list; the reply line for `hedgerow reload`:
     /// `ok: …` when all of it is in force, `refused, …` (with the reason) when none of it is.
     pub(crate) async fn reload(&mut self) -> std::result::Result<String, String> {
-        match self.try_reload().await {
-            Ok(reply) => {
+        let mut promoted = None;
+        match self.try_reload(&mut promoted).await {
+            Ok(mut reply) => {
+                if let Some(p) = promoted {
+                    let names: Vec<&str> = p.lists().collect();
+                    if !names.is_empty() {
+                        reply.push_str(&format!(
+                            "; downloaded lists in force: {}",
+                            names.join(", ")
+                        ));
+                    }
+                    p.commit();
+                }
+                metrics::counter!("hedgerow_reloads_total", "result" => "ok").increment(1);
                 tracing::info!("{reply}");
                 Ok(reply)
             }
             Err(why) => {
+                if let Some(p) = promoted {
+                    p.rollback(&why);
+                }
+                metrics::counter!("hedgerow_reloads_total", "result" => "refused").increment(1);
                 tracing::error!("reload refused, previous policy still in force: {why}");
                 Err(format!("refused, previous policy still in force: {why}"))
             }
         }
     }
 
-    async fn try_reload(&mut self) -> std::result::Result<String, String> {
+    /// The reload; `promoted` receives the downloaded lists it put in place (committed or
+    /// rolled back by the caller with the outcome).
+    async fn try_reload(
+        &mut self,
+        promoted: &mut Option<hedgerow_lists::Promotion>,
+    ) -> std::result::Result<String, String> {
         // Read, compare, build and load files off the async workers; nothing is in force yet.
         let h = self.handle.clone();
         let current = h.snapshot();
-        let (staged, diff, proxy_settings) = tokio::task::spawn_blocking(move || {
-            let config = h.read_config().map_err(|e| e.to_string())?;
+        let (promotion, prepared) = tokio::task::spawn_blocking(move || {
+            let config = match h.read_config() {
+                Ok(c) => c,
+                Err(e) => return (None, Err(e.to_string())),
+            };
             let diff = hedgerow_config::diff(current.config(), &config);
             if let Some(why) = diff.refusal() {
-                return Err(why);
+                return (None, Err(why));
             }
-            let proxy = match config.proxy {
-                Some(_) => Some(
-                    hedgerow_proxy::Settings::load(&config).map_err(|e| format!("[proxy]: {e}"))?,
-                ),
-                None => None,
+            // Downloaded lists staged since the last reload come into force with this one.
+            let promotion = match hedgerow_lists::promote(&config) {
+                Ok(p) => p,
+                Err(e) => return (None, Err(format!("putting downloaded lists in place: {e}"))),
             };
-            let staged = h.stage(config).map_err(|e| e.to_string())?;
-            Ok((staged, diff, proxy))
+            let prepared = (|| {
+                let proxy = match config.proxy {
+                    Some(_) => Some(
+                        hedgerow_proxy::Settings::load(&config)
+                            .map_err(|e| format!("[proxy]: {e}"))?,
+                    ),
+                    None => None,
+                };
+                let staged = h.stage(config).map_err(|e| e.to_string())?;
+                Ok((staged, diff, proxy))
+            })();
+            (Some(promotion), prepared)
         })
         .await
-        .map_err(|e| format!("reload task failed: {e}"))??;
+        .map_err(|e| format!("reload task failed: {e}"))?;
+        *promoted = promotion;
+        let (staged, diff, proxy_settings) = prepared?;
 
         // Bind the new listeners; a failure drops them all again.
         let new = staged.snapshot().config();
@@ -235,6 +333,7 @@ impl Services {
             self.purge_now.notify_one();
         }
         crate::announce(&snap);
+        crate::metrics::lists(&snap);
         crate::illegal_tier_alerts(&snap, &self.store);
 
         let s = snap.matcher().stats();
@@ -273,15 +372,23 @@ impl Services {
         Ok(reply)
     }
 
-    /// Stops the listeners, the purge and the alerter (the recorder is the caller's, to be
-    /// stopped after the last query is answered).
+    /// Stops every service: not ready any more, no list downloads, then the DNS and proxy
+    /// listeners stop taking queries and requests and drain those in flight (their events
+    /// go to the recorder), then the purge, the alerter and the metrics listener. The recorder
+    /// is the caller's, stopped after this, so it writes every event of a drained answer.
     pub(crate) async fn stop(self) {
-        self.purge.abort();
-        if let Some(p) = self.proxy {
-            p.abort();
+        self.ready.store(false, Ordering::SeqCst);
+        if let Some(l) = self.lists {
+            l.stop();
         }
+        let proxy = async {
+            if let Some(p) = self.proxy {
+                p.drain(PROXY_GRACE).await;
+            }
+        };
+        tokio::join!(self.dns.shutdown(DNS_GRACE), proxy);
+        self.purge.abort();
         self.alerts.abort();
-        self.dns.shutdown().await;
         if let Some(shipper) = self.shipper {
             // What the last queries recorded (breaches included) goes out first.
             let r = self.recorder.clone();
@@ -290,7 +397,66 @@ impl Services {
             let s = shipper.stats();
             tracing::info!(clickhouse = ?s.clickhouse, syslog = ?s.syslog, "log shipping stopped");
         }
+        if let Some(m) = self.metrics {
+            m.stop();
+        }
     }
+}
+
+/// Says which upstreams `address = "system"` found, and which it skipped as Hedgerow's own.
+fn system_upstreams(dns: &hedgerow_config::DnsConfig) {
+    let found: Vec<String> = dns
+        .upstreams
+        .iter()
+        .filter(|u| u.system)
+        .map(|u| u.address.to_string())
+        .collect();
+    if found.is_empty() {
+        return;
+    }
+    let skipped: Vec<String> = dns.system_skipped.iter().map(ToString::to_string).collect();
+    tracing::info!(
+        "DNS upstreams from {}: {}; skipped as Hedgerow's own: {}",
+        dns.resolv_conf.display(),
+        found.join(", "),
+        if skipped.is_empty() {
+            "none".to_owned()
+        } else {
+            skipped.join(", ")
+        }
+    );
+}
+
+/// A downloaded list's operational problem: the service log, the audit log, and the alert
+/// channels when configured.
+fn list_alert(handle: &PolicyHandle, store: &Arc<Store>, a: hedgerow_lists::StaleAlert) {
+    let now = jiff::Timestamp::now();
+    let severity = if a.critical {
+        hedgerow_model::Severity::Critical
+    } else {
+        hedgerow_model::Severity::High
+    };
+    tracing::error!(list = %a.list, kind = a.kind, "{}", a.message);
+    if let Err(e) = store.append_audit(now, "hedgerow", a.kind, &a.message) {
+        tracing::error!("audit log: {e}");
+    }
+    let Some(alerts) = handle.snapshot().config().alerts.clone() else {
+        tracing::error!(
+            "no [alerts] configured: nobody but this log hears about list {:?}",
+            a.list
+        );
+        return;
+    };
+    let alert = hedgerow_alert::Operational {
+        severity,
+        kind: a.kind.into(),
+        message: a.message,
+    };
+    tokio::spawn(async move {
+        for (channel, e) in hedgerow_alert::send_operational(&alerts, &alert, now).await {
+            tracing::error!(channel, "operational alert not sent: {e}");
+        }
+    });
 }
 
 /// Said after a bind failure: a cause a restart would cure.

@@ -55,6 +55,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "hedgerow-ship",
         &["hedgerow-model", "hedgerow-config", "hedgerow-store"],
     ),
+    (
+        "hedgerow-lists",
+        &["hedgerow-model", "hedgerow-config", "hedgerow-matcher"],
+    ),
     ("hedgerow-testkit", &[]),
 ];
 
@@ -71,6 +75,7 @@ const FORBIDDEN_EXTERNAL: &[(&str, &[&str])] = &[
     ("hedgerow-admin", &["sled"]),
     ("hedgerow-check", &["sled", "toml_edit"]),
     ("hedgerow-ship", &["sled"]),
+    ("hedgerow-lists", &["sled"]),
 ];
 
 fn metadata() -> serde_json::Value {

@@ -226,9 +226,19 @@ pub(crate) fn email_text(
 
 /// POSTs `body` to `url`; any 2xx answer is success.
 pub(crate) async fn webhook(url: &str, body: &serde_json::Value) -> Result<(), SendError> {
-    tokio::time::timeout(TIMEOUT, post(url, body))
+    let r = tokio::time::timeout(TIMEOUT, post(url, body))
         .await
-        .map_err(|_| SendError::Timeout(TIMEOUT))?
+        .map_err(|_| SendError::Timeout(TIMEOUT))
+        .and_then(|r| r);
+    count("webhook", &r);
+    r
+}
+
+/// Counts one delivery attempt, sent or failed, by channel.
+fn count(channel: &'static str, r: &Result<(), SendError>) {
+    let result = if r.is_ok() { "sent" } else { "failed" };
+    metrics::counter!("hedgerow_alerts_total", "channel" => channel, "result" => result)
+        .increment(1);
 }
 
 async fn post(url: &str, body: &serde_json::Value) -> Result<(), SendError> {
@@ -293,6 +303,12 @@ where
 
 /// Sends one e-mail to every configured recipient.
 pub(crate) async fn email(cfg: &EmailConfig, subject: &str, body: &str) -> Result<(), SendError> {
+    let r = email_once(cfg, subject, body).await;
+    count("email", &r);
+    r
+}
+
+async fn email_once(cfg: &EmailConfig, subject: &str, body: &str) -> Result<(), SendError> {
     use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
     let err = |e: &dyn std::fmt::Display| SendError::Email(e.to_string());
     let mut msg = Message::builder()

@@ -17,12 +17,10 @@ mod ship;
 
 pub use duration::parse_duration;
 pub use hedgerow_model::{ListFormat, ListKind, Severity, UrlMatch};
-pub use load::{from_str, load, load_with};
+pub use load::{DEFAULT_RESOLV_CONF, from_str, load, load_with, system_nameservers};
 pub use reload::{ReloadDiff, diff};
 pub use schema::{
-    AlertsConfig, ApiConfig, BlockPageConfig, BreachesConfig, CacheConfig, ChangeControlConfig,
-    Config, DaySpec, Device, DnsBlockMode, DnsConfig, EmailConfig, Group, GroupMode, LeaseFile,
-    LeaseFormat, ListSource, LocalEntry, Location, LogsConfig, PacDirect, ProxyConfig, RiskLevel,
+    AlertsConfig, ApiConfig, BlockPageConfig, BreachesConfig, CacheConfig, ChangeControlConfig, Config, Credentials, DaySpec, Device, DnsBlockMode, DnsConfig, EmailConfig, Group, GroupMode, LeaseFile, LeaseFormat, ListFetch, ListSource, LocalEntry, Location, LogsConfig, MetricsConfig, PacDirect, ProxyConfig, RiskLevel,
     SafeSearch, Schedule, ServerConfig, SmtpTls, Upstream, UpstreamProtocol, WebhookConfig,
     YouTubeMode,
 };

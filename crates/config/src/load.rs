@@ -1,7 +1,7 @@
 //! Reading files, following includes, merging and validating.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -207,6 +207,7 @@ impl Context {
         let mut api: Option<(ApiConfig, Location)> = None;
         let mut change_control: Option<(ChangeControlConfig, Location)> = None;
         let mut ship: Option<(crate::ShipConfig, Location)> = None;
+        let mut metrics: Option<(MetricsConfig, Location)> = None;
         let mut rule_categories = Vec::new();
         let mut proxy_groups: Vec<(String, Location)> = Vec::new();
         let mut group_listens: Vec<(String, IpAddr, Location)> = Vec::new();
@@ -360,6 +361,22 @@ impl Context {
                 }
                 self.once(&mut ship, value, loc, "[ship]");
             }
+            if let Some(m) = raw.metrics {
+                let loc = src.location(m.span());
+                let m = m.into_inner();
+                if m.listen.is_empty() {
+                    self.err_at(
+                        loc.clone(),
+                        "[metrics] listen must name at least one address".into(),
+                    );
+                }
+                self.once(
+                    &mut metrics,
+                    MetricsConfig { listen: m.listen },
+                    loc,
+                    "[metrics]",
+                );
+            }
             for d in raw.devices {
                 let loc = src.location(d.span());
                 let d = d.into_inner();
@@ -455,13 +472,23 @@ impl Context {
             }
         }
 
+        let server = server?.0;
+        let mut lists: Vec<ListSource> = lists.into_values().collect();
+        for l in &mut lists {
+            if l.fetch.is_some() && l.path.as_os_str().is_empty() {
+                l.path = server
+                    .state_dir
+                    .join("lists")
+                    .join(format!("{}.list", l.name));
+            }
+        }
         Some(Config {
             files: paths,
-            server: server?.0,
+            server,
             dns: dns?.0,
             proxy: proxy.map(|p| p.0),
             blockpage: blockpage.map(|b| b.0),
-            lists: lists.into_values().collect(),
+            lists,
             groups: groups.into_values().map(|(g, _, _)| g).collect(),
             devices,
             leases,
@@ -471,6 +498,7 @@ impl Context {
             api: api.map(|a| a.0),
             change_control: change_control.map(|c| c.0).unwrap_or_default(),
             ship: ship.map(|s| s.0),
+            metrics: metrics.map(|m| m.0),
         })
     }
 
@@ -743,10 +771,32 @@ impl Context {
         if d.upstreams.is_empty() {
             self.err_at(loc.clone(), "[dns] needs at least one upstream".into());
         }
+        let resolv_conf = d.resolv_conf.as_ref().map_or_else(
+            || PathBuf::from(DEFAULT_RESOLV_CONF),
+            |p| resolve(&src.path, p),
+        );
         let mut upstreams = Vec::new();
+        let mut system_skipped = Vec::new();
         for u in d.upstreams {
             let span = u.span();
             let u = u.into_inner();
+            let system = u.address.get_ref() == "system";
+            let address = if system {
+                None
+            } else {
+                match u.address.get_ref().parse::<SocketAddr>() {
+                    Ok(a) => Some(a),
+                    Err(_) => {
+                        let reason = format!(
+                            "address {:?}: expected an address and port such as \"192.0.2.53:53\" or \"[2001:db8::53]:53\", or \"system\" (the nameservers of {})",
+                            u.address.get_ref(),
+                            resolv_conf.display()
+                        );
+                        self.err(src, u.address.span(), reason);
+                        continue;
+                    }
+                }
+            };
             match (u.protocol, &u.tls_name) {
                 (UpstreamProtocol::Tls, None) => self.err(
                     src,
@@ -759,6 +809,13 @@ impl Context {
                     "tls_name is only for protocol = \"tls\"".into(),
                 ),
                 _ => {}
+            }
+            if system && u.protocol == UpstreamProtocol::Tls {
+                self.err(
+                    src,
+                    span.clone(),
+                    "address = \"system\" reads plain nameservers from resolv.conf: use protocol = \"udp\" or \"tcp\"".into(),
+                );
             }
             let ca_file = u.ca_file.map(|p| resolve(&src.path, &p));
             if let Some(p) = &ca_file {
@@ -776,12 +833,53 @@ impl Context {
                     );
                 }
             }
-            upstreams.push(Upstream {
-                address: u.address,
-                protocol: u.protocol,
-                tls_name: u.tls_name,
-                ca_file,
-            });
+            match address {
+                Some(address) => upstreams.push(Upstream {
+                    address,
+                    protocol: u.protocol,
+                    tls_name: u.tls_name,
+                    ca_file,
+                    system: false,
+                }),
+                None => {
+                    let text = match std::fs::read_to_string(&resolv_conf) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            let reason = format!(
+                                "address = \"system\": cannot read {}: {e}",
+                                resolv_conf.display()
+                            );
+                            self.err(src, span.clone(), reason);
+                            continue;
+                        }
+                    };
+                    let (found, skipped) = system_nameservers(&text, &d.listen);
+                    if found.is_empty() {
+                        let reason = format!(
+                            "address = \"system\": {} names no nameserver other than Hedgerow's own listen addresses{}; name an upstream's address instead",
+                            resolv_conf.display(),
+                            if skipped.is_empty() {
+                                String::new()
+                            } else {
+                                let s: Vec<String> =
+                                    skipped.iter().map(ToString::to_string).collect();
+                                format!(" (skipped {})", s.join(", "))
+                            }
+                        );
+                        self.err(src, span.clone(), reason);
+                    }
+                    system_skipped.extend(skipped);
+                    for address in found {
+                        upstreams.push(Upstream {
+                            address,
+                            protocol: u.protocol,
+                            tls_name: None,
+                            ca_file: None,
+                            system: true,
+                        });
+                    }
+                }
+            }
         }
         if d.cache.min_ttl > d.cache.max_ttl {
             self.err_at(
@@ -819,17 +917,15 @@ impl Context {
             blockpage_ipv4: d.blockpage_ipv4,
             blockpage_ipv6: d.blockpage_ipv6,
             trusted_forwarders,
+            resolv_conf,
+            system_skipped,
         }
     }
 
     /// Each group's `listen_addresses` must be the address of a `[dns] listen` entry (a query
     /// arriving on a wildcard listener does not say which address it was sent to), and belong
     /// to one group only.
-    fn listen_checks(
-        &mut self,
-        listen: &[std::net::SocketAddr],
-        wanted: &[(String, IpAddr, Location)],
-    ) {
+    fn listen_checks(&mut self, listen: &[SocketAddr], wanted: &[(String, IpAddr, Location)]) {
         let mut taken: HashMap<IpAddr, &str> = HashMap::new();
         for (group, addr, loc) in wanted {
             if !listen.iter().any(|l| l.ip() == *addr) {
@@ -849,7 +945,17 @@ impl Context {
     }
 
     fn list(&mut self, src: &Source, name: String, l: RawList, loc: Location) -> ListSource {
-        let path = resolve(&src.path, l.path.get_ref());
+        let fetch = self.fetch(src, &name, &l, &loc);
+        // A downloaded list's copy in force is under the state directory unless a path is
+        // given; the merge fills it in once `[server] state_dir` is known.
+        let path = match (&l.path, &fetch) {
+            (Some(p), _) => resolve(&src.path, p.get_ref()),
+            (None, Some(_)) => PathBuf::new(),
+            (None, None) => {
+                self.err_at(loc.clone(), format!("list {name:?} needs a path or a url"));
+                PathBuf::new()
+            }
+        };
         if l.kind == ListKind::Illegal && l.optional {
             let reason = format!(
                 "illegal-tier list {name:?} cannot be optional: the illegal tier cannot be switched off"
@@ -857,10 +963,16 @@ impl Context {
             self.err_at(loc.clone(), reason);
         }
         // A missing illegal-tier file is the policy's to judge: it keeps enforcing the last
-        // good copy, or refuses when there is none.
-        if !l.optional && l.kind != ListKind::Illegal && !path.is_file() {
+        // good copy, or refuses when there is none. A downloaded list's file appears with its
+        // first download.
+        if let Some(p) = &l.path
+            && !l.optional
+            && fetch.is_none()
+            && l.kind != ListKind::Illegal
+            && !path.is_file()
+        {
             let reason = format!("list {name:?}: file {} not found", path.display());
-            self.err(src, l.path.span(), reason);
+            self.err(src, p.span(), reason);
         }
         if let Some(c) = &l.category {
             self.vocabulary(src, c, &format!("list {name:?} has"));
@@ -891,8 +1003,129 @@ impl Context {
             url_match: l.url_match,
             severity: l.severity,
             optional: l.optional,
+            fetch,
             location: loc,
         }
+    }
+
+    /// A list's download settings (`url` and what goes with it), checked.
+    fn fetch(
+        &mut self,
+        src: &Source,
+        name: &str,
+        l: &RawList,
+        loc: &Location,
+    ) -> Option<ListFetch> {
+        let Some(url) = &l.url else {
+            let stray = [
+                ("every", l.every.is_some()),
+                ("max_age", l.max_age.is_some()),
+                ("credential", l.credential.is_some()),
+                ("credentials_file", l.credentials_file.is_some()),
+                ("ca_file", l.ca_file.is_some()),
+                ("sha256_url", l.sha256_url.is_some()),
+                ("minisign_key", l.minisign_key.is_some()),
+                ("signature_url", l.signature_url.is_some()),
+                ("min_entries", l.min_entries.is_some()),
+                ("max_bytes", l.max_bytes.is_some()),
+            ];
+            for (key, set) in stray {
+                if set {
+                    self.err_at(
+                        loc.clone(),
+                        format!("list {name:?}: {key} is only for a list with a url"),
+                    );
+                }
+            }
+            return None;
+        };
+        if !url.get_ref().starts_with("https://") {
+            let reason = format!(
+                "list {name:?}: url must start with https:// (lists are only downloaded over TLS)"
+            );
+            self.err(src, url.span(), reason);
+        }
+        for (key, u) in [
+            ("sha256_url", &l.sha256_url),
+            ("signature_url", &l.signature_url),
+        ] {
+            if let Some(u) = u
+                && !u.starts_with("https://")
+            {
+                self.err_at(
+                    loc.clone(),
+                    format!("list {name:?}: {key} must start with https://"),
+                );
+            }
+        }
+        let illegal = l.kind == ListKind::Illegal;
+        let every = l.every.unwrap_or(DEFAULT_EVERY);
+        if every.is_zero() {
+            self.err_at(
+                loc.clone(),
+                format!("list {name:?}: every must be longer than zero"),
+            );
+        }
+        if illegal && every > DEFAULT_EVERY {
+            let reason = format!(
+                "illegal-tier list {name:?}: every must be 12h or less (the IWF list is fetched at least twice a day)"
+            );
+            self.err_at(loc.clone(), reason);
+        }
+        let max_age = l.max_age.unwrap_or(every.saturating_mul(4));
+        if max_age < every {
+            self.err_at(
+                loc.clone(),
+                format!("list {name:?}: max_age is shorter than every"),
+            );
+        }
+        let credentials = match (&l.credential, &l.credentials_file) {
+            (Some(_), Some(_)) => {
+                self.err_at(
+                    loc.clone(),
+                    format!("list {name:?}: credential and credentials_file both given; use one"),
+                );
+                None
+            }
+            (Some(c), None) => {
+                if c.is_empty() || c.contains('/') || c.starts_with('.') {
+                    self.err_at(
+                        loc.clone(),
+                        format!("list {name:?}: credential {c:?} is not a systemd credential name"),
+                    );
+                }
+                Some(Credentials::Systemd(c.clone()))
+            }
+            (None, Some(p)) => Some(Credentials::File(resolve(&src.path, p))),
+            (None, None) => None,
+        };
+        let ca_file = l.ca_file.as_ref().map(|p| resolve(&src.path, p));
+        if let Some(p) = &ca_file
+            && !p.is_file()
+        {
+            self.err_at(
+                loc.clone(),
+                format!("list {name:?}: ca_file {} not found", p.display()),
+            );
+        }
+        if l.signature_url.is_some() && l.minisign_key.is_none() {
+            self.err_at(
+                loc.clone(),
+                format!("list {name:?}: signature_url needs minisign_key"),
+            );
+        }
+        Some(ListFetch {
+            url: url.get_ref().clone(),
+            every,
+            max_age,
+            credentials,
+            ca_file,
+            sha256_url: l.sha256_url.clone(),
+            minisign_key: l.minisign_key.clone(),
+            signature_url: l.signature_url.clone(),
+            min_entries: l.min_entries.unwrap_or(1),
+            max_bytes: l.max_bytes.unwrap_or(DEFAULT_MAX_BYTES),
+        })
     }
 
     fn group(&mut self, src: &Source, name: String, g: RawGroup, loc: Location) -> GroupWithSpans {
@@ -1134,6 +1367,52 @@ impl Context {
 
 /// A `[proxy] pac_direct` entry: a network or address, or a domain (`*.` or `.` in front
 /// means the same: it covers subdomains).
+/// How often a downloaded list is fetched unless `every` says otherwise; also the longest
+/// `every` an illegal-tier list may have.
+const DEFAULT_EVERY: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
+/// The largest list body accepted unless `max_bytes` says otherwise.
+const DEFAULT_MAX_BYTES: u64 = 256 << 20;
+
+/// Where `address = "system"` reads its nameservers unless `[dns] resolv_conf` says otherwise.
+pub const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// The nameservers of a resolv.conf text (port 53), in order, without duplicates; and those
+/// left out because they are Hedgerow's own: a `listen` address itself, or, for a wildcard
+/// listener on port 53, any address of this machine (one a socket can be bound to).
+pub fn system_nameservers(text: &str, listen: &[SocketAddr]) -> (Vec<SocketAddr>, Vec<SocketAddr>) {
+    let mut found = Vec::new();
+    let mut skipped = Vec::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() != Some("nameserver") {
+            continue;
+        }
+        // An IPv6 link-local address may carry a zone (`fe80::1%eth0`): not usable here.
+        let Some(Ok(ip)) = words.next().map(str::parse::<IpAddr>) else {
+            continue;
+        };
+        let addr = SocketAddr::new(ip, 53);
+        if found.contains(&addr) || skipped.contains(&addr) {
+            continue;
+        }
+        let own = ip.is_unspecified()
+            || listen
+                .iter()
+                .any(|l| *l == addr || (l.ip().is_unspecified() && l.port() == 53 && is_local(ip)));
+        if own {
+            skipped.push(addr);
+        } else {
+            found.push(addr);
+        }
+    }
+    (found, skipped)
+}
+
+/// Whether `ip` is one of this machine's addresses: a socket can be bound to it.
+fn is_local(ip: IpAddr) -> bool {
+    ip.is_loopback() || std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
+}
+
 fn parse_pac_direct(text: &str) -> Result<PacDirect, String> {
     if let Some(net) = parse_net_or_addr(text) {
         return Ok(PacDirect::Network(net));

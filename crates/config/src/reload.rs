@@ -30,6 +30,7 @@ const RESTART: &[(&str, &str)] = &[
         "[ship]",
         "the shipping queues and connections are made at start",
     ),
+    ("[metrics]", "the metrics listeners are bound at start"),
 ];
 
 /// How a new configuration differs from the one in force.
@@ -66,7 +67,7 @@ impl ReloadDiff {
 
 /// Compares the configuration in force with a new one.
 pub fn diff(old: &Config, new: &Config) -> ReloadDiff {
-    let sections: [(&'static str, bool); 14] = [
+    let sections: [(&'static str, bool); 15] = [
         ("[server]", old.server != new.server),
         ("[dns]", old.dns != new.dns),
         ("[proxy]", old.proxy != new.proxy),
@@ -81,6 +82,7 @@ pub fn diff(old: &Config, new: &Config) -> ReloadDiff {
         ("[api]", old.api != new.api),
         ("[change_control]", old.change_control != new.change_control),
         ("[ship]", old.ship != new.ship),
+        ("[metrics]", old.metrics != new.metrics),
     ];
     let changed = sections
         .iter()
@@ -103,6 +105,9 @@ pub fn diff(old: &Config, new: &Config) -> ReloadDiff {
     }
     if old.ship != new.ship {
         needs_restart.extend(restart("[ship]"));
+    }
+    if old.metrics != new.metrics {
+        needs_restart.extend(restart("[metrics]"));
     }
     ReloadDiff {
         changed,

@@ -48,6 +48,8 @@ pub struct Config {
     pub logs: LogsConfig,
     pub breaches: BreachesConfig,
     pub alerts: Option<AlertsConfig>,
+    /// The Prometheus metrics and health listener; none when absent.
+    pub metrics: Option<MetricsConfig>,
     /// `[ship]`: events to ClickHouse and syslog; `None` (the default) ships nothing.
     pub ship: Option<crate::ShipConfig>,
     /// The appliance API's TCP listener with TLS (`[api]`); the Unix socket is always served.
@@ -94,6 +96,13 @@ impl Default for ChangeControlConfig {
             approvers: 1,
         }
     }
+}
+
+/// `[metrics]`: Prometheus metrics (`/metrics`) and health checks (`/health/live`,
+/// `/health/ready`) over plain HTTP on their own listeners (loopback, or a management network).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    pub listen: Vec<SocketAddr>,
 }
 
 /// `[logs]`: the log store in the state directory.
@@ -235,6 +244,10 @@ pub struct DnsConfig {
     /// Forwarders (the school router) whose EDNS Client Subnet and MAC options are believed:
     /// from them, those options say which client asked. From anyone else they are ignored.
     pub trusted_forwarders: Vec<IpNet>,
+    /// The file `address = "system"` upstreams are read from (default `/etc/resolv.conf`).
+    pub resolv_conf: PathBuf,
+    /// Nameservers of `resolv_conf` left out because they are Hedgerow's own listeners.
+    pub system_skipped: Vec<SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,6 +269,8 @@ pub struct Upstream {
     /// Extra CA certificates (PEM) to trust for this DNS-over-TLS upstream, besides the
     /// Mozilla roots.
     pub ca_file: Option<PathBuf>,
+    /// Read from `[dns] resolv_conf` (`address = "system"`), not named in the configuration.
+    pub system: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -323,6 +338,42 @@ pub enum PacDirect {
     Network(IpNet),
 }
 
+/// How a list that keeps itself current is downloaded and checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListFetch {
+    /// `https://…` only.
+    pub url: String,
+    /// How often it is fetched (the illegal tier: at most 12 hours).
+    pub every: Duration,
+    /// Older than this (since it was last confirmed current) raises an operational alert,
+    /// critical for the illegal tier.
+    pub max_age: Duration,
+    /// `user:password` (HTTP Basic) or a bearer token, read at each fetch from this file: a
+    /// systemd credential (`credential = "NAME"`, in `$CREDENTIALS_DIRECTORY`) or a path.
+    pub credentials: Option<Credentials>,
+    /// Extra CA certificates (PEM) to trust for this origin, besides the Mozilla roots.
+    pub ca_file: Option<PathBuf>,
+    /// A published SHA-256 of the list (`<hex>` or `sha256sum` output) to check it against.
+    pub sha256_url: Option<String>,
+    /// A minisign public key (base64, `RW…`): the list must carry a valid signature, read from
+    /// `signature_url` (default: the list's URL with `.minisig` added).
+    pub minisign_key: Option<String>,
+    pub signature_url: Option<String>,
+    /// Fewer entries than this refuses the download.
+    pub min_entries: usize,
+    /// A larger body refuses the download.
+    pub max_bytes: u64,
+}
+
+/// Where a list download's credentials are read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// A systemd credential: `$CREDENTIALS_DIRECTORY/NAME` (`LoadCredential=NAME:…`).
+    Systemd(String),
+    /// A file (mode 0600, outside the configuration).
+    File(PathBuf),
+}
+
 /// One block, allow or illegal-content list file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListSource {
@@ -337,6 +388,9 @@ pub struct ListSource {
     pub severity: Severity,
     /// When true a missing file is a warning at load time, not an error.
     pub optional: bool,
+    /// Where the list is downloaded from, when it keeps itself current (`url = …`). Its
+    /// `path` is then the copy in force, under the state directory.
+    pub fetch: Option<ListFetch>,
     pub location: Location,
 }
 
@@ -501,6 +555,7 @@ pub(crate) struct RawFile {
     pub(crate) ship: Option<Spanned<crate::ship::RawShip>>,
     pub(crate) api: Option<Spanned<RawApi>>,
     pub(crate) change_control: Option<Spanned<RawChangeControl>>,
+    pub(crate) metrics: Option<Spanned<RawMetrics>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -517,6 +572,12 @@ pub(crate) struct RawChangeControl {
     pub(crate) approve_tightening: Option<Spanned<bool>>,
     pub(crate) dsl_cosign_from: Option<Spanned<String>>,
     pub(crate) approvers: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetrics {
+    pub(crate) listen: Vec<SocketAddr>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -640,6 +701,7 @@ pub(crate) struct RawDns {
     pub(crate) blockpage_ipv6: Option<std::net::Ipv6Addr>,
     #[serde(default)]
     pub(crate) trusted_forwarders: Vec<Spanned<String>>,
+    pub(crate) resolv_conf: Option<PathBuf>,
 }
 
 fn default_timeout() -> Duration {
@@ -687,7 +749,8 @@ fn default_negative_ttl() -> Duration {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawUpstream {
-    pub(crate) address: SocketAddr,
+    /// An address and port, or `"system"`: the nameservers of `[dns] resolv_conf`.
+    pub(crate) address: Spanned<String>,
     #[serde(default = "default_protocol")]
     pub(crate) protocol: UpstreamProtocol,
     pub(crate) tls_name: Option<String>,
@@ -765,7 +828,20 @@ fn default_max_chunked_body() -> usize {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawList {
-    pub(crate) path: Spanned<PathBuf>,
+    pub(crate) path: Option<Spanned<PathBuf>>,
+    pub(crate) url: Option<Spanned<String>>,
+    #[serde(default, with = "serde_duration_opt")]
+    pub(crate) every: Option<Duration>,
+    #[serde(default, with = "serde_duration_opt")]
+    pub(crate) max_age: Option<Duration>,
+    pub(crate) credential: Option<String>,
+    pub(crate) credentials_file: Option<PathBuf>,
+    pub(crate) ca_file: Option<PathBuf>,
+    pub(crate) sha256_url: Option<String>,
+    pub(crate) minisign_key: Option<String>,
+    pub(crate) signature_url: Option<String>,
+    pub(crate) min_entries: Option<usize>,
+    pub(crate) max_bytes: Option<u64>,
     pub(crate) format: ListFormat,
     #[serde(default = "default_kind")]
     pub(crate) kind: ListKind,

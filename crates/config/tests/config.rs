@@ -813,3 +813,118 @@ fn changing_ship_needs_a_restart() {
             .is_none()
     );
 }
+// === upstream "system" and downloaded lists (issue 18) ===
+
+/// `GOOD` with its upstream replaced by `address = "system"` read from `resolv.conf` in the
+/// test's folder, and `listen` as given.
+fn system_config(listen: &str) -> String {
+    GOOD.replace(
+        r#"listen = ["127.0.0.1:5353"]
+upstreams = [{ address = "127.0.0.1:5300" }]"#,
+        &format!(
+            "listen = [{listen}]\nresolv_conf = \"resolv.conf\"\nupstreams = [{{ address = \"system\" }}]"
+        ),
+    )
+}
+
+#[test]
+fn system_upstreams_are_the_nameservers_of_resolv_conf_without_our_own() {
+    let resolv = "# written by a test\nsearch school.internal\nnameserver 127.0.53.7\nnameserver 127.0.54.1\noptions edns0\nnameserver ::1\nnameserver 127.0.53.7\n";
+    let dir = tree(&[
+        ("hedgerow.toml", &system_config(r#""127.0.54.1:53""#)),
+        ("resolv.conf", resolv),
+    ]);
+    let c = hedgerow_config::load(&dir.path().join("hedgerow.toml")).unwrap();
+    let got: Vec<String> = c
+        .dns
+        .upstreams
+        .iter()
+        .map(|u| u.address.to_string())
+        .collect();
+    assert_eq!(got, ["127.0.53.7:53", "[::1]:53"]);
+    assert!(c.dns.upstreams.iter().all(|u| u.system));
+    let skipped: Vec<String> = c
+        .dns
+        .system_skipped
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(skipped, ["127.0.54.1:53"]);
+    assert_eq!(c.dns.resolv_conf, dir.path().join("resolv.conf"));
+}
+
+#[test]
+fn a_resolv_conf_naming_only_hedgerow_itself_is_an_error() {
+    // A wildcard listener on port 53 is every address of this machine, loopback included.
+    let (_dir, errs) = errors(
+        &system_config(r#""0.0.0.0:53""#),
+        &[("resolv.conf", "nameserver 127.0.0.1\n")],
+    );
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    let e = errs[0].to_string();
+    assert!(
+        e.contains("names no nameserver other than Hedgerow's own listen addresses"),
+        "{e}"
+    );
+    assert!(e.contains("skipped 127.0.0.1:53"), "{e}");
+    assert!(e.contains("hedgerow.toml:"), "{e}");
+}
+
+#[test]
+fn a_missing_resolv_conf_and_a_bad_address_are_errors() {
+    let (_dir, errs) = errors(&system_config(r#""127.0.0.1:5353""#), &[]);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].reason.contains("cannot read"), "{errs:?}");
+    let bad = GOOD.replace("127.0.0.1:5300", "dns.example");
+    let (_dir, errs) = errors(&bad, &[]);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].reason.contains("or \"system\""), "{errs:?}");
+}
+
+#[test]
+fn a_downloaded_list_lives_under_the_state_dir_with_defaults() {
+    let main = format!(
+        "{GOOD}\n[lists.remote]\nurl = \"https://lists.example/adult.txt\"\nformat = \"domains\"\ncategory = \"adult\"\ncredential = \"lists-token\"\nsha256_url = \"https://lists.example/adult.txt.sha256\"\n"
+    );
+    let dir = tree(&[("hedgerow.toml", &main)]);
+    let c = hedgerow_config::load(&dir.path().join("hedgerow.toml")).unwrap();
+    let l = c.lists.iter().find(|l| l.name == "remote").unwrap();
+    assert_eq!(l.path, dir.path().join("state/lists/remote.list"));
+    let f = l.fetch.as_ref().unwrap();
+    assert_eq!(f.every, std::time::Duration::from_secs(12 * 3600));
+    assert_eq!(f.max_age, std::time::Duration::from_secs(48 * 3600));
+    assert_eq!(f.min_entries, 1);
+    assert_eq!(
+        f.credentials,
+        Some(hedgerow_config::Credentials::Systemd("lists-token".into()))
+    );
+    // A file list has no download settings.
+    assert!(
+        c.lists
+            .iter()
+            .find(|l| l.name == "adult")
+            .unwrap()
+            .fetch
+            .is_none()
+    );
+}
+
+#[test]
+fn download_settings_are_checked() {
+    let main = GOOD.replace(
+        "path = \"lists/iwf.txt\"",
+        "url = \"http://iwf.example/list\"\nevery = \"1d\"\ncredential = \"../x\"\nsignature_url = \"https://iwf.example/list.minisig\"",
+    ) + "\n[lists.b]\npath = \"lists/a.txt\"\nformat = \"domains\"\ncategory = \"adult\"\nevery = \"1h\"\n";
+    let (_dir, errs) = errors(&main, &[]);
+    let all: Vec<String> = errs.iter().map(|e| e.reason.clone()).collect();
+    for want in [
+        "url must start with https://",
+        "every must be 12h or less",
+        "is not a systemd credential name",
+        "signature_url needs minisign_key",
+        "every is only for a list with a url",
+    ] {
+        assert!(all.iter().any(|r| r.contains(want)), "{want}: {all:?}");
+    }
+    assert_eq!(all.len(), 5, "{all:?}");
+}

@@ -87,6 +87,9 @@ pub struct Resolver {
     forwarder: Forwarder,
     limiter: RateLimiter,
     metrics: Metrics,
+    /// Queries answered in tasks of their own (cache misses, the full path): a shutdown waits
+    /// for them.
+    pub(crate) tasks: tokio_util::task::TaskTracker,
     /// Log lines about identity options, at most one a minute per sender.
     identity_log: LogLimiter,
     soa_mname: Name,
@@ -143,6 +146,7 @@ impl Resolver {
             forwarder: Forwarder::new(),
             limiter: RateLimiter::new(),
             metrics: Metrics::default(),
+            tasks: tokio_util::task::TaskTracker::new(),
             identity_log: LogLimiter::new(),
             soa_mname: Name::from_ascii(SOA_MNAME).unwrap_or_else(|_| Name::root()),
             soa_rname: Name::from_ascii(SOA_RNAME).unwrap_or_else(|_| Name::root()),

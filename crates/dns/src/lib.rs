@@ -220,15 +220,31 @@ impl DnsServer {
         done
     }
 
-    /// Stops accepting queries and waits for TCP queries in flight.
-    pub async fn shutdown(self) {
-        for l in &self.listeners {
-            l.udp.abort();
-        }
-        for mut l in self.listeners {
-            if let Err(e) = l.tcp.shutdown_gracefully().await {
-                tracing::debug!("DNS server shutdown: {e}");
+    /// Stops taking queries and drains those in flight: each UDP listener answers the
+    /// datagrams already queued on its socket, TCP connections finish the queries they have
+    /// read, and queries waiting for an upstream get their answer (or their deadline). Waits
+    /// at most `grace` for the last of them.
+    pub async fn shutdown(self, grace: Duration) {
+        let drain = async {
+            for l in &self.listeners {
+                let _ = l.stop_udp.send(true);
             }
+            for mut l in self.listeners {
+                if let Err(e) = l.udp.await {
+                    tracing::debug!("DNS/UDP listener stopped: {e}");
+                }
+                if let Err(e) = l.tcp.shutdown_gracefully().await {
+                    tracing::debug!("DNS server shutdown: {e}");
+                }
+            }
+            self.resolver.tasks.close();
+            self.resolver.tasks.wait().await;
+        };
+        if tokio::time::timeout(grace, drain).await.is_err() {
+            tracing::warn!(
+                "DNS queries still unanswered after {} ms; stopping without them",
+                grace.as_millis()
+            );
         }
     }
 }

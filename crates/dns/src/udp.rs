@@ -116,8 +116,9 @@ fn answer(
     match resolver.try_fast(bytes, src, local) {
         Fast::Answer(reply) => outbox.push(reply, src),
         Fast::Miss(miss) => {
-            let (socket, resolver, raw) = (socket.clone(), resolver.clone(), bytes.to_vec());
-            tokio::spawn(async move {
+            let (socket, r, raw) = (socket.clone(), resolver.clone(), bytes.to_vec());
+            let resolver = r.clone();
+            r.tasks.spawn(async move {
                 match resolver.fill(miss).await {
                     Some(reply) => send(&socket, &reply, src).await,
                     None => full(socket, resolver, raw, src, local).await,
@@ -132,7 +133,7 @@ fn answer(
             // a task and be polled there with a real waker.
             let mut cx = Context::from_waker(Waker::noop());
             if task.as_mut().poll(&mut cx) == Poll::Pending {
-                tokio::spawn(task);
+                resolver.tasks.spawn(task);
             }
         }
     }

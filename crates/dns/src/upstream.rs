@@ -64,12 +64,19 @@ impl Forwarder {
             let attempt_deadline = (now + per_attempt).min(deadline);
             let query = build_query(name, qtype, dnssec_ok);
             match timeout_at(attempt_deadline, self.ask(up, &query)).await {
-                Ok(Ok(m)) => return Ok(m),
+                Ok(Ok(m)) => {
+                    // A cache miss only: the fast path never comes here.
+                    metrics::histogram!("hedgerow_dns_upstream_seconds")
+                        .record(now.elapsed().as_secs_f64());
+                    return Ok(m);
+                }
                 Ok(Err(e)) => {
+                    upstream_failed(up, "error");
                     tracing::debug!(upstream = %up.address, error = %e, "upstream failed");
                     last = format!("{}: {e}", up.address);
                 }
                 Err(_) => {
+                    upstream_failed(up, "timeout");
                     tracing::debug!(upstream = %up.address, "upstream timed out");
                     last = format!("{}: timed out", up.address);
                 }
@@ -164,6 +171,15 @@ impl Forwarder {
         // Two first queries may race to make a pool; keep whichever got in first.
         Ok(pools.entry(addr).or_insert(fresh).clone())
     }
+}
+
+fn upstream_failed(up: &Upstream, reason: &'static str) {
+    metrics::counter!(
+        "hedgerow_dns_upstream_failures_total",
+        "upstream" => up.address.to_string(),
+        "reason" => reason
+    )
+    .increment(1);
 }
 
 pub(crate) fn build_query(name: &Name, qtype: RecordType, dnssec_ok: bool) -> Message {

@@ -42,7 +42,7 @@ pub(crate) fn check_allow_entries(config: &Config, matcher: &Matcher) -> Result<
     }
     for list in &config.lists {
         if !matches!(list.kind, ListKind::Allow | ListKind::Approved)
-            || (list.optional && !list.path.is_file())
+            || ((list.optional || list.fetch.is_some()) && !list.path.is_file())
         {
             continue;
         }

@@ -169,7 +169,8 @@ impl PolicySnapshot {
         let (illegal, illegal_keep) = guard.add_lists(&config, &mut builder, &mut report.lists)?;
         report.illegal = illegal;
         for list in config.lists.iter().filter(|l| l.kind != ListKind::Illegal) {
-            if list.optional && !list.path.is_file() {
+            // A downloaded list before its first download is skipped as an optional one is.
+            if (list.optional || list.fetch.is_some()) && !list.path.is_file() {
                 report.skipped.push(list.name.clone());
                 continue;
             }

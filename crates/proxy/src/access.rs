@@ -63,8 +63,27 @@ impl DerefMut for Logged {
 impl Drop for Logged {
     fn drop(&mut self) {
         if self.live {
+            metrics::counter!(
+                "hedgerow_proxy_requests_total",
+                "outcome" => outcome_label(self.event.outcome)
+            )
+            .increment(1);
             self.sink.record(take(&mut self.event));
         }
+    }
+}
+
+/// The outcome as the metrics label it (as the logs spell it).
+fn outcome_label(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Forwarded => "forwarded",
+        Outcome::Blocked => "blocked",
+        Outcome::SafeSearch => "safe-search",
+        Outcome::Circumvention => "circumvention",
+        Outcome::Refused => "refused",
+        Outcome::RateLimited => "rate-limited",
+        Outcome::Failed => "failed",
+        Outcome::Invalid => "invalid",
     }
 }
 

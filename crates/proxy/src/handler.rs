@@ -224,7 +224,7 @@ pub(crate) async fn accept_loop(proxy: Arc<Proxy>, listener: tokio::net::TcpList
         };
         let _ = stream.set_nodelay(true);
         let p = proxy.clone();
-        tokio::spawn(async move {
+        proxy.spawn(async move {
             serve_connection(p, stream, peer).await;
             drop(slot);
         });
@@ -869,7 +869,7 @@ impl Proxy {
         let proxy = self.clone();
         let snap = snap.clone();
         let group = who.group;
-        tokio::spawn(async move {
+        self.spawn(async move {
             match hyper::upgrade::on(req).await {
                 Ok(up) => {
                     let t = Tunnel {

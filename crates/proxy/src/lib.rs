@@ -82,6 +82,9 @@ pub struct Proxy {
     pub(crate) conns: Arc<conns::ClientConns>,
     /// Chunked request bodies being read whole at once, at most [`CHUNKED_AT_ONCE`].
     pub(crate) chunked_slots: tokio::sync::Semaphore,
+    /// Connections and tunnels being served: a shutdown waits for them, then cancels the rest.
+    pub(crate) tasks: tokio_util::task::TaskTracker,
+    pub(crate) stopping: tokio_util::sync::CancellationToken,
 }
 
 /// `[proxy]` with what its files hold (the school CA, the users, extra origin roots) and the
@@ -147,6 +150,18 @@ impl std::fmt::Debug for Proxy {
 }
 
 impl Proxy {
+    /// Runs `task` as one of the proxy's connections or tunnels: tracked for the shutdown, and
+    /// dropped (its guards recording their events) if it is still running when the grace ends.
+    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let stopping = self.stopping.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                () = task => {}
+                () = stopping.cancelled() => {}
+            }
+        });
+    }
+
     /// Builds the proxy from the policy's configuration. Reads the CA and users files.
     pub fn new(
         policy: Arc<PolicyHandle>,
@@ -173,6 +188,8 @@ impl Proxy {
             own: Mutex::new(Vec::new()),
             conns: Arc::default(),
             chunked_slots: tokio::sync::Semaphore::new(CHUNKED_AT_ONCE),
+            tasks: tokio_util::task::TaskTracker::new(),
+            stopping: tokio_util::sync::CancellationToken::new(),
         })
     }
 
@@ -297,6 +314,27 @@ impl Listeners {
     pub fn abort(self) {
         for o in self.open {
             o.task.abort();
+        }
+    }
+
+    /// Stops accepting, lets the requests and tunnels in flight finish for up to `grace`, then
+    /// ends the rest (idle keep-alive connections, long tunnels). Each ends through its access
+    /// event's guard, so every request is recorded once, as at any other end.
+    pub async fn drain(self, grace: std::time::Duration) {
+        let proxy = self.proxy.clone();
+        self.abort();
+        proxy.tasks.close();
+        if tokio::time::timeout(grace, proxy.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::info!(
+                "proxy connections still open after {} ms; closing them",
+                grace.as_millis()
+            );
+            proxy.stopping.cancel();
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(2), proxy.tasks.wait()).await;
         }
     }
 }

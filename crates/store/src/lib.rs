@@ -48,6 +48,6 @@ pub use breach::{Breach, Change, Delivery, DeliveryState, Recorded, Trigger, bre
 pub use error::StoreError;
 pub use events::{EventFilter, Events};
 pub use export::Counts;
-pub use recorder::{Recorder, RecorderOptions, RecorderStats, Tap};
+pub use recorder::{BlockCount, Recorder, RecorderOptions, RecorderStats, Tap};
 pub use review::{ReviewError, ReviewRequest, ReviewStatus};
 pub use store::{AuditEntry, IntegrityReport, PurgeReport, Retention, Store, StoreOptions};

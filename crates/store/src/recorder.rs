@@ -87,10 +87,22 @@ struct Shared {
     dropped: AtomicU64,
     failed: AtomicU64,
     breaches_done: AtomicU64,
+    /// Blocks by group and category, counted as block events arrive (few: a short list).
+    blocks: Mutex<Vec<BlockCount>>,
     stopping: AtomicBool,
     /// Rounds the writer has finished, for [`Recorder::sync`].
     rounds: Mutex<u64>,
     round_done: Condvar,
+}
+
+/// Blocks of one group and category, for the metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockCount {
+    /// `-` when the event had none (a client outside every network is refused, not blocked).
+    pub group: Arc<str>,
+    /// `-` for a block without one (a local block entry, not approved, a canary).
+    pub category: Arc<str>,
+    pub count: u64,
 }
 
 /// Access events waiting for the writer, already encoded.
@@ -121,6 +133,7 @@ impl Recorder {
             dropped: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             breaches_done: AtomicU64::new(0),
+            blocks: Mutex::new(Vec::new()),
             stopping: AtomicBool::new(false),
             rounds: Mutex::new(0),
             round_done: Condvar::new(),
@@ -169,6 +182,12 @@ impl Recorder {
             breaches: s.breaches_done.load(Ordering::SeqCst),
             breaches_queued: lock(&s.breaches).len() as u64,
         }
+    }
+
+    /// Blocks so far by group and category (every block event, whether or not access events
+    /// are stored).
+    pub fn block_counts(&self) -> Vec<BlockCount> {
+        lock(&self.shared.blocks).clone()
     }
 
     /// Blocks until everything recorded before the call has been through the writer.
@@ -372,6 +391,13 @@ impl Shared {
                         tap.breach(&ev, &r, &rule);
                     }
                     let device = ev.device.as_deref().unwrap_or("-");
+                    if r.change != Change::Add {
+                        metrics::counter!(
+                            "hedgerow_breaches_total",
+                            "severity" => format!("{:?}", r.severity).to_ascii_lowercase()
+                        )
+                        .increment(1);
+                    }
                     match r.change {
                         Change::Open => tracing::warn!(
                             id = r.id,
@@ -424,6 +450,9 @@ impl EventSink for Recorder {
             // event made another way is withheld here, so no record can show an entry.
             event.protect();
         }
+        if event.outcome.disposition() == hedgerow_model::Disposition::Block {
+            count_block(&s.blocks, &event);
+        }
         let options = s.options.load();
         if let Some((severity, rule)) = breach_for(&options.rules, &event) {
             lock(&s.breaches).push((event.clone(), severity, rule));
@@ -446,6 +475,25 @@ impl EventSink for Recorder {
         if let Some(tap) = s.tap.load().as_deref() {
             tap.access(event);
         }
+    }
+}
+
+/// Adds one to the count of `event`'s group and category: a linear search of a short list
+/// (groups times blocked categories), under a lock taken for block events only.
+fn count_block(blocks: &Mutex<Vec<BlockCount>>, event: &AccessEvent) {
+    let group = event.group.as_deref().unwrap_or("-");
+    let category = event.category.as_ref().map_or("-", |c| c.as_str());
+    let mut b = lock(blocks);
+    match b
+        .iter_mut()
+        .find(|c| &*c.group == group && &*c.category == category)
+    {
+        Some(c) => c.count += 1,
+        None => b.push(BlockCount {
+            group: group.into(),
+            category: category.into(),
+            count: 1,
+        }),
     }
 }
 

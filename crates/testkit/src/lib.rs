@@ -20,6 +20,7 @@ mod appliance;
 mod clickhouse;
 mod client;
 mod dnsmasq;
+mod listorigin;
 mod netns;
 mod origin;
 mod rsyslog;
@@ -34,6 +35,7 @@ pub use client::{
     query_with_options, raw_udp,
 };
 pub use dnsmasq::Dnsmasq;
+pub use listorigin::{ListOrigin, Reply};
 pub use netns::Netns;
 pub use origin::{Origin, TestCa};
 pub use rsyslog::Rsyslog;

@@ -433,3 +433,13 @@ async fn bind_pair() -> (UdpSocket, TcpListener) {
     }
     panic!("no loopback port free for both UDP and TCP");
 }
+
+impl UpstreamDns {
+    /// Binds UDP and TCP on `addr` (such as `127.0.53.7:53`, as a resolv.conf names a
+    /// nameserver: port 53 needs root) and serves until dropped.
+    pub async fn start_on(self, addr: SocketAddr) -> RunningUpstream {
+        let udp = UdpSocket::bind(addr).await.unwrap();
+        let tcp = TcpListener::bind(addr).await.unwrap();
+        self.serve(udp, tcp)
+    }
+}
