@@ -84,8 +84,14 @@ pub(crate) async fn start(listen: &[SocketAddr], sources: Sources) -> Result<Met
         let (handle, sources) = (handle.clone(), sources.clone());
         tasks.push(tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
+                let stream = match listener.accept().await {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of descriptors, say: wait rather than spin on the error.
+                        tracing::warn!("metrics accept: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
                 };
                 let (handle, sources) = (handle.clone(), sources.clone());
                 tokio::spawn(async move {
@@ -93,7 +99,10 @@ pub(crate) async fn start(listen: &[SocketAddr], sources: Sources) -> Result<Met
                         let (handle, sources) = (handle.clone(), sources.clone());
                         async move { Ok::<_, Infallible>(answer(&req, &handle, &sources).await) }
                     });
+                    // A scraper that opens a connection and says nothing is dropped.
                     let _ = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(std::time::Duration::from_secs(10))
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
                 });

@@ -552,8 +552,30 @@ fn change_control_end_to_end() {
             .contains("-youtube = \"strict\""),
         "{hand}"
     );
+    // While it waits for review, nothing that loosens the filter may be proposed (a hand
+    // edit could have loosened the approval rules themselves)...
+    let loosen = [
+        "change",
+        "propose",
+        "--allow",
+        "staff:loosen-test.example",
+        "--reason",
+        "a site for the staff room",
+        "--risk",
+        "low",
+        "--justification",
+        "staff only",
+    ];
+    let (_, out) = refused(&app, t, &loosen);
+    assert!(
+        out.contains(&format!("unreviewed change #{}", id(&hand))),
+        "{out}"
+    );
     let ack = ok(&app, Some(&dsl), "", &["change", "approve", &id(&hand)]);
     assert_eq!(ack["status"], "acknowledged");
+    // ...and once it has been looked at, it may.
+    let later = ok(&app, t, "", &loosen);
+    assert_eq!(later["status"], "proposed", "{later}");
 
     // Reverting the first change is a new change (a tightening one: applied at once).
     let r = ok(

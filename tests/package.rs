@@ -215,7 +215,7 @@ fn the_deb_installs_into_a_clean_debian_root_and_its_configuration_checks() {
         ],
     );
     assert!(
-        stat.contains("/var/lib/hedgerow hedgerow hedgerow 770"),
+        stat.contains("/var/lib/hedgerow hedgerow hedgerow 700"),
         "{stat}"
     );
     assert!(stat.contains("/etc/hedgerow root hedgerow 770"), "{stat}");
@@ -325,5 +325,29 @@ fn the_unit_stays_hardened() {
     assert!(
         level < 5.0 && (overall.contains(" OK") || overall.contains(" SAFE")),
         "{overall}"
+    );
+}
+
+/// The package's list sources are the bundled ones with the package's paths: a category added
+/// to the bundled configuration (and blocked in `config/policy.toml`, which the package ships
+/// as it is) has its list in the package too.
+#[test]
+fn the_packaged_lists_are_the_bundled_lists_at_the_package_paths() {
+    let bundled = std::fs::read_to_string("config/lists.toml").unwrap();
+    let packaged = std::fs::read_to_string("packaging/lists.toml").unwrap();
+    let want = bundled.replace("../blocklists/", "/usr/share/hedgerow/blocklists/");
+    let body: String = packaged
+        .lines()
+        .skip_while(|l| {
+            l.starts_with("# /etc/hedgerow")
+                || l.starts_with("# /usr/share")
+                || l.starts_with("# package")
+                || l.is_empty()
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(
+        body, want,
+        "packaging/lists.toml differs from config/lists.toml"
     );
 }

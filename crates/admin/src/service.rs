@@ -598,6 +598,22 @@ impl Admin {
         } else {
             Direction::Tightening
         };
+        // The approval rules are read from the files: an edit made by hand (a looser
+        // `[change_control]`, say) is recorded and raised first, and nothing that loosens
+        // the filter is proposed until an approver or the DSL has looked at it.
+        if origin == Origin::Proposal && direction == Direction::Loosening {
+            self.check_unreviewed()?;
+            if let Some(u) = self
+                .all_changes()?
+                .iter()
+                .find(|c| c.status == Status::Unreviewed)
+            {
+                return Err(AdminError::Invalid(format!(
+                    "the configuration has an edit made outside change control (unreviewed change #{}); an approver or the DSL must look at it (`hedgerow change show {}`) before a change that loosens the filter is proposed",
+                    u.id, u.id
+                )));
+            }
+        }
         if p.risk.expires.is_some_and(|t| t <= self.now()) {
             return Err(AdminError::Invalid("the expiry is in the past".into()));
         }

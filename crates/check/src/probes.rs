@@ -390,8 +390,11 @@ pub const DNS_CANARIES: &[&str] = &[
 pub fn protect(name: &str, target: &str) -> String {
     let h = Sha256::digest(target.as_bytes());
     let tag: String = h.iter().take(4).map(|b| format!("{b:02x}")).collect();
-    format!("[protected: {name}] #{tag}")
+    format!("{PROTECTED} {name}] #{tag}")
 }
+
+/// How every withheld target's shown form begins.
+pub const PROTECTED: &str = "[protected:";
 
 /// Categories whose entries are illegal-tier, wherever they come from.
 fn illegal_category(c: &str) -> bool {

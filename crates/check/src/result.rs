@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::probes::{Expect, Probe, ProbeSet, Section, Via};
+use crate::probes::{Expect, PROTECTED, Probe, ProbeSet, Section, Via};
 use crate::run::{Outcome, meets};
 
 /// One probe and what came back.
@@ -27,6 +27,13 @@ pub struct ProbeResult {
 impl ProbeResult {
     pub fn new(p: Probe, actual: Outcome) -> Self {
         let passed = meets(&p.expect, &actual);
+        // What came back for an illegal-tier probe may name its target (a proxy's "x does
+        // not exist", a resolver's error): only the outcome's word is kept.
+        let actual = if p.shown.starts_with(PROTECTED) {
+            actual.without_detail()
+        } else {
+            actual
+        };
         Self {
             group: p.group,
             via: p.via,
@@ -387,4 +394,38 @@ pub struct Remedy {
     /// The change request edit (the admin API's JSON), when one is clear.
     pub edit: Option<serde_json::Value>,
     pub failures: Vec<Failure>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probes::{Action, protect};
+
+    fn probe(target: &str, shown: String) -> Probe {
+        Probe {
+            group: "ks2".into(),
+            source: "127.0.0.1".parse().unwrap(),
+            dns: "127.0.0.1:53".parse().unwrap(),
+            via: Via::Proxy,
+            section: Section::Canary,
+            category: Some("child-abuse".into()),
+            action: Action::Get(format!("http://{target}/")),
+            shown,
+            expect: Expect::Block,
+        }
+    }
+
+    #[test]
+    fn a_protected_probe_keeps_no_detail_that_could_name_its_target() {
+        let target = "iwf-test.example";
+        let answer = || Outcome::Allowed(format!("502: no upstream answered for {target}"));
+        let r = ProbeResult::new(probe(target, protect("IWF test URL", target)), answer());
+        assert!(!r.passed);
+        assert_eq!(r.actual, Outcome::Allowed(String::new()));
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(!json.contains(target), "{json}");
+        // Twin: an ordinary probe keeps what came back, which the technician needs.
+        let r = ProbeResult::new(probe(target, target.into()), answer());
+        assert_eq!(r.actual, answer());
+    }
 }

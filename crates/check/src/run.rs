@@ -29,6 +29,20 @@ pub enum Outcome {
     Error(String),
 }
 
+impl Outcome {
+    /// The same outcome with its detail dropped (for a target that is never shown).
+    pub fn without_detail(self) -> Self {
+        match self {
+            Outcome::Blocked(_) => Outcome::Blocked(String::new()),
+            Outcome::Allowed(_) => Outcome::Allowed(String::new()),
+            Outcome::Steered(_) => Outcome::Steered(String::new()),
+            Outcome::Closed(_) => Outcome::Closed(String::new()),
+            Outcome::Open(_) => Outcome::Open(String::new()),
+            Outcome::Error(_) => Outcome::Error(String::new()),
+        }
+    }
+}
+
 impl std::fmt::Display for Outcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (word, d) = match self {

@@ -1044,6 +1044,11 @@ impl Context {
                 "list {name:?}: url must start with https:// (lists are only downloaded over TLS)"
             );
             self.err(src, url.span(), reason);
+        } else if let Some(why) = secret_in_url(url.get_ref()) {
+            let reason = format!(
+                "list {name:?}: url {why}; secrets never go in the configuration: put it in a file named by credentials_file or a systemd credential (credential)"
+            );
+            self.err(src, url.span(), reason);
         }
         for (key, u) in [
             ("sha256_url", &l.sha256_url),
@@ -1466,4 +1471,20 @@ fn resolve(file: &Path, relative: &Path) -> PathBuf {
     } else {
         file.parent().unwrap_or(Path::new(".")).join(relative)
     }
+}
+
+/// Why a list's URL carries a secret, if it does: a user or password in it, or a query
+/// parameter named like one (`key`, `token`, `password`, `secret`, `auth`, `sig`,
+/// `credential`). Ordinary queries (`?hostformat=hosts`) are fine. The URL is shown in
+/// `lists status` and in error messages, so a secret in it would be shown too.
+fn secret_in_url(url: &str) -> Option<String> {
+    let u = url::Url::parse(url).ok()?;
+    if !u.username().is_empty() || u.password().is_some() {
+        return Some("has a user or password in it".into());
+    }
+    const SECRET: [&str; 7] = ["key", "token", "pass", "secret", "auth", "sig", "cred"];
+    u.query_pairs()
+        .map(|(k, _)| k.to_ascii_lowercase())
+        .find(|k| SECRET.iter().any(|s| k.contains(s)))
+        .map(|k| format!("has a query parameter {k:?} that looks like a secret"))
 }

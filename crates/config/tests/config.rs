@@ -928,3 +928,37 @@ fn download_settings_are_checked() {
     }
     assert_eq!(all.len(), 5, "{all:?}");
 }
+
+#[test]
+fn a_list_url_with_a_secret_in_it_is_refused_and_an_ordinary_query_is_not() {
+    let with = |url: &str| {
+        format!(
+            "{GOOD}\n[lists.remote]\nurl = \"{url}\"\nformat = \"domains\"\ncategory = \"adult\"\n"
+        )
+    };
+    for (url, why) in [
+        (
+            "https://school:hunter2@lists.example/adult.txt",
+            "has a user or password in it",
+        ),
+        (
+            "https://lists.example/adult.txt?format=txt&apiKey=abc123",
+            "query parameter \"apikey\"",
+        ),
+        (
+            "https://lists.example/a.txt?access_token=abc",
+            "\"access_token\"",
+        ),
+    ] {
+        let main = with(url);
+        let (_dir, errs) = errors(&main, &[]);
+        assert_eq!(errs.len(), 1, "{url}: {errs:?}");
+        assert!(errs[0].reason.contains(why), "{url}: {errs:?}");
+        assert!(errs[0].reason.contains("credentials_file"), "{errs:?}");
+        let line = main.lines().position(|l| l.contains("url = ")).unwrap() + 1;
+        assert_eq!(errs[0].line, line, "{errs:?}");
+    }
+    // Twin: a list source whose query only chooses a format loads.
+    let main = with("https://lists.example/serverlist.php?hostformat=hosts&showintro=0");
+    assert!(errors(&main, &[]).1.is_empty());
+}

@@ -84,8 +84,14 @@ pub async fn fetch_once(
         match &result {
             Ok(a) => {
                 s.ok = true;
-                s.confirmed = Some(now);
-                s.stale_alerted = false;
+                s.refused_alerted = false;
+                // A staged copy is confirmed current only once a reload puts it in force
+                // (`Promotion::commit`): a copy the reload refuses must not hold off the
+                // stale alert.
+                if !matches!(a, Attempt::Staged { .. }) {
+                    s.confirmed = Some(now);
+                    s.stale_alerted = false;
+                }
                 s.result = match a {
                     Attempt::NotModified => "ok: not modified".into(),
                     Attempt::Unchanged { entries } => format!("ok: unchanged ({entries} entries)"),

@@ -30,6 +30,10 @@ pub struct ListStatus {
     pub ok: bool,
     /// An operational alert for its age has been sent since it was last confirmed current.
     pub stale_alerted: bool,
+    /// A refused download has been raised since the last attempt that succeeded (one alert
+    /// per run of refusals, not one every retry).
+    #[serde(default)]
+    pub refused_alerted: bool,
 }
 
 impl ListStatus {
@@ -97,6 +101,34 @@ pub struct Promotion {
     moved: Vec<(String, PathBuf, Option<PathBuf>)>,
 }
 
+/// Forgets what was downloaded last, so the next attempt fetches in full (not answered 304)
+/// and stages the bytes again even if they are the same (not taken as "unchanged": the copy
+/// in force is not those bytes).
+fn forget_download(s: &mut ListStatus) {
+    s.etag = None;
+    s.last_modified = None;
+    s.sha256 = None;
+    s.entries = None;
+}
+
+/// A staged download no reload put in force (the reload failed before the lists were
+/// promoted, e.g. on a broken hand edit): it is dropped, so the list is fetched again at its
+/// next retry rather than waiting on it for ever, and its status says why.
+pub(crate) fn drop_staged(state_dir: &Path, list: &ListSource, why: &str) {
+    let staged = staged_path(list);
+    if !staged.is_file() {
+        return;
+    }
+    let _ = std::fs::remove_file(&staged);
+    update(state_dir, &list.name, |s| {
+        s.ok = false;
+        s.result = format!(
+            "failed: the reload for the new copy failed ({why}); the last good copy stays in force"
+        );
+        forget_download(s);
+    });
+}
+
 /// Puts every staged download of `config`'s lists in place of its copy in force, keeping the
 /// old copy beside it (`NAME.list.prev`) until the reload commits or is refused.
 pub fn promote(config: &Config) -> std::io::Result<Promotion> {
@@ -113,7 +145,10 @@ pub fn promote(config: &Config) -> std::io::Result<Promotion> {
             let mut prev = list.path.clone().into_os_string();
             prev.push(".prev");
             let prev = PathBuf::from(prev);
-            if let Err(e) = std::fs::rename(&list.path, &prev) {
+            // A second name for the copy in force, then the new copy renamed over it: the
+            // list's path names a whole file at every moment, even across a crash.
+            let _ = std::fs::remove_file(&prev);
+            if let Err(e) = std::fs::hard_link(&list.path, &prev) {
                 p.undo();
                 return Err(e);
             }
@@ -123,7 +158,7 @@ pub fn promote(config: &Config) -> std::io::Result<Promotion> {
         };
         if let Err(e) = std::fs::rename(&staged, &list.path) {
             if let Some(prev) = &prev {
-                let _ = std::fs::rename(prev, &list.path);
+                let _ = std::fs::remove_file(prev);
             }
             p.undo();
             return Err(e);
@@ -148,6 +183,8 @@ impl Promotion {
             }
             update(&self.state_dir, &name, |s| {
                 s.result = format!("ok: in force since {now}");
+                s.confirmed = Some(now);
+                s.stale_alerted = false;
             });
             tracing::info!(list = %name, "downloaded list in force");
         }
@@ -164,9 +201,7 @@ impl Promotion {
                 s.result = format!(
                     "failed: the reload refused the new copy ({why}); the last good copy stays in force"
                 );
-                // Fetched again in full next time, not answered 304.
-                s.etag = None;
-                s.last_modified = None;
+                forget_download(s);
             });
         }
     }

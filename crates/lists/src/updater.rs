@@ -75,19 +75,29 @@ async fn run(hooks: Hooks, tick: Duration) {
         for list in config.lists.iter().filter(|l| l.fetch.is_some()) {
             if due(list, &state_dir) {
                 match fetch_once(list, &state_dir, limit).await {
-                    Ok(Attempt::Staged { .. }) => staged.push(list.name.clone()),
+                    Ok(Attempt::Staged { .. }) => staged.push(list.clone()),
                     Ok(_) => {}
-                    Err(e) => refused(&hooks, list, &e),
+                    Err(e) => refused(&hooks, list, &state_dir, &e),
                 }
             }
             stale_check(&hooks, list, &state_dir, started);
         }
         if !staged.is_empty() {
+            let names: Vec<&str> = staged.iter().map(|l| l.name.as_str()).collect();
             match (hooks.reload)().await {
                 Ok(reply) => {
-                    tracing::info!(lists = ?staged, "reload for downloaded lists: {reply}")
+                    tracing::info!(lists = ?names, "reload for downloaded lists: {reply}")
                 }
-                Err(why) => tracing::error!(lists = ?staged, "reload for downloaded lists: {why}"),
+                Err(why) => {
+                    tracing::error!(lists = ?names, "reload for downloaded lists: {why}");
+                    for list in &staged {
+                        let (dir, list, why) = (state_dir.clone(), list.clone(), why.clone());
+                        let _ = tokio::task::spawn_blocking(move || {
+                            state::drop_staged(&dir, &list, &why)
+                        })
+                        .await;
+                    }
+                }
             }
         }
         tokio::time::sleep(tick).await;
@@ -121,12 +131,16 @@ fn due(list: &ListSource, state_dir: &std::path::Path) -> bool {
 
 /// A download that arrived but failed verification is raised at once for the illegal tier
 /// (a list that shrank, or whose signature does not verify, needs someone to look).
-fn refused(hooks: &Hooks, list: &ListSource, e: &FetchError) {
+fn refused(hooks: &Hooks, list: &ListSource, state_dir: &std::path::Path, e: &FetchError) {
     let verification = matches!(
         e,
         FetchError::Verify(_) | FetchError::Sha256 { .. } | FetchError::Signature(_)
     );
-    if list.kind == ListKind::Illegal && verification {
+    if list.kind == ListKind::Illegal
+        && verification
+        && !state::status(state_dir, &list.name).refused_alerted
+    {
+        state::update(state_dir, &list.name, |s| s.refused_alerted = true);
         (hooks.alert)(StaleAlert {
             list: list.name.clone(),
             critical: true,
