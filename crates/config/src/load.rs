@@ -186,6 +186,7 @@ impl Context {
         let mut logs: Option<(LogsConfig, Location)> = None;
         let mut breaches: Option<(BreachesConfig, Location)> = None;
         let mut alerts: Option<(AlertsConfig, Location)> = None;
+        let mut safesearch: Option<(SafeSearchConfig, Location)> = None;
         let mut rule_categories = Vec::new();
         let mut proxy_groups: Vec<(String, Location)> = Vec::new();
         let mut group_listens: Vec<(String, IpAddr, Location)> = Vec::new();
@@ -298,6 +299,11 @@ impl Context {
                 let value = self.alerts(&src, a.into_inner(), &loc);
                 self.once(&mut alerts, value, loc, "[alerts]");
             }
+            if let Some(s) = raw.safesearch {
+                let loc = src.location(s.span());
+                let value = self.safesearch(&src, s.into_inner());
+                self.once(&mut safesearch, value, loc, "[safesearch]");
+            }
             for d in raw.devices {
                 let loc = src.location(d.span());
                 let d = d.into_inner();
@@ -406,7 +412,28 @@ impl Context {
             logs: logs.map(|l| l.0).unwrap_or_default(),
             breaches: breaches.map(|b| b.0).unwrap_or_default(),
             alerts: alerts.map(|a| a.0),
+            safesearch: safesearch.map(|s| s.0).unwrap_or_default(),
         })
+    }
+
+    fn safesearch(&mut self, src: &Source, s: RawSafeSearchConfig) -> SafeSearchConfig {
+        let Some(names) = s.unenforceable else {
+            return SafeSearchConfig::default();
+        };
+        let mut unenforceable = Vec::new();
+        for n in names {
+            match Host::parse(n.get_ref()) {
+                Ok(host) if !host.is_ip() => unenforceable.push(host.to_string()),
+                Ok(_) => self.err(
+                    src,
+                    n.span(),
+                    "[safesearch] unenforceable: a search engine's host name, not an address"
+                        .into(),
+                ),
+                Err(e) => self.err(src, n.span(), format!("[safesearch] unenforceable: {e}")),
+            }
+        }
+        SafeSearchConfig { unenforceable }
     }
 
     fn proxy(

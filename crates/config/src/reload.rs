@@ -28,7 +28,7 @@ const RESTART: &[(&str, &str)] = &[
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReloadDiff {
     /// The sections whose values differ, in file order: `[server]`, `[dns]`, `[proxy]`,
-    /// `[lists]`, `[groups]`, `[[devices]]`, `[[leases]]`, `[logs]`, `[breaches]`, `[alerts]`.
+    /// `[lists]`, `[groups]`, `[[devices]]`, `[[leases]]`, `[logs]`, `[breaches]`, `[alerts]`, `[safesearch]`.
     pub changed: Vec<&'static str>,
     /// Changed settings that need a restart, such as `[server] state_dir`, each with the
     /// reason. A reload that changes any of them is refused as a whole.
@@ -58,7 +58,7 @@ impl ReloadDiff {
 
 /// Compares the configuration in force with a new one.
 pub fn diff(old: &Config, new: &Config) -> ReloadDiff {
-    let sections: [(&'static str, bool); 11] = [
+    let sections: [(&'static str, bool); 12] = [
         ("[server]", old.server != new.server),
         ("[dns]", old.dns != new.dns),
         ("[proxy]", old.proxy != new.proxy),
@@ -70,6 +70,7 @@ pub fn diff(old: &Config, new: &Config) -> ReloadDiff {
         ("[logs]", old.logs != new.logs),
         ("[breaches]", old.breaches != new.breaches),
         ("[alerts]", old.alerts != new.alerts),
+        ("[safesearch]", old.safesearch != new.safesearch),
     ];
     let changed = sections
         .iter()
