@@ -54,9 +54,9 @@ impl Engine {
         }
     }
 
-    /// The engine's own SafeSearch parameters, set on every request to it inside
-    /// interception (the enforcement host already restricts; these hold where it does not,
-    /// such as a cached page or a client that kept the old address). Ecosia has none that a
+    /// The engine's own SafeSearch parameters, set on every request to it that the proxy
+    /// reads (plain HTTP, or inside interception): the enforcement host already restricts;
+    /// these say the same to the engine itself. Ecosia has none that a
     /// URL can carry, and YouTube takes a header instead ([`PolicySnapshot::youtube_restrict`]).
     pub fn parameters(self) -> &'static [(&'static str, &'static str)] {
         match self {
@@ -141,8 +141,8 @@ impl PolicySnapshot {
         }
     }
 
-    /// The SafeSearch parameters to set on a request to `host` for `group` inside
-    /// interception (empty when the host is not an engine the group's SafeSearch steers).
+    /// The SafeSearch parameters to set on a request to `host` for `group` that the proxy
+    /// reads (empty when the host is not an engine the group's SafeSearch steers).
     pub fn search_parameters(
         &self,
         group: GroupId,

@@ -641,11 +641,9 @@ impl Proxy {
                 return text(refusal_status(outcome), &why);
             }
         };
-        // Inside interception, the engine's own SafeSearch parameters are set too.
-        let path_q = match &tls {
-            Some(_) => with_parameters(&path_q, snap.search_parameters(who.group, &host)),
-            None => path_q,
-        };
+        // Wherever the proxy reads the URL (plain HTTP, or inside interception), the engine's
+        // own SafeSearch parameters are set too.
+        let path_q = with_parameters(&path_q, snap.search_parameters(who.group, &host));
         // The request to the origin: origin-form, hop-by-hop headers gone.
         let (mut parts, body) = req.into_parts();
         // A chunked body is read whole and checked before anything goes to the origin, then
@@ -1272,11 +1270,6 @@ mod tests {
         assert_eq!(h.len(), 1);
         assert!(h.contains_key(header::ACCEPT));
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::with_parameters;
 
     #[test]
     fn parameters_are_set_replaced_and_kept() {

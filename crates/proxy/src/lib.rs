@@ -9,8 +9,9 @@
 //! - **One policy**: whether to intercept, SafeSearch and YouTube enforcement come from the
 //!   policy snapshot in force, as the DNS front reads them: for a group with SafeSearch the
 //!   proxy connects to the engine's enforcement host (`forcesafesearch.google.com`,
-//!   `strict.bing.com`, …) exactly as DNS steers, and inside interception also sets the
-//!   engine's own SafeSearch parameters and the `YouTube-Restrict` header.
+//!   `strict.bing.com`, …) exactly as DNS steers, and wherever it reads the URL (plain HTTP,
+//!   or inside interception) also sets the engine's own SafeSearch parameters (`safe=active`,
+//!   `adlt=strict`, `kp=1`, …) and, for YouTube, the `YouTube-Restrict` header.
 //! - **HTTPS** (CONNECT): allowed ports only; decided on the CONNECT host, then on the TLS
 //!   ClientHello's SNI, which must be present for IP literals, must match the CONNECT host and
 //!   must not be blocked; ECH is refused for groups that filter. Chosen groups can have their
