@@ -18,6 +18,9 @@ use hickory_proto::rr::{RData, RecordType};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hedgerow");
 
+/// Every configuration names an illegal-tier list.
+const IWF: (&str, &str) = ("iwf.txt", "illegal.example/a.html\n");
+
 /// Client addresses, one per group.
 const SAFE: [u8; 4] = [127, 0, 0, 1];
 const OPEN: [u8; 4] = [127, 0, 0, 2];
@@ -193,6 +196,12 @@ ca_cert = "{d}/school-ca.pem"
 ca_key = "{d}/school-ca.key"
 upstream_ca_file = "{d}/origin-ca.pem"
 
+[lists.iwf]
+path = "{{dir}}/iwf.txt"
+format = "urls"
+kind = "illegal"
+category = "child-abuse"
+
 {safe}{open}{safe_tls}{open_tls}"#,
         upstream = up.addr,
         safe = group("safe", SAFE, "on", "strict"),
@@ -200,7 +209,7 @@ upstream_ca_file = "{d}/origin-ca.pem"
         safe_tls = group("safe-tls", SAFE_TLS, "on", "moderate"),
         open_tls = group("open-tls", OPEN_TLS, "off", "off"),
     );
-    let app = tokio::task::spawn_blocking(move || Appliance::start(BIN.as_ref(), &cfg, &[], &[]))
+    let app = tokio::task::spawn_blocking(move || Appliance::start(BIN.as_ref(), &cfg, &[IWF], &[]))
         .await
         .unwrap();
     let proxy = app.proxy.expect("proxy address in the log");
@@ -397,15 +406,22 @@ rate_limit_qps = 0
 listen = ["127.0.0.1:0"]
 allow_destinations = ["127.0.0.0/8"]
 
+[lists.iwf]
+path = "{{dir}}/iwf.txt"
+format = "urls"
+kind = "illegal"
+category = "child-abuse"
+
 [groups.pupils]
 networks = ["127.0.0.1/32"]
 block_categories = []
 safesearch = "off"
 youtube = "off"
+dns_block = "nxdomain"
 "#,
         up.addr
     );
-    let files = [("ca.pem", ca_pem.clone())];
+    let files = [("ca.pem", ca_pem.clone()), (IWF.0, IWF.1.to_owned())];
     let app = tokio::task::spawn_blocking(move || {
         let f: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
         Appliance::start(BIN.as_ref(), &cfg, &f, &[])

@@ -126,6 +126,7 @@ mod tests {
 
     fn snapshot(dir: &std::path::Path) -> PolicySnapshot {
         std::fs::write(dir.join("adult.txt"), "adult.example\n").unwrap();
+        std::fs::write(dir.join("iwf.txt"), "illegal.example/a.html\n").unwrap();
         let text = format!(
             r#"
 [server]
@@ -135,6 +136,12 @@ state_dir = "{d}/state"
 listen = ["127.0.0.1:0"]
 upstreams = [{{ address = "127.0.0.1:53" }}]
 blockpage_ipv4 = "192.0.2.80"
+
+[lists.iwf]
+path = "{d}/iwf.txt"
+format = "urls"
+kind = "illegal"
+category = "child-abuse"
 
 [lists.adult]
 path = "{d}/adult.txt"

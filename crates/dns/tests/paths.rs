@@ -38,6 +38,7 @@ fn setup() -> &'static Setup {
         let d = dir.path();
         std::fs::write(d.join("adult.txt"), "adult.example\nwww.google.de\n").unwrap();
         std::fs::write(d.join("allow.txt"), "ok.adult.example\n").unwrap();
+        std::fs::write(d.join("iwf.txt"), "illegal.example/a.html\n").unwrap();
         // Nothing listens on port 9: a query that reaches the upstream fails at once.
         let config = r#"
 [server]
@@ -57,6 +58,12 @@ address = "127.0.0.1:9"
 path = "adult.txt"
 format = "domains"
 category = "adult"
+
+[lists.iwf]
+path = "iwf.txt"
+format = "urls"
+kind = "illegal"
+category = "child-abuse"
 
 [lists.allow]
 path = "allow.txt"

@@ -248,35 +248,45 @@ mod tests {
 
     fn snapshot(extra: &str) -> PolicySnapshot {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("iwf.txt"), "illegal.example/a.html\n").unwrap();
         let text = format!(
             r#"
 [server]
-state_dir = "{}/state"
+state_dir = "{0}/state"
 
 [dns]
 listen = ["127.0.0.1:0"]
 upstreams = [{{ address = "127.0.0.1:53" }}]
 
+[lists.iwf]
+path = "{0}/iwf.txt"
+format = "urls"
+kind = "illegal"
+category = "child-abuse"
+
 [groups.safe]
 networks = ["10.1.0.0/16"]
-block_categories = ["adult"]
+block_categories = []
 safesearch = "on"
 youtube = "strict"
+dns_block = "nxdomain"
 
 [groups.moderate]
 networks = ["10.2.0.0/16"]
 block_categories = []
 safesearch = "off"
 youtube = "moderate"
+dns_block = "nxdomain"
 
 [groups.open]
 networks = ["10.3.0.0/16"]
 block_categories = []
 safesearch = "off"
 youtube = "off"
+dns_block = "nxdomain"
 {extra}
 "#,
-            dir.path().display()
+            dir.path().display(),
         );
         let path = dir.path().join("hedgerow.toml");
         std::fs::write(&path, text).unwrap();
