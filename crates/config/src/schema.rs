@@ -67,8 +67,6 @@ pub const UNENFORCEABLE_ENGINES: &[&str] = &[
     "search.aol.com",
     "search.brave.com",
     "startpage.com",
-    "yandex.com",
-    "yandex.ru",
     "www.baidu.com",
     "ask.com",
     "mojeek.com",

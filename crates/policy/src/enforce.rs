@@ -374,7 +374,7 @@ dns_block = "nxdomain"
         let s = snapshot("");
         let now = jiff::Timestamp::now();
         let (safe, open) = (s.group_id("safe").unwrap(), s.group_id("open").unwrap());
-        for name in ["search.yahoo.com", "uk.search.yahoo.com", "search.brave.com", "yandex.ru"] {
+        for name in ["search.yahoo.com", "uk.search.yahoo.com", "search.brave.com", "www.startpage.com"] {
             let host = Host::parse(name).unwrap();
             let v = s.decide(safe, crate::Target::Host(&host), now);
             assert!(v.is_blocked(), "{name}: {v:?}");
