@@ -449,3 +449,47 @@ dns_block = "nxdomain"
     assert_eq!(code, 200);
     assert_eq!(up.queries(), before);
 }
+
+/// The rules come from the policy snapshot in force: a reload that turns SafeSearch on for a
+/// group and takes another out of interception changes both fronts at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_changes_the_rules_on_both_fronts() {
+    let r = rig().await;
+    let bing = &ENGINES[1];
+    let school = r.path("school-ca.pem");
+    // Before: the open group reaches Bing itself, on both fronts, and Yahoo; open-tls is
+    // intercepted (the school CA is presented).
+    assert_eq!(a_records(&ask(&r.app, OPEN, bing.name).await), [bing.own]);
+    let url = |m: &str| format!("http://{}:{}/{m}", bing.name, r.http_port);
+    let (code, _) = curl(r.proxy, OPEN, &[], &url("before")).await;
+    assert_eq!(code, 200);
+    assert_eq!(r.reached("/before"), [bing.own]);
+    let tls_url = format!("https://{}:{}/", bing.name, r.tls_port);
+    let (code, _) = curl(r.proxy, OPEN_TLS, &["--cacert", &school], &tls_url).await;
+    assert_eq!(code, 200, "intercepted before the reload");
+
+    let text = std::fs::read_to_string(r.app.config_path()).unwrap();
+    let open_before = "[groups.open]\nnetworks = [\"127.0.0.2/32\"]\nblock_categories = []\nsafesearch = \"off\"";
+    assert!(text.contains(open_before), "{text}");
+    let after = text
+        .replace(open_before, &open_before.replace("\"off\"", "\"on\""))
+        .replace(
+            "intercept_groups = [\"safe-tls\", \"open-tls\"]",
+            "intercept_groups = [\"safe-tls\"]",
+        );
+    r.app.write_file("hedgerow.toml", &after);
+    let out = tokio::task::block_in_place(|| r.app.cli(&["reload"], &[]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let m = ask(&r.app, OPEN, bing.name).await;
+    assert_eq!(a_records(&m), [bing.enforced], "DNS after the reload");
+    let (code, _) = curl(r.proxy, OPEN, &[], &url("after")).await;
+    assert_eq!(code, 200);
+    assert_eq!(r.reached("/after"), [bing.enforced], "the proxy after the reload");
+    let m = ask(&r.app, OPEN, "search.yahoo.com").await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    let yahoo = format!("http://search.yahoo.com:{}/", r.http_port);
+    assert_eq!(curl(r.proxy, OPEN, &[], &yahoo).await.0, 403);
+    let (code, _) = curl(r.proxy, OPEN_TLS, &["--cacert", &school], &tls_url).await;
+    assert_eq!(code, 0, "no longer intercepted: the school CA is not presented");
+}
