@@ -85,14 +85,13 @@ impl Services {
         let dns = hedgerow_dns::start(resolver.clone(), sockets);
         let proxy = match &config.proxy {
             Some(p) => {
-                let proxy =
-                    hedgerow_proxy::Proxy::new(
-                        handle.clone(),
-                        events.clone(),
-                        clock.clone(),
-                        resolver.clone(),
-                    )
-                    .context("starting the web proxy")?;
+                let proxy = hedgerow_proxy::Proxy::new(
+                    handle.clone(),
+                    events.clone(),
+                    clock.clone(),
+                    resolver.clone(),
+                )
+                .context("starting the web proxy")?;
                 let mut set = hedgerow_proxy::Listeners::new(proxy);
                 let bound = set
                     .bind_missing(&p.listen)

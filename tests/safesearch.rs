@@ -11,8 +11,8 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::Command;
 
-use hedgerow_testkit::{Transport, query_from};
 use hedgerow_testkit::{Appliance, Origin, TestCa, UpstreamDns};
+use hedgerow_testkit::{Transport, query_from};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
 
@@ -114,7 +114,12 @@ impl Rig {
     fn reached(&self, marker: &str) -> Vec<Ipv4Addr> {
         self.origins
             .iter()
-            .filter(|(_, h, s)| h.heads().iter().chain(&s.heads()).any(|x| x.contains(marker)))
+            .filter(|(_, h, s)| {
+                h.heads()
+                    .iter()
+                    .chain(&s.heads())
+                    .any(|x| x.contains(marker))
+            })
             .map(|(a, _, _)| *a)
             .collect()
     }
@@ -209,9 +214,10 @@ category = "child-abuse"
         safe_tls = group("safe-tls", SAFE_TLS, "on", "moderate"),
         open_tls = group("open-tls", OPEN_TLS, "off", "off"),
     );
-    let app = tokio::task::spawn_blocking(move || Appliance::start(BIN.as_ref(), &cfg, &[IWF], &[]))
-        .await
-        .unwrap();
+    let app =
+        tokio::task::spawn_blocking(move || Appliance::start(BIN.as_ref(), &cfg, &[IWF], &[]))
+            .await
+            .unwrap();
     let proxy = app.proxy.expect("proxy address in the log");
     Rig {
         app,
@@ -227,11 +233,20 @@ category = "child-abuse"
 /// curl through the proxy from `from`; (status, body).
 async fn curl(proxy: SocketAddr, from: [u8; 4], args: &[&str], url: &str) -> (u16, String) {
     let mut cmd = Command::new("curl");
-    cmd.args(["-s", "-g", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}"])
-        .args(["-x", &format!("http://{proxy}"), "--noproxy", ""])
-        .args(["--interface", &Ipv4Addr::from(from).to_string()])
-        .args(args)
-        .arg(url);
+    cmd.args([
+        "-s",
+        "-g",
+        "--max-time",
+        "10",
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code}",
+    ])
+    .args(["-x", &format!("http://{proxy}"), "--noproxy", ""])
+    .args(["--interface", &Ipv4Addr::from(from).to_string()])
+    .args(args)
+    .arg(url);
     let out = tokio::task::spawn_blocking(move || cmd.output())
         .await
         .unwrap()
@@ -305,7 +320,11 @@ async fn the_proxy_connects_to_the_enforcement_hosts_as_dns_steers() {
             assert_eq!(code, 200, "{url} from {from:?}: {body}\n{}", r.app.logs());
             assert_eq!(r.reached(&marker), [expect], "{url} from {from:?}");
             // The engine's own parameter is set for the SafeSearch group only.
-            let head = r.heads_at(expect).into_iter().find(|h| h.contains(&marker)).unwrap();
+            let head = r
+                .heads_at(expect)
+                .into_iter()
+                .find(|h| h.contains(&marker))
+                .unwrap();
             if let Some(p) = e.param {
                 assert_eq!(head.contains(p), tag == "safe", "{p} in {head}");
             }
@@ -342,7 +361,11 @@ async fn inside_interception_the_parameters_and_youtube_header_are_enforced() {
                 _ => e.enforced,
             };
             assert_eq!(reached, [expect], "{url} from {from:?}");
-            let head = r.heads_at(expect).into_iter().find(|h| h.contains(&marker)).unwrap();
+            let head = r
+                .heads_at(expect)
+                .into_iter()
+                .find(|h| h.contains(&marker))
+                .unwrap();
             if let Some(p) = e.param {
                 assert_eq!(head.contains(p), tag == "safe", "{p} in {head}");
                 let key = p.split('=').next().unwrap();
@@ -436,7 +459,9 @@ dns_block = "nxdomain"
     let asked = up.asked();
     assert!(
         asked.contains(&("site.example.".to_owned(), RecordType::A))
-            || asked.iter().any(|(n, t)| n.starts_with("site.example") && *t == RecordType::A),
+            || asked
+                .iter()
+                .any(|(n, t)| n.starts_with("site.example") && *t == RecordType::A),
         "asked over TLS: {asked:?}"
     );
     let before = up.queries();
@@ -469,7 +494,8 @@ async fn a_reload_changes_the_rules_on_both_fronts() {
     assert_eq!(code, 200, "intercepted before the reload");
 
     let text = std::fs::read_to_string(r.app.config_path()).unwrap();
-    let open_before = "[groups.open]\nnetworks = [\"127.0.0.2/32\"]\nblock_categories = []\nsafesearch = \"off\"";
+    let open_before =
+        "[groups.open]\nnetworks = [\"127.0.0.2/32\"]\nblock_categories = []\nsafesearch = \"off\"";
     assert!(text.contains(open_before), "{text}");
     let after = text
         .replace(open_before, &open_before.replace("\"off\"", "\"on\""))
@@ -479,17 +505,28 @@ async fn a_reload_changes_the_rules_on_both_fronts() {
         );
     r.app.write_file("hedgerow.toml", &after);
     let out = tokio::task::block_in_place(|| r.app.cli(&["reload"], &[]));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let m = ask(&r.app, OPEN, bing.name).await;
     assert_eq!(a_records(&m), [bing.enforced], "DNS after the reload");
     let (code, _) = curl(r.proxy, OPEN, &[], &url("after")).await;
     assert_eq!(code, 200);
-    assert_eq!(r.reached("/after"), [bing.enforced], "the proxy after the reload");
+    assert_eq!(
+        r.reached("/after"),
+        [bing.enforced],
+        "the proxy after the reload"
+    );
     let m = ask(&r.app, OPEN, "search.yahoo.com").await;
     assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
     let yahoo = format!("http://search.yahoo.com:{}/", r.http_port);
     assert_eq!(curl(r.proxy, OPEN, &[], &yahoo).await.0, 403);
     let (code, _) = curl(r.proxy, OPEN_TLS, &["--cacert", &school], &tls_url).await;
-    assert_eq!(code, 0, "no longer intercepted: the school CA is not presented");
+    assert_eq!(
+        code, 0,
+        "no longer intercepted: the school CA is not presented"
+    );
 }

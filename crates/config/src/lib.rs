@@ -21,8 +21,9 @@ pub use reload::{ReloadDiff, diff};
 pub use schema::{
     AlertsConfig, BlockPageConfig, BreachesConfig, CacheConfig, Config, DaySpec, Device,
     DnsBlockMode, DnsConfig, EmailConfig, Group, GroupMode, LeaseFile, LeaseFormat, ListSource,
-    LocalEntry, Location, LogsConfig, PacDirect, ProxyConfig, SafeSearch, SafeSearchConfig, Schedule,
-    ServerConfig, SmtpTls, UNENFORCEABLE_ENGINES, Upstream, UpstreamProtocol, WebhookConfig, YouTubeMode,
+    LocalEntry, Location, LogsConfig, PacDirect, ProxyConfig, SafeSearch, SafeSearchConfig,
+    Schedule, ServerConfig, SmtpTls, UNENFORCEABLE_ENGINES, Upstream, UpstreamProtocol,
+    WebhookConfig, YouTubeMode,
 };
 
 use std::fmt;

@@ -78,7 +78,10 @@ pub const UNENFORCEABLE_ENGINES: &[&str] = &[
 impl Default for SafeSearchConfig {
     fn default() -> Self {
         Self {
-            unenforceable: UNENFORCEABLE_ENGINES.iter().map(|s| (*s).to_owned()).collect(),
+            unenforceable: UNENFORCEABLE_ENGINES
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
         }
     }
 }

@@ -21,8 +21,8 @@ use tokio::time::Instant;
 
 use crate::cache::{self, Cache, Limits};
 use crate::identity::{self, LogLimiter, Note, Who};
-use crate::ratelimit::{self, RateLimiter};
 use crate::plan::{self, BlockAnswer, Plan};
+use crate::ratelimit::{self, RateLimiter};
 use crate::upstream::Forwarder;
 use crate::wire;
 
@@ -481,17 +481,17 @@ impl Resolver {
                     .safesearch_answer(&qname, steer.target, qtype, dnssec_ok, &snap)
                     .await
                 {
-                Some(a) => {
-                    event.record(Outcome::SafeSearch, Some(&verdict));
-                    a
-                }
-                None => {
-                    bump(&self.metrics.servfail);
-                    event.record(Outcome::Failed, Some(&verdict));
-                    return send_error(request, handle, ResponseCode::ServFail, edns.as_ref())
-                        .await;
-                }
-            };
+                    Some(a) => {
+                        event.record(Outcome::SafeSearch, Some(&verdict));
+                        a
+                    }
+                    None => {
+                        bump(&self.metrics.servfail);
+                        event.record(Outcome::Failed, Some(&verdict));
+                        return send_error(request, handle, ResponseCode::ServFail, edns.as_ref())
+                            .await;
+                    }
+                };
                 return send(request, handle, answer, edns.as_ref()).await;
             }
         }
@@ -983,7 +983,11 @@ impl Resolver {
             _ => return Err(ResolveError::Unanswered(host.to_owned())),
         }
         let mut ips: Vec<IpAddr> = Vec::new();
-        for r in a.answers.iter().chain(aaaa.iter().flat_map(|x| x.answers.iter())) {
+        for r in a
+            .answers
+            .iter()
+            .chain(aaaa.iter().flat_map(|x| x.answers.iter()))
+        {
             match &r.data {
                 RData::A(v4) => ips.push(IpAddr::V4(v4.0)),
                 RData::AAAA(v6) => ips.push(IpAddr::V6(v6.0)),

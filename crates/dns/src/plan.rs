@@ -23,7 +23,10 @@ pub(crate) enum Plan {
     /// A circumvention canary: answered locally with this code and our SOA, for every client.
     Canary(ResponseCode),
     /// Blocked by the policy: answered with `answer`.
-    Block { verdict: Verdict, answer: BlockAnswer },
+    Block {
+        verdict: Verdict,
+        answer: BlockAnswer,
+    },
     /// A SafeSearch or YouTube name: a CNAME to the enforcement host and its records.
     Steer(Steer),
     /// Forwarded (from the cache or the upstreams). The verdict is the policy's, which may
@@ -216,8 +219,14 @@ dns_block = "null"
         assert!(page.page);
         // No IPv6 block page address: NODATA with the SOA, and nothing to note.
         let nodata = block(paged, RecordType::AAAA);
-        assert_eq!((nodata.rcode, nodata.address, nodata.page), (ResponseCode::NoError, None, false));
-        assert_eq!(block(nulled, RecordType::AAAA).address, Some(Ipv6Addr::UNSPECIFIED.into()));
+        assert_eq!(
+            (nodata.rcode, nodata.address, nodata.page),
+            (ResponseCode::NoError, None, false)
+        );
+        assert_eq!(
+            block(nulled, RecordType::AAAA).address,
+            Some(Ipv6Addr::UNSPECIFIED.into())
+        );
         assert_eq!(block(nulled, RecordType::TXT).address, None);
 
         // Steering: SafeSearch for pupils, YouTube moderate for nulled, nothing for paged.
@@ -225,12 +234,18 @@ dns_block = "null"
             Some(Plan::Steer(st)) => assert_eq!(st.target, "forcesafesearch.google.com"),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(plan(&s, paged, "www.google.com", a, now), Some(Plan::Forward(_))));
+        assert!(matches!(
+            plan(&s, paged, "www.google.com", a, now),
+            Some(Plan::Forward(_))
+        ));
         match plan(&s, nulled, "www.youtube.com", a, now) {
             Some(Plan::Steer(st)) => assert_eq!(st.target, "restrictmoderate.youtube.com"),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(plan(&s, paged, "www.youtube.com", a, now), Some(Plan::Forward(_))));
+        assert!(matches!(
+            plan(&s, paged, "www.youtube.com", a, now),
+            Some(Plan::Forward(_))
+        ));
 
         // An unenforceable engine is blocked with SafeSearch on, forwarded without.
         match plan(&s, pupils, "search.yahoo.com", a, now) {
@@ -240,9 +255,14 @@ dns_block = "null"
             ),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(plan(&s, paged, "search.yahoo.com", a, now), Some(Plan::Forward(_))));
+        assert!(matches!(
+            plan(&s, paged, "search.yahoo.com", a, now),
+            Some(Plan::Forward(_))
+        ));
 
         // Anything else is forwarded.
-        assert!(matches!(plan(&s, pupils, "example.org", a, now), Some(Plan::Forward(v)) if !v.is_blocked()));
+        assert!(
+            matches!(plan(&s, pupils, "example.org", a, now), Some(Plan::Forward(v)) if !v.is_blocked())
+        );
     }
 }

@@ -21,7 +21,8 @@ pub enum ResolveError {
 }
 
 /// A boxed future of a lookup's result.
-pub type Addresses<'a> = Pin<Box<dyn Future<Output = Result<Vec<IpAddr>, ResolveError>> + Send + 'a>>;
+pub type Addresses<'a> =
+    Pin<Box<dyn Future<Output = Result<Vec<IpAddr>, ResolveError>> + Send + 'a>>;
 
 /// Resolves host names to addresses (IPv4 first, then IPv6).
 pub trait NameResolver: Send + Sync {

@@ -327,16 +327,32 @@ dns_block = "nxdomain"
             s.group_id("open").unwrap(),
         );
         for (name, target, engine) in [
-            ("www.google.co.uk", "forcesafesearch.google.com", Engine::Google),
+            (
+                "www.google.co.uk",
+                "forcesafesearch.google.com",
+                Engine::Google,
+            ),
             ("www.bing.com", "strict.bing.com", Engine::Bing),
             ("duckduckgo.com", "safe.duckduckgo.com", Engine::DuckDuckGo),
-            ("www.ecosia.org", "strict-safe-search.ecosia.org", Engine::Ecosia),
+            (
+                "www.ecosia.org",
+                "strict-safe-search.ecosia.org",
+                Engine::Ecosia,
+            ),
             ("pixabay.com", "safesearch.pixabay.com", Engine::Pixabay),
             ("www.youtube.com", "restrict.youtube.com", Engine::YouTube),
             ("youtube.com", "restrict.youtube.com", Engine::YouTube),
         ] {
-            assert_eq!(s.steer(safe, name), Some(Steer { target, engine }), "{name}");
-            assert_eq!(s.steer(open, name), None, "{name} for a group without SafeSearch");
+            assert_eq!(
+                s.steer(safe, name),
+                Some(Steer { target, engine }),
+                "{name}"
+            );
+            assert_eq!(
+                s.steer(open, name),
+                None,
+                "{name} for a group without SafeSearch"
+            );
         }
         assert_eq!(
             s.steer(moderate, "m.youtube.com").map(|s| s.target),
@@ -359,12 +375,18 @@ dns_block = "nxdomain"
             s.search_parameters(safe, "www.google.com"),
             &[("safe", "active")]
         );
-        assert_eq!(s.search_parameters(safe, "www.bing.com"), &[("adlt", "strict")]);
+        assert_eq!(
+            s.search_parameters(safe, "www.bing.com"),
+            &[("adlt", "strict")]
+        );
         assert_eq!(s.search_parameters(safe, "duckduckgo.com"), &[("kp", "1")]);
         assert!(s.search_parameters(open, "www.google.com").is_empty());
         assert!(s.search_parameters(safe, "www.youtube.com").is_empty());
         assert_eq!(s.youtube_restrict(safe, "www.youtube.com"), Some("Strict"));
-        assert_eq!(s.youtube_restrict(moderate, "youtube.com"), Some("Moderate"));
+        assert_eq!(
+            s.youtube_restrict(moderate, "youtube.com"),
+            Some("Moderate")
+        );
         assert_eq!(s.youtube_restrict(open, "www.youtube.com"), None);
         assert_eq!(s.youtube_restrict(safe, "www.google.com"), None);
     }
@@ -374,17 +396,31 @@ dns_block = "nxdomain"
         let s = snapshot("");
         let now = jiff::Timestamp::now();
         let (safe, open) = (s.group_id("safe").unwrap(), s.group_id("open").unwrap());
-        for name in ["search.yahoo.com", "uk.search.yahoo.com", "search.brave.com", "www.startpage.com"] {
+        for name in [
+            "search.yahoo.com",
+            "uk.search.yahoo.com",
+            "search.brave.com",
+            "www.startpage.com",
+        ] {
             let host = Host::parse(name).unwrap();
             let v = s.decide(safe, crate::Target::Host(&host), now);
             assert!(v.is_blocked(), "{name}: {v:?}");
-            assert_eq!(v.category.as_ref().map(|c| c.as_str()), Some(UNENFORCEABLE_CATEGORY));
+            assert_eq!(
+                v.category.as_ref().map(|c| c.as_str()),
+                Some(UNENFORCEABLE_CATEGORY)
+            );
             let v = s.decide(open, crate::Target::Host(&host), now);
-            assert!(!v.is_blocked(), "{name} for a group without SafeSearch: {v:?}");
+            assert!(
+                !v.is_blocked(),
+                "{name} for a group without SafeSearch: {v:?}"
+            );
         }
         for name in ["yahoo.com", "news.yahoo.com", "www.google.com", "brave.com"] {
             let host = Host::parse(name).unwrap();
-            assert!(!s.decide(safe, crate::Target::Host(&host), now).is_blocked(), "{name}");
+            assert!(
+                !s.decide(safe, crate::Target::Host(&host), now).is_blocked(),
+                "{name}"
+            );
         }
     }
 
@@ -394,8 +430,14 @@ dns_block = "nxdomain"
         let now = jiff::Timestamp::now();
         let safe = s.group_id("safe").unwrap();
         let listed = Host::parse("www.search.example").unwrap();
-        assert!(s.decide(safe, crate::Target::Host(&listed), now).is_blocked());
+        assert!(
+            s.decide(safe, crate::Target::Host(&listed), now)
+                .is_blocked()
+        );
         let default = Host::parse("search.yahoo.com").unwrap();
-        assert!(!s.decide(safe, crate::Target::Host(&default), now).is_blocked());
+        assert!(
+            !s.decide(safe, crate::Target::Host(&default), now)
+                .is_blocked()
+        );
     }
 }

@@ -1274,7 +1274,10 @@ mod tests {
     #[test]
     fn parameters_are_set_replaced_and_kept() {
         let safe = [("safe", "active")];
-        assert_eq!(with_parameters("/search?q=cats", &safe), "/search?q=cats&safe=active");
+        assert_eq!(
+            with_parameters("/search?q=cats", &safe),
+            "/search?q=cats&safe=active"
+        );
         assert_eq!(
             with_parameters("/search?safe=off&q=cats", &safe),
             "/search?q=cats&safe=active"

@@ -110,7 +110,11 @@ impl Origin {
     /// HTTPS on `addr` with a certificate for `names` from `ca`, as [`Self::http_at`].
     pub async fn https_at(ca: &TestCa, names: &[&str], addr: SocketAddr) -> std::io::Result<Self> {
         let tls = tokio_rustls::TlsAcceptor::from(ca.server_config(names));
-        Ok(Self::start_on(TcpListener::bind(addr).await?, Some(tls), &[]))
+        Ok(Self::start_on(
+            TcpListener::bind(addr).await?,
+            Some(tls),
+            &[],
+        ))
     }
 
     async fn start(tls: Option<tokio_rustls::TlsAcceptor>, vhosts: &[&str]) -> Self {
