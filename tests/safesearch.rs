@@ -339,6 +339,32 @@ async fn the_proxy_connects_to_the_enforcement_hosts_as_dns_steers() {
             assert_eq!(r.reached(&marker), [expect], "{url} from {from:?}");
         }
     }
+    // The steered requests are logged as DNS logs them: action rewrite, the enforcement host.
+    let events = tokio::task::block_in_place(|| r.app.events(1, std::time::Duration::from_secs(5)));
+    let steered = events
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| {
+            e["target"]
+                .as_str()
+                .is_some_and(|t| t.contains("/http-safe-0"))
+        })
+        .expect("the event of the steered request");
+    assert_eq!(steered["action"], "rewrite", "{steered}");
+    assert_eq!(
+        steered["rule"], "google -> forcesafesearch.google.com",
+        "{steered}"
+    );
+    let open = events
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| {
+            e["target"]
+                .as_str()
+                .is_some_and(|t| t.contains("/http-open-0"))
+        })
+        .expect("the event of the open group's request");
+    assert_eq!(open["action"], "allow", "{open}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -634,6 +634,10 @@ impl Proxy {
         if verdict.is_blocked() {
             return self.block(log, &verdict, &url_text, snap, now);
         }
+        // Steered to a SafeSearch or YouTube enforcement host: logged as DNS logs it.
+        if let Some(steer) = snap.steer(who.group, &host) {
+            log.apply(&steer.verdict());
+        }
         let addrs = match self.destination(snap, who.group, &host, port).await {
             Ok(a) => a,
             Err((outcome, why)) => {
@@ -877,6 +881,9 @@ impl Proxy {
         log.apply(&verdict);
         if verdict.is_blocked() {
             return refuse(log, Outcome::Blocked, "blocked by the school's web filter");
+        }
+        if let Some(steer) = snap.steer(who.group, host.as_str()) {
+            log.apply(&steer.verdict());
         }
         let addrs = match self.destination(snap, who.group, host.as_str(), port).await {
             Ok(a) => a,
