@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use hedgerow_model::{
     AccessEvent, Addresses, BlockNotes, Clock, EventSink, Front, Host, NameResolver, Outcome,
@@ -25,6 +26,11 @@ use crate::plan::{self, BlockAnswer, Plan};
 use crate::ratelimit::{self, RateLimiter};
 use crate::upstream::Forwarder;
 use crate::wire;
+
+/// The shortest time the proxy's lookups are cached: an upstream that answers with TTL 0
+/// (dnsmasq's `--address` does) would otherwise cost two upstream queries a proxied request.
+/// DNS clients asking the same name meanwhile see the answer with this TTL.
+const PROXY_MIN_TTL: Duration = Duration::from_secs(5);
 
 /// TTL of answers Hedgerow makes up (blocks, canaries, rewrites).
 const LOCAL_TTL: u32 = 60;
@@ -305,7 +311,10 @@ impl Resolver {
         // Another query may have filled the entry while this one waited for a turn.
         let entry = match self.cache.get(&key, Instant::now()) {
             Some(e) => Some(e),
-            None => match self.forward(key, &name, qtype, dnssec_ok, snap).await {
+            None => match self
+                .forward(key, &name, qtype, dnssec_ok, snap, Duration::ZERO)
+                .await
+            {
                 Forwarded::Failed => {
                     bump(&self.metrics.queries);
                     bump(&self.metrics.servfail);
@@ -496,7 +505,10 @@ impl Resolver {
             }
         }
 
-        let Some(mut answer) = self.lookup(&qname, qtype, dnssec_ok, &snap).await else {
+        let Some(mut answer) = self
+            .lookup(&qname, qtype, dnssec_ok, &snap, Duration::ZERO)
+            .await
+        else {
             bump(&self.metrics.servfail);
             event.record(Outcome::Failed, None);
             return send_error(request, handle, ResponseCode::ServFail, edns.as_ref()).await;
@@ -600,7 +612,9 @@ impl Resolver {
         snap: &PolicySnapshot,
     ) -> Option<Answer> {
         let target = Name::from_ascii(format!("{target}.")).ok()?;
-        let upstream = self.lookup(&target, qtype, dnssec_ok, snap).await?;
+        let upstream = self
+            .lookup(&target, qtype, dnssec_ok, snap, Duration::ZERO)
+            .await?;
         let mut answers = vec![Record::from_rdata(
             qname.clone(),
             LOCAL_TTL,
@@ -614,13 +628,15 @@ impl Resolver {
         })
     }
 
-    /// From the cache, or from the upstreams (then cached). `None` means SERVFAIL.
+    /// From the cache, or from the upstreams (then cached, for at least `floor` besides
+    /// `[dns.cache] min_ttl`). `None` means SERVFAIL.
     async fn lookup(
         &self,
         name: &Name,
         qtype: RecordType,
         dnssec_ok: bool,
         snap: &PolicySnapshot,
+        floor: Duration,
     ) -> Option<Answer> {
         let key = cache::key(&name.to_ascii(), qtype, dnssec_ok);
         if let Some(entry) = self.cache.get(&key, Instant::now())
@@ -633,13 +649,14 @@ impl Resolver {
                 authorities,
             });
         }
-        match self.forward(key, name, qtype, dnssec_ok, snap).await {
+        match self.forward(key, name, qtype, dnssec_ok, snap, floor).await {
             Forwarded::Failed => None,
             Forwarded::Answer(answer, _) => Some(answer),
         }
     }
 
-    /// Asks the upstreams, clamps the TTLs and caches the answer when it can be cached.
+    /// Asks the upstreams, clamps the TTLs (to at least `floor` as well as `[dns.cache]
+    /// min_ttl`) and caches the answer when it can be cached.
     async fn forward(
         &self,
         key: cache::Key,
@@ -647,6 +664,7 @@ impl Resolver {
         qtype: RecordType,
         dnssec_ok: bool,
         snap: &PolicySnapshot,
+        floor: Duration,
     ) -> Forwarded {
         let dns = &snap.config().dns;
         bump(&self.metrics.forwarded);
@@ -671,7 +689,7 @@ impl Resolver {
             return Forwarded::Answer(empty, None);
         }
         let limits = Limits {
-            min_ttl: dns.cache.min_ttl,
+            min_ttl: dns.cache.min_ttl.max(floor),
             max_ttl: dns.cache.max_ttl,
             negative_ttl: dns.cache.negative_ttl,
         };
@@ -971,8 +989,8 @@ impl Resolver {
         let name = Name::from_ascii(format!("{}.", host.trim_end_matches('.')))
             .map_err(|_| ResolveError::NxDomain(host.to_owned()))?;
         let (a, aaaa) = tokio::join!(
-            self.lookup(&name, RecordType::A, false, &snap),
-            self.lookup(&name, RecordType::AAAA, false, &snap)
+            self.lookup(&name, RecordType::A, false, &snap, PROXY_MIN_TTL),
+            self.lookup(&name, RecordType::AAAA, false, &snap, PROXY_MIN_TTL)
         );
         let Some(a) = a else {
             return Err(ResolveError::Unanswered(host.to_owned()));
