@@ -108,9 +108,13 @@ impl Services {
         system_upstreams(&config.dns);
         let proxy = match &config.proxy {
             Some(p) => {
-                let proxy =
-                    hedgerow_proxy::Proxy::new(handle.clone(), events.clone(), clock.clone())
-                        .context("starting the web proxy")?;
+                let proxy = hedgerow_proxy::Proxy::new(
+                    handle.clone(),
+                    events.clone(),
+                    clock.clone(),
+                    resolver.clone(),
+                )
+                .context("starting the web proxy")?;
                 let mut set = hedgerow_proxy::Listeners::new(proxy);
                 let bound = set
                     .bind_missing(&p.listen)
@@ -287,6 +291,7 @@ impl Services {
                     self.handle.clone(),
                     self.events.clone(),
                     self.clock.clone(),
+                    self.resolver.clone(),
                     settings,
                 );
                 let set = hedgerow_proxy::Listeners::new(proxy);

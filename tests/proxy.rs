@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 
 const BIN: &str = env!("CARGO_BIN_EXE_hedgerow");
 
-const SITES: [&str; 9] = [
+const SITES: [&str; 10] = [
     "allowed.example",
     "adult.example",
     "illegal.example",
@@ -25,6 +25,7 @@ const SITES: [&str; 9] = [
     "www.youtube.com",
     "youtube.com",
     "vpn.example",
+    "restrict.youtube.com",
 ];
 
 struct Rig {

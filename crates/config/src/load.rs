@@ -208,6 +208,7 @@ impl Context {
         let mut change_control: Option<(ChangeControlConfig, Location)> = None;
         let mut ship: Option<(crate::ShipConfig, Location)> = None;
         let mut metrics: Option<(MetricsConfig, Location)> = None;
+        let mut safesearch: Option<(SafeSearchConfig, Location)> = None;
         let mut rule_categories = Vec::new();
         let mut proxy_groups: Vec<(String, Location)> = Vec::new();
         let mut group_listens: Vec<(String, IpAddr, Location)> = Vec::new();
@@ -377,6 +378,11 @@ impl Context {
                     "[metrics]",
                 );
             }
+            if let Some(s) = raw.safesearch {
+                let loc = src.location(s.span());
+                let value = self.safesearch(&src, s.into_inner());
+                self.once(&mut safesearch, value, loc, "[safesearch]");
+            }
             for d in raw.devices {
                 let loc = src.location(d.span());
                 let d = d.into_inner();
@@ -499,7 +505,28 @@ impl Context {
             change_control: change_control.map(|c| c.0).unwrap_or_default(),
             ship: ship.map(|s| s.0),
             metrics: metrics.map(|m| m.0),
+            safesearch: safesearch.map(|s| s.0).unwrap_or_default(),
         })
+    }
+
+    fn safesearch(&mut self, src: &Source, s: RawSafeSearchConfig) -> SafeSearchConfig {
+        let Some(names) = s.unenforceable else {
+            return SafeSearchConfig::default();
+        };
+        let mut unenforceable = Vec::new();
+        for n in names {
+            match Host::parse(n.get_ref()) {
+                Ok(host) if !host.is_ip() => unenforceable.push(host.to_string()),
+                Ok(_) => self.err(
+                    src,
+                    n.span(),
+                    "[safesearch] unenforceable: a search engine's host name, not an address"
+                        .into(),
+                ),
+                Err(e) => self.err(src, n.span(), format!("[safesearch] unenforceable: {e}")),
+            }
+        }
+        SafeSearchConfig { unenforceable }
     }
 
     fn proxy(

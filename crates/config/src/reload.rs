@@ -37,7 +37,7 @@ const RESTART: &[(&str, &str)] = &[
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReloadDiff {
     /// The sections whose values differ, in file order: `[server]`, `[dns]`, `[proxy]`,
-    /// `[lists]`, `[groups]`, `[[devices]]`, `[[leases]]`, `[logs]`, `[breaches]`, `[alerts]`.
+    /// `[lists]`, `[groups]`, `[[devices]]`, `[[leases]]`, `[logs]`, `[breaches]`, `[alerts]`, `[safesearch]`.
     pub changed: Vec<&'static str>,
     /// Changed settings that need a restart, such as `[server] state_dir`, each with the
     /// reason. A reload that changes any of them is refused as a whole.
@@ -67,7 +67,7 @@ impl ReloadDiff {
 
 /// Compares the configuration in force with a new one.
 pub fn diff(old: &Config, new: &Config) -> ReloadDiff {
-    let sections: [(&'static str, bool); 15] = [
+    let sections: [(&'static str, bool); 16] = [
         ("[server]", old.server != new.server),
         ("[dns]", old.dns != new.dns),
         ("[proxy]", old.proxy != new.proxy),
@@ -83,6 +83,7 @@ pub fn diff(old: &Config, new: &Config) -> ReloadDiff {
         ("[change_control]", old.change_control != new.change_control),
         ("[ship]", old.ship != new.ship),
         ("[metrics]", old.metrics != new.metrics),
+        ("[safesearch]", old.safesearch != new.safesearch),
     ];
     let changed = sections
         .iter()

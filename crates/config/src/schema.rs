@@ -48,6 +48,8 @@ pub struct Config {
     pub logs: LogsConfig,
     pub breaches: BreachesConfig,
     pub alerts: Option<AlertsConfig>,
+    /// `[safesearch]`: what SafeSearch cannot enforce.
+    pub safesearch: SafeSearchConfig,
     /// The Prometheus metrics and health listener; none when absent.
     pub metrics: Option<MetricsConfig>,
     /// `[ship]`: events to ClickHouse and syslog; `None` (the default) ships nothing.
@@ -103,6 +105,40 @@ impl Default for ChangeControlConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetricsConfig {
     pub listen: Vec<SocketAddr>,
+}
+
+/// `[safesearch]`: settings shared by every group with `safesearch = "on"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SafeSearchConfig {
+    /// Search engines whose SafeSearch cannot be enforced (no enforcement host, no setting a
+    /// filter can force): blocked, with their subdomains, for groups with SafeSearch on, under
+    /// the category `search-unenforceable`. Host names, normalised.
+    pub unenforceable: Vec<String>,
+}
+
+/// The search engines known to have no SafeSearch a filter can enforce.
+pub const UNENFORCEABLE_ENGINES: &[&str] = &[
+    "search.yahoo.com",
+    "search.aol.com",
+    "search.brave.com",
+    "startpage.com",
+    "www.baidu.com",
+    "ask.com",
+    "mojeek.com",
+    "qwant.com",
+    "search.lilo.org",
+    "metager.org",
+];
+
+impl Default for SafeSearchConfig {
+    fn default() -> Self {
+        Self {
+            unenforceable: UNENFORCEABLE_ENGINES
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+        }
+    }
 }
 
 /// `[logs]`: the log store in the state directory.
@@ -556,6 +592,7 @@ pub(crate) struct RawFile {
     pub(crate) api: Option<Spanned<RawApi>>,
     pub(crate) change_control: Option<Spanned<RawChangeControl>>,
     pub(crate) metrics: Option<Spanned<RawMetrics>>,
+    pub(crate) safesearch: Option<Spanned<RawSafeSearchConfig>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -578,6 +615,13 @@ pub(crate) struct RawChangeControl {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawMetrics {
     pub(crate) listen: Vec<SocketAddr>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSafeSearchConfig {
+    /// `None`: the built-in list ([`UNENFORCEABLE_ENGINES`]).
+    pub(crate) unenforceable: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,15 +1,16 @@
 //! The request path: client → group → rate limit → canaries → policy → SafeSearch rewrite
 //! or forward (cache, upstream) → CNAME check → ECH strip → answer → access event.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use hedgerow_config::{DnsBlockMode, Group};
 use hedgerow_model::{
-    AccessEvent, Action, BlockNotes, Clock, EventSink, Front, Host, Outcome, Tier, Verdict,
+    AccessEvent, Addresses, BlockNotes, Clock, EventSink, Front, Host, NameResolver, Outcome,
+    ResolveError, Verdict,
 };
-use hedgerow_policy::{Client, PolicyHandle, PolicySnapshot, Target, canonical_ip};
+use hedgerow_policy::{Client, PolicyHandle, PolicySnapshot, canonical_ip};
 use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::rdata::svcb::SvcParamKey;
@@ -21,10 +22,15 @@ use tokio::time::Instant;
 
 use crate::cache::{self, Cache, Limits};
 use crate::identity::{self, LogLimiter, Note, Who};
+use crate::plan::{self, BlockAnswer, Plan};
 use crate::ratelimit::{self, RateLimiter};
-use crate::safesearch;
 use crate::upstream::Forwarder;
 use crate::wire;
+
+/// The shortest time the proxy's lookups are cached: an upstream that answers with TTL 0
+/// (dnsmasq's `--address` does) would otherwise cost two upstream queries a proxied request.
+/// DNS clients asking the same name meanwhile see the answer with this TTL.
+const PROXY_MIN_TTL: Duration = Duration::from_secs(5);
 
 /// TTL of answers Hedgerow makes up (blocks, canaries, rewrites).
 const LOCAL_TTL: u32 = 60;
@@ -228,23 +234,27 @@ impl Resolver {
         };
         q.echo = who.echo;
         let client = snap.client_on(who.ip, who.mac, who.local)?;
-        let group = snap.group(client.group)?;
-        if canary_rcode(&q.name).is_some() || safesearch::rewrite(&q.name, group).is_some() {
-            return None;
-        }
-        let host = Host::parse(&q.name).ok()?;
         let now = self.clock.now();
-        let verdict = snap.decide(client.group, Target::Host(&host), now);
+        let qtype = RecordType::from(q.qtype);
+        // Canaries and steered names are answered by the full path (they need its records).
+        let (verdict, block) = match plan::plan(&snap, client.group, &q.name, qtype, now)? {
+            Plan::Block { verdict, answer } => (verdict, Some(answer)),
+            Plan::Forward(verdict) => (verdict, None),
+            Plan::Canary(_) | Plan::Steer(_) => return None,
+        };
         // `None` is a cache miss, to be forwarded off this loop.
-        let answer = if verdict.is_blocked() {
-            let mut out = Vec::with_capacity(512);
-            self.fast_block(&mut out, &q, group.dns_block, dns);
-            Some((out, Outcome::Blocked))
-        } else {
-            let key = cache::key(&q.name, RecordType::from(q.qtype), q.dnssec_ok());
-            match self.cache.get(&key, Instant::now()) {
-                Some(entry) => Some((self.cached_answer(&q, &entry)?, Outcome::Forwarded)),
-                None => None,
+        let answer = match block {
+            Some(shape) => {
+                let mut out = Vec::with_capacity(512);
+                self.fast_block(&mut out, &q, shape);
+                Some((out, Outcome::Blocked))
+            }
+            None => {
+                let key = cache::key(&q.name, qtype, q.dnssec_ok());
+                match self.cache.get(&key, Instant::now()) {
+                    Some(entry) => Some((self.cached_answer(&q, &entry)?, Outcome::Forwarded)),
+                    None => None,
+                }
             }
         };
         if answer
@@ -279,10 +289,8 @@ impl Resolver {
         }
         let mut event = Event::new(self, now, who.ip, &q.name, Some(RecordType::from(q.qtype)));
         event.client = Some(client);
-        if outcome == Outcome::Blocked {
-            let qtype = RecordType::from(q.qtype);
-            let page = shows_page(group.dns_block, qtype, dns);
-            event.reference = self.note_block(page, who.ip, &q.name, now, &verdict);
+        if let Some(shape) = block {
+            event.reference = self.note_block(shape.page, who.ip, &q.name, now, &verdict);
         }
         let shown = (verdict.is_blocked() || verdict.category.is_some()).then_some(&verdict);
         event.record(outcome, shown);
@@ -307,7 +315,10 @@ impl Resolver {
         // Another query may have filled the entry while this one waited for a turn.
         let entry = match self.cache.get(&key, Instant::now()) {
             Some(e) => Some(e),
-            None => match self.forward(key, &name, qtype, dnssec_ok, snap).await {
+            None => match self
+                .forward(key, &name, qtype, dnssec_ok, snap, Duration::ZERO)
+                .await
+            {
                 Forwarded::Failed => {
                     bump(&self.metrics.queries);
                     bump(&self.metrics.servfail);
@@ -365,29 +376,21 @@ impl Resolver {
         Some(out)
     }
 
-    /// The block answer in wire form, as [`Self::block_answer`] builds it for the full path.
-    fn fast_block(
-        &self,
-        out: &mut Vec<u8>,
-        q: &wire::Query<'_>,
-        mode: DnsBlockMode,
-        dns: &hedgerow_config::DnsConfig,
-    ) {
-        let address = block_address(mode, RecordType::from(q.qtype), dns).map(|ip| match ip {
-            IpAddr::V4(v4) => v4.octets().to_vec(),
-            IpAddr::V6(v6) => v6.octets().to_vec(),
-        });
-        match (mode, address) {
-            (DnsBlockMode::Nxdomain, _) => {
-                wire::header(out, q, 3, 0, 1);
-                wire::record(out, u16::from(RecordType::SOA), LOCAL_TTL, &self.soa_rdata);
-            }
-            (_, Some(addr)) => {
-                wire::header(out, q, 0, 1, 0);
+    /// A block answer ([`plan::block_answer`]'s shape) in wire form; [`Self::block_answer`]
+    /// encodes the same shape as records for the full path.
+    fn fast_block(&self, out: &mut Vec<u8>, q: &wire::Query<'_>, shape: BlockAnswer) {
+        let rcode = rcode_bits(shape.rcode);
+        match shape.address {
+            Some(ip) => {
+                let addr = match ip {
+                    IpAddr::V4(v4) => v4.octets().to_vec(),
+                    IpAddr::V6(v6) => v6.octets().to_vec(),
+                };
+                wire::header(out, q, rcode, 1, 0);
                 wire::record(out, q.qtype, LOCAL_TTL, &addr);
             }
-            (_, None) => {
-                wire::header(out, q, 0, 0, 1);
+            None => {
+                wire::header(out, q, rcode, 0, 1);
                 wire::record(out, u16::from(RecordType::SOA), LOCAL_TTL, &self.soa_rdata);
             }
         }
@@ -460,60 +463,56 @@ impl Resolver {
             return send_error(request, handle, ResponseCode::Refused, edns.as_ref()).await;
         }
 
-        if let Some(answer) = self.canary(&name, &qname) {
-            bump(&self.metrics.circumvention);
-            let verdict = Verdict {
-                action: Action::Block,
-                tier: Tier::Circumvention,
-                category: None,
-                list: Some("built-in".into()),
-                rule: Some(name.as_str().into()),
-            };
-            event.record(Outcome::Circumvention, Some(&verdict));
-            return send(request, handle, answer, edns.as_ref()).await;
-        }
-
-        if let Ok(host) = Host::parse(&name) {
-            let verdict = snap.decide(client.group, Target::Host(&host), now);
-            if verdict.is_blocked() {
+        let dnssec_ok = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
+        match plan::plan(&snap, client.group, &name, qtype, now) {
+            None => {
+                event.record(Outcome::Failed, None);
+                return send_error(request, handle, ResponseCode::ServFail, edns.as_ref()).await;
+            }
+            Some(Plan::Forward(_)) => {}
+            Some(Plan::Canary(rcode)) => {
+                bump(&self.metrics.circumvention);
+                event.record(Outcome::Circumvention, Some(&plan::canary_verdict(&name)));
+                let answer = Answer {
+                    rcode,
+                    answers: Vec::new(),
+                    authorities: vec![self.soa(&qname)],
+                };
+                return send(request, handle, answer, edns.as_ref()).await;
+            }
+            Some(Plan::Block { verdict, answer }) => {
                 bump(&self.metrics.blocked);
-                let page = shows_page(group.dns_block, qtype, dns);
-                event.reference = self.note_block(page, who.ip, &name, now, &verdict);
+                event.reference = self.note_block(answer.page, who.ip, &name, now, &verdict);
                 event.record(Outcome::Blocked, Some(&verdict));
-                let answer = self.block_answer(group.dns_block, &qname, qtype, &snap);
+                let answer = self.block_answer(answer, &qname, qtype);
+                return send(request, handle, answer, edns.as_ref()).await;
+            }
+            Some(Plan::Steer(steer)) => {
+                bump(&self.metrics.rewritten);
+                let verdict = steer.verdict();
+                let answer = match self
+                    .safesearch_answer(&qname, steer.target, qtype, dnssec_ok, &snap)
+                    .await
+                {
+                    Some(a) => {
+                        event.record(Outcome::SafeSearch, Some(&verdict));
+                        a
+                    }
+                    None => {
+                        bump(&self.metrics.servfail);
+                        event.record(Outcome::Failed, Some(&verdict));
+                        return send_error(request, handle, ResponseCode::ServFail, edns.as_ref())
+                            .await;
+                    }
+                };
                 return send(request, handle, answer, edns.as_ref()).await;
             }
         }
 
-        let dnssec_ok = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
-        if let Some((target, engine)) = safesearch::rewrite(&name, group) {
-            bump(&self.metrics.rewritten);
-            let verdict = Verdict {
-                action: Action::Rewrite,
-                tier: Tier::Category,
-                category: None,
-                list: Some("safesearch".into()),
-                rule: Some(format!("{engine} -> {target}").into()),
-            };
-            let answer = match self
-                .safesearch_answer(&qname, target, qtype, dnssec_ok, &snap)
-                .await
-            {
-                Some(a) => {
-                    event.record(Outcome::SafeSearch, Some(&verdict));
-                    a
-                }
-                None => {
-                    bump(&self.metrics.servfail);
-                    event.record(Outcome::Failed, Some(&verdict));
-                    return send_error(request, handle, ResponseCode::ServFail, edns.as_ref())
-                        .await;
-                }
-            };
-            return send(request, handle, answer, edns.as_ref()).await;
-        }
-
-        let Some(mut answer) = self.lookup(&qname, qtype, dnssec_ok, &snap).await else {
+        let Some(mut answer) = self
+            .lookup(&qname, qtype, dnssec_ok, &snap, Duration::ZERO)
+            .await
+        else {
             bump(&self.metrics.servfail);
             event.record(Outcome::Failed, None);
             return send_error(request, handle, ResponseCode::ServFail, edns.as_ref()).await;
@@ -522,14 +521,14 @@ impl Resolver {
         // An allowed name whose answer leads into a blocked name is blocked too.
         if let Some(verdict) = self.blocked_in_chain(&answer.answers, &name, client, &snap) {
             bump(&self.metrics.blocked);
-            let page = shows_page(group.dns_block, qtype, &snap.config().dns);
-            event.reference = self.note_block(page, who.ip, &name, now, &verdict);
+            let shape = plan::block_answer(group.dns_block, qtype, dns);
+            event.reference = self.note_block(shape.page, who.ip, &name, now, &verdict);
             event.record(Outcome::Blocked, Some(&verdict));
-            let answer = self.block_answer(group.dns_block, &qname, qtype, &snap);
+            let answer = self.block_answer(shape, &qname, qtype);
             return send(request, handle, answer, edns.as_ref()).await;
         }
 
-        if is_filtered(group) {
+        if snap.filters(client.group) {
             strip_ech(&mut answer.answers);
         }
         event.record(upstream_outcome(answer.rcode), None);
@@ -570,15 +569,6 @@ impl Resolver {
         who
     }
 
-    /// Built-in circumvention defences, answered locally for every client.
-    fn canary(&self, name: &str, qname: &Name) -> Option<Answer> {
-        Some(Answer {
-            rcode: canary_rcode(name)?,
-            answers: Vec::new(),
-            authorities: vec![self.soa(qname)],
-        })
-    }
-
     fn soa(&self, owner: &Name) -> Record {
         let (serial, refresh, retry, expire) = SOA_TIMERS;
         let soa = SOA::new(
@@ -593,31 +583,22 @@ impl Resolver {
         Record::from_rdata(owner.clone(), LOCAL_TTL, RData::SOA(soa))
     }
 
-    /// The answer to a blocked query under the group's block mode, for any query type.
-    fn block_answer(
-        &self,
-        mode: DnsBlockMode,
-        qname: &Name,
-        qtype: RecordType,
-        snap: &PolicySnapshot,
-    ) -> Answer {
-        let address = block_address(mode, qtype, &snap.config().dns).map(|ip| match ip {
+    /// A block answer ([`plan::block_answer`]'s shape) as records; [`Self::fast_block`]
+    /// encodes the same shape in wire form.
+    fn block_answer(&self, shape: BlockAnswer, qname: &Name, qtype: RecordType) -> Answer {
+        let data = shape.address.map(|ip| match ip {
             IpAddr::V4(v4) => RData::A(A(v4)),
             IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
         });
-        match (mode, address) {
-            (DnsBlockMode::Nxdomain, _) => Answer {
-                rcode: ResponseCode::NXDomain,
-                answers: Vec::new(),
-                authorities: vec![self.soa(qname)],
-            },
-            (_, Some(data)) => Answer {
-                rcode: ResponseCode::NoError,
+        debug_assert!(data.is_none() || matches!(qtype, RecordType::A | RecordType::AAAA));
+        match data {
+            Some(data) => Answer {
+                rcode: shape.rcode,
                 answers: vec![Record::from_rdata(qname.clone(), LOCAL_TTL, data)],
                 authorities: Vec::new(),
             },
-            (_, None) => Answer {
-                rcode: ResponseCode::NoError,
+            None => Answer {
+                rcode: shape.rcode,
                 answers: Vec::new(),
                 authorities: vec![self.soa(qname)],
             },
@@ -635,7 +616,9 @@ impl Resolver {
         snap: &PolicySnapshot,
     ) -> Option<Answer> {
         let target = Name::from_ascii(format!("{target}.")).ok()?;
-        let upstream = self.lookup(&target, qtype, dnssec_ok, snap).await?;
+        let upstream = self
+            .lookup(&target, qtype, dnssec_ok, snap, Duration::ZERO)
+            .await?;
         let mut answers = vec![Record::from_rdata(
             qname.clone(),
             LOCAL_TTL,
@@ -649,13 +632,15 @@ impl Resolver {
         })
     }
 
-    /// From the cache, or from the upstreams (then cached). `None` means SERVFAIL.
+    /// From the cache, or from the upstreams (then cached, for at least `floor` besides
+    /// `[dns.cache] min_ttl`). `None` means SERVFAIL.
     async fn lookup(
         &self,
         name: &Name,
         qtype: RecordType,
         dnssec_ok: bool,
         snap: &PolicySnapshot,
+        floor: Duration,
     ) -> Option<Answer> {
         let key = cache::key(&name.to_ascii(), qtype, dnssec_ok);
         if let Some(entry) = self.cache.get(&key, Instant::now())
@@ -668,13 +653,14 @@ impl Resolver {
                 authorities,
             });
         }
-        match self.forward(key, name, qtype, dnssec_ok, snap).await {
+        match self.forward(key, name, qtype, dnssec_ok, snap, floor).await {
             Forwarded::Failed => None,
             Forwarded::Answer(answer, _) => Some(answer),
         }
     }
 
-    /// Asks the upstreams, clamps the TTLs and caches the answer when it can be cached.
+    /// Asks the upstreams, clamps the TTLs (to at least `floor` as well as `[dns.cache]
+    /// min_ttl`) and caches the answer when it can be cached.
     async fn forward(
         &self,
         key: cache::Key,
@@ -682,6 +668,7 @@ impl Resolver {
         qtype: RecordType,
         dnssec_ok: bool,
         snap: &PolicySnapshot,
+        floor: Duration,
     ) -> Forwarded {
         let dns = &snap.config().dns;
         bump(&self.metrics.forwarded);
@@ -706,7 +693,7 @@ impl Resolver {
             return Forwarded::Answer(empty, None);
         }
         let limits = Limits {
-            min_ttl: dns.cache.min_ttl,
+            min_ttl: dns.cache.min_ttl.max(floor),
             max_ttl: dns.cache.max_ttl,
             negative_ttl: dns.cache.negative_ttl,
         };
@@ -766,20 +753,6 @@ impl Resolver {
     }
 }
 
-/// The answer code for a circumvention canary, or `None` for any other name.
-fn canary_rcode(name: &str) -> Option<ResponseCode> {
-    match name {
-        // Firefox keeps DNS over HTTPS off while this name does not resolve.
-        "use-application-dns.net"
-        // iCloud Private Relay stays off while these do not resolve.
-        | "mask.icloud.com"
-        | "mask-h2.icloud.com" => Some(ResponseCode::NXDomain),
-        // Discovery of Designated Resolvers (RFC 9462): say there are none (NODATA).
-        "_dns.resolver.arpa" => Some(ResponseCode::NoError),
-        _ => None,
-    }
-}
-
 /// An answer with no records, only a code.
 fn empty_answer(q: &wire::Query<'_>, rcode: ResponseCode) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
@@ -797,28 +770,6 @@ fn rcode_bits(rcode: ResponseCode) -> u8 {
 /// [`MAX_UDP_PAYLOAD`].
 fn payload(q: &wire::Query<'_>) -> u16 {
     q.edns.map_or(512, |(p, _)| p).min(MAX_UDP_PAYLOAD)
-}
-
-/// The address a blocked A or AAAA query gets under `mode`: the null address, the block
-/// page's, or none (NXDOMAIN, NODATA for other types, or no block-page address configured).
-fn block_address(
-    mode: DnsBlockMode,
-    qtype: RecordType,
-    dns: &hedgerow_config::DnsConfig,
-) -> Option<IpAddr> {
-    match (mode, qtype) {
-        (DnsBlockMode::Null, RecordType::A) => Some(Ipv4Addr::UNSPECIFIED.into()),
-        (DnsBlockMode::Null, RecordType::AAAA) => Some(Ipv6Addr::UNSPECIFIED.into()),
-        (DnsBlockMode::Blockpage, RecordType::A) => dns.blockpage_ipv4.map(IpAddr::V4),
-        (DnsBlockMode::Blockpage, RecordType::AAAA) => dns.blockpage_ipv6.map(IpAddr::V6),
-        _ => None,
-    }
-}
-
-/// Whether a blocked query of `qtype` under `mode` is answered with the block page's address,
-/// so a browser will ask the block page server for it.
-fn shows_page(mode: DnsBlockMode, qtype: RecordType, dns: &hedgerow_config::DnsConfig) -> bool {
-    mode == DnsBlockMode::Blockpage && block_address(mode, qtype, dns).is_some()
 }
 
 /// The log line for a client over its rate limit, at most once per client per 10 s.
@@ -852,11 +803,6 @@ fn soa_rdata() -> Vec<u8> {
     }
     out.extend_from_slice(&LOCAL_TTL.to_be_bytes());
     out
-}
-
-/// A group that filters anything is one whose clients must not hide names from the filter.
-fn is_filtered(group: &Group) -> bool {
-    !group.block_categories.is_empty()
 }
 
 /// Removes Encrypted Client Hello parameters from HTTPS and SVCB records, so browsers send
@@ -1027,6 +973,54 @@ fn failed(request: &Request) -> ResponseInfo {
         metadata,
         counts: HeaderCounts::default(),
     })
+}
+
+impl NameResolver for Resolver {
+    fn addresses<'a>(&'a self, host: &'a str) -> Addresses<'a> {
+        Box::pin(self.addresses_of(host))
+    }
+}
+
+impl Resolver {
+    /// The A and AAAA records of `host`, through the cache and the upstreams as any query
+    /// (the same client, UDP, TCP or TLS): for the proxy. No policy is applied here: the
+    /// proxy decides before it resolves.
+    async fn addresses_of(&self, host: &str) -> Result<Vec<IpAddr>, ResolveError> {
+        if let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>() {
+            return Ok(vec![ip]);
+        }
+        let snap = self.policy.snapshot();
+        let name = Name::from_ascii(format!("{}.", host.trim_end_matches('.')))
+            .map_err(|_| ResolveError::NxDomain(host.to_owned()))?;
+        let (a, aaaa) = tokio::join!(
+            self.lookup(&name, RecordType::A, false, &snap, PROXY_MIN_TTL),
+            self.lookup(&name, RecordType::AAAA, false, &snap, PROXY_MIN_TTL)
+        );
+        let Some(a) = a else {
+            return Err(ResolveError::Unanswered(host.to_owned()));
+        };
+        match a.rcode {
+            ResponseCode::NoError => {}
+            ResponseCode::NXDomain => return Err(ResolveError::NxDomain(host.to_owned())),
+            _ => return Err(ResolveError::Unanswered(host.to_owned())),
+        }
+        let mut ips: Vec<IpAddr> = Vec::new();
+        for r in a
+            .answers
+            .iter()
+            .chain(aaaa.iter().flat_map(|x| x.answers.iter()))
+        {
+            match &r.data {
+                RData::A(v4) => ips.push(IpAddr::V4(v4.0)),
+                RData::AAAA(v6) => ips.push(IpAddr::V6(v6.0)),
+                _ => {}
+            }
+        }
+        if ips.is_empty() {
+            return Err(ResolveError::NoAddresses(host.to_owned()));
+        }
+        Ok(ips)
+    }
 }
 
 /// The hickory-server handler: a thin shell over [`Resolver`] for one listener, which knows

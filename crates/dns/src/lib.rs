@@ -14,8 +14,14 @@
 //!   → answer → access event to the sink (never waits)
 //! ```
 //!
-//! It decides nothing itself: verdicts come from `hedgerow-policy`, read from the snapshot in
-//! force when the query arrived, so a reload never fails a query. It does not store events: it
+//! It decides nothing itself: verdicts, SafeSearch steering and whether a group filters come
+//! from `hedgerow-policy`, read from the snapshot in force when the query arrived, so a reload
+//! never fails a query. Both paths (the UDP fast path and the full hickory path) take their
+//! answer's plan from one pure function (`plan.rs`) and only encode it.
+//!
+//! The [`Resolver`] is also the appliance's one DNS client: it implements
+//! [`NameResolver`](hedgerow_model::NameResolver), through which the proxy resolves the names
+//! it connects to with the same upstreams (UDP, TCP, TLS) and the same cache. It does not store events: it
 //! hands them to an [`EventSink`](hedgerow_model::EventSink).
 
 mod cache;
@@ -23,9 +29,9 @@ mod cache;
 pub mod fuzzing;
 mod handler;
 mod identity;
+mod plan;
 mod pool;
 mod ratelimit;
-mod safesearch;
 mod udp;
 mod upstream;
 mod wire;

@@ -7,6 +7,8 @@
 //! the [`BreachRule`]s that pick out events for the safeguarding lead, and the [`Clock`] it
 //! reads time through. [`BlockNotes`] is the one piece of shared state: the DNS front's recent
 //! blocks, which the block page server reads (see its module for why it lives here).
+//! [`NameResolver`] is the DNS front's client as the proxy sees it (neither front may use the
+//! other).
 //!
 //! It parses and displays these values and nothing more. It does not decide anything, read
 //! files, or know about DNS, HTTP, configuration or storage; those crates build on it.
@@ -21,6 +23,7 @@ mod host;
 mod list;
 mod mac;
 mod notes;
+mod resolve;
 mod urlkey;
 mod verdict;
 mod vocabulary;
@@ -34,6 +37,9 @@ pub use host::{Host, HostError, Suffixes, normalise_name_into};
 pub use list::{ListFormat, ListKind, Severity, UrlMatch};
 pub use mac::{MacAddr, MacError};
 pub use notes::{BlockNote, BlockNotes};
+pub use resolve::{Addresses, NameResolver, ResolveError};
 pub use urlkey::{UrlError, UrlKey};
 pub use verdict::{Action, Category, CategoryError, PROTECTED_RULE, Tier, Verdict};
-pub use vocabulary::{CategoryInfo, Uksic, VOCABULARY, category_info, suggest_category};
+pub use vocabulary::{
+    CategoryInfo, POLICY_CATEGORIES, Uksic, VOCABULARY, category_info, suggest_category,
+};

@@ -268,9 +268,22 @@ pub const VOCABULARY: &[CategoryInfo] = &[
     },
 ];
 
-/// The vocabulary's entry for `id`, if it is one.
+/// Categories the policy itself decides, that no list carries: shown by name like the rest,
+/// but not for a list or a group to name.
+pub const POLICY_CATEGORIES: &[CategoryInfo] = &[CategoryInfo {
+    id: "search-unenforceable",
+    name: "Search engine without enforceable SafeSearch",
+    uksic: None,
+    covers: "search engines whose SafeSearch a filter cannot force ([safesearch] unenforceable), blocked for groups with SafeSearch on",
+    aliases: &[],
+}];
+
+/// The vocabulary's entry for `id` (or the policy's own category's), if it is one.
 pub fn category_info(id: &str) -> Option<&'static CategoryInfo> {
-    VOCABULARY.iter().find(|c| c.id == id)
+    VOCABULARY
+        .iter()
+        .chain(POLICY_CATEGORIES)
+        .find(|c| c.id == id)
 }
 
 /// For an id that is not in the vocabulary: the id it most likely meant (an alias, or an id a

@@ -92,6 +92,16 @@ impl PolicySnapshot {
             }
         }
 
+        // A search engine whose SafeSearch cannot be enforced, for a group with SafeSearch
+        // on: blocked as its own category (the group's own allow entries above still win).
+        let host = match target {
+            Target::Host(h) => h,
+            Target::Url(u) => u.host(),
+        };
+        if let Some(v) = self.unenforceable(group, host) {
+            return v;
+        }
+
         // 4. Shared allow lists against category lists, by specificity.
         let mut allow: Option<Best<'a>> = None;
         let mut block: Option<Best<'a>> = None;

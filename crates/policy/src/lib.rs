@@ -14,11 +14,13 @@
 
 mod covered;
 mod decide;
+mod enforce;
 mod illegal_guard;
 mod leases;
 mod snapshot;
 
 pub use decide::{PhraseMatch, Target};
+pub use enforce::{Engine, Interception, SAFESEARCH_LIST, Steer, UNENFORCEABLE_CATEGORY};
 pub use illegal_guard::{BuildMode, IllegalSource, IllegalStatus};
 pub use leases::{Lease, parse_leases};
 pub use snapshot::{

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hedgerow_model::{AccessEvent, Front, Host, Outcome, Severity, Tier, UrlKey, Verdict};
-use hedgerow_policy::{Client as PolicyClient, PolicySnapshot, Target, canonical_ip};
+use hedgerow_policy::{
+    Client as PolicyClient, GroupId, Interception, PolicySnapshot, Target, canonical_ip,
+};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
@@ -498,18 +500,35 @@ impl Proxy {
 
     /// Resolves and checks a destination; the addresses to try, or why not: the name did not
     /// resolve ([`Outcome::Failed`]) or names an address the proxy does not reach
-    /// ([`Outcome::Refused`]).
+    /// ([`Outcome::Refused`]). A name the group's SafeSearch or YouTube mode steers
+    /// ([`PolicySnapshot::steer`]) is reached at its enforcement host's addresses, as the DNS
+    /// front answers it.
     async fn destination(
         &self,
+        snap: &PolicySnapshot,
+        group: GroupId,
         host: &str,
         port: u16,
     ) -> Result<Vec<SocketAddr>, (Outcome, String)> {
+        let name = match host.parse::<IpAddr>() {
+            Ok(ip) => return self.checked(host, vec![ip], port),
+            Err(_) => snap.steer(group, host).map_or(host, |s| s.target),
+        };
         let ips = self
-            .live()
             .resolver
-            .lookup(host)
+            .addresses(name)
             .await
             .map_err(|e| (Outcome::Failed, e.to_string()))?;
+        self.checked(host, ips, port)
+    }
+
+    /// The SSRF check of a destination's addresses.
+    fn checked(
+        &self,
+        host: &str,
+        ips: Vec<IpAddr>,
+        port: u16,
+    ) -> Result<Vec<SocketAddr>, (Outcome, String)> {
         if let Some(bad) = ips.iter().find(|ip| !self.destination_ok(**ip, port)) {
             return Err((
                 Outcome::Refused,
@@ -598,13 +617,20 @@ impl Proxy {
         if verdict.is_blocked() {
             return self.block(log, &verdict, &url_text, snap, now);
         }
-        let addrs = match self.destination(&host, port).await {
+        // Steered to a SafeSearch or YouTube enforcement host: logged as DNS logs it.
+        if let Some(steer) = snap.steer(who.group, &host) {
+            log.apply(&steer.verdict());
+        }
+        let addrs = match self.destination(snap, who.group, &host, port).await {
             Ok(a) => a,
             Err((outcome, why)) => {
                 log.end(outcome);
                 return text(refusal_status(outcome), &why);
             }
         };
+        // Wherever the proxy reads the URL (plain HTTP, or inside interception), the engine's
+        // own SafeSearch parameters are set too.
+        let path_q = with_parameters(&path_q, snap.search_parameters(who.group, &host));
         // The request to the origin: origin-form, hop-by-hop headers gone.
         let (mut parts, body) = req.into_parts();
         // A chunked body is read whole and checked before anything goes to the origin, then
@@ -641,23 +667,13 @@ impl Proxy {
         parts
             .headers
             .insert(header::VIA, HeaderValue::from_static("1.1 hedgerow"));
-        if tls.is_some() {
-            let group = snap.group(who.group);
-            if let Some(g) = group
-                && is_youtube(key.host().as_str())
-            {
-                let value = match g.youtube {
-                    hedgerow_config::YouTubeMode::Strict => Some("Strict"),
-                    hedgerow_config::YouTubeMode::Moderate => Some("Moderate"),
-                    hedgerow_config::YouTubeMode::Off => None,
-                };
-                if let Some(v) = value {
-                    parts.headers.insert(
-                        HeaderName::from_static("youtube-restrict"),
-                        HeaderValue::from_static(v),
-                    );
-                }
-            }
+        if tls.is_some()
+            && let Some(v) = snap.youtube_restrict(who.group, key.host().as_str())
+        {
+            parts.headers.insert(
+                HeaderName::from_static("youtube-restrict"),
+                HeaderValue::from_static(v),
+            );
         }
         // The origin is sent the host that was decided on, whatever Host the client sent
         // (RFC 9112 §3.2.2): on a shared origin a client cannot have one site decided and
@@ -849,23 +865,13 @@ impl Proxy {
         if verdict.is_blocked() {
             return refuse(log, Outcome::Blocked, "blocked by the school's web filter");
         }
-        let addrs = match self.destination(&host_text, port).await {
+        if let Some(steer) = snap.steer(who.group, host.as_str()) {
+            log.apply(&steer.verdict());
+        }
+        let addrs = match self.destination(snap, who.group, host.as_str(), port).await {
             Ok(a) => a,
             Err((outcome, why)) => return refuse(log, outcome, &why),
         };
-        let group_filters = snap
-            .group(who.group)
-            .is_some_and(|g| !g.block_categories.is_empty());
-        // Hosts that carry URL-level illegal-tier entries are intercepted for every group, so
-        // those entries apply inside TLS (and the host is not blocked whole).
-        let illegal_urls = live.minter.is_some() && snap.matcher().illegal_urls_on(&host);
-        let intercept = illegal_urls
-            || (live.minter.is_some()
-                && live
-                    .config
-                    .intercept_groups
-                    .iter()
-                    .any(|g| g == who.group_name));
         let proxy = self.clone();
         let snap = snap.clone();
         let group = who.group;
@@ -880,9 +886,6 @@ impl Proxy {
                         host,
                         port,
                         addrs,
-                        group_filters,
-                        intercept,
-                        illegal_urls,
                     };
                     t.run(TokioIo::new(up), log).await;
                 }
@@ -899,16 +902,11 @@ impl Proxy {
 struct Tunnel {
     proxy: Arc<Proxy>,
     snap: Arc<PolicySnapshot>,
-    group: hedgerow_policy::GroupId,
+    group: GroupId,
     peer: SocketAddr,
     host: Host,
     port: u16,
     addrs: Vec<SocketAddr>,
-    group_filters: bool,
-    intercept: bool,
-    /// The host carries URL-level illegal-tier entries: intercepted even if never_intercept
-    /// names it.
-    illegal_urls: bool,
 }
 
 impl Tunnel {
@@ -976,20 +974,21 @@ impl Tunnel {
                 }
             }
         }
-        if hello.ech && self.group_filters {
+        if hello.ech && self.snap.filters(self.group) {
             return refuse(log, "Encrypted Client Hello hides the site from the filter");
         }
         let name = hello
             .sni
             .clone()
             .unwrap_or_else(|| self.host.as_str().to_owned());
-        let never = p
-            .live()
-            .config
-            .never_intercept
-            .iter()
-            .any(|n| within(&name, n));
-        if (self.illegal_urls || (self.intercept && !never)) && hello.sni.is_some() {
+        // Whether to intercept is the policy's (the group, never_intercept, and hosts with
+        // URL-level illegal-tier entries, intercepted for every group so those apply inside
+        // TLS); the proxy can only if it has the school CA.
+        let intercept = p.live().minter.is_some()
+            && hello.sni.is_some()
+            && Host::parse(&name)
+                .is_ok_and(|h| self.snap.interception(self.group, &h) != Interception::No);
+        if intercept {
             return self.intercepted(client, buf, name, log).await;
         }
         // Pass through.
@@ -1195,22 +1194,25 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     h.remove("proxy-connection");
 }
 
-fn is_youtube(host: &str) -> bool {
-    [
-        "youtube.com",
-        "m.youtube.com",
-        "youtubei.googleapis.com",
-        "youtube.googleapis.com",
-        "www.youtube-nocookie.com",
-    ]
-    .iter()
-    .any(|y| within(host, y))
-}
-
-/// Whether `host` is `domain` or below it (at a label boundary).
-fn within(host: &str, domain: &str) -> bool {
-    host.strip_suffix(domain)
-        .is_some_and(|rest| rest.is_empty() || rest.ends_with('.'))
+/// `path_q` (a path and query) with each of `params` set: an existing value replaced, a
+/// missing one added. Other parameters keep their order and spelling.
+fn with_parameters(path_q: &str, params: &[(&str, &str)]) -> String {
+    if params.is_empty() {
+        return path_q.to_owned();
+    }
+    let (path, query) = path_q.split_once('?').unwrap_or((path_q, ""));
+    let mut parts: Vec<String> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter(|p| {
+            // The key as the engine reads it (`saf%65` is `safe`).
+            let key = url::form_urlencoded::parse(p.as_bytes()).next();
+            !key.is_some_and(|(key, _)| params.iter().any(|(k, _)| *k == key))
+        })
+        .map(str::to_owned)
+        .collect();
+    parts.extend(params.iter().map(|(k, v)| format!("{k}={v}")));
+    format!("{path}?{}", parts.join("&"))
 }
 
 /// The status of a response that ends a request with `outcome` before it reached the origin:
@@ -1257,5 +1259,24 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key(header::ACCEPT));
+    }
+
+    #[test]
+    fn parameters_are_set_replaced_and_kept() {
+        let safe = [("safe", "active")];
+        assert_eq!(
+            with_parameters("/search?q=cats", &safe),
+            "/search?q=cats&safe=active"
+        );
+        assert_eq!(
+            with_parameters("/search?safe=off&q=cats", &safe),
+            "/search?q=cats&safe=active"
+        );
+        assert_eq!(
+            with_parameters("/search?saf%65=off&q=a+b", &safe),
+            "/search?q=a+b&safe=active"
+        );
+        assert_eq!(with_parameters("/", &[("kp", "1")]), "/?kp=1");
+        assert_eq!(with_parameters("/search?q=x", &[]), "/search?q=x");
     }
 }

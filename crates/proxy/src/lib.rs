@@ -4,8 +4,14 @@
 //! - **HTTP** (absolute-form): the whole URL is decided by the shared policy (domains, URL
 //!   entries, the illegal tier, phrases, regex) before any connection to the origin. Allowed
 //!   requests are forwarded with hop-by-hop headers removed, bodies streamed both ways, pooled
-//!   keep-alive connections to origins, and names resolved through Hedgerow's own DNS
-//!   upstreams.
+//!   keep-alive connections to origins, and names resolved through the DNS front's own client
+//!   and cache ([`NameResolver`]; the same upstreams, UDP, TCP or TLS).
+//! - **One policy**: whether to intercept, SafeSearch and YouTube enforcement come from the
+//!   policy snapshot in force, as the DNS front reads them: for a group with SafeSearch the
+//!   proxy connects to the engine's enforcement host (`forcesafesearch.google.com`,
+//!   `strict.bing.com`, …) exactly as DNS steers, and wherever it reads the URL (plain HTTP,
+//!   or inside interception) also sets the engine's own SafeSearch parameters (`safe=active`,
+//!   `adlt=strict`, `kp=1`, …) and, for YouTube, the `YouTube-Restrict` header.
 //! - **HTTPS** (CONNECT): allowed ports only; decided on the CONNECT host, then on the TLS
 //!   ClientHello's SNI, which must be present for IP literals, must match the CONNECT host and
 //!   must not be blocked; ECH is refused for groups that filter. Chosen groups can have their
@@ -33,7 +39,6 @@ mod framing;
 pub mod fuzzing;
 mod handler;
 mod page;
-mod resolve;
 mod search;
 mod tls;
 
@@ -42,11 +47,11 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use hedgerow_config::{Config, ProxyConfig};
-use hedgerow_model::{Clock, EventSink};
+use hedgerow_model::{Clock, EventSink, NameResolver};
 use hedgerow_policy::PolicyHandle;
 
 pub use blockpage::{BlockPageListeners, BlockPages};
-pub use resolve::ResolveError;
+pub use hedgerow_model::ResolveError;
 pub use tls::TlsError;
 
 /// Why the proxy could not start.
@@ -74,6 +79,8 @@ pub struct Proxy {
     pub(crate) policy: Arc<PolicyHandle>,
     pub(crate) sink: Arc<dyn EventSink>,
     pub(crate) clock: Arc<dyn Clock>,
+    /// The appliance's one DNS client (the DNS front's upstreams and cache).
+    pub(crate) resolver: Arc<dyn NameResolver>,
     /// The settings in force, read per connection and per request; a reload swaps them whole.
     live: ArcSwap<Live>,
     pub(crate) client: handler::Client,
@@ -87,11 +94,11 @@ pub struct Proxy {
     pub(crate) stopping: tokio_util::sync::CancellationToken,
 }
 
-/// `[proxy]` with what its files hold (the school CA, the users, extra origin roots) and the
-/// name resolver over `[[dns.upstreams]]`: everything a request reads besides the policy.
+/// `[proxy]` with what its files hold (the school CA, the users, extra origin roots):
+/// everything a request reads besides the policy (whose snapshot holds the enforcement rules:
+/// interception, SafeSearch, YouTube).
 pub(crate) struct Live {
     pub(crate) config: ProxyConfig,
-    pub(crate) resolver: resolve::Resolver,
     pub(crate) minter: Option<tls::Minter>,
     pub(crate) origin_tls: Arc<rustls::ClientConfig>,
     pub(crate) users: Option<handler::Users>,
@@ -124,10 +131,8 @@ impl Settings {
             .as_deref()
             .map(handler::Users::load)
             .transpose()?;
-        let resolver = resolve::Resolver::new(&config.dns.upstreams, config.dns.timeout);
         Ok(Self(Live {
             config: proxy,
-            resolver,
             minter,
             origin_tls,
             users,
@@ -162,14 +167,16 @@ impl Proxy {
         });
     }
 
-    /// Builds the proxy from the policy's configuration. Reads the CA and users files.
+    /// Builds the proxy from the policy's configuration. Reads the CA and users files. Names
+    /// are resolved through `resolver` (the DNS front's client and cache).
     pub fn new(
         policy: Arc<PolicyHandle>,
         sink: Arc<dyn EventSink>,
         clock: Arc<dyn Clock>,
+        resolver: Arc<dyn NameResolver>,
     ) -> Result<Arc<Self>, ProxyError> {
         let settings = Settings::load(policy.snapshot().config())?;
-        Ok(Self::with_settings(policy, sink, clock, settings))
+        Ok(Self::with_settings(policy, sink, clock, resolver, settings))
     }
 
     /// Builds the proxy with settings already loaded.
@@ -177,12 +184,14 @@ impl Proxy {
         policy: Arc<PolicyHandle>,
         sink: Arc<dyn EventSink>,
         clock: Arc<dyn Clock>,
+        resolver: Arc<dyn NameResolver>,
         settings: Settings,
     ) -> Arc<Self> {
         Arc::new(Self {
             policy,
             sink,
             clock,
+            resolver,
             live: ArcSwap::from_pointee(settings.0),
             client: handler::Client::new(),
             own: Mutex::new(Vec::new()),

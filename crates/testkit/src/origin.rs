@@ -100,8 +100,33 @@ impl Origin {
         .await
     }
 
+    /// Plain HTTP on `addr` (any loopback address; port 0 picks one), for any Host: several
+    /// origins on several loopback addresses and one port stand for several sites, so a test
+    /// sees which address a client really connected to. An error when the port is taken.
+    pub async fn http_at(addr: SocketAddr) -> std::io::Result<Self> {
+        Ok(Self::start_on(TcpListener::bind(addr).await?, None, &[]))
+    }
+
+    /// HTTPS on `addr` with a certificate for `names` from `ca`, as [`Self::http_at`].
+    pub async fn https_at(ca: &TestCa, names: &[&str], addr: SocketAddr) -> std::io::Result<Self> {
+        let tls = tokio_rustls::TlsAcceptor::from(ca.server_config(names));
+        Ok(Self::start_on(
+            TcpListener::bind(addr).await?,
+            Some(tls),
+            &[],
+        ))
+    }
+
     async fn start(tls: Option<tokio_rustls::TlsAcceptor>, vhosts: &[&str]) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(listener, tls, vhosts)
+    }
+
+    fn start_on(
+        listener: TcpListener,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        vhosts: &[&str],
+    ) -> Self {
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Seen {
             vhosts: vhosts.iter().map(|v| v.to_ascii_lowercase()).collect(),
