@@ -20,7 +20,11 @@ pub use hedgerow_model::{ListFormat, ListKind, Severity, UrlMatch};
 pub use load::{DEFAULT_RESOLV_CONF, from_str, load, load_with, system_nameservers};
 pub use reload::{ReloadDiff, diff};
 pub use schema::{
-    AlertsConfig, ApiConfig, BlockPageConfig, BreachesConfig, CacheConfig, ChangeControlConfig, Config, Credentials, DaySpec, Device, DnsBlockMode, DnsConfig, EmailConfig, Group, GroupMode, LeaseFile, LeaseFormat, ListFetch, ListSource, LocalEntry, Location, LogsConfig, MetricsConfig, PacDirect, ProxyConfig, RiskLevel, SafeSearch, SafeSearchConfig, Schedule, ServerConfig, SmtpTls, UNENFORCEABLE_ENGINES, Upstream, UpstreamProtocol, WebhookConfig, YouTubeMode,
+    AlertsConfig, ApiConfig, BlockPageConfig, BreachesConfig, CacheConfig, ChangeControlConfig,
+    Config, Credentials, DaySpec, Device, DnsBlockMode, DnsConfig, EmailConfig, Group, GroupMode,
+    LeaseFile, LeaseFormat, ListFetch, ListSource, LocalEntry, Location, LogsConfig, MetricsConfig,
+    PacDirect, ProxyConfig, RiskLevel, SafeSearch, SafeSearchConfig, Schedule, ServerConfig,
+    SmtpTls, UNENFORCEABLE_ENGINES, Upstream, UpstreamProtocol, WebhookConfig, YouTubeMode,
 };
 pub use ship::{ClickHouseConfig, ShipConfig, SyslogConfig};
 
