@@ -566,8 +566,8 @@ url = "{hook}"
     assert_eq!(proxy_get(proxy, "http://adult-a.example/page").await, 403);
     // The first answer for fine.example waits out the black hole (up to the 2 s timeout):
     // scrape once a few more have come back from the cache.
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while asked.load(Ordering::SeqCst) < 6 && std::time::Instant::now() < deadline {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while asked.load(Ordering::SeqCst) < 6 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
