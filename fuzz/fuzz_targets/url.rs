@@ -34,7 +34,9 @@ fn empty_then_dot_dot(s: &str) -> bool {
 }
 
 fn is_web(s: &str) -> bool {
-    let t = s.trim_start_matches(|c: char| c.is_whitespace() || c.is_ascii_control());
+    // WHATWG strips leading C0 controls and spaces only (not DEL, nor Unicode spaces): a
+    // `\x7fhttp:` is no web URL to it (nor to us: a list entry without a scheme).
+    let t = s.trim_start_matches(|c: char| c <= ' ');
     let Some((scheme, _)) = t.split_once(':') else {
         return false;
     };
@@ -48,7 +50,7 @@ fn is_web(s: &str) -> bool {
 /// it, without the servers' slash merging, so its key need not be a fixed point.
 fn other_scheme(s: &str) -> bool {
     let t = s
-        .trim_start_matches(|c: char| c.is_whitespace() || c.is_ascii_control())
+        .trim_start_matches(|c: char| c <= ' ')
         .replace(['\t', '\n', '\r'], "");
     match t.find("://") {
         Some(i) => {
