@@ -635,9 +635,8 @@ impl Resolver {
     /// From the cache, or from the upstreams (then cached, for at least `floor` besides
     /// `[dns.cache] min_ttl`). `None` means SERVFAIL.
     /// A fresh cached answer, if there is one (no upstream asked).
-    fn cached_only(&self, name: &Name, qtype: RecordType) -> Option<Answer> {
-        let key = cache::key(&name.to_ascii(), qtype, false);
-        let entry = self.cache.get(&key, Instant::now())?;
+    fn cached_only(&self, key: &cache::Key) -> Option<Answer> {
+        let entry = self.cache.get(key, Instant::now())?;
         let (answers, authorities) = entry.fresh(Instant::now())?;
         bump(&self.metrics.cache_hits);
         Some(Answer {
@@ -656,15 +655,8 @@ impl Resolver {
         floor: Duration,
     ) -> Option<Answer> {
         let key = cache::key(&name.to_ascii(), qtype, dnssec_ok);
-        if let Some(entry) = self.cache.get(&key, Instant::now())
-            && let Some((answers, authorities)) = entry.fresh(Instant::now())
-        {
-            bump(&self.metrics.cache_hits);
-            return Some(Answer {
-                rcode: entry.rcode,
-                answers,
-                authorities,
-            });
+        if let Some(answer) = self.cached_only(&key) {
+            return Some(answer);
         }
         match self.forward(key, name, qtype, dnssec_ok, snap, floor).await {
             Forwarded::Failed => None,
@@ -1017,7 +1009,7 @@ impl Resolver {
             .as_ref()
             .is_some_and(|a| a.answers.iter().any(|r| matches!(r.data, RData::A(_))));
         let aaaa = if has_v4 {
-            self.cached_only(&name, RecordType::AAAA)
+            self.cached_only(&cache::key(&name.to_ascii(), RecordType::AAAA, false))
         } else {
             self.lookup(&name, RecordType::AAAA, false, &snap, PROXY_MIN_TTL)
                 .await
