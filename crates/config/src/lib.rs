@@ -9,6 +9,7 @@
 //! It does not read block lists, build matchers or hold runtime state: it turns text into a
 //! validated [`Config`] value and nothing more. `config/README.md` documents every key.
 
+mod console;
 mod duration;
 mod load;
 mod reload;
@@ -26,6 +27,7 @@ pub use schema::{
     PacDirect, ProxyConfig, RiskLevel, SafeSearch, SafeSearchConfig, Schedule, ServerConfig,
     SmtpTls, UNENFORCEABLE_ENGINES, Upstream, UpstreamProtocol, WebhookConfig, YouTubeMode,
 };
+pub use console::{ConsoleConfig, FALSE_POSITIVE, MAX_IDLE, Outcome, OutcomeField, default_outcomes};
 pub use ship::{ClickHouseConfig, ShipConfig, SyslogConfig};
 
 use std::fmt;

@@ -209,6 +209,7 @@ impl Context {
         let mut ship: Option<(crate::ShipConfig, Location)> = None;
         let mut metrics: Option<(MetricsConfig, Location)> = None;
         let mut safesearch: Option<(SafeSearchConfig, Location)> = None;
+        let mut console: Option<(crate::ConsoleConfig, Location)> = None;
         let mut rule_categories = Vec::new();
         let mut proxy_groups: Vec<(String, Location)> = Vec::new();
         let mut group_listens: Vec<(String, IpAddr, Location)> = Vec::new();
@@ -344,6 +345,21 @@ impl Context {
                 let loc = src.location(a.span());
                 let value = self.alerts(&src, a.into_inner(), &loc);
                 self.once(&mut alerts, value, loc, "[alerts]");
+            }
+            if let Some(c) = raw.console {
+                let loc = src.location(c.span());
+                let table = loc.clone();
+                let mut errors = Vec::new();
+                let value = crate::console::validate(c.into_inner(), &mut |span, reason| {
+                    errors.push((span, reason))
+                });
+                for (span, reason) in errors {
+                    match span {
+                        Some(span) => self.err(&src, span, reason),
+                        None => self.err_at(table.clone(), reason),
+                    }
+                }
+                self.once(&mut console, value, loc, "[console]");
             }
             if let Some(s) = raw.ship {
                 let loc = src.location(s.span());
@@ -506,6 +522,7 @@ impl Context {
             ship: ship.map(|s| s.0),
             metrics: metrics.map(|m| m.0),
             safesearch: safesearch.map(|s| s.0).unwrap_or_default(),
+            console: console.map(|c| c.0),
         })
     }
 

@@ -31,6 +31,10 @@ const RESTART: &[(&str, &str)] = &[
         "the shipping queues and connections are made at start",
     ),
     ("[metrics]", "the metrics listeners are bound at start"),
+    (
+        "[console] listen",
+        "the console's listener and its certificate are set up at start",
+    ),
 ];
 
 /// How a new configuration differs from the one in force.
@@ -67,7 +71,7 @@ impl ReloadDiff {
 
 /// Compares the configuration in force with a new one.
 pub fn diff(old: &Config, new: &Config) -> ReloadDiff {
-    let sections: [(&'static str, bool); 16] = [
+    let sections: [(&'static str, bool); 17] = [
         ("[server]", old.server != new.server),
         ("[dns]", old.dns != new.dns),
         ("[proxy]", old.proxy != new.proxy),
@@ -84,6 +88,7 @@ pub fn diff(old: &Config, new: &Config) -> ReloadDiff {
         ("[ship]", old.ship != new.ship),
         ("[metrics]", old.metrics != new.metrics),
         ("[safesearch]", old.safesearch != new.safesearch),
+        ("[console]", old.console != new.console),
     ];
     let changed = sections
         .iter()
@@ -103,6 +108,10 @@ pub fn diff(old: &Config, new: &Config) -> ReloadDiff {
     }
     if old.api != new.api {
         needs_restart.extend(restart("[api]"));
+    }
+    let console_listener = |c: &Option<crate::ConsoleConfig>| c.as_ref().map(|c| (c.listen, c.names.clone()));
+    if console_listener(&old.console) != console_listener(&new.console) {
+        needs_restart.extend(restart("[console] listen"));
     }
     if old.ship != new.ship {
         needs_restart.extend(restart("[ship]"));

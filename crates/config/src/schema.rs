@@ -59,6 +59,8 @@ pub struct Config {
     /// The approval rules of change control (`[change_control]`), only ever stricter than
     /// the defaults.
     pub change_control: ChangeControlConfig,
+    /// The safeguarding web console (`[console]`); none when absent.
+    pub console: Option<crate::ConsoleConfig>,
 }
 
 /// `[api]`: the appliance API on a loopback or LAN address, over TLS.
@@ -593,6 +595,7 @@ pub(crate) struct RawFile {
     pub(crate) change_control: Option<Spanned<RawChangeControl>>,
     pub(crate) metrics: Option<Spanned<RawMetrics>>,
     pub(crate) safesearch: Option<Spanned<RawSafeSearchConfig>>,
+    pub(crate) console: Option<Spanned<crate::console::RawConsole>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -962,3 +962,50 @@ fn a_list_url_with_a_secret_in_it_is_refused_and_an_ordinary_query_is_not() {
     let main = with("https://lists.example/serverlist.php?hostformat=hosts&showintro=0");
     assert!(errors(&main, &[]).1.is_empty());
 }
+
+#[test]
+fn the_console_is_off_by_default_and_its_settings_are_checked_at_their_line() {
+    use hedgerow_config::{FALSE_POSITIVE, OutcomeField};
+    let dir = tree(&[("hedgerow.toml", GOOD)]);
+    let c = hedgerow_config::load(&dir.path().join("hedgerow.toml")).unwrap();
+    assert!(c.console.is_none(), "no console unless configured");
+
+    // The defaults: 30 minutes idle, the DfE outcomes, the report on Mondays at 07:00.
+    let on = format!("{GOOD}\n[console]\nlisten = \"127.0.0.1:8443\"\n");
+    let dir = tree(&[("hedgerow.toml", &on)]);
+    let c = hedgerow_config::load(&dir.path().join("hedgerow.toml")).unwrap();
+    let console = c.console.unwrap();
+    assert_eq!(console.idle_timeout, std::time::Duration::from_secs(1800));
+    assert_eq!(console.weekly_report, Some((7, 0)));
+    let ids: Vec<&str> = console.outcomes.iter().map(|o| o.id.as_str()).collect();
+    assert!(ids.contains(&"parents-informed") && ids.contains(&"referred-ceop"), "{ids:?}");
+    let fp = console.outcomes.iter().find(|o| o.id == FALSE_POSITIVE).unwrap();
+    assert_eq!(fp.record, [OutcomeField::Reason]);
+
+    // A school's own list replaces the defaults, and false positive is always offered.
+    let own = format!(
+        "{GOOD}\n[console]\nlisten = \"127.0.0.1:8443\"\nidle_timeout = \"10m\"\nweekly_report = \"off\"\n\n[[console.outcomes]]\nid = \"referred-early-help\"\nlabel = \"Referred to Early Help\"\nrecord = [\"date\", \"reference\"]\n"
+    );
+    let dir = tree(&[("hedgerow.toml", &own)]);
+    let console = hedgerow_config::load(&dir.path().join("hedgerow.toml"))
+        .unwrap()
+        .console
+        .unwrap();
+    assert_eq!(console.idle_timeout, std::time::Duration::from_secs(600));
+    assert_eq!(console.weekly_report, None);
+    let ids: Vec<&str> = console.outcomes.iter().map(|o| o.id.as_str()).collect();
+    assert_eq!(ids, ["referred-early-help", FALSE_POSITIVE]);
+
+    // Too long an idle time, an unknown field to record, a bad time: each at its line.
+    let bad = format!(
+        "{GOOD}\n[console]\nlisten = \"127.0.0.1:8443\"\nidle_timeout = \"8h\"\nweekly_report = \"25:00\"\n\n[[console.outcomes]]\nid = \"Told Head\"\nlabel = \"x\"\n\n[[console.outcomes]]\nid = \"told-head\"\nlabel = \"Told the head\"\nrecord = [\"colour\"]\n"
+    );
+    let (_dir, errs) = errors(&bad, &[]);
+    let line = |key: &str| bad.lines().position(|l| l.starts_with(key)).unwrap() + 1;
+    assert_eq!(errs.len(), 4, "{errs:?}");
+    let at = |needle: &str| errs.iter().find(|e| e.reason.contains(needle)).unwrap().line;
+    assert_eq!(at("30 minutes"), line("idle_timeout"));
+    assert_eq!(at("weekly_report"), line("weekly_report"));
+    assert_eq!(at("lowercase"), line("id = \"Told Head\""));
+    assert_eq!(at("colour"), line("record = [\"colour\"]"));
+}
