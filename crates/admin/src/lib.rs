@@ -20,6 +20,7 @@ mod edit;
 pub mod records;
 pub mod report;
 mod service;
+pub mod status;
 pub mod tls;
 
 pub use accounts::{Account, Permission, Role};
