@@ -30,6 +30,7 @@ mod accounts;
 mod audit;
 mod changes;
 mod checks;
+pub(crate) mod logs;
 mod system;
 
 pub(crate) fn routes() -> Router<Arc<Ctx>> {
@@ -40,6 +41,7 @@ pub(crate) fn routes() -> Router<Arc<Ctx>> {
         .merge(audit::routes())
         .merge(checks::routes())
         .merge(system::routes())
+        .merge(logs::routes())
 }
 
 #[derive(Template)]
