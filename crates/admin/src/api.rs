@@ -12,18 +12,19 @@
 //! small, and a derive macro on every type would tie the admin types to one generator.
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path as UrlPath, Query as UrlQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Extension, Path as UrlPath, Query as UrlQuery, State};
+use axum::http::{HeaderMap, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use hedgerow_model::Severity;
+use hyper::body::Incoming;
 use hedgerow_store::{EventFilter, ReviewStatus};
 use serde::{Deserialize, Serialize};
 
@@ -56,6 +57,10 @@ pub fn router(admin: Arc<Admin>, local: bool, reload_key: Option<&str>) -> Route
     Router::new()
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/login", post(login))
+        .route("/api/v1/logout", post(logout))
+        .route("/api/v1/totp", post(totp_begin))
+        .route("/api/v1/totp/confirm", post(totp_confirm))
+        .route("/api/v1/users/{name}/totp/reset", post(totp_reset))
         .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/users", get(users).post(add_user))
         .route("/api/v1/users/{name}/password", put(set_password))
@@ -173,7 +178,13 @@ pub fn serve_tls(
                     }
                     Err(_) => return,
                 };
-                let service = hyper_util::service::TowerToHyperService::new(app);
+                // The handlers learn the client's address (sign-in rate limits per address)
+                // from the request's extensions.
+                let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                    req.extensions_mut().insert(Peer(peer.ip()));
+                    let mut app = app.clone();
+                    async move { tower_service::Service::call(&mut app, req).await }
+                });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())
                     .header_read_timeout(std::time::Duration::from_secs(30))
@@ -193,6 +204,7 @@ fn status(e: &AdminError) -> StatusCode {
         AdminError::Invalid(_) => StatusCode::BAD_REQUEST,
         AdminError::NotFound(_) => StatusCode::NOT_FOUND,
         AdminError::Conflict(_) => StatusCode::CONFLICT,
+        AdminError::Locked(_) => StatusCode::TOO_MANY_REQUESTS,
         AdminError::Validation(_) | AdminError::ReloadRefused(_) => {
             StatusCode::UNPROCESSABLE_ENTITY
         }
@@ -248,14 +260,84 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
+/// The address a TCP client connected from (set per connection by [`serve_tls`]).
+#[derive(Debug, Clone, Copy)]
+struct Peer(IpAddr);
+
 #[derive(Deserialize)]
 struct Login {
     name: String,
     password: String,
+    /// The TOTP code, for an account with an authenticator.
+    #[serde(default)]
+    code: Option<String>,
 }
 
-async fn login(State(c): St, Json(l): Json<Login>) -> Response {
-    run(move || c.admin.login(&l.name, &l.password)).await
+async fn login(State(c): St, peer: Option<Extension<Peer>>, Json(l): Json<Login>) -> Response {
+    // The Unix socket counts as local; a TCP request always carries its peer.
+    let source = match (c.local, peer) {
+        (_, Some(Extension(Peer(ip)))) => ip,
+        (true, None) => crate::LOCAL,
+        (false, None) => {
+            return error(AdminError::Internal(
+                "the client's address is unknown".into(),
+            ));
+        }
+    };
+    run(move || {
+        c.admin
+            .api_login(&l.name, &l.password, l.code.as_deref(), source)
+    })
+    .await
+}
+
+async fn logout(State(c): St, h: HeaderMap) -> Response {
+    let Some(token) = bearer(&h) else {
+        return error(AdminError::Unauthenticated(
+            "send Authorization: Bearer <token>".into(),
+        ));
+    };
+    run(move || {
+        c.admin
+            .sign_out(&token)
+            .map(|()| serde_json::json!({ "signed_out": true }))
+    })
+    .await
+}
+
+/// Runs `f` as the account whose session (not API token) the request names, for enrolling
+/// TOTP.
+async fn enrolling<T, F>(ctx: Arc<Ctx>, headers: &HeaderMap, f: F) -> Response
+where
+    T: Serialize + Send + 'static,
+    F: FnOnce(&Admin, &Account) -> Result<T, AdminError> + Send + 'static,
+{
+    let token = bearer(headers);
+    run(move || {
+        let token = token.ok_or_else(|| {
+            AdminError::Unauthenticated("send Authorization: Bearer <session token>".into())
+        })?;
+        let who = ctx.admin.authenticate_enrolment(&token)?;
+        f(&ctx.admin, &who)
+    })
+    .await
+}
+
+async fn totp_begin(State(a): St, h: HeaderMap) -> Response {
+    enrolling(a, &h, |a, who| a.totp_begin(who)).await
+}
+
+#[derive(Deserialize)]
+struct Code {
+    code: String,
+}
+
+async fn totp_confirm(State(a): St, h: HeaderMap, Json(c): Json<Code>) -> Response {
+    enrolling(a, &h, move |a, who| a.totp_confirm(who, &c.code)).await
+}
+
+async fn totp_reset(State(a): St, h: HeaderMap, UrlPath(name): UrlPath<String>) -> Response {
+    authed(a, &h, move |a, who| a.totp_reset(who, &name)).await
 }
 
 async fn whoami(State(a): St, h: HeaderMap) -> Response {

@@ -20,7 +20,9 @@ mod edit;
 pub mod records;
 pub mod report;
 mod service;
+mod signin;
 pub mod tls;
+mod totp;
 
 pub use accounts::{Account, Permission, Role};
 pub use change::{
@@ -28,7 +30,11 @@ pub use change::{
     VerdictChange,
 };
 pub use edit::{BreachRuleSpec, DeviceSpec, Direction, Edit, ListSpec, ScheduleSpec};
-pub use service::{APPLIANCE, Admin, Notifier, Reloader, Session};
+pub use service::{APPLIANCE, Admin, Notifier, Reloader};
+pub use signin::{
+    ACCOUNT_FAILURES, LOCAL, LOCKOUT, SOURCE_FAILURES, Scope, Session, SignIn, needs_totp,
+};
+pub use totp::{SECRETS_KEY, TotpEnrolment};
 
 /// Why an admin operation was refused or failed. Each kind maps to one HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +64,10 @@ pub enum AdminError {
     /// The running appliance refused to reload; the old policy stays in force. Why.
     #[error("{0}")]
     ReloadRefused(String),
+    /// Too many failed sign-ins from this account name or address: refused, without checking
+    /// the password, until the lockout ends (when, in the message).
+    #[error("locked: {0}")]
+    Locked(String),
     #[error("store: {0}")]
     Store(#[from] hedgerow_store::StoreError),
     #[error("internal: {0}")]
@@ -76,6 +86,7 @@ impl AdminError {
             AdminError::Conflict(_) => "conflict",
             AdminError::Validation(_) => "validation",
             AdminError::ReloadRefused(_) => "reload-refused",
+            AdminError::Locked(_) => "locked",
             AdminError::Store(_) => "store",
             AdminError::Internal(_) => "internal",
         }
