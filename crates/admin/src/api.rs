@@ -3,7 +3,9 @@
 //! listener with TLS ([`serve_tls`], certificate from [`crate::tls`]). Versioned paths under
 //! `/api/v1/`; errors are `{"error": {"kind": …, "message": …}}` with a status per kind
 //! ([`AdminError::kind`]); `GET /api/v1/openapi.json` describes it. Authentication is a bearer
-//! token (a session from `POST /api/v1/login`, or an account's API token); authorisation is
+//! token (a session from `POST /api/v1/login`, which takes a TOTP code for an account with one
+//! and is rate limited per account name and client address, `crate::signin`; or an account's
+//! API token); authorisation is
 //! [`crate::Permission::roles`], checked inside each [`Admin`] operation. Pupil-level records
 //! (`logs`, `breaches`, `reviews`, `export`) stream as JSON lines ([`crate::records`]), each
 //! view recorded in the audit log first.
@@ -24,8 +26,8 @@ use axum::http::{HeaderMap, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use hedgerow_model::Severity;
-use hyper::body::Incoming;
 use hedgerow_store::{EventFilter, ReviewStatus};
+use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
 use crate::records::{self, Query};

@@ -1,4 +1,5 @@
-//! This crate is the one owner of every change to filtering: accounts and roles, change
+//! This crate is the one owner of every change to filtering: accounts and roles, signing in
+//! (passwords, the TOTP second factor, lockouts, sessions: `signin.rs`, `totp.rs`), change
 //! requests with their risk assessment, preview and approvals, applying them to the TOML files
 //! (comments kept, everything re-validated, written atomically, the appliance reloaded) and
 //! reverting them, hand edits noticed as unreviewed changes, and the appliance's HTTP API

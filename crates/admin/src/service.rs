@@ -15,9 +15,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use crate::AdminError;
-use crate::accounts::{
-    self, Account, Permission, Role, StoredAccount, hash_password, new_token,
-};
+use crate::accounts::{self, Account, Permission, Role, StoredAccount, hash_password, new_token};
 use crate::change::{
     ChangeRequest, FileHashes, Origin, Preview, Proposal, Risk, Signature, Status, VerdictChange,
 };

@@ -210,7 +210,11 @@ impl Failures {
             if f.locked_until.is_some_and(|t| t <= now) {
                 *f = SourceFailures::default();
             }
-            while f.recent.front().is_some_and(|t| now.duration_since(*t) >= LOCKOUT) {
+            while f
+                .recent
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= LOCKOUT)
+            {
                 f.recent.pop_front();
             }
             f.recent.push_back(now);
@@ -379,8 +383,10 @@ impl Admin {
             self.audit(
                 APPLIANCE,
                 "lockout",
-                json(serde_json::json!({ "account": key, "until": until, "via": via,
-                    "failures": ACCOUNT_FAILURES })),
+                json(
+                    serde_json::json!({ "account": key, "until": until, "via": via,
+                    "failures": ACCOUNT_FAILURES }),
+                ),
             )?;
         }
         if let (Some(until), Some(ip)) = (locked.source, source) {
@@ -388,8 +394,10 @@ impl Admin {
             self.audit(
                 APPLIANCE,
                 "lockout",
-                json(serde_json::json!({ "source": ip, "until": until, "via": via,
-                    "failures": SOURCE_FAILURES })),
+                json(
+                    serde_json::json!({ "source": ip, "until": until, "via": via,
+                    "failures": SOURCE_FAILURES }),
+                ),
             )?;
         }
         Ok(locked)
@@ -632,7 +640,7 @@ impl Admin {
         let secret = totp::new_secret();
         let enrolment = totp::enrolment(&secret, &a.name)?;
         guard(&self.signin.pending).insert(
-            a.name.clone(),
+            a.name,
             Pending {
                 secret,
                 started: self.now(),
@@ -652,8 +660,7 @@ impl Admin {
         }
         .ok_or_else(|| {
             AdminError::Conflict(
-                "no authenticator is being set up (or it took over 10 minutes): start again"
-                    .into(),
+                "no authenticator is being set up (or it took over 10 minutes): start again".into(),
             )
         })?;
         let secs = u64::try_from(now.as_second()).unwrap_or(0);
@@ -712,9 +719,7 @@ impl Admin {
             .filter(|a| !a.disabled)
             .ok_or_else(|| AdminError::Unauthenticated("the account is disabled".into()))?;
         if a.totp.is_none() {
-            return Err(AdminError::Forbidden(
-                "enrol an authenticator first".into(),
-            ));
+            return Err(AdminError::Forbidden("enrol an authenticator first".into()));
         }
         guard(&self.signin.sessions).remove(&hash);
         let session = self.session(&a, Scope::Full, self.idle_timeout());
@@ -877,7 +882,9 @@ mod tests {
         for i in 1..=ACCOUNT_FAILURES {
             let e = a.sign_in("gov", "wrong password!", None, HOME).unwrap_err();
             assert!(matches!(e, AdminError::Unauthenticated(_)), "try {i}: {e}");
-            let e = a.sign_in("ghost", "wrong password!", None, HOME).unwrap_err();
+            let e = a
+                .sign_in("ghost", "wrong password!", None, HOME)
+                .unwrap_err();
             assert!(matches!(e, AdminError::Unauthenticated(_)), "try {i}: {e}");
         }
         // Locked: even the right password, from anywhere; an unknown name alike.
@@ -1005,10 +1012,7 @@ mod tests {
         assert!(!view(a, "tech").totp_enrolled);
         let right = totp::code_at(&secret, t.secs());
         assert!(a.totp_confirm(&who, &right).unwrap().totp_enrolled);
-        assert!(matches!(
-            a.totp_begin(&who),
-            Err(AdminError::Conflict(_))
-        ));
+        assert!(matches!(a.totp_begin(&who), Err(AdminError::Conflict(_))));
         // The enrolment session becomes a full one, with a new token.
         let s2 = a.finish_enrolment(&s.token).unwrap();
         assert_eq!(s2.scope, Scope::Full);
@@ -1208,12 +1212,25 @@ mod tests {
                 text.push_str(&String::from_utf8_lossy(&raw));
             }
         }
-        assert!(text.contains("\"sealed\":\"x1:"), "the account is in the export");
+        assert!(
+            text.contains("\"sealed\":\"x1:"),
+            "the account is in the export"
+        );
         for clear in [&b32, &hex] {
             assert!(!text.contains(clear.as_str()));
-            assert!(t.audit().iter().all(|(_, _, d)| !d.contains(clear.as_str())));
+            assert!(
+                t.audit()
+                    .iter()
+                    .all(|(_, _, d)| !d.contains(clear.as_str()))
+            );
         }
-        let key = t.admin.store().path().parent().unwrap().join(totp::SECRETS_KEY);
+        let key = t
+            .admin
+            .store()
+            .path()
+            .parent()
+            .unwrap()
+            .join(totp::SECRETS_KEY);
         assert!(Path::new(&key).exists());
     }
 }

@@ -289,7 +289,10 @@ mod tests {
         let now = 1_800_000_015;
         let step = now / STEP;
         let code = |s: u64| code_at(&secret, s * STEP);
-        assert_eq!(verify(&secret, "a", &code(step), now, None).unwrap(), Some(step));
+        assert_eq!(
+            verify(&secret, "a", &code(step), now, None).unwrap(),
+            Some(step)
+        );
         assert_eq!(
             verify(&secret, "a", &code(step - 1), now, None).unwrap(),
             Some(step - 1)
@@ -298,10 +301,19 @@ mod tests {
             verify(&secret, "a", &code(step + 1), now, None).unwrap(),
             Some(step + 1)
         );
-        assert_eq!(verify(&secret, "a", &code(step - 2), now, None).unwrap(), None);
-        assert_eq!(verify(&secret, "a", &code(step + 2), now, None).unwrap(), None);
+        assert_eq!(
+            verify(&secret, "a", &code(step - 2), now, None).unwrap(),
+            None
+        );
+        assert_eq!(
+            verify(&secret, "a", &code(step + 2), now, None).unwrap(),
+            None
+        );
         // Used already (or a later step was): refused.
-        assert_eq!(verify(&secret, "a", &code(step), now, Some(step)).unwrap(), None);
+        assert_eq!(
+            verify(&secret, "a", &code(step), now, Some(step)).unwrap(),
+            None
+        );
         assert_eq!(
             verify(&secret, "a", &code(step - 1), now, Some(step)).unwrap(),
             None
@@ -313,9 +325,16 @@ mod tests {
         // Spaces as apps show them are fine; anything else is just wrong.
         let c = code(step);
         let spaced = format!("{} {}", &c[..3], &c[3..]);
-        assert_eq!(verify(&secret, "a", &spaced, now, None).unwrap(), Some(step));
+        assert_eq!(
+            verify(&secret, "a", &spaced, now, None).unwrap(),
+            Some(step)
+        );
         for bad in ["", "12345", "1234567", "abcdef", "١٢٣٤٥٦"] {
-            assert_eq!(verify(&secret, "a", bad, now, None).unwrap(), None, "{bad:?}");
+            assert_eq!(
+                verify(&secret, "a", bad, now, None).unwrap(),
+                None,
+                "{bad:?}"
+            );
         }
     }
 
@@ -347,10 +366,17 @@ mod tests {
     fn enrolment_has_url_and_inline_svg() {
         let secret = new_secret();
         let e = enrolment(&secret, "alice").unwrap();
-        assert!(e.otpauth_url.starts_with("otpauth://totp/Hedgerow:alice?secret="));
+        assert!(
+            e.otpauth_url
+                .starts_with("otpauth://totp/Hedgerow:alice?secret=")
+        );
         assert!(e.otpauth_url.contains("issuer=Hedgerow"));
         assert!(e.otpauth_url.contains(&e.secret_base32));
-        assert!(e.qr_svg.starts_with("<svg role=\"img\""), "{}", &e.qr_svg[..60]);
+        assert!(
+            e.qr_svg.starts_with("<svg role=\"img\""),
+            "{}",
+            &e.qr_svg[..60]
+        );
         assert!(e.qr_svg.ends_with("</svg>"));
     }
 }
