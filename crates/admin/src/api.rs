@@ -14,20 +14,19 @@
 //! small, and a derive macro on every type would tie the admin types to one generator.
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Extension, Path as UrlPath, Query as UrlQuery, State};
-use axum::http::{HeaderMap, Request, StatusCode, header};
+use axum::extract::{ConnectInfo, Extension, Path as UrlPath, Query as UrlQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use hedgerow_model::Severity;
 use hedgerow_store::{EventFilter, ReviewStatus};
-use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
 use crate::records::{self, Query};
@@ -153,50 +152,7 @@ pub fn serve_tls(
     listener: tokio::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
 ) -> tokio::task::JoinHandle<()> {
-    let app = router(admin, false, None);
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    tokio::spawn(async move {
-        loop {
-            let (stream, peer) = match listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!("API listener: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let (acceptor, app) = (acceptor.clone(), app.clone());
-            tokio::spawn(async move {
-                let handshake = tokio::time::timeout(
-                    std::time::Duration::from_secs(10),
-                    acceptor.accept(stream),
-                )
-                .await;
-                let tls = match handshake {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, "API TLS handshake failed: {e}");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-                // The handlers learn the client's address (sign-in rate limits per address)
-                // from the request's extensions.
-                let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                    req.extensions_mut().insert(Peer(peer.ip()));
-                    let mut app = app.clone();
-                    async move { tower_service::Service::call(&mut app, req).await }
-                });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(std::time::Duration::from_secs(30))
-                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service);
-                if let Err(e) = conn.await {
-                    tracing::debug!(%peer, "API connection: {e}");
-                }
-            });
-        }
-    })
+    crate::tls::serve(router(admin, false, None), listener, tls, "API")
 }
 
 fn status(e: &AdminError) -> StatusCode {
@@ -262,10 +218,6 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
-/// The address a TCP client connected from (set per connection by [`serve_tls`]).
-#[derive(Debug, Clone, Copy)]
-struct Peer(IpAddr);
-
 #[derive(Deserialize)]
 struct Login {
     name: String,
@@ -275,10 +227,15 @@ struct Login {
     code: Option<String>,
 }
 
-async fn login(State(c): St, peer: Option<Extension<Peer>>, Json(l): Json<Login>) -> Response {
-    // The Unix socket counts as local; a TCP request always carries its peer.
+async fn login(
+    State(c): St,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    Json(l): Json<Login>,
+) -> Response {
+    // The Unix socket counts as local; a TCP request always carries its peer
+    // (`crate::tls::serve` sets it on each connection).
     let source = match (c.local, peer) {
-        (_, Some(Extension(Peer(ip)))) => ip,
+        (_, Some(Extension(ConnectInfo(addr)))) => addr.ip(),
         (true, None) => crate::LOCAL,
         (false, None) => {
             return error(AdminError::Internal(

@@ -22,6 +22,7 @@ pub mod records;
 pub mod report;
 mod service;
 mod signin;
+pub mod status;
 pub mod tls;
 mod totp;
 
@@ -31,7 +32,7 @@ pub use change::{
     VerdictChange,
 };
 pub use edit::{BreachRuleSpec, DeviceSpec, Direction, Edit, ListSpec, ScheduleSpec};
-pub use service::{APPLIANCE, Admin, Notifier, Reloader};
+pub use service::{APPLIANCE, Admin, Notifier, ProposalPreview, Reloader};
 pub use signin::{
     ACCOUNT_FAILURES, LOCAL, LOCKOUT, SOURCE_FAILURES, Scope, Session, SignIn, needs_totp,
 };
