@@ -17,15 +17,25 @@ pub enum AdminTree {
     Checks,
     /// Out-of-cycle review triggers, by id (big-endian).
     Triggers,
+    /// The DSL's case on each breach (status, assignment, outcome, linked change), by breach
+    /// id (big-endian).
+    Cases,
+    /// Notes on cases, by breach id and note number (both big-endian).
+    CaseNotes,
+    /// Staff reports of unsuitable sites, by id (big-endian).
+    SiteReports,
 }
 
 impl AdminTree {
-    pub const ALL: [AdminTree; 5] = [
+    pub const ALL: [AdminTree; 8] = [
         Self::Accounts,
         Self::Changes,
         Self::Reviewed,
         Self::Checks,
         Self::Triggers,
+        Self::Cases,
+        Self::CaseNotes,
+        Self::SiteReports,
     ];
 
     /// The tree's name in an export.
@@ -36,6 +46,9 @@ impl AdminTree {
             Self::Reviewed => "reviewed",
             Self::Checks => "checks",
             Self::Triggers => "triggers",
+            Self::Cases => "cases",
+            Self::CaseNotes => "case-notes",
+            Self::SiteReports => "site-reports",
         }
     }
 
@@ -46,6 +59,9 @@ impl AdminTree {
             Self::Reviewed => "admin-reviewed",
             Self::Checks => "admin-checks",
             Self::Triggers => "admin-triggers",
+            Self::Cases => "admin-cases",
+            Self::CaseNotes => "admin-case-notes",
+            Self::SiteReports => "admin-site-reports",
         }
     }
 }
@@ -80,6 +96,19 @@ impl Store {
         self.db
             .open_tree(tree.name())?
             .iter()
+            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(Into::into))
+            .collect()
+    }
+
+    /// The records of a tree whose keys start with `prefix`, in key order.
+    pub fn admin_scan(
+        &self,
+        tree: AdminTree,
+        prefix: &[u8],
+    ) -> Result<Vec<AdminRecord>, StoreError> {
+        self.db
+            .open_tree(tree.name())?
+            .scan_prefix(prefix)
             .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(Into::into))
             .collect()
     }
