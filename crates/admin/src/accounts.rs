@@ -273,7 +273,10 @@ mod tests {
             assert!(staff.authorize(p).is_err(), "{p:?}");
         }
         for r in Role::ALL {
-            assert!(account(&[r]).authorize(Permission::ReportSite).is_ok(), "{r:?}");
+            assert!(
+                account(&[r]).authorize(Permission::ReportSite).is_ok(),
+                "{r:?}"
+            );
             assert_eq!(r.as_str().parse::<Role>().unwrap(), r);
         }
         let both = account(&[Role::Technician, Role::Approver]);

@@ -14,6 +14,7 @@
 
 mod accounts;
 pub mod api;
+pub mod cases;
 mod change;
 pub mod checks;
 mod edit;

@@ -396,9 +396,7 @@ impl Store {
     /// triggers it holds: what a list of breaches shows, read without the triggers (a
     /// breach may hold thousands), so an inbox over thousands of breaches reads each record
     /// once.
-    pub fn breach_heads(
-        &self,
-    ) -> impl Iterator<Item = Result<(Breach, u32), StoreError>> + '_ {
+    pub fn breach_heads(&self) -> impl Iterator<Item = Result<(Breach, u32), StoreError>> + '_ {
         self.breaches.iter().rev().map(|item| {
             let (_, v) = item?;
             let head = decode_head(&v)?;

@@ -238,11 +238,13 @@ impl Store {
         if change.is_some() {
             r.change = change;
         }
-        tree.insert(key, encode_review(&r)).map_err(StoreError::from)?;
+        tree.insert(key, encode_review(&r))
+            .map_err(StoreError::from)?;
         let detail = format!(
             "{{\"reference\":\"{reference:016x}\",\"status\":\"{status}\",\"target\":{},\"change\":{}}}",
             json_string(&r.target),
-            r.change.map_or_else(|| "null".to_owned(), |c| c.to_string())
+            r.change
+                .map_or_else(|| "null".to_owned(), |c| c.to_string())
         );
         self.append_audit(now, by, "review", &detail)?;
         Ok(r)
@@ -419,9 +421,19 @@ mod tests {
         assert_eq!(store.review(5).unwrap(), Some(r));
         let now = jiff::Timestamp::from_second(1_800_000_000).unwrap();
         let d = store
-            .decide_review_with(5, ReviewStatus::ChangeRequested, "dsl", Some("#12"), Some(12), now)
+            .decide_review_with(
+                5,
+                ReviewStatus::ChangeRequested,
+                "dsl",
+                Some("#12"),
+                Some(12),
+                now,
+            )
             .unwrap();
-        assert_eq!((d.status, d.change), (ReviewStatus::ChangeRequested, Some(12)));
+        assert_eq!(
+            (d.status, d.change),
+            (ReviewStatus::ChangeRequested, Some(12))
+        );
         // a later decision keeps the link
         store
             .decide_review(5, ReviewStatus::Approved, "dsl", Some("applied"), now)
