@@ -1724,4 +1724,129 @@ youtube = "strict"
         let audit = a.audit_log(&boss).unwrap();
         assert!(audit.iter().all(|e| !e.detail.contains("abuse-test")));
     }
+
+    fn review(reference: u64, target: &str, tier: Tier) -> ReviewRequest {
+        ReviewRequest {
+            reference,
+            asked: "2026-11-30T09:00:00Z".parse().unwrap(),
+            blocked: None,
+            client: [10, 0, 0, 7].into(),
+            device: None,
+            user: None,
+            group: Some("pupils".into()),
+            target: target.into(),
+            tier,
+            category: None,
+            rule: None,
+            reason: "our topic this week".into(),
+            name: None,
+            status: ReviewStatus::Pending,
+            decided: None,
+            decided_by: None,
+            note: None,
+            change: None,
+        }
+    }
+
+    #[test]
+    fn a_review_request_becomes_an_allow_change_linked_on_the_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = admin(dir.path());
+        let boss = account(&a, None, "boss", Role::Approver);
+        let dsl = account(&a, Some(&boss), "dsl", Role::Dsl);
+        let gov = account(&a, Some(&boss), "gov", Role::Governor);
+        a.store()
+            .add_review(&review(7, "http://adult-test.example/art", Tier::Category))
+            .unwrap();
+        a.store()
+            .add_review(&review(8, "[protected entry] #0000abcd", Tier::Illegal))
+            .unwrap();
+        assert!(matches!(
+            a.review_to_change(&gov, 7, ToChange::default()),
+            Err(AdminError::Forbidden(_))
+        ));
+        assert!(matches!(
+            a.review_to_change(&dsl, 8, ToChange::default()),
+            Err(AdminError::IllegalTier(_))
+        ));
+        assert!(matches!(
+            a.review_to_change(&dsl, 9, ToChange::default()),
+            Err(AdminError::NotFound(_))
+        ));
+        let (r, c) = a.review_to_change(&dsl, 7, ToChange::default()).unwrap();
+        assert_eq!(
+            (r.status, r.change),
+            (ReviewStatus::ChangeRequested, Some(c.id))
+        );
+        assert!(r.note.unwrap().contains(&format!("#{}", c.id)));
+        assert_eq!(
+            c.edits,
+            vec![Edit::AddAllow {
+                group: "pupils".into(),
+                entry: "adult-test.example".into()
+            }]
+        );
+        assert!(matches!(
+            a.review_to_change(&dsl, 7, ToChange::default()),
+            Err(AdminError::Conflict(_))
+        ));
+        // Declining needs a reason; ChangeRequested only comes from a change.
+        assert!(matches!(
+            a.decide_review(&dsl, 8, ReviewStatus::Declined, None),
+            Err(AdminError::Invalid(_))
+        ));
+        assert!(matches!(
+            a.decide_review(&dsl, 8, ReviewStatus::ChangeRequested, Some("x")),
+            Err(AdminError::Invalid(_))
+        ));
+        let d = a
+            .decide_review(
+                &dsl,
+                8,
+                ReviewStatus::Declined,
+                Some("the illegal tier blocks it"),
+            )
+            .unwrap();
+        assert_eq!(d.status, ReviewStatus::Declined);
+
+        // The change links onto a breach's case too.
+        let id = breach(
+            &a,
+            "PC-1",
+            "adult-test.example",
+            "2026-11-30T09:00:00Z",
+            Severity::High,
+        );
+        let v = a
+            .case_step(&dsl, id, CaseStep::LinkChange { change: c.id })
+            .unwrap();
+        assert_eq!(v.case.change, Some(c.id));
+        assert_eq!(
+            v.case.status,
+            CaseStatus::New,
+            "a link alone does not open the case"
+        );
+    }
+
+    #[test]
+    fn the_openapi_document_names_every_casework_route() {
+        let doc: serde_json::Value = serde_json::from_str(include_str!("openapi.json")).unwrap();
+        for (path, method) in [
+            ("/api/v1/cases", "get"),
+            ("/api/v1/cases/outcomes", "get"),
+            ("/api/v1/cases/assignees", "get"),
+            ("/api/v1/cases/{id}", "get"),
+            ("/api/v1/cases/{id}/steps", "post"),
+            ("/api/v1/cases/{id}/browsing", "get"),
+            ("/api/v1/cases/{id}/evidence", "get"),
+            ("/api/v1/site-reports", "get"),
+            ("/api/v1/site-reports", "post"),
+            ("/api/v1/site-reports/{id}", "get"),
+            ("/api/v1/site-reports/{id}/change", "post"),
+            ("/api/v1/site-reports/{id}/dismiss", "post"),
+            ("/api/v1/reviews/{reference}/change", "post"),
+        ] {
+            assert!(doc["paths"][path][method].is_object(), "{method} {path}");
+        }
+    }
 }
