@@ -26,8 +26,10 @@ use axum::routing::{get, post};
 use hedgerow_config::FALSE_POSITIVE;
 use hedgerow_model::{AccessEvent, Disposition, PROTECTED_RULE, Severity, Tier, UrlKey};
 use hedgerow_policy::{PolicySnapshot, Target};
-use hedgerow_store::{AdminTree, Breach, EventFilter, ReviewRequest, ReviewStatus, StoreError};
+use hedgerow_store::{AdminTree, EventFilter, StoreError};
 use serde::{Deserialize, Serialize};
+
+pub use hedgerow_store::{Breach, ReviewRequest, ReviewStatus, Trigger};
 
 use crate::api::authed;
 use crate::service::{dec, enc};
@@ -1037,6 +1039,30 @@ impl Admin {
     }
 
     // ---- review requests ----
+
+    /// Review requests from the block page, newest first (the review queue); recorded as a
+    /// view of them.
+    pub fn review_requests(
+        &self,
+        actor: &Account,
+        status: Option<ReviewStatus>,
+        limit: usize,
+    ) -> Result<Vec<ReviewRequest>, AdminError> {
+        self.authorize_query(actor, &crate::records::Query::Reviews { status, limit })?;
+        Ok(self.store().reviews(status, limit)?)
+    }
+
+    /// One review request by its reference; recorded as a view of it.
+    pub fn review_request(
+        &self,
+        actor: &Account,
+        reference: u64,
+    ) -> Result<ReviewRequest, AdminError> {
+        self.authorize_query(actor, &crate::records::Query::Review(reference))?;
+        self.store().review(reference)?.ok_or_else(|| {
+            AdminError::NotFound(format!("no review request with reference {reference:016x}"))
+        })
+    }
 
     /// Turns a review request from the block page into a change request that allows the
     /// site for the requester's group (or `how.groups`), and links it onto the request: the

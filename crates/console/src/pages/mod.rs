@@ -26,10 +26,18 @@ use axum::routing::get;
 use crate::html::{self, Chrome};
 use crate::session::{Ctx, Signed};
 
+mod breaches;
 mod changes;
+mod reviews;
+mod site_reports;
 
 pub(crate) fn routes() -> Router<Arc<Ctx>> {
-    Router::new().route("/", get(home)).merge(changes::routes())
+    Router::new()
+        .route("/", get(home))
+        .merge(changes::routes())
+        .merge(breaches::routes())
+        .merge(site_reports::routes())
+        .merge(reviews::routes())
 }
 
 #[derive(Template)]
