@@ -530,9 +530,9 @@ impl StepForm {
                 text: self.text.clone(),
             },
             "outcome" => CaseStep::Outcome {
-                outcome: self.outcome().ok_or_else(|| {
-                    AdminError::Invalid("choose the outcome to record".into())
-                })?,
+                outcome: self
+                    .outcome()
+                    .ok_or_else(|| AdminError::Invalid("choose the outcome to record".into()))?,
             },
             "link-change" => CaseStep::LinkChange {
                 change: self
@@ -691,7 +691,10 @@ fn print_pdf(body: &str) -> Result<Vec<u8>, String> {
             "--no-first-run",
             "--no-pdf-header-footer",
         ])
-        .arg(format!("--user-data-dir={}", dir.path().join("profile").display()))
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.path().join("profile").display()
+        ))
         .arg(format!("--print-to-pdf={}", pdf.display()))
         .arg(format!("file://{}", page.display()))
         .stdin(Stdio::null())

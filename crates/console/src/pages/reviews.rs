@@ -11,9 +11,9 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use hedgerow_admin::cases::ToChange;
+use hedgerow_admin::cases::{ReviewRequest, ReviewStatus};
 use hedgerow_admin::{AdminError, Permission};
 use hedgerow_model::Tier;
-use hedgerow_admin::cases::{ReviewRequest, ReviewStatus};
 use serde::Deserialize;
 
 use crate::html::{self, Chrome, when};
@@ -58,10 +58,7 @@ fn row(r: &ReviewRequest) -> Row {
     Row {
         reference: format!("{:016x}", r.reference),
         asked: when(r.asked),
-        who: r
-            .device
-            .clone()
-            .unwrap_or_else(|| r.client.to_string()),
+        who: r.device.clone().unwrap_or_else(|| r.client.to_string()),
         group: r.group.clone().unwrap_or_default(),
         target: r.target.clone(),
         category: r
@@ -194,7 +191,13 @@ async fn decide(
         "approved" => ReviewStatus::Approved,
         "declined" => ReviewStatus::Declined,
         _ => {
-            return show_page(&ctx, &me, reference, Some("choose approve or decline".into())).await;
+            return show_page(
+                &ctx,
+                &me,
+                reference,
+                Some("choose approve or decline".into()),
+            )
+            .await;
         }
     };
     let account = me.account.clone();
