@@ -165,6 +165,13 @@ impl Browser {
     }
 }
 
+/// Keeps a page as a test artefact (`target/tmp/console-cases/NAME.html`), to look at.
+fn keep(name: &str, page: &Page) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-cases");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join(format!("{name}.html")), &page.body);
+}
+
 /// Adds an account with a password through the API socket, as the harness's approver.
 fn account(app: &Appliance, name: &str, roles: &[&str], password: &str) {
     let admin = app.token("testkit-admin", "approver");
@@ -250,6 +257,7 @@ async fn issue_16_the_dsl_triages_a_breach_in_the_console_without_javascript() {
             std::thread::sleep(Duration::from_millis(100));
         };
         assert_eq!(inbox.status, 200, "{}", inbox.body);
+        keep("inbox", &inbox);
         assert!(
             inbox.body.contains("href=\"/breaches/1\""),
             "{}",
@@ -295,6 +303,7 @@ async fn issue_16_the_dsl_triages_a_breach_in_the_console_without_javascript() {
         assert_eq!(done.location, "/breaches/1");
         let page = dsl.get("/breaches/1");
         assert!(page.body.contains(">Open</span>"), "{}", page.body);
+        keep("breach-open", &page);
 
         // A false positive without its reason is refused, on the page, and nothing changes;
         // with a reason the breach closes.
@@ -326,6 +335,7 @@ async fn issue_16_the_dsl_triages_a_breach_in_the_console_without_javascript() {
         let page = dsl.get("/breaches/1");
         assert!(page.body.contains(">Closed</span>"), "{}", page.body);
         assert!(page.body.contains("A history lesson on extremism."));
+        keep("breach-closed", &page);
         assert!(
             !page.body.contains("name=\"step\" value=\"assign\""),
             "no edit forms once closed"
@@ -375,6 +385,7 @@ async fn issue_16_the_dsl_triages_a_breach_in_the_console_without_javascript() {
             ],
         );
         assert_eq!(pack.status, 200, "{}", pack.body);
+        keep("evidence", &pack);
         assert!(
             pack.body.contains("Breach #1: evidence pack"),
             "{}",
@@ -436,6 +447,7 @@ async fn issue_16_the_dsl_triages_a_breach_in_the_console_without_javascript() {
         assert_eq!(sent.status, 303, "{}", sent.body);
         assert_eq!(sent.location, "/report-site?sent=1");
         let mine = staff.get(&sent.location);
+        keep("report-site", &mine);
         assert!(mine.body.contains("Waiting for the DSL"), "{}", mine.body);
         assert_eq!(staff.get("/site-reports").status, 403);
         assert_eq!(staff.get("/breaches").status, 403);
@@ -455,6 +467,7 @@ async fn issue_16_the_dsl_triages_a_breach_in_the_console_without_javascript() {
             ],
         );
         assert_eq!(raised.status, 303, "{}", raised.body);
+        keep("site-reports", &list);
         let shown = dsl.get("/site-reports/1");
         assert!(shown.body.contains("href=\"/changes/"), "{}", shown.body);
         let mine = staff.get("/report-site");
