@@ -90,6 +90,8 @@ pub enum Permission {
     Reviews,
     /// Report an unsuitable site to the DSL, and follow one's own reports: every role.
     ReportSite,
+    /// Read the system status: listeners, upstreams, lists, the store, dropped events.
+    SystemStatus,
 }
 
 impl Permission {
@@ -107,6 +109,7 @@ impl Permission {
             Permission::PupilData => &[Dsl, DeputyDsl],
             Permission::Reviews => &[Technician, Approver, Dsl, DeputyDsl],
             Permission::ReportSite => &[Technician, Dsl, DeputyDsl, Approver, Governor, Staff],
+            Permission::SystemStatus => &[Technician, Approver],
         }
     }
 }

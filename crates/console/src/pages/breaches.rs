@@ -301,6 +301,8 @@ struct Shown {
     browsing_from: String,
     browsing_to: String,
     browsing_device: String,
+    /// The device's timeline in the logs.
+    timeline: String,
     events: Vec<EventRow>,
     truncated: bool,
 }
@@ -403,6 +405,10 @@ fn shown(v: &CaseView, browsing: &Browsing) -> Shown {
             .device
             .clone()
             .unwrap_or_else(|| browsing.client.to_string()),
+        timeline: match &browsing.device {
+            Some(d) => format!("/logs/device?name={}", html::url_encode(d)),
+            None => format!("/logs/device?ip={}", browsing.client),
+        },
         events: browsing
             .events
             .iter()
@@ -410,7 +416,7 @@ fn shown(v: &CaseView, browsing: &Browsing) -> Shown {
                 time: e
                     .event
                     .time
-                    .to_zoned(jiff::tz::TimeZone::system())
+                    .to_zoned(html::zone())
                     .strftime("%H:%M:%S")
                     .to_string(),
                 verdict: serde_json::to_value(e.verdict)
