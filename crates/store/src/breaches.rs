@@ -540,6 +540,7 @@ impl Store {
                     Ok::<_, ConflictableTransactionError<StoreError>>(())
                 })
                 .map_err(tx_err)?;
+            self.purge_case(k)?;
         }
         Ok(old.len())
     }
