@@ -15,6 +15,7 @@
 
 mod accounts;
 pub mod api;
+pub mod cases;
 mod change;
 pub mod checks;
 mod edit;
