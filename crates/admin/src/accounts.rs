@@ -82,6 +82,11 @@ pub enum Permission {
     PupilData,
     /// Read and decide review requests from the block page (they name a device and a user).
     Reviews,
+    /// Read the reports (dashboard, trends, the weekly monitoring report): counts only,
+    /// nobody named.
+    Reports,
+    /// See which sites were blocked most in the reports (site names, not who visited them).
+    ReportSites,
 }
 
 impl Permission {
@@ -98,6 +103,8 @@ impl Permission {
             Permission::Reload => &[Technician, Approver],
             Permission::PupilData => &[Dsl, DeputyDsl],
             Permission::Reviews => &[Technician, Approver, Dsl, DeputyDsl],
+            Permission::Reports => &[Dsl, DeputyDsl, Approver, Governor],
+            Permission::ReportSites => &[Dsl, DeputyDsl, Approver],
         }
     }
 }

@@ -79,6 +79,7 @@ pub fn router(admin: Arc<Admin>, local: bool, reload_key: Option<&str>) -> Route
         .route("/api/v1/reviews/{reference}/decide", post(decide))
         .route("/api/v1/export", get(export))
         .merge(crate::checks::routes())
+        .merge(crate::dashboard::routes())
         .fallback(|| async {
             error(AdminError::NotFound(
                 "no such API path (see /api/v1/openapi.json)".into(),

@@ -16,6 +16,7 @@ mod accounts;
 pub mod api;
 mod change;
 pub mod checks;
+pub mod dashboard;
 mod edit;
 pub mod records;
 pub mod report;

@@ -110,7 +110,17 @@ impl Admin {
         &self.store
     }
 
+    /// The configuration file change control edits.
+    pub(crate) fn config_path(&self) -> &Path {
+        &self.config
+    }
+
     pub(crate) fn now(&self) -> jiff::Timestamp {
+        self.clock.now()
+    }
+
+    /// The time by change control's clock (pinned in end-to-end tests).
+    pub fn clock_now(&self) -> jiff::Timestamp {
         self.clock.now()
     }
 
@@ -418,6 +428,10 @@ impl Admin {
 
     pub fn changes(&self, actor: &Account) -> Result<Vec<ChangeRequest>, AdminError> {
         actor.authorize(Permission::Read)?;
+        self.all_changes()
+    }
+
+    pub(crate) fn all_changes_for_report(&self) -> Result<Vec<ChangeRequest>, AdminError> {
         self.all_changes()
     }
 

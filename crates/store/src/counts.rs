@@ -8,6 +8,7 @@
 //!                counts-site   day ‖ site                    → u64   (blocked events outside the illegal tier)
 //!                counts-parts  day ‖ part                    → ()    (the parts added in)
 //!                breach-counts day ‖ severity                → u64   (breaches by the day first seen, at their severity now)
+//!                counts-dropped day                          → u64   (events the recorder dropped or failed to write)
 //! ```
 //!
 //! Each batch's counts are written beside it, in the same transaction, so a part's counts are
@@ -37,6 +38,8 @@ pub(crate) const COUNTS_HOUR: &str = "counts-hour";
 pub(crate) const COUNTS_SITE: &str = "counts-site";
 pub(crate) const COUNTS_PARTS: &str = "counts-parts";
 pub(crate) const BREACH_COUNTS: &str = "breach-counts";
+/// Access events the recorder dropped (its queue full) or failed to write, per UTC day.
+pub(crate) const COUNTS_DROPPED: &str = "counts-dropped";
 /// The key in `meta` saying the breach counters are kept (set once they were first built).
 const BREACH_COUNTS_KEPT: &str = "breach-counts-kept";
 
@@ -591,9 +594,43 @@ impl Store {
         Ok(out)
     }
 
+    /// Adds `n` access events lost at `t` (dropped by the recorder's full queue, or not
+    /// written) to that day's count.
+    pub fn add_dropped(&self, t: jiff::Timestamp, n: u64) -> Result<(), StoreError> {
+        let key = time_key(day_at(t));
+        self.tree(COUNTS_DROPPED)?.update_and_fetch(key, |old| {
+            let was = old.map_or(0, u64_of);
+            Some(was.saturating_add(n).to_be_bytes().to_vec())
+        })?;
+        Ok(())
+    }
+
+    /// Access events lost (dropped or not written) per UTC day in `[from, to)`.
+    pub fn dropped_counts(
+        &self,
+        from: jiff::civil::Date,
+        to: jiff::civil::Date,
+    ) -> Result<Vec<(jiff::civil::Date, u64)>, StoreError> {
+        let (from, to) = (day_number(from), day_number(to));
+        let mut out = Vec::new();
+        for item in self.tree(COUNTS_DROPPED)?.range(days_range(from, to)) {
+            let (k, v) = item?;
+            if let Some(day) = day_of_key(&k) {
+                out.push((day_date(day), u64_of(&v)));
+            }
+        }
+        Ok(out)
+    }
+
     /// Drops the event counters of the days before `first_kept` (the retention purge).
     pub(crate) fn purge_counts(&self, first_kept: i64) -> Result<(), StoreError> {
-        for name in [COUNTS_DAY, COUNTS_HOUR, COUNTS_SITE, COUNTS_PARTS] {
+        for name in [
+            COUNTS_DAY,
+            COUNTS_HOUR,
+            COUNTS_SITE,
+            COUNTS_PARTS,
+            COUNTS_DROPPED,
+        ] {
             let tree = self.tree(name)?;
             let old: Vec<sled::IVec> = tree
                 .range(..time_key(first_kept).to_vec())

@@ -299,6 +299,8 @@ impl Shared {
         let mut taken = Pending::default();
         let mut scratch = ValueScratch::default();
         let mut round = 0u64;
+        // Events lost (dropped or failed) already added to the store's daily count.
+        let mut lost_counted = 0u64;
         loop {
             // sled starts I/O threads as it needs them: look again every few seconds.
             if round.is_multiple_of(100) {
@@ -350,6 +352,17 @@ impl Shared {
             taken.events = 0;
             if !breaches.is_empty() {
                 self.write_breaches(breaches);
+            }
+            // Lost events go on the day's count, for the weekly report.
+            let lost = self.dropped.load(Ordering::Relaxed) + self.failed.load(Ordering::Relaxed);
+            if lost > lost_counted {
+                match self
+                    .store
+                    .add_dropped(jiff::Timestamp::now(), lost - lost_counted)
+                {
+                    Ok(()) => lost_counted = lost,
+                    Err(e) => tracing::warn!("counting lost access events: {e}"),
+                }
             }
             {
                 let mut rounds = lock(&self.rounds);

@@ -414,3 +414,48 @@ fn breach_counters_follow_new_raised_and_purged_breaches() {
         60 - removed as u64
     );
 }
+
+#[test]
+fn events_the_recorder_drops_are_counted_by_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), &StoreOptions::default()).unwrap());
+    let rec = Recorder::start(
+        store.clone(),
+        RecorderOptions {
+            // A queue of 100 events and a writer that waits a second: most of 5,000 drop.
+            capacity: 100,
+            interval: Duration::from_secs(1),
+            ..RecorderOptions::default()
+        },
+    )
+    .unwrap();
+    let now = jiff::Timestamp::now();
+    for i in 0..5_000 {
+        rec.record(event(i, now));
+    }
+    rec.sync();
+    let stats = rec.stats();
+    assert!(stats.dropped > 0, "{stats:?}");
+    let today = now.to_zoned(jiff::tz::TimeZone::UTC).date();
+    let counted = store
+        .dropped_counts(today, today.tomorrow().unwrap())
+        .unwrap();
+    assert_eq!(counted, [(today, stats.dropped + stats.failed)]);
+    rec.stop();
+    // None lost, none counted (twin).
+    let other = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(other.path(), &StoreOptions::default()).unwrap());
+    let rec = Recorder::start(store.clone(), RecorderOptions::default()).unwrap();
+    for i in 0..50 {
+        rec.record(event(i, now));
+    }
+    rec.sync();
+    assert_eq!(rec.stats().dropped, 0);
+    assert!(
+        store
+            .dropped_counts(today, today.tomorrow().unwrap())
+            .unwrap()
+            .is_empty()
+    );
+    rec.stop();
+}
