@@ -346,12 +346,20 @@ fn by_category(rows: &[hedgerow_store::DayCount]) -> Vec<CategoryCount> {
 }
 
 impl Admin {
-    /// The school's time zone (`[server] timezone`), and its name; UTC if the configuration
-    /// cannot be read.
+    /// The school's time zone (`[server] timezone` of the configuration file, as the
+    /// configuration reads it: Europe/London when not set), and its name. Only that key is
+    /// read, not the whole configuration and its lists: this is on every report's path.
     fn report_zone(&self) -> (jiff::tz::TimeZone, String) {
-        let name = hedgerow_config::load(self.config_path())
-            .map(|c| c.server.timezone)
-            .unwrap_or_else(|_| "UTC".to_owned());
+        let name = std::fs::read_to_string(self.config_path())
+            .ok()
+            .and_then(|t| t.parse::<toml_edit::DocumentMut>().ok())
+            .and_then(|d| {
+                d.get("server")?
+                    .get("timezone")?
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| "Europe/London".to_owned());
         match jiff::tz::TimeZone::get(&name) {
             Ok(tz) => (tz, name),
             Err(_) => (jiff::tz::TimeZone::UTC, "UTC".to_owned()),
@@ -1104,4 +1112,364 @@ async fn weekly(State(a): St, h: HeaderMap, UrlPath(week): UrlPath<String>) -> R
         a.weekly_report(who, start)
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::BTreeSet;
+
+    use hedgerow_model::{AccessEvent, Action, Front, Outcome, Tier};
+
+    use super::*;
+    use crate::Role;
+
+    /// Tuesday 1 December 2026, 10:00 UTC: this week began on Monday 30 November.
+    const NOW: &str = "2026-12-01T10:00:00Z";
+
+    fn admin(dir: &std::path::Path, now: &str) -> Admin {
+        let store = hedgerow_store::Store::open(
+            &dir.join("store"),
+            &hedgerow_store::StoreOptions::default(),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("hedgerow.toml"),
+            "[server]\nstate_dir = \"state\"\ntimezone = \"Europe/London\"\n\n[dns]\nlisten = [\"127.0.0.1:0\"]\nupstreams = [{ address = \"127.0.0.1:53\" }]\n",
+        )
+        .unwrap();
+        Admin::new(
+            Arc::new(store),
+            &dir.join("hedgerow.toml"),
+            Arc::new(|| Ok("ok".into())),
+            Arc::new(hedgerow_model::FixedClock(now.parse().unwrap())),
+        )
+    }
+
+    fn account(a: &Admin, by: Option<&Account>, name: &str, role: Role) -> Account {
+        a.add_account(by, name, BTreeSet::from([role]), None)
+            .unwrap()
+    }
+
+    fn event(
+        t: &str,
+        group: &str,
+        target: &str,
+        category: Option<&str>,
+        blocked: bool,
+    ) -> AccessEvent {
+        let mut e = AccessEvent::new(
+            t.parse().unwrap(),
+            Front::Dns,
+            "10.0.0.9".parse().unwrap(),
+            target.into(),
+        );
+        e.group = Some(group.into());
+        e.device = Some("pc-9".into());
+        e.category = category.map(|c| Category::new(c).unwrap());
+        if blocked {
+            e.outcome = Outcome::Blocked;
+            e.action = Action::Block;
+            e.tier = Tier::Category;
+        }
+        e
+    }
+
+    /// This week (from 30 November) and the week before.
+    fn fill(a: &Admin) -> Vec<AccessEvent> {
+        let mut evs = Vec::new();
+        for i in 0..30 {
+            evs.push(event(
+                "2026-11-30T09:00:00Z",
+                "ks3",
+                "bet.example",
+                Some("gambling"),
+                true,
+            ));
+            if i % 3 == 0 {
+                evs.push(event(
+                    "2026-12-01T08:00:00Z",
+                    "ks3",
+                    "x.adult.example",
+                    Some("adult"),
+                    true,
+                ));
+                evs.push(event(
+                    "2026-12-01T08:00:00Z",
+                    "staff",
+                    "bet.example",
+                    Some("gambling"),
+                    true,
+                ));
+            }
+            evs.push(event(
+                "2026-12-01T08:30:00Z",
+                "ks3",
+                "bbc.co.uk",
+                Some("news"),
+                false,
+            ));
+            // Last week, and one on the Sunday night before this week began.
+            evs.push(event(
+                "2026-11-25T12:00:00Z",
+                "ks3",
+                "bet.example",
+                Some("gambling"),
+                true,
+            ));
+        }
+        evs.push(event(
+            "2026-11-29T23:59:59Z",
+            "ks3",
+            "late.example",
+            None,
+            true,
+        ));
+        a.store().append_events(&evs).unwrap();
+        let window = std::time::Duration::from_secs(3600);
+        a.store()
+            .record_breach(&evs[0], Severity::High, "gambling", window)
+            .unwrap();
+        a.store()
+            .record_breach(
+                &event(
+                    "2026-11-24T10:00:00Z",
+                    "ks3",
+                    "x.example",
+                    Some("extremism"),
+                    true,
+                ),
+                Severity::Critical,
+                "extremism",
+                window,
+            )
+            .unwrap();
+        evs
+    }
+
+    #[test]
+    fn the_dashboard_counts_this_week_from_the_counters_as_a_scan_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = admin(dir.path(), NOW);
+        let boss = account(&a, None, "boss", Role::Approver);
+        let dsl = account(&a, Some(&boss), "dsl", Role::Dsl);
+        let evs = fill(&a);
+        let d = a.dashboard(&dsl, NOW.parse().unwrap()).unwrap();
+        assert_eq!(d.week_start.to_string(), "2026-11-30");
+        assert_eq!(d.week_end.to_string(), "2026-12-07");
+        assert_eq!(d.timezone, "Europe/London");
+        // The same numbers from a scan of the events of the week.
+        let from: jiff::Timestamp = "2026-11-30T00:00:00Z".parse().unwrap();
+        let week: Vec<&AccessEvent> = evs.iter().filter(|e| e.time >= from).collect();
+        assert_eq!(d.events, week.len() as u64);
+        let blocked = |g: &str| {
+            week.iter()
+                .filter(|e| e.group.as_deref() == Some(g) && e.outcome == Outcome::Blocked)
+                .count() as u64
+        };
+        assert_eq!(d.blocked, blocked("ks3") + blocked("staff"));
+        let ks3 = d
+            .blocked_by_group
+            .iter()
+            .find(|g| g.group == "ks3")
+            .unwrap();
+        assert_eq!(ks3.blocked, blocked("ks3"));
+        assert_eq!(d.blocked_by_group[0].group, "ks3", "most blocked first");
+        assert_eq!(ks3.categories[0].category, "gambling");
+        assert_eq!(ks3.categories[0].count, 30);
+        assert_eq!(
+            ks3.categories[0].name,
+            Category::new("gambling").unwrap().display_name()
+        );
+        // This week's one breach is high; last week's critical one is not this week's.
+        let sev = |s| d.breaches.iter().find(|b| b.severity == s).unwrap().count;
+        assert_eq!((sev(Severity::High), sev(Severity::Critical)), (1, 0));
+        // Trends: 12 weeks, the last this one; last week's gambling blocks in its own week.
+        assert_eq!(d.trends.weeks.len(), 12);
+        assert_eq!(d.trends.weeks[11], d.week_start);
+        let gambling = d
+            .trends
+            .blocked_by_category
+            .iter()
+            .find(|s| s.key == "gambling")
+            .unwrap();
+        assert_eq!(gambling.values[11], 40);
+        assert_eq!(gambling.values[10], 30);
+        assert_eq!(gambling.values[..10].iter().sum::<u64>(), 0);
+        let crit = d
+            .trends
+            .breaches
+            .iter()
+            .find(|s| s.key == "critical")
+            .unwrap();
+        assert_eq!((crit.values[10], crit.values[11]), (1, 0));
+        // Blocked by local hour (London is UTC in winter): 30 at 09:00 on Monday...
+        assert_eq!(d.trends.blocked_by_hour.len(), 24);
+        assert_eq!(d.trends.blocked_by_hour[9], 30);
+        assert_eq!(
+            d.trends.blocked_by_hour.iter().sum::<u64>(),
+            evs.iter().filter(|e| e.outcome == Outcome::Blocked).count() as u64
+        );
+        // The view is audited.
+        let audit = a.store().audit().unwrap();
+        assert!(audit.iter().any(|e| e.actor == "dsl"
+            && e.action == "report-view"
+            && e.detail.contains("dashboard")));
+    }
+
+    #[test]
+    fn who_may_see_reports_and_site_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = admin(dir.path(), NOW);
+        let boss = account(&a, None, "boss", Role::Approver);
+        let gov = account(&a, Some(&boss), "gov", Role::Governor);
+        let tech = account(&a, Some(&boss), "tech", Role::Technician);
+        let deputy = account(&a, Some(&boss), "deputy", Role::DeputyDsl);
+        fill(&a);
+        let monday: Date = "2026-11-30".parse().unwrap();
+        // Technicians see changes and status, not reports.
+        assert!(matches!(
+            a.dashboard(&tech, NOW.parse().unwrap()),
+            Err(AdminError::Forbidden(_))
+        ));
+        assert!(matches!(
+            a.weekly_report(&tech, monday),
+            Err(AdminError::Forbidden(_))
+        ));
+        // A governor gets the counts but no site names; a deputy DSL and an approver get both.
+        let g = a.weekly_report(&gov, monday).unwrap();
+        assert_eq!(g.top_sites, None);
+        assert_eq!(g.sites_blocked, 2);
+        let json = serde_json::to_string(&g).unwrap();
+        assert!(
+            !json.contains("bet.example") && !json.contains("pc-9"),
+            "{json}"
+        );
+        assert!(a.dashboard(&gov, NOW.parse().unwrap()).is_ok());
+        for who in [&deputy, &boss] {
+            let r = a.weekly_report(who, monday).unwrap();
+            let sites = r.top_sites.unwrap();
+            assert_eq!(sites[0].site, "bet.example");
+            assert_eq!(sites[0].count, 40);
+            assert_eq!(r.sites_blocked, g.sites_blocked);
+            assert_eq!(r.blocked, g.blocked);
+        }
+        // A week must start on a Monday.
+        assert!(matches!(
+            a.weekly_report(&boss, "2026-12-01".parse().unwrap()),
+            Err(AdminError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn the_weekly_report_covers_its_week_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = admin(dir.path(), NOW);
+        let boss = account(&a, None, "boss", Role::Approver);
+        fill(&a);
+        let last = a
+            .weekly_report(&boss, "2026-11-23".parse().unwrap())
+            .unwrap();
+        assert_eq!(last.total, 31, "30 on Wednesday, one late on Sunday");
+        assert_eq!(last.blocked, 31);
+        let crit = last
+            .breaches
+            .iter()
+            .find(|b| b.severity == Severity::Critical)
+            .unwrap();
+        assert_eq!((crit.total, crit.new), (1, 1));
+        let uncategorised = last
+            .blocked_by_category
+            .iter()
+            .find(|c| c.category.is_empty())
+            .unwrap();
+        assert_eq!(
+            (uncategorised.count, uncategorised.name.as_str()),
+            (1, NO_CATEGORY)
+        );
+        let this = a
+            .weekly_report(&boss, "2026-11-30".parse().unwrap())
+            .unwrap();
+        assert_eq!(this.total, 30 + 10 + 10 + 30);
+        assert_eq!(this.dropped, 0);
+        let empty = a
+            .weekly_report(&boss, "2026-10-05".parse().unwrap())
+            .unwrap();
+        assert_eq!((empty.total, empty.blocked, empty.sites_blocked), (0, 0, 0));
+    }
+
+    #[test]
+    fn the_email_is_due_once_a_week_after_its_time_and_escapes_what_it_shows() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = admin(dir.path(), NOW);
+        let at = (7, 0);
+        let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        // Monday 30 November 06:59 London (UTC in winter): the week of the 16th's is due,
+        // since nothing was ever sent; at 07:00 the week just ended is.
+        assert_eq!(
+            a.weekly_report_due(t("2026-11-30T06:59:00Z"), at).unwrap(),
+            Some("2026-11-16".parse().unwrap())
+        );
+        let week: Date = "2026-11-23".parse().unwrap();
+        assert_eq!(
+            a.weekly_report_due(t("2026-11-30T07:00:00Z"), at).unwrap(),
+            Some(week)
+        );
+        a.mark_weekly_report_sent(week).unwrap();
+        // Sent: not due again that week, nor after a restart (the store remembers).
+        assert_eq!(
+            a.weekly_report_due(t("2026-11-30T07:01:00Z"), at).unwrap(),
+            None
+        );
+        assert_eq!(
+            a.weekly_report_due(t("2026-12-06T23:59:00Z"), at).unwrap(),
+            None
+        );
+        drop(a);
+        let a = admin(dir.path(), NOW);
+        assert_eq!(
+            a.weekly_report_due(t("2026-12-02T07:01:00Z"), at).unwrap(),
+            None
+        );
+        // The next Monday at 07:00, the next week.
+        assert_eq!(
+            a.weekly_report_due(t("2026-12-07T07:00:00Z"), at).unwrap(),
+            Some("2026-11-30".parse().unwrap())
+        );
+        // In summer, 07:00 London is 06:00 UTC.
+        assert_eq!(
+            a.weekly_report_due(t("2027-06-07T06:00:00Z"), at).unwrap(),
+            Some("2027-05-31".parse().unwrap())
+        );
+        assert_eq!(
+            a.weekly_report_due(t("2027-06-07T05:59:00Z"), at).unwrap(),
+            Some("2027-05-24".parse().unwrap())
+        );
+
+        // The e-mail: both parts, the sites named (it goes to the DSL), markup escaped.
+        let mut e = event(
+            "2026-11-24T10:00:00Z",
+            "<b>ks3</b>",
+            "bet.example",
+            Some("gambling"),
+            true,
+        );
+        e.group = Some("<b>ks3</b>".into());
+        a.store().append_events(&[e]).unwrap();
+        let mail = a.weekly_report_email(week).unwrap();
+        assert_eq!(
+            mail.subject,
+            "[Hedgerow] Weekly monitoring report: week of 2026-11-23"
+        );
+        assert!(
+            mail.html.contains("&lt;b&gt;ks3&lt;/b&gt;"),
+            "{}",
+            mail.html
+        );
+        assert!(!mail.html.contains("<b>ks3"));
+        assert!(mail.text.contains("<b>ks3</b>"));
+        assert!(mail.html.contains("bet.example") && mail.text.contains("bet.example"));
+        assert!(mail.text.contains("Breaches by severity"));
+    }
 }
