@@ -87,6 +87,8 @@ pub enum Permission {
     Reports,
     /// See which sites were blocked most in the reports (site names, not who visited them).
     ReportSites,
+    /// Read the system status: listeners, upstreams, lists, the store, dropped events.
+    SystemStatus,
 }
 
 impl Permission {
@@ -105,6 +107,7 @@ impl Permission {
             Permission::Reviews => &[Technician, Approver, Dsl, DeputyDsl],
             Permission::Reports => &[Dsl, DeputyDsl, Approver, Governor],
             Permission::ReportSites => &[Dsl, DeputyDsl, Approver],
+            Permission::SystemStatus => &[Technician, Approver],
         }
     }
 }
