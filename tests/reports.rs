@@ -414,6 +414,160 @@ async fn reports_count_what_the_logs_hold_and_governors_see_no_sites() {
     });
     assert!(audit.contains("report-view"), "{audit}");
     assert!(audit.contains("\"gov\""), "{audit}");
+
+    // The console's pages, as a governor signed in with a password: the same numbers, as
+    // charts with their tables; no site names.
+    let addr = console_addr(&app);
+    let out = std::process::Command::new(BIN)
+        .args([
+            "user",
+            "add",
+            "governor-pw",
+            "--roles",
+            "governor",
+            "--config",
+        ])
+        .arg(app.config_path())
+        .env("HEDGEROW_TOKEN", app.token("testkit-admin", "approver"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(b"a long enough password 42\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let jar_dir = tempfile::tempdir().unwrap();
+    let jar = jar_dir.path().join("cookies");
+    tokio::task::block_in_place(|| {
+        console_sign_in(&addr, &jar, "governor-pw", "a long enough password 42");
+        let (code, page) = console(&addr, &jar, &[], "/reports");
+        assert_eq!(code, 200, "{page}");
+        assert!(page.contains("<svg class=\"chart\" role=\"img\""), "{page}");
+        assert!(!page.contains("style="), "no inline styles (the CSP)");
+        let text = text_of(&page);
+        assert!(
+            text.contains(&format!("{} blocked", by_verdict["block"])),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{} breaches", breaches.len())),
+            "{text}"
+        );
+        for (g, n) in &blocked_group {
+            assert!(
+                text.contains(&format!("{g}: {n} blocked")),
+                "{g} {n}: {text}"
+            );
+        }
+        // The weekly report page: the week's categories with their counts, no sites.
+        let (code, page) = console(
+            &addr,
+            &jar,
+            &[],
+            &format!(
+                "/reports/weekly?week={}",
+                week["week_start"].as_str().unwrap()
+            ),
+        );
+        assert_eq!(code, 200, "{page}");
+        let text = text_of(&page);
+        for c in week["blocked_by_category"].as_array().unwrap() {
+            let row = format!("{} {}", c["name"].as_str().unwrap(), c["count"]);
+            assert!(text.contains(&row), "{row}: {text}");
+        }
+        assert!(text.contains("names are not shown to governors"), "{text}");
+        assert!(!page.contains("bet.example"));
+        // Trends for one group; a bad number of weeks is refused with a page that says so.
+        let (code, page) = console(&addr, &jar, &[], "/reports/trends?weeks=4&group=staff");
+        assert_eq!(code, 200, "{page}");
+        assert!(text_of(&page).contains("group staff"));
+        let (code, _) = console(&addr, &jar, &[], "/reports/trends?weeks=99");
+        assert_eq!(code, 400);
+    });
+}
+
+/// The console's address, from the appliance's log.
+fn console_addr(app: &Appliance) -> String {
+    let line = app
+        .wait_for("console listening on https://", Duration::from_secs(10))
+        .expect("the console started");
+    let rest = line.split("console listening on https://").nth(1).unwrap();
+    rest.split('/').next().unwrap().to_owned()
+}
+
+/// curl against the console with a cookie jar: the status and the body.
+fn console(addr: &str, jar: &std::path::Path, args: &[&str], path: &str) -> (u16, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-sk", "-c"])
+        .arg(jar)
+        .arg("-b")
+        .arg(jar)
+        .args(args)
+        .args(["-w", "\n%{http_code}"])
+        .arg(format!("https://{addr}{path}"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap(), body.to_owned())
+}
+
+/// Signs in to the console as `name` (password, no authenticator code: a governor).
+fn console_sign_in(addr: &str, jar: &std::path::Path, name: &str, password: &str) {
+    let (code, page) = console(addr, jar, &[], "/signin");
+    assert_eq!(code, 200);
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    let (code, body) = console(
+        addr,
+        jar,
+        &[
+            "--data-urlencode",
+            &format!("csrf={csrf}"),
+            "--data-urlencode",
+            &format!("name={name}"),
+            "--data-urlencode",
+            &format!("password={password}"),
+            "--data-urlencode",
+            "next=/reports",
+        ],
+        "/signin",
+    );
+    assert_eq!(code, 303, "{body}");
+}
+
+/// The text of a page with its markup taken out and its spaces squeezed, to find numbers
+/// beside their labels.
+fn text_of(html: &str) -> String {
+    let mut out = String::new();
+    let mut tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => tag = true,
+            '>' => {
+                tag = false;
+                out.push(' ');
+            }
+            c if !tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Monday 30 November 2026, 07:05 in London (GMT).

@@ -31,6 +31,7 @@ mod audit;
 mod changes;
 mod checks;
 pub(crate) mod logs;
+mod reports;
 mod system;
 
 pub(crate) fn routes() -> Router<Arc<Ctx>> {
@@ -42,6 +43,7 @@ pub(crate) fn routes() -> Router<Arc<Ctx>> {
         .merge(checks::routes())
         .merge(system::routes())
         .merge(logs::routes())
+        .merge(reports::routes())
 }
 
 #[derive(Template)]
