@@ -1018,7 +1018,7 @@ pub fn render_email(r: &WeeklyReport) -> ReportEmail {
             sec.title,
             "-".repeat(sec.title.chars().count())
         );
-        let _ = write!(html, "<h2>{}</h2>\n", esc(&sec.title));
+        let _ = writeln!(html, "<h2>{}</h2>", esc(&sec.title));
         if sec.rows.is_empty() {
             let _ = writeln!(text, "{}", sec.empty);
             let _ = writeln!(html, "<p>{}</p>", esc(sec.empty));

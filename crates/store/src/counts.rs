@@ -247,7 +247,8 @@ impl Tally {
 /// The counts of events read back (for a part written before counts were kept, a rebuild
 /// and the integrity check): the same rows the writer makes.
 pub(crate) fn counts_of(events: &[AccessEvent]) -> BatchCounts {
-    let mut rows: BTreeMap<(u8, Option<&str>, Option<&str>, u8), u32> = BTreeMap::new();
+    type RowKey<'a> = (u8, Option<&'a str>, Option<&'a str>, u8);
+    let mut rows: BTreeMap<RowKey<'_>, u32> = BTreeMap::new();
     let mut sites: BTreeMap<&str, u32> = BTreeMap::new();
     for e in events {
         let t = nanos(e.time);
@@ -711,23 +712,24 @@ impl Store {
             for c in self.site_counts(date, next)? {
                 counted.site.insert((day, c.site), c.count);
             }
-            let mut want = Tally::default();
-            want.day = from_events
-                .day
-                .range((day, (None, None, 0))..)
-                .take_while(|((d, _), _)| *d == day)
-                .map(|(k, v)| (k.clone(), *v))
-                .collect();
-            want.hour = from_events
-                .hour
-                .range((day, 0, 0)..(day + 1, 0, 0))
-                .map(|(k, v)| (*k, *v))
-                .collect();
-            want.site = from_events
-                .site
-                .range((day, String::new())..(day + 1, String::new()))
-                .map(|(k, v)| (k.clone(), *v))
-                .collect();
+            let want = Tally {
+                day: from_events
+                    .day
+                    .range((day, (None, None, 0))..)
+                    .take_while(|((d, _), _)| *d == day)
+                    .map(|(k, v)| (k.clone(), *v))
+                    .collect(),
+                hour: from_events
+                    .hour
+                    .range((day, 0, 0)..(day + 1, 0, 0))
+                    .map(|(k, v)| (*k, *v))
+                    .collect(),
+                site: from_events
+                    .site
+                    .range((day, String::new())..(day + 1, String::new()))
+                    .map(|(k, v)| (k.clone(), *v))
+                    .collect(),
+            };
             if counted != want {
                 problems.push(format!(
                     "{date}: the counters hold {} events, the day has {} (or they differ by group, category, hour or site); `rebuild_counts` recomputes them",

@@ -28,15 +28,19 @@ fn t0() -> jiff::Timestamp {
 fn event(i: u64, t: jiff::Timestamp) -> AccessEvent {
     let mut e = AccessEvent::new(
         t,
-        if i % 5 == 0 { Front::Proxy } else { Front::Dns },
+        if i.is_multiple_of(5) {
+            Front::Proxy
+        } else {
+            Front::Dns
+        },
         format!("10.1.{}.{}", (i / 250) % 8, i % 250)
             .parse()
             .unwrap(),
         format!("www.site{}.example.", i % 97),
     );
-    e.device = (i % 4 != 0).then(|| Arc::from(format!("pc-{}", i % 61)));
-    e.group =
-        (i % 11 != 0).then(|| Arc::from(["ks1", "ks2", "ks3", "ks4", "staff"][(i % 5) as usize]));
+    e.device = (!i.is_multiple_of(4)).then(|| Arc::from(format!("pc-{}", i % 61)));
+    e.group = (!i.is_multiple_of(11))
+        .then(|| Arc::from(["ks1", "ks2", "ks3", "ks4", "staff"][(i % 5) as usize]));
     let cats = [
         "adult",
         "gambling",
@@ -46,7 +50,7 @@ fn event(i: u64, t: jiff::Timestamp) -> AccessEvent {
         "news",
         "search-unenforceable",
     ];
-    e.category = (i % 3 != 0).then(|| Category::new(cats[(i % 7) as usize]).unwrap());
+    e.category = (!i.is_multiple_of(3)).then(|| Category::new(cats[(i % 7) as usize]).unwrap());
     e.outcome = match i % 13 {
         0..=5 => Outcome::Forwarded,
         6..=9 => Outcome::Blocked,
@@ -56,7 +60,7 @@ fn event(i: u64, t: jiff::Timestamp) -> AccessEvent {
     };
     if e.outcome == Outcome::Blocked {
         e.action = Action::Block;
-        e.tier = if i % 17 == 0 {
+        e.tier = if i.is_multiple_of(17) {
             Tier::Illegal
         } else {
             Tier::Category
@@ -87,16 +91,12 @@ fn date(d: i64) -> Date {
 }
 
 type ByDay = BTreeMap<(Date, Option<String>, Option<String>, String), u64>;
+type ByHour = BTreeMap<(Date, u8, String), u64>;
+type BySite = BTreeMap<(Date, String), u64>;
+type Counted = (ByDay, ByHour, BySite);
 
 /// The counters of days `[0, days)` as one map.
-fn counted(
-    store: &Store,
-    days: i64,
-) -> (
-    ByDay,
-    BTreeMap<(Date, u8, String), u64>,
-    BTreeMap<(Date, String), u64>,
-) {
+fn counted(store: &Store, days: i64) -> Counted {
     let by_day = store
         .day_counts(date(0), date(days))
         .unwrap()
@@ -129,13 +129,7 @@ fn counted(
 }
 
 /// The same, from a scan of the stored events.
-fn scanned(
-    store: &Store,
-) -> (
-    ByDay,
-    BTreeMap<(Date, u8, String), u64>,
-    BTreeMap<(Date, String), u64>,
-) {
+fn scanned(store: &Store) -> Counted {
     let mut by_day = ByDay::new();
     let mut hours = BTreeMap::new();
     let mut sites = BTreeMap::new();

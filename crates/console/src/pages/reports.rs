@@ -71,7 +71,7 @@ pub(crate) fn count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -821,7 +821,7 @@ async fn trends(State(ctx): St, me: Signed, Query(f): Query<TrendForm>) -> Respo
         chrome: Chrome::new(&me, "Trends"),
         weeks: t.weeks.len() as u32,
         group: t.group.clone().unwrap_or_default(),
-        category: t.category.clone().unwrap_or_default(),
+        category: t.category.unwrap_or_default(),
         choices: &[4, 8, 12, 26, 52],
         period,
         figures,
