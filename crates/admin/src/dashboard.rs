@@ -389,7 +389,8 @@ impl Admin {
             *breaches.entry(c.severity).or_default() += c.count;
         }
         let rows = store.day_counts(week_start, week_end)?;
-        let trends = self.trend_data(&tz, week_start, TREND_WEEKS, None, None)?;
+        let today = now.to_zoned(tz.clone()).date();
+        let trends = self.trend_data(&tz, today, TREND_WEEKS, None, None)?;
         Ok(Dashboard {
             generated: now,
             timezone: zone,
@@ -446,19 +447,22 @@ impl Admin {
             serde_json::json!({ "report": "trends", "weeks": weeks, "group": group, "category": category.as_ref().map(Category::as_str) }),
         )?;
         let (tz, _) = self.report_zone();
-        let this_week = monday_of(now.to_zoned(tz.clone()).date());
-        self.trend_data(&tz, this_week, weeks, group, category.as_ref())
+        let today = now.to_zoned(tz.clone()).date();
+        self.trend_data(&tz, today, weeks, group, category.as_ref())
     }
 
+    /// The trends of the `weeks` weeks ending with the one `today` is in (days after
+    /// `today` are left out of the day-by-day list).
     fn trend_data(
         &self,
         tz: &jiff::tz::TimeZone,
-        this_week: Date,
+        today: Date,
         weeks: u32,
         group: Option<&str>,
         category: Option<&Category>,
     ) -> Result<Trends, AdminError> {
         let n = weeks as usize;
+        let this_week = monday_of(today);
         let first = add_days(this_week, -7 * (i64::from(weeks) - 1));
         let end = add_days(this_week, 7);
         let week_of = |d: Date| -> Option<usize> {
@@ -481,7 +485,7 @@ impl Admin {
         let mut dispositions: BTreeMap<String, Vec<u64>> = BTreeMap::new();
         let mut days: BTreeMap<Date, DayTotal> = BTreeMap::new();
         let mut d = first;
-        while d < end {
+        while d < end && d <= today {
             days.insert(
                 d,
                 DayTotal {
@@ -1287,6 +1291,9 @@ mod tests {
         assert_eq!((sev(Severity::High), sev(Severity::Critical)), (1, 0));
         // Trends: 12 weeks, the last this one; last week's gambling blocks in its own week.
         assert_eq!(d.trends.weeks.len(), 12);
+        // Day by day up to today (Tuesday), not the rest of the week.
+        assert_eq!(d.trends.days.last().unwrap().day.to_string(), "2026-12-01");
+        assert_eq!(d.trends.days.len(), 11 * 7 + 2);
         assert_eq!(d.trends.weeks[11], d.week_start);
         let gambling = d
             .trends

@@ -108,7 +108,9 @@ fn category(id: &str) -> Option<Category> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let dir = args.next().ok_or("usage: fill STORE_DIR [DAYS] [PER_DAY]")?;
+    let dir = args
+        .next()
+        .ok_or("usage: fill STORE_DIR [DAYS] [PER_DAY]")?;
     let days: i64 = args.next().map_or(Ok(30), |a| a.parse())?;
     let per_day: u64 = args.next().map_or(Ok(2_000_000), |a| a.parse())?;
     let store = Store::open(dir.as_ref(), &StoreOptions::default())?;
@@ -205,8 +207,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             e.action = Action::Block;
             e.tier = Tier::Category;
             e.category = category("gambling");
-            let severity = [Severity::Low, Severity::Medium, Severity::High, Severity::Critical]
-                [r.below(4) as usize];
+            let severity = [
+                Severity::Low,
+                Severity::Medium,
+                Severity::High,
+                Severity::Critical,
+            ][r.below(4) as usize];
             store.record_breach(&e, severity, "bench", std::time::Duration::from_secs(3600))?;
         }
         eprintln!(

@@ -456,9 +456,21 @@ impl Store {
         Ok(())
     }
 
+    /// Adds every closed part not yet added into the day counters (the recorder does this
+    /// at start, in the background). Returns how many parts it added.
+    pub fn settle_all(&self) -> Result<usize, StoreError> {
+        let mut added = 0;
+        self.settle_counting(i64::MIN, i64::MAX, &mut added)?;
+        Ok(added)
+    }
+
     /// Adds in every closed part of the days `[from, to)` not yet added, and returns the
     /// counts of the parts being written now, read as they stand.
     fn settle(&self, from: i64, to: i64) -> Result<Tally, StoreError> {
+        self.settle_counting(from, to, &mut 0)
+    }
+
+    fn settle_counting(&self, from: i64, to: i64, added: &mut usize) -> Result<Tally, StoreError> {
         let parts = self.tree(COUNTS_PARTS)?;
         let mut live = Tally::default();
         for name in self.days() {
@@ -477,6 +489,7 @@ impl Store {
                     live.merge(self.part_tally(id, &db)?);
                 } else {
                     self.fold_part(id, &db)?;
+                    *added += 1;
                 }
             }
         }

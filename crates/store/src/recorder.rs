@@ -145,6 +145,20 @@ impl Recorder {
                 lower_priority();
                 s.write_loop()
             })?;
+        // The parts the last run left open (and, in a store from before counters, every
+        // part) are added into the day counters now, at the writer's priority, rather than
+        // by the first report that reads them.
+        let store = shared.store.clone();
+        std::thread::Builder::new()
+            .name("log-counts".into())
+            .spawn(move || {
+                lower_priority();
+                match store.settle_all() {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!("{n} parts of days added to the report counters"),
+                    Err(e) => tracing::warn!("adding parts of days to the report counters: {e}"),
+                }
+            })?;
         Ok(Arc::new(Self {
             shared,
             writer: Mutex::new(Some(writer)),

@@ -127,6 +127,17 @@ pub(crate) struct BarChart {
     bars: Vec<Bar>,
 }
 
+/// A bar's label as the chart shows it: long names cut short (the table beside the chart
+/// has them whole, and so does the chart's description).
+fn short_label(label: &str) -> String {
+    const MAX: usize = 30;
+    if label.chars().count() <= MAX {
+        return label.to_owned();
+    }
+    let cut: String = label.chars().take(MAX - 1).collect();
+    format!("{}…", cut.trim_end())
+}
+
 const BAR_W: u32 = 720;
 const BAR_LABEL: u32 = 220;
 const BAR_ROOM: u32 = 90;
@@ -141,7 +152,7 @@ fn bar_chart(id: &str, title: &str, rows: &[(String, u64, &'static str)]) -> Bar
             let y = 8 + 28 * i as u32;
             let len = ((*value as f64 / max as f64) * f64::from(span)).round() as u32;
             Bar {
-                label: label.clone(),
+                label: short_label(label),
                 value: count(*value),
                 y,
                 text_y: y + 14,
