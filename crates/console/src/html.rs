@@ -54,7 +54,7 @@ fn nav(me: &Signed) -> Vec<NavItem> {
     items.push(("/breaches", "Breaches", may(Permission::PupilData)));
     items.push(("/logs", "Logs", may(Permission::PupilData)));
     items.push(("/reviews", "Review requests", may(Permission::Reviews)));
-    items.push(("/reports", "Reports", may(Permission::Read)));
+    items.push(("/reports", "Reports", may(Permission::Reports)));
     items.push(("/changes", "Changes", may(Permission::Read)));
     items.push(("/checks", "Check log", may(Permission::Read)));
     items.push(("/system", "System", may(Permission::SystemStatus)));
