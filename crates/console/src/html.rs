@@ -52,6 +52,7 @@ fn nav(me: &Signed) -> Vec<NavItem> {
     let may = |p: Permission| a.may(p);
     let mut items: Vec<(&'static str, &'static str, bool)> = vec![("/", "Home", true)];
     items.push(("/breaches", "Breaches", may(Permission::PupilData)));
+    items.push(("/site-reports", "Staff reports", may(Permission::PupilData)));
     items.push(("/logs", "Logs", may(Permission::PupilData)));
     items.push(("/reviews", "Review requests", may(Permission::Reviews)));
     items.push(("/reports", "Reports", may(Permission::Reports)));
