@@ -81,7 +81,11 @@ pub fn default_outcomes() -> Vec<Outcome> {
         o("no-further-action", "No further action", &[]),
         o("spoke-with-pupil", "Spoke with the pupil", &[Date, By]),
         o("parents-informed", "Parents/carers informed", &[Date, By]),
-        o("referred-police", "Referred to the police", &[Date, Reference]),
+        o(
+            "referred-police",
+            "Referred to the police",
+            &[Date, Reference],
+        ),
         o("referred-ceop", "Referred to CEOP", &[Date, Reference]),
         o("referred-iwf", "Reported to the IWF", &[Date, Reference]),
         o(
@@ -90,7 +94,11 @@ pub fn default_outcomes() -> Vec<Outcome> {
             &[Date, Reference],
         ),
         o("referred-lado", "Referred to the LADO", &[Date, Reference]),
-        o("referred-prevent", "Referred to Prevent", &[Date, Reference]),
+        o(
+            "referred-prevent",
+            "Referred to Prevent",
+            &[Date, Reference],
+        ),
         o(FALSE_POSITIVE, "False positive", &[Reason]),
     ]
 }

@@ -16,6 +16,9 @@ mod reload;
 mod schema;
 mod ship;
 
+pub use console::{
+    ConsoleConfig, FALSE_POSITIVE, MAX_IDLE, Outcome, OutcomeField, default_outcomes,
+};
 pub use duration::parse_duration;
 pub use hedgerow_model::{ListFormat, ListKind, Severity, UrlMatch};
 pub use load::{DEFAULT_RESOLV_CONF, from_str, load, load_with, system_nameservers};
@@ -27,7 +30,6 @@ pub use schema::{
     PacDirect, ProxyConfig, RiskLevel, SafeSearch, SafeSearchConfig, Schedule, ServerConfig,
     SmtpTls, UNENFORCEABLE_ENGINES, Upstream, UpstreamProtocol, WebhookConfig, YouTubeMode,
 };
-pub use console::{ConsoleConfig, FALSE_POSITIVE, MAX_IDLE, Outcome, OutcomeField, default_outcomes};
 pub use ship::{ClickHouseConfig, ShipConfig, SyslogConfig};
 
 use std::fmt;

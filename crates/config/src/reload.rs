@@ -109,7 +109,8 @@ pub fn diff(old: &Config, new: &Config) -> ReloadDiff {
     if old.api != new.api {
         needs_restart.extend(restart("[api]"));
     }
-    let console_listener = |c: &Option<crate::ConsoleConfig>| c.as_ref().map(|c| (c.listen, c.names.clone()));
+    let console_listener =
+        |c: &Option<crate::ConsoleConfig>| c.as_ref().map(|c| (c.listen, c.names.clone()));
     if console_listener(&old.console) != console_listener(&new.console) {
         needs_restart.extend(restart("[console] listen"));
     }

@@ -978,8 +978,15 @@ fn the_console_is_off_by_default_and_its_settings_are_checked_at_their_line() {
     assert_eq!(console.idle_timeout, std::time::Duration::from_secs(1800));
     assert_eq!(console.weekly_report, Some((7, 0)));
     let ids: Vec<&str> = console.outcomes.iter().map(|o| o.id.as_str()).collect();
-    assert!(ids.contains(&"parents-informed") && ids.contains(&"referred-ceop"), "{ids:?}");
-    let fp = console.outcomes.iter().find(|o| o.id == FALSE_POSITIVE).unwrap();
+    assert!(
+        ids.contains(&"parents-informed") && ids.contains(&"referred-ceop"),
+        "{ids:?}"
+    );
+    let fp = console
+        .outcomes
+        .iter()
+        .find(|o| o.id == FALSE_POSITIVE)
+        .unwrap();
     assert_eq!(fp.record, [OutcomeField::Reason]);
 
     // A school's own list replaces the defaults, and false positive is always offered.
@@ -1003,7 +1010,12 @@ fn the_console_is_off_by_default_and_its_settings_are_checked_at_their_line() {
     let (_dir, errs) = errors(&bad, &[]);
     let line = |key: &str| bad.lines().position(|l| l.starts_with(key)).unwrap() + 1;
     assert_eq!(errs.len(), 4, "{errs:?}");
-    let at = |needle: &str| errs.iter().find(|e| e.reason.contains(needle)).unwrap().line;
+    let at = |needle: &str| {
+        errs.iter()
+            .find(|e| e.reason.contains(needle))
+            .unwrap()
+            .line
+    };
     assert_eq!(at("30 minutes"), line("idle_timeout"));
     assert_eq!(at("weekly_report"), line("weekly_report"));
     assert_eq!(at("lowercase"), line("id = \"Told Head\""));
