@@ -146,44 +146,7 @@ pub fn serve_tls(
     listener: tokio::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
 ) -> tokio::task::JoinHandle<()> {
-    let app = router(admin, false, None);
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    tokio::spawn(async move {
-        loop {
-            let (stream, peer) = match listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!("API listener: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let (acceptor, app) = (acceptor.clone(), app.clone());
-            tokio::spawn(async move {
-                let handshake = tokio::time::timeout(
-                    std::time::Duration::from_secs(10),
-                    acceptor.accept(stream),
-                )
-                .await;
-                let tls = match handshake {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, "API TLS handshake failed: {e}");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-                let service = hyper_util::service::TowerToHyperService::new(app);
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(std::time::Duration::from_secs(30))
-                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service);
-                if let Err(e) = conn.await {
-                    tracing::debug!(%peer, "API connection: {e}");
-                }
-            });
-        }
-    })
+    crate::tls::serve(router(admin, false, None), listener, tls, "API")
 }
 
 fn status(e: &AdminError) -> StatusCode {

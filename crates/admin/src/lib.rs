@@ -28,7 +28,7 @@ pub use change::{
     VerdictChange,
 };
 pub use edit::{BreachRuleSpec, DeviceSpec, Direction, Edit, ListSpec, ScheduleSpec};
-pub use service::{APPLIANCE, Admin, Notifier, Reloader, Session};
+pub use service::{APPLIANCE, Admin, Notifier, ProposalPreview, Reloader, Session};
 
 /// Why an admin operation was refused or failed. Each kind maps to one HTTP status.
 #[derive(Debug, thiserror::Error)]

@@ -47,6 +47,27 @@ pub struct Session {
     pub expires: jiff::Timestamp,
 }
 
+/// Whether `edits` loosen the filter (any one of them does) or only tighten it.
+fn direction_of(config: &Config, edits: &[Edit]) -> Direction {
+    if edits
+        .iter()
+        .any(|e| e.direction(config) == Direction::Loosening)
+    {
+        Direction::Loosening
+    } else {
+        Direction::Tightening
+    }
+}
+
+/// What a proposal would do, computed without recording it ([`Admin::preview_proposal`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct ProposalPreview {
+    pub direction: Direction,
+    /// The roles whose signatures it would need.
+    pub needs: Vec<Role>,
+    pub preview: Preview,
+}
+
 /// The change-control service.
 pub struct Admin {
     store: Arc<Store>,
@@ -543,6 +564,45 @@ impl Admin {
         self.propose_as(&actor.name, Origin::Proposal, None, p)
     }
 
+    /// What `p` would do, without recording it: whether it loosens, the signatures it would
+    /// need and its preview (the diff and the verdicts it changes). The console shows this
+    /// before the proposer confirms. An edit touching the illegal tier is refused (and the
+    /// refusal recorded) as [`Admin::propose`] refuses it.
+    pub fn preview_proposal(
+        &self,
+        actor: &Account,
+        p: &Proposal,
+    ) -> Result<ProposalPreview, AdminError> {
+        actor.authorize(Permission::Propose)?;
+        if p.edits.is_empty() {
+            return Err(AdminError::Invalid(
+                "a change needs at least one edit".into(),
+            ));
+        }
+        let config = self.load_config()?;
+        let before = PolicySnapshot::build(config.clone())
+            .map_err(|e| AdminError::Validation(e.to_string()))?;
+        for e in &p.edits {
+            if let Err(err) = e.check_illegal_tier(&before) {
+                self.audit(
+                    &actor.name,
+                    "change-refused",
+                    json(serde_json::json!({ "reason": err.to_string(), "preview": true })),
+                )?;
+                return Err(err);
+            }
+        }
+        let direction = direction_of(&config, &p.edits);
+        let needs = ChangeRequest::required(direction, p.risk.risk, &config.change_control);
+        let run = self.dry_run(&config, &p.edits)?;
+        let preview = self.preview(&config, &before, &run, &p.edits, &p.check);
+        Ok(ProposalPreview {
+            direction,
+            needs,
+            preview,
+        })
+    }
+
     fn propose_as(
         &self,
         by: &str,
@@ -589,15 +649,7 @@ impl Admin {
                 p.risk.groups.push(g.to_owned());
             }
         }
-        let direction = if p
-            .edits
-            .iter()
-            .any(|e| e.direction(&config) == Direction::Loosening)
-        {
-            Direction::Loosening
-        } else {
-            Direction::Tightening
-        };
+        let direction = direction_of(&config, &p.edits);
         // The approval rules are read from the files: an edit made by hand (a looser
         // `[change_control]`, say) is recorded and raised first, and nothing that loosens
         // the filter is proposed until an approver or the DSL has looked at it.

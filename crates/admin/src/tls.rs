@@ -1,9 +1,11 @@
-//! The API's TLS identity for its TCP listener (`[api] listen`): a certificate minted from the
-//! school CA when one is configured (`[proxy] ca_cert`, `ca_key`: school devices trust it
-//! already), else a self-signed one made on first start and kept in `STATE/api-tls/` (so its
-//! fingerprint stays the same across restarts). Either way the certificate names the listen
-//! address, `localhost` for a loopback one, and `[api] names`; its SHA-256 fingerprint is
-//! logged for people to check.
+//! The TLS identity of the appliance's HTTPS listeners for people (the API's `[api] listen`,
+//! the web console's `[console] listen`): a certificate minted from the school CA when one is
+//! configured (`[proxy] ca_cert`, `ca_key`: school devices trust it already), else a
+//! self-signed one made on first start and kept in the state directory (`STATE/api-tls/`,
+//! `STATE/console-tls/`, so its fingerprint stays the same across restarts). Either way the
+//! certificate names the listen address, `localhost` for a loopback one, and the section's
+//! `names`; its SHA-256 fingerprint is logged for people to check. And [`serve`], which serves
+//! a router over TLS on such a listener.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -57,11 +59,11 @@ fn names(listen: SocketAddr, extra: &[String]) -> Vec<String> {
     out
 }
 
-fn params(names: &[String]) -> Result<rcgen::CertificateParams, AdminError> {
+fn params(names: &[String], common: &str) -> Result<rcgen::CertificateParams, AdminError> {
     let mut p = rcgen::CertificateParams::new(names.to_vec())
         .map_err(|e| internal("certificate names")(e.to_string()))?;
     p.distinguished_name
-        .push(rcgen::DnType::CommonName, "Hedgerow appliance API");
+        .push(rcgen::DnType::CommonName, common);
     let now = jiff::Timestamp::now().as_second();
     p.not_before = rcgen::date_time_ymd(1970, 1, 1)
         + std::time::Duration::from_secs(u64::try_from(now - 86_400).unwrap_or(0));
@@ -92,10 +94,53 @@ pub fn fingerprint(der: &[u8]) -> String {
         .join(":")
 }
 
-/// Builds the identity for a listener on `listen`: from the school CA (`ca`, certificate and
-/// key files) if given, else the self-signed certificate in `state_dir/api-tls/`, made if
-/// missing or if it no longer names what it must.
+/// Builds the identity for the API's listener on `listen`: from the school CA (`ca`,
+/// certificate and key files) if given, else the self-signed certificate in
+/// `state_dir/api-tls/`, made if missing or if it no longer names what it must.
 pub fn identity(
+    listen: SocketAddr,
+    extra_names: &[String],
+    ca: Option<(&Path, &Path)>,
+    state_dir: &Path,
+) -> Result<Identity, AdminError> {
+    identity_for(
+        Listener::Api,
+        listen,
+        extra_names,
+        ca,
+        state_dir,
+    )
+}
+
+/// Which HTTPS listener an identity is for: its certificate's common name and the folder
+/// of the state directory its self-signed certificate is kept in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// `[api] listen`, `STATE/api-tls/`.
+    Api,
+    /// `[console] listen`, `STATE/console-tls/`.
+    Console,
+}
+
+impl Listener {
+    fn folder(self) -> &'static str {
+        match self {
+            Listener::Api => "api-tls",
+            Listener::Console => "console-tls",
+        }
+    }
+
+    fn common_name(self) -> &'static str {
+        match self {
+            Listener::Api => "Hedgerow appliance API",
+            Listener::Console => "Hedgerow console",
+        }
+    }
+}
+
+/// [`identity`] for any of the appliance's HTTPS listeners.
+pub fn identity_for(
+    listener: Listener,
     listen: SocketAddr,
     extra_names: &[String],
     ca: Option<(&Path, &Path)>,
@@ -113,7 +158,7 @@ pub fn identity(
         let issuer = rcgen::Issuer::from_ca_cert_pem(&read(cert)?, ca_key)
             .map_err(|e| internal("the school CA")(e.to_string()))?;
         let leaf_key = rcgen::KeyPair::generate().map_err(|e| internal("a key")(e.to_string()))?;
-        let mut p = params(&names)?;
+        let mut p = params(&names, listener.common_name())?;
         p.not_after = p.not_before + std::time::Duration::from_secs(397 * 86_400);
         let leaf = p
             .signed_by(&leaf_key, &issuer)
@@ -128,7 +173,7 @@ pub fn identity(
             names,
         });
     }
-    let dir = state_dir.join("api-tls");
+    let dir = state_dir.join(listener.folder());
     let cert_path = dir.join("cert.pem");
     let key_path = dir.join("key.pem");
     let names_path = dir.join("names");
@@ -150,7 +195,7 @@ pub fn identity(
         Some((c, k)) => (c, k, false),
         None => {
             let key = rcgen::KeyPair::generate().map_err(|e| internal("a key")(e.to_string()))?;
-            let mut p = params(&names)?;
+            let mut p = params(&names, listener.common_name())?;
             p.not_after = p.not_before + std::time::Duration::from_secs(10 * 365 * 86_400);
             let cert = p
                 .self_signed(&key)
@@ -191,6 +236,62 @@ pub fn identity(
             new,
         },
         names,
+    })
+}
+
+/// Serves `app` over TLS on `listener` until the task is aborted. Each connection's handshake
+/// runs in its own task, with a deadline; each request carries the client's address as
+/// `axum::extract::ConnectInfo<SocketAddr>` (for sign-in rate limits). `what` names the
+/// listener in the service log.
+pub fn serve(
+    app: axum::Router,
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    what: &'static str,
+) -> tokio::task::JoinHandle<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    tokio::spawn(async move {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!("{what} listener: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                let handshake = tokio::time::timeout(
+                    std::time::Duration::from_secs(10),
+                    acceptor.accept(stream),
+                )
+                .await;
+                let tls = match handshake {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, "{what} TLS handshake failed: {e}");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                let service = hyper::service::service_fn(
+                    move |mut req: hyper::Request<hyper::body::Incoming>| {
+                        req.extensions_mut()
+                            .insert(axum::extract::ConnectInfo(peer));
+                        let mut app = app.clone();
+                        async move { tower_service::Service::call(&mut app, req).await }
+                    },
+                );
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(std::time::Duration::from_secs(30))
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+                if let Err(e) = conn.await {
+                    tracing::debug!(%peer, "{what} connection: {e}");
+                }
+            });
+        }
     })
 }
 
