@@ -62,8 +62,7 @@ fn names(listen: SocketAddr, extra: &[String]) -> Vec<String> {
 fn params(names: &[String], common: &str) -> Result<rcgen::CertificateParams, AdminError> {
     let mut p = rcgen::CertificateParams::new(names.to_vec())
         .map_err(|e| internal("certificate names")(e.to_string()))?;
-    p.distinguished_name
-        .push(rcgen::DnType::CommonName, common);
+    p.distinguished_name.push(rcgen::DnType::CommonName, common);
     let now = jiff::Timestamp::now().as_second();
     p.not_before = rcgen::date_time_ymd(1970, 1, 1)
         + std::time::Duration::from_secs(u64::try_from(now - 86_400).unwrap_or(0));
@@ -103,13 +102,7 @@ pub fn identity(
     ca: Option<(&Path, &Path)>,
     state_dir: &Path,
 ) -> Result<Identity, AdminError> {
-    identity_for(
-        Listener::Api,
-        listen,
-        extra_names,
-        ca,
-        state_dir,
-    )
+    identity_for(Listener::Api, listen, extra_names, ca, state_dir)
 }
 
 /// Which HTTPS listener an identity is for: its certificate's common name and the folder

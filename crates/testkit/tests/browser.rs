@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 
 use hedgerow_testkit::Browser;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// A page with every kind of label the harness reads: `for=`, a wrapping label, a select.
@@ -42,65 +42,92 @@ const SCRIPTED: &str = r#"<!doctype html><html lang="en"><head><title>Script</ti
 <body><main><p id="out">script did not run</p>
 <script>document.getElementById('out').textContent = 'script ran';</script></main></body></html>"#;
 
-/// Serves the pages above; `/echo?…` shows the query it got, `/set` sets a cookie, `/cookies`
-/// shows the Cookie header, anything else is 404.
+/// Serves the pages above over plain HTTP; see [`answer`].
 async fn serve() -> SocketAddr {
+    serve_with(None).await
+}
+
+/// Serves them over HTTPS with a certificate from a CA Chromium has never seen, as the
+/// console's self-signed one is.
+async fn serve_tls() -> SocketAddr {
+    let ca = hedgerow_testkit::TestCa::new("harness test CA");
+    serve_with(Some(tokio_rustls::TlsAcceptor::from(
+        ca.server_config(&["127.0.0.1"]),
+    )))
+    .await
+}
+
+async fn serve_with(tls: Option<tokio_rustls::TlsAcceptor>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((mut conn, _)) = listener.accept().await else {
+            let Ok((conn, _)) = listener.accept().await else {
                 return;
             };
+            let tls = tls.clone();
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                match tls {
+                    Some(acceptor) => {
+                        if let Ok(conn) = acceptor.accept(conn).await {
+                            answer(conn).await;
+                        }
                     }
+                    None => answer(conn).await,
                 }
-                let head = String::from_utf8_lossy(&head).into_owned();
-                let target = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
-                let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-                let cookie = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("Cookie: ").or(l.strip_prefix("cookie: ")))
-                    .unwrap_or("")
-                    .to_owned();
-                let page = |title: &str, body: &str| {
-                    format!(
-                        "<!doctype html><html lang=\"en\"><head><title>{title}</title></head>\
-                         <body><main><h1>{title}</h1><p id=\"got\">{}</p></main></body></html>",
-                        body.replace('&', "&amp;").replace('<', "&lt;")
-                    )
-                };
-                let (status, extra, body) = match path {
-                    "/form" => ("200 OK", "", FORM.to_owned()),
-                    "/unlabelled" => ("200 OK", "", UNLABELLED.to_owned()),
-                    "/labelled" => ("200 OK", "", LABELLED.to_owned()),
-                    "/scripted" => ("200 OK", "", SCRIPTED.to_owned()),
-                    "/echo" => ("200 OK", "", page("Echo", query)),
-                    "/set" => (
-                        "200 OK",
-                        "Set-Cookie: who=first-browser; Path=/; HttpOnly\r\n",
-                        page("Set", "set"),
-                    ),
-                    "/cookies" => ("200 OK", "", page("Cookies", &format!("[{cookie}]"))),
-                    _ => ("404 Not Found", "", page("Not found", path)),
-                };
-                let reply = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\n{extra}\
-                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = conn.write_all(reply.as_bytes()).await;
-                let _ = conn.shutdown().await;
             });
         }
     });
     addr
+}
+
+/// One request: `/echo?…` shows the query it got, `/set` sets a cookie, `/cookies` shows the
+/// Cookie header, the pages above by name, anything else is 404.
+async fn answer(mut conn: impl AsyncRead + AsyncWrite + Unpin) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let target = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let cookie = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Cookie: ").or(l.strip_prefix("cookie: ")))
+        .unwrap_or("")
+        .to_owned();
+    let page = |title: &str, body: &str| {
+        format!(
+            "<!doctype html><html lang=\"en\"><head><title>{title}</title></head>\
+             <body><main><h1>{title}</h1><p id=\"got\">{}</p></main></body></html>",
+            body.replace('&', "&amp;").replace('<', "&lt;")
+        )
+    };
+    let (status, extra, body) = match path {
+        "/form" => ("200 OK", "", FORM.to_owned()),
+        "/unlabelled" => ("200 OK", "", UNLABELLED.to_owned()),
+        "/labelled" => ("200 OK", "", LABELLED.to_owned()),
+        "/scripted" => ("200 OK", "", SCRIPTED.to_owned()),
+        "/echo" => ("200 OK", "", page("Echo", query)),
+        "/set" => (
+            "200 OK",
+            "Set-Cookie: who=first-browser; Path=/; HttpOnly\r\n",
+            page("Set", "set"),
+        ),
+        "/cookies" => ("200 OK", "", page("Cookies", &format!("[{cookie}]"))),
+        _ => ("404 Not Found", "", page("Not found", path)),
+    };
+    let reply = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\n{extra}\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = conn.write_all(reply.as_bytes()).await;
+    let _ = conn.shutdown().await;
 }
 
 /// Fields found by their labels (for=, wrapping, a select, a checkbox) and the form sent
@@ -228,4 +255,18 @@ async fn screenshots_are_pngs_named_after_the_test_and_page() {
     let height = u32::from_be_bytes(png[20..24].try_into().unwrap());
     assert_eq!(width, 1280, "{path:?}");
     assert!(height >= 900, "{height}");
+}
+
+/// A page over HTTPS with a certificate from an unknown CA loads (the session accepts it, as
+/// the console's self-signed certificate must be), and its form works.
+#[tokio::test(flavor = "multi_thread")]
+async fn loads_https_with_a_certificate_from_an_unknown_ca() {
+    let addr = serve_tls().await;
+    let b = Browser::start("harness-tls").await;
+    b.goto(&format!("https://{addr}/form")).await;
+    assert_eq!(b.title().await, "Form");
+    b.fill("Web address", "tls.example").await;
+    b.click_button("Send report").await;
+    assert!(b.url().await.starts_with("https://"), "{}", b.url().await);
+    assert!(b.text_of("#got").await.starts_with("site=tls.example&"));
 }
