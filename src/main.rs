@@ -364,17 +364,21 @@ static ADMIN: std::sync::OnceLock<Arc<hedgerow_admin::Admin>> = std::sync::OnceL
 /// The API's TCP listener, when `[api]` asks for one: its settings, and the school CA's files
 /// when `[proxy]` names them (the certificate is minted from it).
 struct ApiTcp {
-    api: hedgerow_config::ApiConfig,
+    api: Option<hedgerow_config::ApiConfig>,
+    console: Option<hedgerow_config::ConsoleConfig>,
     ca: Option<(PathBuf, PathBuf)>,
 }
 
-fn api_tcp(config: &hedgerow_config::Config) -> Option<ApiTcp> {
-    let api = config.api.clone()?;
+fn api_tcp(config: &hedgerow_config::Config) -> ApiTcp {
     let ca = config
         .proxy
         .as_ref()
         .and_then(|p| Some((p.ca_cert.clone()?, p.ca_key.clone()?)));
-    Some(ApiTcp { api, ca })
+    ApiTcp {
+        api: config.api.clone(),
+        console: config.console.clone(),
+        ca,
+    }
 }
 
 /// Starts change control: notes hand edits made while the appliance was stopped, serves the
@@ -386,7 +390,7 @@ async fn start_admin(
     services: &Shared,
     store: &Arc<hedgerow_store::Store>,
     state_dir: &Path,
-    tcp: Option<ApiTcp>,
+    tcp: ApiTcp,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>> {
     // A change is put in force by the same all-or-nothing reload as SIGHUP and `hedgerow
     // reload`. Change control calls it off the async workers (spawn_blocking), so it may wait.
@@ -414,10 +418,14 @@ async fn start_admin(
         .with_context(|| format!("binding the API socket {}", path.display()))?;
     tracing::info!("API listening on {}", path.display());
     let mut tasks = vec![api];
-    if let Some(tcp) = tcp {
-        let listen = tcp.api.listen;
-        let ca = tcp.ca.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
-        let identity = hedgerow_admin::tls::identity(listen, &tcp.api.names, ca, state_dir)
+    let ca = tcp.ca.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+    if let Some(console) = &tcp.console {
+        let started = hedgerow_console::start(admin.clone(), console, ca, state_dir).await?;
+        tasks.push(started.task);
+    }
+    if let Some(api) = tcp.api {
+        let listen = api.listen;
+        let identity = hedgerow_admin::tls::identity(listen, &api.names, ca, state_dir)
             .context("the API's TLS certificate")?;
         let listener = hedgerow_admin::api::bind_tcp(listen)
             .await

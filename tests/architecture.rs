@@ -59,6 +59,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "hedgerow-lists",
         &["hedgerow-model", "hedgerow-config", "hedgerow-matcher"],
     ),
+    // On top of change control: every page is an admin operation; it never opens the store
+    // or the policy itself.
+    (
+        "hedgerow-console",
+        &["hedgerow-model", "hedgerow-config", "hedgerow-admin"],
+    ),
     ("hedgerow-testkit", &[]),
 ];
 
@@ -76,6 +82,7 @@ const FORBIDDEN_EXTERNAL: &[(&str, &[&str])] = &[
     ("hedgerow-check", &["sled", "toml_edit"]),
     ("hedgerow-ship", &["sled"]),
     ("hedgerow-lists", &["sled"]),
+    ("hedgerow-console", &["sled", "toml_edit"]),
 ];
 
 fn metadata() -> serde_json::Value {

@@ -442,6 +442,17 @@ impl Admin {
         self.all_changes()
     }
 
+    /// The groups the configuration on disk defines, by name: what a change may name.
+    pub fn groups(&self, actor: &Account) -> Result<Vec<String>, AdminError> {
+        actor.authorize(Permission::Read)?;
+        Ok(self
+            .load_config()?
+            .groups
+            .into_iter()
+            .map(|g| g.name)
+            .collect())
+    }
+
     fn all_changes(&self) -> Result<Vec<ChangeRequest>, AdminError> {
         self.store
             .admin_list(AdminTree::Changes)?
