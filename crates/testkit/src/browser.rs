@@ -81,6 +81,8 @@ pub struct Browser {
     driver: Child,
     test: String,
     javascript: bool,
+    /// The status of the last page loaded, as far as the performance log has been read.
+    last_status: std::sync::Mutex<Option<u16>>,
     /// Chromium's `--user-data-dir`; removed after the browser is killed (field order).
     _profile: tempfile::TempDir,
 }
@@ -127,12 +129,18 @@ impl Browser {
         if !javascript {
             prefs["profile.managed_default_content_settings.javascript"] = json!(2);
         }
-        let mut chrome = json!({ "args": args, "prefs": prefs });
+        let mut chrome = json!({
+            "args": args,
+            "prefs": prefs,
+            "perfLoggingPrefs": { "enableNetwork": true, "enablePage": false },
+        });
         if let Some(binary) = chromium_binary() {
             chrome["binary"] = json!(binary);
         }
         let caps = json!({
             "browserName": "chrome",
+            // DevTools' network events, read by `status()` for the HTTP status of each page.
+            "goog:loggingPrefs": { "performance": "ALL" },
             // The console's certificate is self-signed (or from the school's CA): trusted
             // for this session only, as a person would after checking its fingerprint.
             "acceptInsecureCerts": true,
@@ -151,6 +159,7 @@ impl Browser {
             driver,
             test: test.to_owned(),
             javascript,
+            last_status: std::sync::Mutex::new(None),
             _profile: profile,
         };
         // `--window-size` sizes the window; headless Chromium takes its frame out of that,
@@ -192,6 +201,41 @@ impl Browser {
             .goto(url)
             .await
             .unwrap_or_else(|e| panic!("loading {url}: {e}"));
+    }
+
+    /// The HTTP status of the page shown now (the response to the last page load, a form's
+    /// submission included, after any redirects), from Chromium's own network events: it
+    /// works with JavaScript off and whatever the page's Content-Security-Policy.
+    pub async fn status(&self) -> u16 {
+        let entries = self
+            .client
+            .issue_cmd(PerformanceLog)
+            .await
+            .unwrap_or_else(|e| panic!("reading the performance log: {e}"));
+        let mut last = self.last_status.lock().unwrap();
+        for entry in entries.as_array().into_iter().flatten() {
+            let Some(message) = entry["message"].as_str() else {
+                continue;
+            };
+            let Ok(event) = serde_json::from_str::<Value>(message) else {
+                continue;
+            };
+            let event = &event["message"];
+            if event["method"] == "Network.responseReceived"
+                && event["params"]["type"] == "Document"
+            {
+                *last = event["params"]["response"]["status"]
+                    .as_u64()
+                    .map(|s| s as u16);
+            }
+        }
+        last.unwrap_or_else(|| panic!("no page has been loaded in {}'s browser", self.test))
+    }
+
+    /// Loads `url` and returns its HTTP status (see [`Self::status`]).
+    pub async fn visit(&self, url: &str) -> u16 {
+        self.goto(url).await;
+        self.status().await
     }
 
     /// The address of the page shown now.
@@ -372,13 +416,16 @@ impl Browser {
         let url = self.url().await;
         self.cdp(
             "Network.setCookie",
-            json!({ "name": name, "value": value, "url": url, "path": "/" }),
+            json!({ "name": name, "value": value, "url": url, "path": "/",
+                    "secure": url.starts_with("https:") }),
         )
         .await;
     }
 
     /// `fetch(url)` from the page, with the page's cookies (a same-origin request as the
-    /// page's own script would make), following redirects.
+    /// page's own script would make), following redirects. A page whose
+    /// Content-Security-Policy has no `connect-src` for it (the console's) refuses it: use
+    /// [`Self::visit`] and [`Self::status`] there.
     pub async fn fetch(&self, url: &str) -> Fetched {
         self.fetch_with(url, "GET", &[]).await
     }
@@ -535,6 +582,27 @@ impl WebDriverCompatibleCommand for Cdp {
     fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
         let body = json!({ "cmd": self.method, "params": self.params });
         (http::Method::POST, Some(body.to_string()))
+    }
+}
+
+/// chromedriver's `se/log` for the `performance` log: the DevTools events since the last read.
+#[derive(Debug)]
+struct PerformanceLog;
+
+impl WebDriverCompatibleCommand for PerformanceLog {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (
+            http::Method::POST,
+            Some(json!({ "type": "performance" }).to_string()),
+        )
     }
 }
 

@@ -223,10 +223,21 @@ async fn two_browsers_keep_their_own_cookies() {
     assert_eq!(second.text_of("#got").await, "[who=planted]");
 }
 
-/// fetch() from the page reports the real status: 404 for a missing page, 200 for a page.
+/// The status of each page loaded is the server's: 404 for a missing page, 200 for a page,
+/// also after a form is sent and with JavaScript off; and fetch() from the page reports the
+/// real status too.
 #[tokio::test(flavor = "multi_thread")]
-async fn fetch_reports_the_real_status() {
+async fn status_and_fetch_report_the_real_status() {
     let addr = serve().await;
+    let off = Browser::start_without_javascript("harness-nojs").await;
+    assert_eq!(off.visit(&format!("http://{addr}/nowhere")).await, 404);
+    assert_eq!(off.visit(&format!("http://{addr}/form")).await, 200);
+    assert_eq!(off.status().await, 200, "asked again");
+    off.click_button("Send report").await;
+    assert_eq!(off.status().await, 200);
+    off.goto(&format!("http://{addr}/also-nowhere")).await;
+    assert_eq!(off.status().await, 404);
+
     let b = Browser::start("harness").await;
     b.goto(&format!("http://{addr}/form")).await;
     let missing = b.fetch(&format!("http://{addr}/nowhere")).await;
