@@ -82,7 +82,7 @@ pub struct Browser {
     test: String,
     javascript: bool,
     /// The status of the last page loaded, as far as the performance log has been read.
-    last_status: std::sync::Mutex<Option<u16>>,
+    last_status: std::sync::Mutex<Option<(String, u16)>>,
     /// Chromium's `--user-data-dir`; removed after the browser is killed (field order).
     _profile: tempfile::TempDir,
 }
@@ -197,6 +197,7 @@ impl Browser {
 
     /// Loads `url` and waits for it to finish loading.
     pub async fn goto(&self, url: &str) {
+        self.forget_status().await;
         self.client
             .goto(url)
             .await
@@ -205,31 +206,90 @@ impl Browser {
 
     /// The HTTP status of the page shown now (the response to the last page load, a form's
     /// submission included, after any redirects), from Chromium's own network events: it
-    /// works with JavaScript off and whatever the page's Content-Security-Policy.
+    /// works with JavaScript off and whatever the page's Content-Security-Policy. Waits (up
+    /// to 5 s) for the event of a response from the page's own URL, since chromedriver may
+    /// collect it after the page has loaded. A page loaded other than by [`Self::goto`],
+    /// [`Self::click_button`] or [`Self::click_link`] (a form submitted by pressing Enter)
+    /// may be reported with the status of the page before it if both have the same URL.
     pub async fn status(&self) -> u16 {
-        let entries = self
-            .client
-            .issue_cmd(PerformanceLog)
-            .await
-            .unwrap_or_else(|e| panic!("reading the performance log: {e}"));
-        let mut last = self.last_status.lock().unwrap();
-        for entry in entries.as_array().into_iter().flatten() {
-            let Some(message) = entry["message"].as_str() else {
-                continue;
+        let here = self.url().await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let entries = self
+                .client
+                .issue_cmd(PerformanceLog)
+                .await
+                .unwrap_or_else(|e| panic!("reading the performance log: {e}"));
+            let found = {
+                let mut last = self.last_status.lock().unwrap();
+                for entry in entries.as_array().into_iter().flatten() {
+                    if let Some(response) = document_response(entry) {
+                        *last = Some(response);
+                    }
+                }
+                let late = std::time::Instant::now() > deadline;
+                match &*last {
+                    Some((url, status))
+                        if late || url.split('#').next() == here.split('#').next() =>
+                    {
+                        Some(*status)
+                    }
+                    None if late => panic!("no page has been loaded in {}'s browser", self.test),
+                    _ => None,
+                }
             };
-            let Ok(event) = serde_json::from_str::<Value>(message) else {
-                continue;
-            };
-            let event = &event["message"];
-            if event["method"] == "Network.responseReceived"
-                && event["params"]["type"] == "Document"
-            {
-                *last = event["params"]["response"]["status"]
-                    .as_u64()
-                    .map(|s| s as u16);
+            if let Some(status) = found {
+                return status;
             }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        last.unwrap_or_else(|| panic!("no page has been loaded in {}'s browser", self.test))
+    }
+
+    /// Marks the document shown now, so that [`Self::settle`] can tell when another replaced
+    /// it. (WebDriver's scripts run with the page's JavaScript off too.)
+    async fn mark_document(&self) {
+        let _ = self
+            .client
+            .execute("window.__hedgerowTestkitOld = true;", vec![])
+            .await;
+    }
+
+    /// Waits (up to 30 s) until the page a click led to has loaded: a new document, fully
+    /// parsed. chromedriver waits for the navigation itself, but with JavaScript off it can
+    /// return while the new document is still loading. A click that loads nothing (a
+    /// `type=button`) settles once the marked document has stayed for a second.
+    async fn settle(&self) {
+        let start = std::time::Instant::now();
+        loop {
+            let state = self
+                .client
+                .execute(
+                    "return [document.readyState, window.__hedgerowTestkitOld === true];",
+                    vec![],
+                )
+                .await
+                .ok();
+            let elapsed = start.elapsed();
+            match state.as_ref().and_then(Value::as_array).map(Vec::as_slice) {
+                Some([ready, old])
+                    if ready == "complete"
+                        && (*old == json!(false) || elapsed > Duration::from_secs(1)) =>
+                {
+                    return;
+                }
+                _ if elapsed > Duration::from_secs(30) => {
+                    panic!("the page in {}'s browser did not finish loading", self.test)
+                }
+                _ => {}
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Drops the network events so far, so that [`Self::status`] waits for the next page's.
+    async fn forget_status(&self) {
+        let _ = self.client.issue_cmd(PerformanceLog).await;
+        *self.last_status.lock().unwrap() = None;
     }
 
     /// Loads `url` and returns its HTTP status (see [`Self::status`]).
@@ -344,10 +404,13 @@ impl Browser {
                 self.all_text("button").await
             )
         };
+        self.forget_status().await;
+        self.mark_document().await;
         button
             .click()
             .await
             .unwrap_or_else(|e| panic!("clicking the button {text:?}: {e}"));
+        self.settle().await;
     }
 
     /// The first button whose text (or submit input's value) is `text`, if there is one.
@@ -376,9 +439,12 @@ impl Browser {
                 self.all_text("a").await
             )
         };
+        self.forget_status().await;
+        self.mark_document().await;
         link.click()
             .await
             .unwrap_or_else(|e| panic!("following the link {text:?}: {e}"));
+        self.settle().await;
     }
 
     /// The rendered text of every element matching `css`.
@@ -583,6 +649,19 @@ impl WebDriverCompatibleCommand for Cdp {
         let body = json!({ "cmd": self.method, "params": self.params });
         (http::Method::POST, Some(body.to_string()))
     }
+}
+
+/// The URL and status of a page's response, from one performance log entry (a DevTools
+/// `Network.responseReceived` event for a document).
+fn document_response(entry: &Value) -> Option<(String, u16)> {
+    let event: Value = serde_json::from_str(entry["message"].as_str()?).ok()?;
+    let event = &event["message"];
+    if event["method"] != "Network.responseReceived" || event["params"]["type"] != "Document" {
+        return None;
+    }
+    let response = &event["params"]["response"];
+    let status = u16::try_from(response["status"].as_u64()?).ok()?;
+    Some((response["url"].as_str()?.to_owned(), status))
 }
 
 /// chromedriver's `se/log` for the `performance` log: the DevTools events since the last read.
