@@ -35,50 +35,24 @@ fn status(path: &Path, json: bool) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let now = jiff::Timestamp::now();
-    let mut rows = Vec::new();
-    for l in &config.lists {
-        let row = match &l.fetch {
-            Some(f) => {
-                let s = hedgerow_lists::status(&config.server.state_dir, &l.name);
-                let age = s.age(now);
-                let stale = age.is_some_and(|a| a > f.max_age);
-                serde_json::json!({
-                    "list": l.name,
-                    "kind": l.kind,
-                    "source": f.url,
-                    "in_force": l.path.is_file(),
-                    "entries": s.entries,
-                    "age_seconds": age.map(|a| a.as_secs()),
-                    "max_age_seconds": f.max_age.as_secs(),
-                    "stale": stale || age.is_none(),
-                    "last_attempt": s.attempted.map(|t| t.to_string()),
-                    "result": if s.result.is_empty() { "not fetched yet".to_owned() } else { s.result.clone() },
-                    "staged": hedgerow_lists::staged_path(l).is_file(),
-                })
-            }
-            None => {
-                let age = std::fs::metadata(&l.path)
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|m| std::time::SystemTime::now().duration_since(m).ok());
-                serde_json::json!({
-                    "list": l.name,
-                    "kind": l.kind,
-                    "source": l.path.display().to_string(),
-                    "in_force": l.path.is_file(),
-                    "entries": null,
-                    "age_seconds": age.map(|a| a.as_secs()),
-                    "max_age_seconds": null,
-                    "stale": false,
-                    "last_attempt": null,
-                    "result": if l.path.is_file() { "file" } else { "file missing" },
-                    "staged": false,
-                })
-            }
-        };
-        rows.push(row);
-    }
+    let rows: Vec<serde_json::Value> = rows(&config)
+        .into_iter()
+        .map(|r| {
+            serde_json::json!({
+                "list": r.name,
+                "kind": r.kind,
+                "source": r.source,
+                "in_force": r.result != "file missing",
+                "entries": r.entries,
+                "age_seconds": r.age_seconds,
+                "max_age_seconds": r.max_age_seconds,
+                "stale": r.stale,
+                "last_attempt": r.last_attempt,
+                "result": r.result,
+                "staged": r.staged,
+            })
+        })
+        .collect();
     if json {
         for r in &rows {
             println!("{r}");
@@ -113,6 +87,88 @@ fn status(path: &Path, json: bool) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One list's row, as `lists status` prints it.
+pub(crate) struct Row {
+    pub(crate) name: String,
+    pub(crate) kind: String,
+    pub(crate) category: Option<String>,
+    pub(crate) source: String,
+    pub(crate) downloaded: bool,
+    pub(crate) entries: Option<u64>,
+    pub(crate) age_seconds: Option<u64>,
+    pub(crate) max_age_seconds: Option<u64>,
+    pub(crate) stale: bool,
+    pub(crate) last_attempt: Option<String>,
+    pub(crate) result: String,
+    pub(crate) staged: bool,
+}
+
+fn word<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Each list's source, entries, age and last result, from the configuration and
+/// `STATE/lists/`.
+pub(crate) fn rows(config: &hedgerow_config::Config) -> Vec<Row> {
+    let now = jiff::Timestamp::now();
+    config
+        .lists
+        .iter()
+        .map(|l| match &l.fetch {
+            Some(f) => {
+                let s = hedgerow_lists::status(&config.server.state_dir, &l.name);
+                let age = s.age(now);
+                let stale = age.is_some_and(|a| a > f.max_age);
+                Row {
+                    name: l.name.clone(),
+                    kind: word(&l.kind),
+                    category: l.category.as_ref().map(|c| c.as_str().to_owned()),
+                    source: f.url.to_string(),
+                    downloaded: true,
+                    entries: s.entries.map(|n| n as u64),
+                    age_seconds: age.map(|a| a.as_secs()),
+                    max_age_seconds: Some(f.max_age.as_secs()),
+                    stale: stale || age.is_none(),
+                    last_attempt: s.attempted.map(|t| t.to_string()),
+                    result: if s.result.is_empty() {
+                        "not fetched yet".to_owned()
+                    } else {
+                        s.result
+                    },
+                    staged: hedgerow_lists::staged_path(l).is_file(),
+                }
+            }
+            None => {
+                let age = std::fs::metadata(&l.path)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|m| std::time::SystemTime::now().duration_since(m).ok());
+                Row {
+                    name: l.name.clone(),
+                    kind: word(&l.kind),
+                    category: l.category.as_ref().map(|c| c.as_str().to_owned()),
+                    source: l.path.display().to_string(),
+                    downloaded: false,
+                    entries: None,
+                    age_seconds: age.map(|a| a.as_secs()),
+                    max_age_seconds: None,
+                    stale: false,
+                    last_attempt: None,
+                    result: if l.path.is_file() {
+                        "file".to_owned()
+                    } else {
+                        "file missing".to_owned()
+                    },
+                    staged: false,
+                }
+            }
+        })
+        .collect()
 }
 
 fn human(s: u64) -> String {

@@ -11,6 +11,7 @@ mod metrics;
 mod pidfile;
 mod reviews;
 mod services;
+mod status;
 
 #[global_allocator]
 static GLOBAL: alloc::Split = alloc::Split;
@@ -262,6 +263,7 @@ fn run(config_path: &Path) -> Result<ExitCode> {
         let services =
             services::Services::start(handle, store.clone(), clock.clone(), notes.clone()).await?;
         let (resolver, recorder) = (services.resolver.clone(), services.recorder.clone());
+        let status = status::source(services.handle.clone(), resolver.clone(), recorder.clone());
         let page_tasks = match page_handle.snapshot().config().blockpage {
             Some(_) => {
                 let events: Arc<dyn hedgerow_model::EventSink> = recorder.clone();
@@ -298,8 +300,15 @@ fn run(config_path: &Path) -> Result<ExitCode> {
         if let Some(s) = services.lock().await.as_mut() {
             s.start_lists(reload);
         }
-        let admin_tasks =
-            start_admin(&path_for_admin, &services, &store, &state_dir, api_tcp).await?;
+        let admin_tasks = start_admin(
+            &path_for_admin,
+            &services,
+            &store,
+            &state_dir,
+            api_tcp,
+            status,
+        )
+        .await?;
         let code = serve(&services, &resolver, &recorder).await;
         for t in admin_tasks {
             t.abort();
@@ -366,6 +375,7 @@ static ADMIN: std::sync::OnceLock<Arc<hedgerow_admin::Admin>> = std::sync::OnceL
 struct ApiTcp {
     api: Option<hedgerow_config::ApiConfig>,
     console: Option<hedgerow_config::ConsoleConfig>,
+    timezone: String,
     ca: Option<(PathBuf, PathBuf)>,
 }
 
@@ -377,6 +387,7 @@ fn api_tcp(config: &hedgerow_config::Config) -> ApiTcp {
     ApiTcp {
         api: config.api.clone(),
         console: config.console.clone(),
+        timezone: config.server.timezone.clone(),
         ca,
     }
 }
@@ -391,6 +402,7 @@ async fn start_admin(
     store: &Arc<hedgerow_store::Store>,
     state_dir: &Path,
     tcp: ApiTcp,
+    status: hedgerow_admin::status::StatusSource,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>> {
     // A change is put in force by the same all-or-nothing reload as SIGHUP and `hedgerow
     // reload`. Change control calls it off the async workers (spawn_blocking), so it may wait.
@@ -400,7 +412,8 @@ async fn start_admin(
         Arc::new(move || rt.block_on(reload_services(&shared)));
     let admin = Arc::new(
         hedgerow_admin::Admin::new(store.clone(), config, reloader, clock()?)
-            .with_notifier(unreviewed_alerts(config)),
+            .with_notifier(unreviewed_alerts(config))
+            .with_status(status),
     );
     let _ = ADMIN.set(admin.clone());
     let a = admin.clone();
@@ -420,7 +433,8 @@ async fn start_admin(
     let mut tasks = vec![api];
     let ca = tcp.ca.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
     if let Some(console) = &tcp.console {
-        let started = hedgerow_console::start(admin.clone(), console, ca, state_dir).await?;
+        let started =
+            hedgerow_console::start(admin.clone(), console, &tcp.timezone, ca, state_dir).await?;
         tasks.push(started.task);
     }
     if let Some(api) = tcp.api {

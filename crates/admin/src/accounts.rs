@@ -82,6 +82,8 @@ pub enum Permission {
     PupilData,
     /// Read and decide review requests from the block page (they name a device and a user).
     Reviews,
+    /// Read the system status: listeners, upstreams, lists, the store, dropped events.
+    SystemStatus,
 }
 
 impl Permission {
@@ -98,6 +100,7 @@ impl Permission {
             Permission::Reload => &[Technician, Approver],
             Permission::PupilData => &[Dsl, DeputyDsl],
             Permission::Reviews => &[Technician, Approver, Dsl, DeputyDsl],
+            Permission::SystemStatus => &[Technician, Approver],
         }
     }
 }

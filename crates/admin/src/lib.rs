@@ -20,6 +20,7 @@ mod edit;
 pub mod records;
 pub mod report;
 mod service;
+pub mod status;
 pub mod tls;
 
 pub use accounts::{Account, Permission, Role};
@@ -28,6 +29,7 @@ pub use change::{
     VerdictChange,
 };
 pub use edit::{BreachRuleSpec, DeviceSpec, Direction, Edit, ListSpec, ScheduleSpec};
+pub use hedgerow_store::{EventFilter, ReviewRequest, ReviewStatus};
 pub use service::{APPLIANCE, Admin, Notifier, ProposalPreview, Reloader, Session};
 
 /// Why an admin operation was refused or failed. Each kind maps to one HTTP status.

@@ -79,6 +79,8 @@ pub struct Admin {
     /// Serialises every read-modify-write of accounts and changes, and every application.
     work: Mutex<()>,
     notify: Option<Notifier>,
+    /// The running appliance's own status report (the system status page).
+    pub(crate) status: Option<crate::status::StatusSource>,
 }
 
 const V1: u8 = 1;
@@ -118,6 +120,7 @@ impl Admin {
             sessions: Mutex::new(HashMap::new()),
             work: Mutex::new(()),
             notify: None,
+            status: None,
         }
     }
 

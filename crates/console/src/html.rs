@@ -57,11 +57,7 @@ fn nav(me: &Signed) -> Vec<NavItem> {
     items.push(("/reports", "Reports", may(Permission::Read)));
     items.push(("/changes", "Changes", may(Permission::Read)));
     items.push(("/checks", "Check log", may(Permission::Read)));
-    items.push((
-        "/system",
-        "System",
-        may(Permission::Reload) || may(Permission::ManageAccounts),
-    ));
+    items.push(("/system", "System", may(Permission::SystemStatus)));
     items.push(("/accounts", "Accounts", may(Permission::ManageAccounts)));
     items.push(("/audit", "Audit log", may(Permission::Read)));
     items.push(("/report-site", "Report a site", true));
@@ -109,9 +105,24 @@ pub(crate) fn role_names(roles: impl Iterator<Item = Role>) -> String {
     roles.map(role_name).collect::<Vec<_>>().join(", ")
 }
 
+/// The school's time zone (`[server] timezone`), set when the console starts.
+static ZONE: std::sync::OnceLock<jiff::tz::TimeZone> = std::sync::OnceLock::new();
+
+/// Sets the time zone times are shown in (the first call wins).
+pub(crate) fn set_zone(name: &str) {
+    let tz = jiff::tz::TimeZone::get(name).unwrap_or_else(|_| jiff::tz::TimeZone::system());
+    let _ = ZONE.set(tz);
+}
+
+pub(crate) fn zone() -> jiff::tz::TimeZone {
+    ZONE.get()
+        .cloned()
+        .unwrap_or_else(jiff::tz::TimeZone::system)
+}
+
 /// A time as the school reads it: local date and time to the minute.
 pub(crate) fn when(t: jiff::Timestamp) -> String {
-    t.to_zoned(jiff::tz::TimeZone::system())
+    t.to_zoned(zone())
         .strftime("%a %-d %b %Y, %H:%M")
         .to_string()
 }

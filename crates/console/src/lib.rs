@@ -64,6 +64,7 @@ pub struct Started {
 pub async fn start(
     admin: Arc<Admin>,
     config: &ConsoleConfig,
+    timezone: &str,
     ca: Option<(&Path, &Path)>,
     state_dir: &Path,
 ) -> Result<Started, ConsoleError> {
@@ -99,7 +100,7 @@ pub async fn start(
         identity.names.join(", "),
         identity.fingerprint
     );
-    let app = router(admin, Settings::from_config(config));
+    let app = router(admin, Settings::from_config(config, timezone));
     let task = hedgerow_admin::tls::serve(app, listener, identity.config, "console");
     Ok(Started {
         task,

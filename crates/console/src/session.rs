@@ -40,22 +40,16 @@ pub(crate) const PRE_COOKIE: &str = "__Host-hedgerow-pre";
 pub struct Settings {
     pub idle_timeout: Duration,
     pub outcomes: Vec<Outcome>,
+    /// `[server] timezone`: times are shown in it.
+    pub timezone: String,
 }
 
 impl Settings {
-    pub fn from_config(c: &ConsoleConfig) -> Self {
+    pub fn from_config(c: &ConsoleConfig, timezone: &str) -> Self {
         Self {
             idle_timeout: c.idle_timeout,
             outcomes: c.outcomes.clone(),
-        }
-    }
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            idle_timeout: hedgerow_config::MAX_IDLE,
-            outcomes: hedgerow_config::default_outcomes(),
+            timezone: timezone.to_owned(),
         }
     }
 }
@@ -78,6 +72,7 @@ fn digest(token: &str) -> [u8; 32] {
 
 impl Ctx {
     pub(crate) fn new(admin: Arc<Admin>, settings: Settings) -> Self {
+        html::set_zone(&settings.timezone);
         let mut key = [0u8; 32];
         rand::rng().fill_bytes(&mut key);
         Self {

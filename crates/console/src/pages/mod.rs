@@ -26,10 +26,22 @@ use axum::routing::get;
 use crate::html::{self, Chrome};
 use crate::session::{Ctx, Signed};
 
+mod accounts;
+mod audit;
 mod changes;
+mod checks;
+pub(crate) mod logs;
+mod system;
 
 pub(crate) fn routes() -> Router<Arc<Ctx>> {
-    Router::new().route("/", get(home)).merge(changes::routes())
+    Router::new()
+        .route("/", get(home))
+        .merge(changes::routes())
+        .merge(accounts::routes())
+        .merge(audit::routes())
+        .merge(checks::routes())
+        .merge(system::routes())
+        .merge(logs::routes())
 }
 
 #[derive(Template)]
