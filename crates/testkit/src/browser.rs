@@ -116,6 +116,8 @@ impl Browser {
             "--no-first-run".to_owned(),
             "--no-default-browser-check".to_owned(),
             "--password-store=basic".to_owned(),
+            // A browser in an English school: dates as dd/mm/yyyy in date fields.
+            "--lang=en-GB".to_owned(),
             format!("--window-size={},{}", WINDOW.0, WINDOW.1),
             format!("--user-data-dir={}", profile.path().display()),
         ];
@@ -125,6 +127,7 @@ impl Browser {
             // No "save password?" bubble over the page in screenshots.
             "credentials_enable_service": false,
             "profile.password_manager_enabled": false,
+            "intl.accept_languages": "en-GB,en",
         });
         if !javascript {
             prefs["profile.managed_default_content_settings.javascript"] = json!(2);
