@@ -619,6 +619,5 @@ async fn issue_16_main_pages_pass_axe_and_are_screenshotted() {
         }
         b.goto(&r.url("/signin")).await;
     }
-    drop(check);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
