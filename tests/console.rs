@@ -621,3 +621,94 @@ async fn issue_16_main_pages_pass_axe_and_are_screenshotted() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// A pupil's device asks DNS for an extremist site; the DSL, in a browser with JavaScript
+/// off, finds the breach in the inbox with its count, opens it (the request that raised it,
+/// the device's browsing either side), takes it, assigns it, adds a note, records an outcome
+/// and closes it; the closed breach offers no more changes, and a later note is marked as
+/// added after the close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_16_triage_a_breach_raised_by_a_real_dns_query() {
+    let r = rig().await;
+    assert_eq!(
+        r.dns(PUPIL, "allowed-test.example").await,
+        ResponseCode::NoError
+    );
+    assert_eq!(
+        r.dns(PUPIL, "extreme-test.example").await,
+        ResponseCode::NXDomain
+    );
+    let dsl = Browser::start_without_javascript("triage").await;
+    r.sign_in(&dsl, DSL).await;
+    dsl.click_link("Breaches").await;
+    eventually("the breach in the inbox", || async {
+        if dsl.text().await.contains("extreme-test.example") {
+            return true;
+        }
+        dsl.client().refresh().await.unwrap();
+        false
+    })
+    .await;
+    let inbox = dsl.text().await;
+    assert!(
+        inbox.contains("1 New") || inbox.contains("1\nNew"),
+        "{inbox}"
+    );
+    assert!(inbox.contains("Library-PC-3"), "{inbox}");
+    dsl.screenshot("inbox").await;
+    let id = dsl
+        .all_text("table a[href^='/breaches/']")
+        .await
+        .first()
+        .and_then(|t| t.trim_start_matches('#').parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no breach link: {inbox}"));
+    dsl.click_link(&format!("#{id}")).await;
+    assert_eq!(dsl.status().await, 200);
+    let page = dsl.text().await;
+    assert!(page.contains("extreme-test.example"), "{page}");
+    assert!(
+        page.contains("allowed-test.example"),
+        "the browsing either side: {page}"
+    );
+    dsl.screenshot("breach-new").await;
+
+    dsl.click_button("Open it: I am looking at this").await;
+    assert_eq!(dsl.status().await, 200, "{}", dsl.text().await);
+    dsl.select("Assign to", DSL.0).await;
+    dsl.click_button("Assign").await;
+    assert_eq!(dsl.status().await, 200, "{}", dsl.text().await);
+    dsl.fill(
+        "Add a note",
+        "Spoke to the form tutor; pupil was researching a history project.",
+    )
+    .await;
+    dsl.click_button("Add the note").await;
+    assert_eq!(dsl.status().await, 200, "{}", dsl.text().await);
+    dsl.select("Outcome", "Spoke with the pupil").await;
+    dsl.execute(
+        "document.getElementById('outcome-date').value = '2026-12-01';",
+        vec![],
+    )
+    .await;
+    dsl.fill("By whom", "Jo (DSL)").await;
+    dsl.click_button("Record it and close the breach").await;
+    assert_eq!(dsl.status().await, 200, "{}", dsl.text().await);
+    let closed = dsl.text().await;
+    assert!(closed.contains("This breach is closed"), "{closed}");
+    assert!(closed.contains("Spoke with the pupil"), "{closed}");
+    assert!(closed.contains("Spoke to the form tutor"), "{closed}");
+    assert!(
+        dsl.button("Record the outcome").await.is_none() && dsl.button("Assign").await.is_none(),
+        "a closed breach still offers changes"
+    );
+    dsl.fill("Add a note", "Parents rang back.").await;
+    dsl.click_button("Add the note").await;
+    assert!(
+        dsl.text()
+            .await
+            .contains("(added after the breach was closed)"),
+        "{}",
+        dsl.text().await
+    );
+    dsl.screenshot("breach-closed").await;
+}
