@@ -701,6 +701,9 @@ fn start_chromedriver() -> (Child, u16) {
         .arg("--port=0")
         .arg("--allowed-ips=127.0.0.1")
         .arg("--log-level=WARNING")
+        // Chromium takes its locale (how date fields read) from the environment.
+        .env("LANG", "en_GB.UTF-8")
+        .env("LANGUAGE", "en_GB:en")
         .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

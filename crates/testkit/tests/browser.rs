@@ -139,6 +139,9 @@ async fn fills_a_form_by_its_labels_and_sends_it_with_the_named_button() {
     let b = Browser::start("harness").await;
     b.goto(&format!("http://{addr}/form")).await;
     assert_eq!(b.title().await, "Form");
+    // A browser in an English school.
+    let lang = b.execute("return navigator.language;", vec![]).await;
+    assert_eq!(lang, serde_json::json!("en-GB"));
     b.fill("Web address", "games.example").await;
     b.fill("Your note", "seen in Y7 <lesson>").await;
     b.select("Severity", "High").await;
