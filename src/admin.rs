@@ -29,6 +29,10 @@ pub(crate) struct Creds {
         global = true
     )]
     pub(crate) account: Option<String>,
+    /// With `--user`: also ask for the account's authenticator (TOTP) code, after the
+    /// password (needed once the account has enrolled one).
+    #[arg(long, global = true)]
+    pub(crate) totp: bool,
 }
 
 impl Creds {
@@ -371,12 +375,17 @@ impl Client {
             t.trim().to_owned()
         } else if let Some(user) = self.creds.account.clone() {
             let password = read_secret(&format!("password for {user}: "))?;
+            let code = if self.creds.totp {
+                Some(read_secret(&format!("authenticator code for {user}: "))?)
+            } else {
+                None
+            };
             match call(
                 &self.sock,
                 "POST",
                 "/api/v1/login",
                 None,
-                Some(json!({ "name": user, "password": password })),
+                Some(json!({ "name": user, "password": password, "code": code })),
             )? {
                 Ok(v) => v["token"].as_str().unwrap_or_default().to_owned(),
                 Err((_, m)) => bail!("{m}"),

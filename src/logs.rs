@@ -209,6 +209,9 @@ pub(crate) struct LogsArgs {
     /// Sign in as this account with its password (`--user` filters by user name here).
     #[arg(long = "as", value_name = "ACCOUNT")]
     pub(crate) sign_in: Option<String>,
+    /// With `--as`: also ask for the account's authenticator (TOTP) code.
+    #[arg(long)]
+    pub(crate) totp: bool,
     /// A device name or its start, in any case: `library` matches Library-PC-3.
     #[arg(long)]
     pub(crate) device: Option<String>,
@@ -272,6 +275,7 @@ pub(crate) fn logs(args: LogsArgs) -> Result<ExitCode> {
     let creds = Creds {
         token_file: args.token_file,
         account: args.sign_in,
+        totp: args.totp,
     };
     let result = ask(
         &config,

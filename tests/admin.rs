@@ -1602,3 +1602,263 @@ fn stricter_approval_rules_from_the_configuration() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `curl` against the API's Unix socket (`STATE/api.sock`): status code and body.
+fn curl_sock(
+    app: &Appliance,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, String) {
+    let sock = app.dir().join("state").join("api.sock");
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}"])
+        .arg("--unix-socket")
+        .arg(&sock)
+        .args(["-X", method]);
+    if let Some(t) = token {
+        cmd.arg("-H").arg(format!("Authorization: Bearer {t}"));
+    }
+    if let Some(b) = body {
+        cmd.args(["-H", "Content-Type: application/json", "--data", b]);
+    }
+    let out = cmd.arg(format!("http://localhost{path}")).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+fn login_body(name: &str, password: &str, code: Option<&str>) -> String {
+    serde_json::json!({ "name": name, "password": password, "code": code }).to_string()
+}
+
+/// Issue 16's sign-in security on the API socket: five wrong passwords lock an account (429,
+/// kind `locked`, even with the right password, through the CLI too) while another account
+/// still signs in from the same place; an account that enrolls TOTP needs its code at the
+/// API and the CLI (`--totp`), a code is not accepted twice, and an approver's reset puts the
+/// password alone back; all of it audited, no password or code in the audit log.
+#[test]
+fn issue_16_api_sign_in_lockout_and_totp() {
+    let app = start();
+    ok(
+        &app,
+        None,
+        "boss-password-1\n",
+        &["user", "add", "boss", "--roles", "approver"],
+    );
+    let boss = ok(
+        &app,
+        None,
+        "boss-password-1\n",
+        &["user", "token", "boss", "--user", "boss"],
+    )["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok(
+        &app,
+        Some(&boss),
+        "carol-password-1\n",
+        &["user", "add", "carol", "--roles", "dsl"],
+    );
+    ok(
+        &app,
+        Some(&boss),
+        "tech-password-12\n",
+        &["user", "add", "tech", "--roles", "technician"],
+    );
+
+    // Twin first: the right password signs in (a DSL without TOTP, on the API).
+    let (code, body) = curl_sock(
+        &app,
+        None,
+        "POST",
+        "/api/v1/login",
+        Some(&login_body("carol", "carol-password-1", None)),
+    );
+    assert_eq!(code, 200, "{body}");
+    let session: Value = serde_json::from_str(&body).unwrap();
+    let carol = session["token"].as_str().unwrap().to_owned();
+    assert_eq!(session["scope"], "full");
+    assert_eq!(session["idle_timeout"], 1800);
+    // Signing out ends that session.
+    let (code, _) = curl_sock(&app, Some(&carol), "GET", "/api/v1/whoami", None);
+    assert_eq!(code, 200);
+    let (code, body) = curl_sock(&app, Some(&carol), "POST", "/api/v1/logout", None);
+    assert_eq!(code, 200, "{body}");
+    let (code, _) = curl_sock(&app, Some(&carol), "GET", "/api/v1/whoami", None);
+    assert_eq!(code, 401);
+
+    for i in 1..=5 {
+        let (code, body) = curl_sock(
+            &app,
+            None,
+            "POST",
+            "/api/v1/login",
+            Some(&login_body("carol", "not-her-password", None)),
+        );
+        assert_eq!(code, 401, "attempt {i}: {body}");
+        assert!(body.contains("\"unauthenticated\""), "{body}");
+    }
+    let (code, body) = curl_sock(
+        &app,
+        None,
+        "POST",
+        "/api/v1/login",
+        Some(&login_body("carol", "carol-password-1", None)),
+    );
+    assert_eq!(code, 429, "{body}");
+    assert!(body.contains("\"kind\":\"locked\""), "{body}");
+    let (success, v, out) = run(
+        &app,
+        None,
+        "carol-password-1\n",
+        &["user", "list", "--user", "carol"],
+    );
+    assert!(!success, "a locked account signed in: {out}");
+    assert!(out.contains("too many failed sign-ins"), "{v} {out}");
+    // Another account from the same socket is not locked out.
+    let (code, body) = curl_sock(
+        &app,
+        None,
+        "POST",
+        "/api/v1/login",
+        Some(&login_body("tech", "tech-password-12", None)),
+    );
+    assert_eq!(code, 200, "{body}");
+    let tech = serde_json::from_str::<Value>(&body).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The technician enrolls an authenticator with its session.
+    let (code, body) = curl_sock(&app, Some(&tech), "POST", "/api/v1/totp", None);
+    assert_eq!(code, 200, "{body}");
+    let enrolment: Value = serde_json::from_str(&body).unwrap();
+    assert!(enrolment["qr_svg"].as_str().unwrap().starts_with("<svg"));
+    let url = enrolment["otpauth_url"].as_str().unwrap();
+    let totp = totp_rs::TOTP::from_url(url).unwrap();
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (now_code, next_code) = (totp.generate(t0), totp.generate(t0 + 30));
+    let (code, body) = curl_sock(
+        &app,
+        Some(&tech),
+        "POST",
+        "/api/v1/totp/confirm",
+        Some(r#"{"code":"000000x"}"#),
+    );
+    assert_eq!(code, 400, "a wrong code enrolled: {body}");
+    let (code, body) = curl_sock(
+        &app,
+        Some(&tech),
+        "POST",
+        "/api/v1/totp/confirm",
+        Some(&format!(r#"{{"code":"{now_code}"}}"#)),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"totp_enrolled\":true"), "{body}");
+
+    // Now the password alone is refused on the API and the CLI; with the code it signs in,
+    // once.
+    let (code, _) = curl_sock(
+        &app,
+        None,
+        "POST",
+        "/api/v1/login",
+        Some(&login_body("tech", "tech-password-12", None)),
+    );
+    assert_eq!(code, 401);
+    let (success, _, out) = run(
+        &app,
+        None,
+        "tech-password-12\n",
+        &["user", "list", "--user", "tech"],
+    );
+    assert!(!success, "signed in without the code: {out}");
+    let listed = ok(
+        &app,
+        None,
+        &format!("tech-password-12\n{next_code}\n"),
+        &["user", "list", "--user", "tech", "--totp"],
+    );
+    let tech_row = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "tech")
+        .unwrap()
+        .clone();
+    assert_eq!(tech_row["totp_enrolled"], true);
+    let (code, body) = curl_sock(
+        &app,
+        None,
+        "POST",
+        "/api/v1/login",
+        Some(&login_body("tech", "tech-password-12", Some(&next_code))),
+    );
+    assert_eq!(code, 401, "a code was accepted twice: {body}");
+
+    // A lost phone: the approver resets it, and the password alone signs in again.
+    let (code, body) = curl_sock(
+        &app,
+        Some(&tech),
+        "POST",
+        "/api/v1/users/tech/totp/reset",
+        None,
+    );
+    assert_eq!(code, 403, "a technician reset TOTP: {body}");
+    let (code, body) = curl_sock(
+        &app,
+        Some(&boss),
+        "POST",
+        "/api/v1/users/tech/totp/reset",
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"totp_enrolled\":false"), "{body}");
+    let (code, body) = curl_sock(
+        &app,
+        None,
+        "POST",
+        "/api/v1/login",
+        Some(&login_body("tech", "tech-password-12", None)),
+    );
+    assert_eq!(code, 200, "{body}");
+
+    // Audited, without passwords or codes.
+    let log = ok(&app, Some(&boss), "", &["audit", "list"]);
+    let actions: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    for a in [
+        "login",
+        "login-failed",
+        "lockout",
+        "logout",
+        "totp-enrol",
+        "totp-reset",
+    ] {
+        assert!(actions.contains(&a), "no {a} in the audit log: {actions:?}");
+    }
+    let text = log.to_string();
+    for secret in [
+        "carol-password-1",
+        "not-her-password",
+        "tech-password-12",
+        &now_code,
+        &next_code,
+        enrolment["secret_base32"].as_str().unwrap(),
+    ] {
+        assert!(!text.contains(secret), "{secret} is in the audit log");
+    }
+    // The store holds the secret sealed, its key beside the store.
+    let key = app.dir().join("state").join("secrets.key");
+    assert_eq!(std::fs::metadata(&key).unwrap().len(), 32);
+}

@@ -116,6 +116,9 @@ pub(crate) struct StoredAccount {
     pub(crate) tokens: Vec<String>,
     pub(crate) disabled: bool,
     pub(crate) created: jiff::Timestamp,
+    /// The TOTP authenticator, its secret sealed (`totp.rs`); none until one is enrolled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) totp: Option<crate::totp::StoredTotp>,
 }
 
 /// An account as shown: no secrets.
@@ -127,6 +130,9 @@ pub struct Account {
     pub created: jiff::Timestamp,
     pub has_password: bool,
     pub tokens: usize,
+    /// Whether a TOTP authenticator is enrolled (the second factor at sign-in).
+    #[serde(default)]
+    pub totp_enrolled: bool,
 }
 
 impl StoredAccount {
@@ -138,6 +144,7 @@ impl StoredAccount {
             created: self.created,
             has_password: self.password.is_some(),
             tokens: self.tokens.len(),
+            totp_enrolled: self.totp.is_some(),
         }
     }
 }
@@ -233,6 +240,7 @@ mod tests {
             created: jiff::Timestamp::UNIX_EPOCH,
             has_password: true,
             tokens: 0,
+            totp_enrolled: false,
         }
     }
 

@@ -3,7 +3,9 @@
 //! listener with TLS ([`serve_tls`], certificate from [`crate::tls`]). Versioned paths under
 //! `/api/v1/`; errors are `{"error": {"kind": …, "message": …}}` with a status per kind
 //! ([`AdminError::kind`]); `GET /api/v1/openapi.json` describes it. Authentication is a bearer
-//! token (a session from `POST /api/v1/login`, or an account's API token); authorisation is
+//! token (a session from `POST /api/v1/login`, which takes a TOTP code for an account with one
+//! and is rate limited per account name and client address, `crate::signin`; or an account's
+//! API token); authorisation is
 //! [`crate::Permission::roles`], checked inside each [`Admin`] operation. Pupil-level records
 //! (`logs`, `breaches`, `reviews`, `export`) stream as JSON lines ([`crate::records`]), each
 //! view recorded in the audit log first.
@@ -19,7 +21,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path as UrlPath, Query as UrlQuery, State};
+use axum::extract::{ConnectInfo, Extension, Path as UrlPath, Query as UrlQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -56,6 +58,10 @@ pub fn router(admin: Arc<Admin>, local: bool, reload_key: Option<&str>) -> Route
     Router::new()
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/login", post(login))
+        .route("/api/v1/logout", post(logout))
+        .route("/api/v1/totp", post(totp_begin))
+        .route("/api/v1/totp/confirm", post(totp_confirm))
+        .route("/api/v1/users/{name}/totp/reset", post(totp_reset))
         .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/users", get(users).post(add_user))
         .route("/api/v1/users/{name}/password", put(set_password))
@@ -156,6 +162,7 @@ fn status(e: &AdminError) -> StatusCode {
         AdminError::Invalid(_) => StatusCode::BAD_REQUEST,
         AdminError::NotFound(_) => StatusCode::NOT_FOUND,
         AdminError::Conflict(_) => StatusCode::CONFLICT,
+        AdminError::Locked(_) => StatusCode::TOO_MANY_REQUESTS,
         AdminError::Validation(_) | AdminError::ReloadRefused(_) => {
             StatusCode::UNPROCESSABLE_ENTITY
         }
@@ -215,10 +222,81 @@ async fn openapi() -> Response {
 struct Login {
     name: String,
     password: String,
+    /// The TOTP code, for an account with an authenticator.
+    #[serde(default)]
+    code: Option<String>,
 }
 
-async fn login(State(c): St, Json(l): Json<Login>) -> Response {
-    run(move || c.admin.login(&l.name, &l.password)).await
+async fn login(
+    State(c): St,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    Json(l): Json<Login>,
+) -> Response {
+    // The Unix socket counts as local; a TCP request always carries its peer
+    // (`crate::tls::serve` sets it on each connection).
+    let source = match (c.local, peer) {
+        (_, Some(Extension(ConnectInfo(addr)))) => addr.ip(),
+        (true, None) => crate::LOCAL,
+        (false, None) => {
+            return error(AdminError::Internal(
+                "the client's address is unknown".into(),
+            ));
+        }
+    };
+    run(move || {
+        c.admin
+            .api_login(&l.name, &l.password, l.code.as_deref(), source)
+    })
+    .await
+}
+
+async fn logout(State(c): St, h: HeaderMap) -> Response {
+    let Some(token) = bearer(&h) else {
+        return error(AdminError::Unauthenticated(
+            "send Authorization: Bearer <token>".into(),
+        ));
+    };
+    run(move || {
+        c.admin
+            .sign_out(&token)
+            .map(|()| serde_json::json!({ "signed_out": true }))
+    })
+    .await
+}
+
+/// Runs `f` as the account whose session (not API token) the request names, for enrolling
+/// TOTP.
+async fn enrolling<T, F>(ctx: Arc<Ctx>, headers: &HeaderMap, f: F) -> Response
+where
+    T: Serialize + Send + 'static,
+    F: FnOnce(&Admin, &Account) -> Result<T, AdminError> + Send + 'static,
+{
+    let token = bearer(headers);
+    run(move || {
+        let token = token.ok_or_else(|| {
+            AdminError::Unauthenticated("send Authorization: Bearer <session token>".into())
+        })?;
+        let who = ctx.admin.authenticate_enrolment(&token)?;
+        f(&ctx.admin, &who)
+    })
+    .await
+}
+
+async fn totp_begin(State(a): St, h: HeaderMap) -> Response {
+    enrolling(a, &h, |a, who| a.totp_begin(who)).await
+}
+
+#[derive(Deserialize)]
+struct Code {
+    code: String,
+}
+
+async fn totp_confirm(State(a): St, h: HeaderMap, Json(c): Json<Code>) -> Response {
+    enrolling(a, &h, move |a, who| a.totp_confirm(who, &c.code)).await
+}
+
+async fn totp_reset(State(a): St, h: HeaderMap, UrlPath(name): UrlPath<String>) -> Response {
+    authed(a, &h, move |a, who| a.totp_reset(who, &name)).await
 }
 
 async fn whoami(State(a): St, h: HeaderMap) -> Response {

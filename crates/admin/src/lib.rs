@@ -1,4 +1,5 @@
-//! This crate is the one owner of every change to filtering: accounts and roles, change
+//! This crate is the one owner of every change to filtering: accounts and roles, signing in
+//! (passwords, the TOTP second factor, lockouts, sessions: `signin.rs`, `totp.rs`), change
 //! requests with their risk assessment, preview and approvals, applying them to the TOML files
 //! (comments kept, everything re-validated, written atomically, the appliance reloaded) and
 //! reverting them, hand edits noticed as unreviewed changes, and the appliance's HTTP API
@@ -20,8 +21,10 @@ mod edit;
 pub mod records;
 pub mod report;
 mod service;
+mod signin;
 pub mod status;
 pub mod tls;
+mod totp;
 
 pub use accounts::{Account, Permission, Role};
 pub use change::{
@@ -30,7 +33,11 @@ pub use change::{
 };
 pub use edit::{BreachRuleSpec, DeviceSpec, Direction, Edit, ListSpec, ScheduleSpec};
 pub use hedgerow_store::{EventFilter, ReviewRequest, ReviewStatus};
-pub use service::{APPLIANCE, Admin, Notifier, ProposalPreview, Reloader, Session};
+pub use service::{APPLIANCE, Admin, Notifier, ProposalPreview, Reloader};
+pub use signin::{
+    ACCOUNT_FAILURES, LOCAL, LOCKOUT, SOURCE_FAILURES, Scope, Session, SignIn, needs_totp,
+};
+pub use totp::{SECRETS_KEY, TotpEnrolment};
 
 /// Why an admin operation was refused or failed. Each kind maps to one HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +67,10 @@ pub enum AdminError {
     /// The running appliance refused to reload; the old policy stays in force. Why.
     #[error("{0}")]
     ReloadRefused(String),
+    /// Too many failed sign-ins from this account name or address: refused, without checking
+    /// the password, until the lockout ends (when, in the message).
+    #[error("locked: {0}")]
+    Locked(String),
     #[error("store: {0}")]
     Store(#[from] hedgerow_store::StoreError),
     #[error("internal: {0}")]
@@ -78,6 +89,7 @@ impl AdminError {
             AdminError::Conflict(_) => "conflict",
             AdminError::Validation(_) => "validation",
             AdminError::ReloadRefused(_) => "reload-refused",
+            AdminError::Locked(_) => "locked",
             AdminError::Store(_) => "store",
             AdminError::Internal(_) => "internal",
         }

@@ -15,10 +15,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use crate::AdminError;
-use crate::accounts::{
-    self, Account, Permission, Role, StoredAccount, check_password, hash_password, new_token,
-    token_hash,
-};
+use crate::accounts::{self, Account, Permission, Role, StoredAccount, hash_password, new_token};
 use crate::change::{
     ChangeRequest, FileHashes, Origin, Preview, Proposal, Risk, Signature, Status, VerdictChange,
 };
@@ -34,18 +31,6 @@ pub type Notifier = Arc<dyn Fn(&ChangeRequest) + Send + Sync>;
 
 /// The appliance's own name in the audit log, for what it does by itself (expiry, hand edits).
 pub const APPLIANCE: &str = "hedgerow";
-
-/// How long a session from a password sign-in lasts.
-const SESSION: jiff::SignedDuration = jiff::SignedDuration::from_hours(8);
-
-/// A signed-in session.
-#[derive(Debug, Clone, Serialize)]
-pub struct Session {
-    /// Bearer token for this session; shown once.
-    pub token: String,
-    pub account: Account,
-    pub expires: jiff::Timestamp,
-}
 
 /// Whether `edits` loosen the filter (any one of them does) or only tighten it.
 fn direction_of(config: &Config, edits: &[Edit]) -> Direction {
@@ -74,8 +59,8 @@ pub struct Admin {
     config: PathBuf,
     reload: Reloader,
     clock: Arc<dyn Clock>,
-    /// Session token hash → (account, expiry).
-    sessions: Mutex<HashMap<String, (String, jiff::Timestamp)>>,
+    /// Sessions, failed sign-ins and lockouts, TOTP enrolments under way (`signin.rs`).
+    pub(crate) signin: crate::signin::SignInState,
     /// Serialises every read-modify-write of accounts and changes, and every application.
     work: Mutex<()>,
     notify: Option<Notifier>,
@@ -117,7 +102,7 @@ impl Admin {
             config: config.to_owned(),
             reload,
             clock,
-            sessions: Mutex::new(HashMap::new()),
+            signin: crate::signin::SignInState::default(),
             work: Mutex::new(()),
             notify: None,
             status: None,
@@ -155,14 +140,14 @@ impl Admin {
 
     // ---- accounts ----
 
-    fn stored(&self, name: &str) -> Result<Option<StoredAccount>, AdminError> {
+    pub(crate) fn stored(&self, name: &str) -> Result<Option<StoredAccount>, AdminError> {
         self.store
             .admin_get(AdminTree::Accounts, name.as_bytes())?
             .map(|v| dec(&v))
             .transpose()
     }
 
-    fn put_account(&self, a: &StoredAccount) -> Result<(), AdminError> {
+    pub(crate) fn put_account(&self, a: &StoredAccount) -> Result<(), AdminError> {
         Ok(self
             .store
             .admin_put(AdminTree::Accounts, a.name.as_bytes(), &enc(a)?)?)
@@ -225,6 +210,7 @@ impl Admin {
             tokens: Vec::new(),
             disabled: false,
             created: self.now(),
+            totp: None,
         };
         self.put_account(&a)?;
         let roles: Vec<&str> = a.roles.iter().map(|r| r.as_str()).collect();
@@ -321,8 +307,7 @@ impl Admin {
                 Ok(())
             },
         )?;
-        let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        s.retain(|_, (n, _)| n != name);
+        self.signin.end_sessions(name);
         self.account(name)
     }
 
@@ -356,67 +341,6 @@ impl Admin {
         self.stored(name)?
             .map(|a| a.view())
             .ok_or_else(|| AdminError::NotFound(format!("no account {name:?}")))
-    }
-
-    /// Signs in with a password: a session token.
-    pub fn login(&self, name: &str, password: &str) -> Result<Session, AdminError> {
-        let refused = || AdminError::Unauthenticated("wrong account name or password".into());
-        let a = self.stored(name)?;
-        let ok = a.as_ref().is_some_and(|a| {
-            !a.disabled
-                && a.password
-                    .as_deref()
-                    .is_some_and(|h| check_password(h, password))
-        });
-        let Some(a) = a.filter(|_| ok) else {
-            // The name tried is recorded; the password never is.
-            self.audit(
-                APPLIANCE,
-                "login-failed",
-                json(serde_json::json!({ "account": name })),
-            )?;
-            return Err(refused());
-        };
-        let (token, hash) = new_token();
-        let expires = self.now() + SESSION;
-        self.sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(hash, (a.name.clone(), expires));
-        self.audit(
-            &a.name,
-            "login",
-            json(serde_json::json!({ "account": a.name })),
-        )?;
-        Ok(Session {
-            token,
-            account: a.view(),
-            expires,
-        })
-    }
-
-    /// The account a bearer token (a session's or an API token) belongs to.
-    pub fn authenticate(&self, token: &str) -> Result<Account, AdminError> {
-        let hash = token_hash(token.trim());
-        let now = self.now();
-        let session = {
-            let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-            s.retain(|_, (_, exp)| *exp > now);
-            s.get(&hash).map(|(n, _)| n.clone())
-        };
-        let account = match session {
-            Some(name) => self.stored(&name)?,
-            None => self
-                .all_accounts()?
-                .into_iter()
-                .find(|a| a.tokens.contains(&hash)),
-        };
-        match account {
-            Some(a) if !a.disabled => Ok(a.view()),
-            _ => Err(AdminError::Unauthenticated(
-                "the token is unknown, expired or its account disabled".into(),
-            )),
-        }
     }
 
     // ---- change requests ----
@@ -462,6 +386,11 @@ impl Admin {
             .iter()
             .map(|(_, v)| dec(v))
             .collect()
+    }
+
+    /// The main configuration file.
+    pub(crate) fn config_path(&self) -> &Path {
+        &self.config
     }
 
     fn load_config(&self) -> Result<Config, AdminError> {
