@@ -116,7 +116,8 @@ impl Browser {
             "--no-first-run".to_owned(),
             "--no-default-browser-check".to_owned(),
             "--password-store=basic".to_owned(),
-            // A browser in an English school: dates as dd/mm/yyyy in date fields.
+            // A browser in an English school (navigator.language, Accept-Language). Date
+            // fields still read mm/dd/yyyy unless Debian's chromium-l10n is installed.
             "--lang=en-GB".to_owned(),
             format!("--window-size={},{}", WINDOW.0, WINDOW.1),
             format!("--user-data-dir={}", profile.path().display()),
@@ -701,7 +702,7 @@ fn start_chromedriver() -> (Child, u16) {
         .arg("--port=0")
         .arg("--allowed-ips=127.0.0.1")
         .arg("--log-level=WARNING")
-        // Chromium takes its locale (how date fields read) from the environment.
+        // Chromium takes its locale from the environment.
         .env("LANG", "en_GB.UTF-8")
         .env("LANGUAGE", "en_GB:en")
         .process_group(0)
