@@ -67,7 +67,7 @@ pub(crate) enum UserCommand {
     /// Add an account. The first account needs no sign-in and must hold the approver role.
     Add {
         name: String,
-        /// Comma-separated: technician, dsl, deputy-dsl, approver, governor.
+        /// Comma-separated: technician, dsl, deputy-dsl, approver, governor, staff.
         #[arg(long, value_delimiter = ',', required = true)]
         roles: Vec<String>,
         /// Add it without a password (it signs in with API tokens only).

@@ -18,7 +18,7 @@ use crate::logs::{ask, load_config, local_actor};
 pub(crate) enum ReviewCommand {
     /// Review requests, newest first (the default command).
     List {
-        /// Only requests in this state: pending, approved or declined.
+        /// Only requests in this state: pending, approved, declined or change-requested.
         #[arg(long, value_parser = report::parse_review_status)]
         status: Option<ReviewStatus>,
         #[arg(long, default_value_t = 100)]
@@ -39,7 +39,7 @@ pub(crate) enum ReviewCommand {
         /// approved or declined.
         #[arg(value_parser = report::parse_review_status)]
         status: ReviewStatus,
-        /// What to tell the requester.
+        /// What to tell the requester (needed to decline: the reason).
         #[arg(long)]
         note: Option<String>,
         /// Who decided, for the audit log, when the appliance is stopped (default: the login

@@ -668,3 +668,100 @@ async fn chromium_shows_the_dns_block_page() {
     .await;
     assert_eq!(reference_on(&dom), hex(&ev["reference"]));
 }
+
+/// `POST path` with a JSON body on the appliance's API socket as `token`: status and body.
+fn api_post(app: &Appliance, token: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let out = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", "--unix-socket"])
+        .arg(app.dir().join("state/api.sock"))
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .args([
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            body,
+        ])
+        .arg(format!("http://appliance{path}"))
+        .output()
+        .expect("curl must be installed");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (
+        code.trim().parse().unwrap_or(0),
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// Issue 16: a review request from the block page is turned into a change request that
+/// allows the site for the requester's group; the requester's reference page shows it. A
+/// governor may not; a decline needs its reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_16_a_review_request_becomes_a_change_request_the_requester_sees() {
+    let r = rig().await;
+    let a = ask(&r, PUPIL, "games.example", RecordType::A).await;
+    assert_eq!(address(&a), Some(r.page.ip()));
+    let url = format!("http://games.example:{}/levels/1", r.page.port());
+    let (_, page) = curl(PUPIL, &[], &url, "games.example", r.page).await;
+    let reference = reference_on(&page);
+    let (code, head) = curl(
+        PUPIL,
+        &[
+            "--data-urlencode",
+            &format!("reference={reference}"),
+            "--data-urlencode",
+            "reason=Our coding club uses it",
+        ],
+        &format!("http://games.example:{}/review", r.page.port()),
+        "games.example",
+        r.page,
+    )
+    .await;
+    assert_eq!(code, 303, "{head}");
+    let path = format!("/api/v1/reviews/{reference}/change");
+    let (review, change) = tokio::task::block_in_place(|| {
+        let gov = r.app.token("gov", "governor");
+        let dsl = r.app.token("dsl", "dsl");
+        let (code, v) = api_post(&r.app, &gov, &path, "{}");
+        assert_eq!(code, 403, "{v}");
+        // Declining needs the reason the requester reads.
+        let (code, v) = api_post(
+            &r.app,
+            &dsl,
+            &format!("/api/v1/reviews/{reference}/decide"),
+            r#"{"status":"declined"}"#,
+        );
+        assert_eq!(code, 400, "{v}");
+        let (code, v) = api_post(&r.app, &dsl, &path, "{}");
+        assert_eq!(code, 200, "{v}");
+        (v["review"].clone(), v["change"].clone())
+    });
+    assert_eq!(review["status"], "change-requested");
+    let id = change["id"].as_u64().unwrap();
+    assert_eq!(review["change"], id);
+    assert_eq!(
+        change["edits"][0],
+        serde_json::json!({ "op": "add-allow", "group": "page", "entry": "games.example" })
+    );
+    assert_eq!(
+        change["status"], "proposed",
+        "loosening: it waits for an approver"
+    );
+    // The requester's reference page shows it.
+    let status_url = format!("http://games.example:{}/review/{reference}", r.page.port());
+    let (code, status) = curl(PUPIL, &[], &status_url, "games.example", r.page).await;
+    assert_eq!(code, 200, "{status}");
+    assert!(
+        status.contains("<strong id=\"review-status\">change-requested</strong>"),
+        "{status}"
+    );
+    assert!(
+        status.contains(&format!("Change request #{id}")),
+        "{status}"
+    );
+    // A second time is refused: it is decided.
+    let again = tokio::task::block_in_place(|| {
+        let dsl = r.app.token("dsl", "dsl");
+        api_post(&r.app, &dsl, &path, "{}").0
+    });
+    assert_eq!(again, 409);
+}

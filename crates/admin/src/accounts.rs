@@ -25,15 +25,20 @@ pub enum Role {
     Approver,
     /// Read-only: change requests and the audit log, never pupil-level data.
     Governor,
+    /// A member of staff without filter duties: reports unsuitable sites to the DSL and
+    /// sees how their own reports went. (Last: roles are stored by name, listed in this
+    /// order.)
+    Staff,
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [
+    pub const ALL: [Role; 6] = [
         Role::Technician,
         Role::Dsl,
         Role::DeputyDsl,
         Role::Approver,
         Role::Governor,
+        Role::Staff,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +48,7 @@ impl Role {
             Role::DeputyDsl => "deputy-dsl",
             Role::Approver => "approver",
             Role::Governor => "governor",
+            Role::Staff => "staff",
         }
     }
 }
@@ -55,7 +61,7 @@ impl std::str::FromStr for Role {
             .find(|r| r.as_str() == s)
             .ok_or_else(|| {
                 AdminError::Invalid(format!(
-                    "unknown role {s:?}: expected technician, dsl, deputy-dsl, approver or governor"
+                    "unknown role {s:?}: expected technician, dsl, deputy-dsl, approver, governor or staff"
                 ))
             })
     }
@@ -82,6 +88,8 @@ pub enum Permission {
     PupilData,
     /// Read and decide review requests from the block page (they name a device and a user).
     Reviews,
+    /// Report an unsuitable site to the DSL, and follow one's own reports: every role.
+    ReportSite,
     /// Read the system status: listeners, upstreams, lists, the store, dropped events.
     SystemStatus,
 }
@@ -100,6 +108,7 @@ impl Permission {
             Permission::Reload => &[Technician, Approver],
             Permission::PupilData => &[Dsl, DeputyDsl],
             Permission::Reviews => &[Technician, Approver, Dsl, DeputyDsl],
+            Permission::ReportSite => &[Technician, Dsl, DeputyDsl, Approver, Governor, Staff],
             Permission::SystemStatus => &[Technician, Approver],
         }
     }
@@ -262,6 +271,25 @@ mod tests {
                 .authorize(Permission::PupilData)
                 .is_ok()
         );
+        // Staff report sites and do nothing else.
+        let staff = account(&[Role::Staff]);
+        assert!(staff.authorize(Permission::ReportSite).is_ok());
+        for p in [
+            Permission::Read,
+            Permission::Propose,
+            Permission::PupilData,
+            Permission::Reviews,
+            Permission::Approve,
+        ] {
+            assert!(staff.authorize(p).is_err(), "{p:?}");
+        }
+        for r in Role::ALL {
+            assert!(
+                account(&[r]).authorize(Permission::ReportSite).is_ok(),
+                "{r:?}"
+            );
+            assert_eq!(r.as_str().parse::<Role>().unwrap(), r);
+        }
         let both = account(&[Role::Technician, Role::Approver]);
         assert!(both.authorize(Permission::Approve).is_ok());
         let mut off = both;

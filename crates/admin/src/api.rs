@@ -85,6 +85,7 @@ pub fn router(admin: Arc<Admin>, local: bool, reload_key: Option<&str>) -> Route
         .route("/api/v1/reviews/{reference}/decide", post(decide))
         .route("/api/v1/export", get(export))
         .merge(crate::checks::routes())
+        .merge(crate::cases::routes())
         .fallback(|| async {
             error(AdminError::NotFound(
                 "no such API path (see /api/v1/openapi.json)".into(),
@@ -170,7 +171,7 @@ fn status(e: &AdminError) -> StatusCode {
     }
 }
 
-fn error(e: AdminError) -> Response {
+pub(crate) fn error(e: AdminError) -> Response {
     let body = serde_json::json!({ "error": { "kind": e.kind(), "message": e.to_string() } });
     (status(&e), Json(body)).into_response()
 }

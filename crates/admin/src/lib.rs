@@ -15,6 +15,7 @@
 
 mod accounts;
 pub mod api;
+pub mod cases;
 mod change;
 pub mod checks;
 mod edit;
@@ -32,6 +33,7 @@ pub use change::{
     VerdictChange,
 };
 pub use edit::{BreachRuleSpec, DeviceSpec, Direction, Edit, ListSpec, ScheduleSpec};
+pub use hedgerow_store::{EventFilter, ReviewRequest, ReviewStatus};
 pub use service::{APPLIANCE, Admin, Notifier, ProposalPreview, Reloader};
 pub use signin::{
     ACCOUNT_FAILURES, LOCAL, LOCKOUT, SOURCE_FAILURES, Scope, Session, SignIn, needs_totp,

@@ -312,3 +312,66 @@ pub fn decide_review(
             other => AdminError::Internal(other.to_string()),
         })
 }
+
+impl crate::Admin {
+    /// Access events matching `filter` (the most recent `limit`, oldest first), for a person
+    /// at the console: authorised and recorded in the audit log as `hedgerow logs` is.
+    pub fn events(
+        &self,
+        actor: &crate::Account,
+        filter: EventFilter,
+    ) -> Result<Vec<AccessEvent>, AdminError> {
+        let q = Query::Logs(Box::new(filter.clone()));
+        self.authorize_query(actor, &q)?;
+        Ok(self.store().events(&filter)?)
+    }
+
+    /// Access events matching `filter` as CSV (the columns `hedgerow logs --format csv`
+    /// prints, times in `tz`, formula-like cells neutralised): an export, authorised and
+    /// recorded in the audit log (which filters, never their values) before anything is read.
+    pub fn events_csv(
+        &self,
+        actor: &crate::Account,
+        filter: EventFilter,
+        tz: &jiff::tz::TimeZone,
+    ) -> Result<Vec<u8>, AdminError> {
+        let q = Query::Logs(Box::new(filter));
+        actor.authorize(q.permission())?;
+        let (_, detail) = q.audit();
+        self.store().append_audit(
+            self.now(),
+            &actor.name,
+            "export-logs-csv",
+            &detail.to_string(),
+        )?;
+        let mut printer = crate::report::Printer::new(
+            crate::report::Format::Csv,
+            Vec::new(),
+            &crate::report::EVENT_HEADER,
+        )
+        .map_err(|e| AdminError::Internal(e.to_string()))?;
+        let mut failed = None;
+        answer(self.store(), q, &mut |line| {
+            let text = std::str::from_utf8(line).map_err(std::io::Error::other)?;
+            match read_line(text) {
+                Ok(Line::Value(v)) => printer.event(v, tz),
+                Ok(Line::End) => Ok(()),
+                Ok(Line::Error(e)) => {
+                    failed = Some(e);
+                    Ok(())
+                }
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            }
+        })
+        .map_err(|e| AdminError::Internal(e.to_string()))?;
+        if let Some(e) = failed {
+            return Err(AdminError::Internal(e));
+        }
+        match printer {
+            crate::report::Printer::Csv(w) => w
+                .into_inner()
+                .map_err(|e| AdminError::Internal(e.to_string())),
+            _ => Err(AdminError::Internal("not CSV".into())),
+        }
+    }
+}

@@ -597,7 +597,7 @@ pub fn parse_category(s: &str) -> Result<Category, String> {
 }
 
 pub fn parse_review_status(s: &str) -> Result<ReviewStatus, String> {
-    parse_word(s, "pending, approved or declined")
+    parse_word(s, "pending, approved, declined or change-requested")
 }
 
 /// A review request's reference: the 16 hex digits shown on the block page.

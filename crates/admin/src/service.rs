@@ -393,7 +393,7 @@ impl Admin {
         &self.config
     }
 
-    fn load_config(&self) -> Result<Config, AdminError> {
+    pub(crate) fn load_config(&self) -> Result<Config, AdminError> {
         hedgerow_config::load(&self.config).map_err(|e| {
             AdminError::Validation(format!("the configuration on disk does not load:\n{e}"))
         })
@@ -1226,6 +1226,20 @@ impl Admin {
         note: Option<&str>,
     ) -> Result<hedgerow_store::ReviewRequest, AdminError> {
         actor.authorize(Permission::Reviews)?;
+        match status {
+            hedgerow_store::ReviewStatus::Declined if note.is_none_or(|n| n.trim().is_empty()) => {
+                return Err(AdminError::Invalid(
+                    "a declined review request needs a reason (the note): the requester sees it"
+                        .into(),
+                ));
+            }
+            hedgerow_store::ReviewStatus::ChangeRequested => {
+                return Err(AdminError::Invalid(
+                    "turn a review request into a change request with POST /api/v1/reviews/REF/change".into(),
+                ));
+            }
+            _ => {}
+        }
         crate::records::decide_review(
             &self.store,
             self.now(),

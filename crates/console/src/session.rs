@@ -221,7 +221,13 @@ impl FromRequestParts<Arc<Ctx>> for Signed {
         };
         match ctx.touch(&token) {
             Touch::Live => {}
-            Touch::Idle => return Err(to_sign_in(parts, true)),
+            Touch::Idle => {
+                let t = token.clone();
+                if let Err(e) = ctx.run(move |a| a.sign_out(&t)).await {
+                    tracing::warn!("console: ending an idle session: {e}");
+                }
+                return Err(to_sign_in(parts, true));
+            }
             Touch::Unknown => return Err(to_sign_in(parts, false)),
         }
         let t = token.clone();
@@ -315,13 +321,14 @@ pub(crate) async fn reauthenticate(
             "enter your password to confirm this".into(),
         ));
     }
-    let (name, password) = (me.account.name.clone(), password.to_owned());
-    let _ = code;
-    ctx.run(move |a| a.login(&name, &password).map(|_| ()))
-        .await
-        .map_err(|_| {
-            AdminError::Unauthenticated(
-                "that password is not right, so nothing was done; please try again".into(),
-            )
-        })
+    let (actor, password, code) = (
+        me.account.clone(),
+        password.to_owned(),
+        code.replace(' ', ""),
+    );
+    ctx.run(move |a| {
+        let code = (!code.is_empty()).then_some(code.as_str());
+        a.reauthenticate(&actor, &password, code)
+    })
+    .await
 }

@@ -14,6 +14,8 @@ use axum::routing::{get, post};
 use rand::RngCore;
 use serde::Deserialize;
 
+use hedgerow_admin::{Account, AdminError, SignIn};
+
 use crate::html;
 use crate::session::{COOKIE, Ctx, PRE_COOKIE, SignedForm, St, cookie, read_form, set_cookie};
 
@@ -21,6 +23,7 @@ pub(crate) fn routes() -> Router<Arc<Ctx>> {
     Router::new()
         .route("/signin", get(form).post(sign_in))
         .route("/signout", post(sign_out))
+        .route("/signin/authenticator", get(enrol).post(confirm))
         .route("/static/console.css", get(html::stylesheet))
 }
 
@@ -86,7 +89,7 @@ async fn form(
 }
 
 #[derive(Deserialize)]
-struct SignIn {
+struct SignInForm {
     #[serde(default)]
     name: String,
     #[serde(default)]
@@ -105,27 +108,42 @@ async fn sign_in(axum::extract::State(ctx): St, req: Request) -> Response {
     let Some(pre) = cookie(req.headers(), PRE_COOKIE) else {
         return html::forbidden_form();
     };
-    let f: SignIn = match read_form(&ctx, &pre, req).await {
+    let f: SignInForm = match read_form(&ctx, &pre, req).await {
         Ok(f) => f,
         Err(r) => return r,
     };
     let (name, password) = (f.name.trim().to_owned(), f.password.clone());
     let code = f.code.replace(' ', "");
-    let _ = (peer, code);
-    match ctx.run(move |a| a.login(&name, &password)).await {
-        Ok(session) => {
+    let source = peer.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let signed = ctx
+        .run(move |a| {
+            let code = (!code.is_empty()).then_some(code.as_str());
+            a.sign_in(&name, &password, code, source)
+        })
+        .await;
+    match signed {
+        Ok(SignIn::SignedIn(session)) => {
             ctx.begin(&session.token);
             let r = Redirect::to(&local(Some(&f.next))).into_response();
             let r = with_cookie(r, set_cookie(COOKIE, Some(&session.token)));
             with_cookie(r, set_cookie(PRE_COOKIE, None))
         }
+        Ok(SignIn::EnrolTotp(session)) => {
+            // Right password; the account's roles need an authenticator it has not set up.
+            // This session may only enrol one.
+            ctx.begin(&session.token);
+            let r = Redirect::to("/signin/authenticator").into_response();
+            let r = with_cookie(r, set_cookie(COOKIE, Some(&session.token)));
+            with_cookie(r, set_cookie(PRE_COOKIE, None))
+        }
         Err(e) => {
-            let message = match e {
-                hedgerow_admin::AdminError::Unauthenticated(m) => m,
-                other => other.to_string(),
+            let (status, message) = match e {
+                AdminError::Unauthenticated(m) => (StatusCode::UNAUTHORIZED, m),
+                AdminError::Locked(m) => (StatusCode::TOO_MANY_REQUESTS, m),
+                other => (StatusCode::UNAUTHORIZED, other.to_string()),
             };
             html::page_status(
-                StatusCode::UNAUTHORIZED,
+                status,
                 &SignInPage {
                     csrf: ctx.csrf(&pre),
                     next: local(Some(&f.next)),
@@ -138,11 +156,116 @@ async fn sign_in(axum::extract::State(ctx): St, req: Request) -> Response {
     }
 }
 
+#[derive(Template)]
+#[template(path = "authenticator.html")]
+struct EnrolPage {
+    csrf: String,
+    account: String,
+    qr_svg: String,
+    secret: String,
+    error: Option<String>,
+}
+
+/// The enrolment session's token and account, or the sign-in page.
+async fn enrolling(ctx: &Arc<Ctx>, headers: &HeaderMap) -> Result<(String, Account), Response> {
+    let Some(token) = cookie(headers, COOKIE) else {
+        return Err(Redirect::to("/signin").into_response());
+    };
+    let t = token.clone();
+    match ctx.run(move |a| a.authenticate_enrolment(&t)).await {
+        Ok(a) => Ok((token, a)),
+        Err(_) => Err(Redirect::to("/signin").into_response()),
+    }
+}
+
+async fn enrol_page(
+    ctx: &Arc<Ctx>,
+    token: &str,
+    account: Account,
+    error: Option<String>,
+) -> Response {
+    let name = account.name.clone();
+    match ctx.run(move |a| a.totp_begin(&account)).await {
+        Ok(e) => {
+            let page = EnrolPage {
+                csrf: ctx.csrf(token),
+                account: name,
+                qr_svg: e.qr_svg,
+                secret: e.secret_base32,
+                error,
+            };
+            if page.error.is_some() {
+                html::page_status(StatusCode::BAD_REQUEST, &page)
+            } else {
+                html::page(&page)
+            }
+        }
+        // Enrolled already (another tab finished it): carry on signed in.
+        Err(AdminError::Conflict(_)) => Redirect::to("/").into_response(),
+        Err(e) => html::bad_form(&e.to_string()),
+    }
+}
+
+/// Setting up an authenticator: the QR code and the secret, and a code to confirm it.
+async fn enrol(axum::extract::State(ctx): St, headers: HeaderMap) -> Response {
+    let (token, account) = match enrolling(&ctx, &headers).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    enrol_page(&ctx, &token, account, None).await
+}
+
+#[derive(Deserialize)]
+struct Confirm {
+    #[serde(default)]
+    code: String,
+}
+
+async fn confirm(axum::extract::State(ctx): St, req: Request) -> Response {
+    let (token, account) = match enrolling(&ctx, req.headers()).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let f: Confirm = match read_form(&ctx, &token, req).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let code = f.code.replace(' ', "");
+    let who = account.clone();
+    let t = token.clone();
+    let done = ctx
+        .run(move |a| {
+            a.totp_confirm(&who, &code)?;
+            a.finish_enrolment(&t)
+        })
+        .await;
+    match done {
+        Ok(session) => {
+            ctx.end(&token);
+            ctx.begin(&session.token);
+            let r = Redirect::to("/").into_response();
+            with_cookie(r, set_cookie(COOKIE, Some(&session.token)))
+        }
+        Err(e) => {
+            let message = match e {
+                AdminError::Unauthenticated(m) | AdminError::Invalid(m) => m,
+                other => other.to_string(),
+            };
+            // A wrong code keeps the enrolment going with a new secret.
+            enrol_page(&ctx, &token, account, Some(message)).await
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct Nothing {}
 
 async fn sign_out(axum::extract::State(ctx): St, f: SignedForm<Nothing>) -> Response {
     ctx.end(&f.me.token);
+    let token = f.me.token.clone();
+    if let Err(e) = ctx.run(move |a| a.sign_out(&token)).await {
+        tracing::warn!("console sign-out: {e}");
+    }
     let r = Redirect::to("/signin").into_response();
     with_cookie(r, set_cookie(COOKIE, None))
 }

@@ -516,6 +516,7 @@ impl BlockPages {
             decided: None,
             decided_by: None,
             note: None,
+            change: None,
         };
         let store = self.store.clone();
         match tokio::task::spawn_blocking(move || store.add_review(&request)).await {

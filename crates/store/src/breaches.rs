@@ -392,6 +392,18 @@ impl Store {
         Ok(out)
     }
 
+    /// Every breach without its triggers, newest first, each with how many distinct
+    /// triggers it holds: what a list of breaches shows, read without the triggers (a
+    /// breach may hold thousands), so an inbox over thousands of breaches reads each record
+    /// once.
+    pub fn breach_heads(&self) -> impl Iterator<Item = Result<(Breach, u32), StoreError>> + '_ {
+        self.breaches.iter().rev().map(|item| {
+            let (_, v) = item?;
+            let head = decode_head(&v)?;
+            Ok((head.breach, head.triggers.unwrap_or(1)))
+        })
+    }
+
     /// Breaches seen in `[from, to)` (first seen before `to`, last seen at or after
     /// `from`), oldest first: what a digest covering that time reports, including breaches
     /// that gathered triggers since an earlier digest.
@@ -528,6 +540,7 @@ impl Store {
                     Ok::<_, ConflictableTransactionError<StoreError>>(())
                 })
                 .map_err(tx_err)?;
+            self.purge_case(k)?;
         }
         Ok(old.len())
     }

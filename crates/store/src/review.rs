@@ -1,11 +1,13 @@
 //! Review requests: a pupil or teacher who thinks a block is wrong asks for a review from the
 //! block page, and the school's IT staff decide it. Until the console exists, `hedgerow
-//! reviews` lists and decides them; the requester looks the status up on the block page
+//! reviews` and the console list and decide them (declined with a note, or turned into a
+//! change request that is linked here); the requester looks the status up on the block page
 //! server by the block's reference.
 //!
 //! Stored in the `reviews` tree of the main database, keyed by the block page reference (one
 //! request per block: a second request for the same reference gets the first back), each
-//! value a format byte then postcard, like every other value. An illegal-tier request holds
+//! value a format byte then postcard, like every other value (format 2 links the change request
+//! a request was turned into; format 1 records, from before, still read). An illegal-tier request holds
 //! the protected rule (`[protected entry] #ref`) as its target, never the address. Exported
 //! and imported with the rest of the store.
 
@@ -14,7 +16,7 @@ use std::net::IpAddr;
 use hedgerow_model::{Category, Tier};
 use serde::{Deserialize, Serialize};
 
-use crate::wire::{decode, encode};
+use crate::wire::{decode, encode_as, postcard_value};
 use crate::{Store, StoreError};
 
 const REVIEWS: &str = "reviews";
@@ -29,6 +31,9 @@ pub enum ReviewStatus {
     Approved,
     /// The block stays.
     Declined,
+    /// A change request to allow the site was raised (`change`); it waits for approval.
+    /// (Last: stored records keep their variant numbers.)
+    ChangeRequested,
 }
 
 impl ReviewStatus {
@@ -37,6 +42,7 @@ impl ReviewStatus {
             ReviewStatus::Pending => "pending",
             ReviewStatus::Approved => "approved",
             ReviewStatus::Declined => "declined",
+            ReviewStatus::ChangeRequested => "change-requested",
         }
     }
 }
@@ -74,6 +80,68 @@ pub struct ReviewRequest {
     pub decided_by: Option<String>,
     /// What the school says back; the requester sees it with the status.
     pub note: Option<String>,
+    /// The change request the request was turned into.
+    #[serde(default)]
+    pub change: Option<u64>,
+}
+
+/// A review request as format 1 stored it, before requests could link a change request:
+/// read, never written.
+#[derive(Deserialize)]
+struct ReviewV1 {
+    reference: u64,
+    asked: jiff::Timestamp,
+    blocked: Option<jiff::Timestamp>,
+    client: IpAddr,
+    device: Option<String>,
+    user: Option<String>,
+    group: Option<String>,
+    target: String,
+    tier: Tier,
+    category: Option<Category>,
+    rule: Option<String>,
+    reason: String,
+    name: Option<String>,
+    status: ReviewStatus,
+    decided: Option<jiff::Timestamp>,
+    decided_by: Option<String>,
+    note: Option<String>,
+}
+
+/// The format review requests are written in: format 1 with the linked change request.
+const REVIEW_FORMAT: u8 = 2;
+
+fn encode_review(r: &ReviewRequest) -> Vec<u8> {
+    encode_as(REVIEW_FORMAT, r)
+}
+
+fn decode_review(bytes: &[u8]) -> Result<ReviewRequest, StoreError> {
+    match bytes.split_first() {
+        Some((&REVIEW_FORMAT, rest)) => postcard_value(REVIEWS, rest),
+        _ => {
+            let o: ReviewV1 = decode(REVIEWS, bytes)?;
+            Ok(ReviewRequest {
+                reference: o.reference,
+                asked: o.asked,
+                blocked: o.blocked,
+                client: o.client,
+                device: o.device,
+                user: o.user,
+                group: o.group,
+                target: o.target,
+                tier: o.tier,
+                category: o.category,
+                rule: o.rule,
+                reason: o.reason,
+                name: o.name,
+                status: o.status,
+                decided: o.decided,
+                decided_by: o.decided_by,
+                note: o.note,
+                change: None,
+            })
+        }
+    }
 }
 
 /// Why a review could not be decided.
@@ -97,7 +165,7 @@ impl Store {
         let tree = self.reviews_tree()?;
         let key = r.reference.to_be_bytes();
         let added = tree
-            .compare_and_swap(key, None as Option<&[u8]>, Some(encode(r)))?
+            .compare_and_swap(key, None as Option<&[u8]>, Some(encode_review(r)))?
             .is_ok();
         self.main_db().flush()?;
         if added {
@@ -111,7 +179,7 @@ impl Store {
     pub fn review(&self, reference: u64) -> Result<Option<ReviewRequest>, StoreError> {
         self.reviews_tree()?
             .get(reference.to_be_bytes())?
-            .map(|v| decode(REVIEWS, &v))
+            .map(|v| decode_review(&v))
             .transpose()
     }
 
@@ -123,7 +191,7 @@ impl Store {
     ) -> Result<Vec<ReviewRequest>, StoreError> {
         let mut out: Vec<ReviewRequest> = Vec::new();
         for item in self.reviews_tree()?.iter().values() {
-            let r: ReviewRequest = decode(REVIEWS, &item?)?;
+            let r = decode_review(&item?)?;
             if status.is_none_or(|s| r.status == s) {
                 out.push(r);
             }
@@ -143,20 +211,40 @@ impl Store {
         note: Option<&str>,
         now: jiff::Timestamp,
     ) -> Result<ReviewRequest, ReviewError> {
+        self.decide_review_with(reference, status, by, note, None, now)
+    }
+
+    /// As [`Self::decide_review`], linking the change request it was turned into (kept when
+    /// `change` is none).
+    pub fn decide_review_with(
+        &self,
+        reference: u64,
+        status: ReviewStatus,
+        by: &str,
+        note: Option<&str>,
+        change: Option<u64>,
+        now: jiff::Timestamp,
+    ) -> Result<ReviewRequest, ReviewError> {
         let tree = self.reviews_tree()?;
         let key = reference.to_be_bytes();
         let Some(old) = tree.get(key).map_err(StoreError::from)? else {
             return Err(ReviewError::NotFound(reference));
         };
-        let mut r: ReviewRequest = decode(REVIEWS, &old)?;
+        let mut r = decode_review(&old)?;
         r.status = status;
         r.decided = Some(now);
         r.decided_by = Some(by.to_owned());
         r.note = note.map(str::to_owned);
-        tree.insert(key, encode(&r)).map_err(StoreError::from)?;
+        if change.is_some() {
+            r.change = change;
+        }
+        tree.insert(key, encode_review(&r))
+            .map_err(StoreError::from)?;
         let detail = format!(
-            "{{\"reference\":\"{reference:016x}\",\"status\":\"{status}\",\"target\":{}}}",
-            json_string(&r.target)
+            "{{\"reference\":\"{reference:016x}\",\"status\":\"{status}\",\"target\":{},\"change\":{}}}",
+            json_string(&r.target),
+            r.change
+                .map_or_else(|| "null".to_owned(), |c| c.to_string())
         );
         self.append_audit(now, by, "review", &detail)?;
         Ok(r)
@@ -169,7 +257,7 @@ impl Store {
         let mut old = Vec::new();
         for item in tree.iter() {
             let (k, v) = item?;
-            let r: ReviewRequest = decode(REVIEWS, &v)?;
+            let r = decode_review(&v)?;
             if r.asked < cutoff {
                 old.push(k);
             }
@@ -190,7 +278,7 @@ impl Store {
     /// Puts an exported review request back as it was (for import).
     pub(crate) fn put_review(&self, r: &ReviewRequest) -> Result<(), StoreError> {
         self.reviews_tree()?
-            .insert(r.reference.to_be_bytes(), encode(r))?;
+            .insert(r.reference.to_be_bytes(), encode_review(r))?;
         Ok(())
     }
 }
@@ -225,6 +313,7 @@ mod tests {
             decided: None,
             decided_by: None,
             note: None,
+            change: None,
         }
     }
 
@@ -278,6 +367,80 @@ mod tests {
             (ReviewStatus::Approved, Some("added"))
         );
         assert!(store.review(9).unwrap().is_none());
+    }
+
+    #[test]
+    fn format_1_requests_still_read_and_a_linked_change_is_kept() {
+        #[derive(Serialize)]
+        struct V1<'a> {
+            reference: u64,
+            asked: jiff::Timestamp,
+            blocked: Option<jiff::Timestamp>,
+            client: IpAddr,
+            device: Option<String>,
+            user: Option<String>,
+            group: Option<String>,
+            target: &'a str,
+            tier: Tier,
+            category: Option<Category>,
+            rule: Option<String>,
+            reason: &'a str,
+            name: Option<String>,
+            status: ReviewStatus,
+            decided: Option<jiff::Timestamp>,
+            decided_by: Option<String>,
+            note: Option<String>,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let r = request(5, 100);
+        let old = V1 {
+            reference: 5,
+            asked: r.asked,
+            blocked: None,
+            client: r.client,
+            device: None,
+            user: None,
+            group: r.group.clone(),
+            target: &r.target,
+            tier: r.tier,
+            category: None,
+            rule: r.rule.clone(),
+            reason: &r.reason,
+            name: r.name.clone(),
+            status: ReviewStatus::Pending,
+            decided: None,
+            decided_by: None,
+            note: None,
+        };
+        store
+            .reviews_tree()
+            .unwrap()
+            .insert(5u64.to_be_bytes(), crate::wire::encode(&old))
+            .unwrap();
+        assert_eq!(store.review(5).unwrap(), Some(r));
+        let now = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+        let d = store
+            .decide_review_with(
+                5,
+                ReviewStatus::ChangeRequested,
+                "dsl",
+                Some("#12"),
+                Some(12),
+                now,
+            )
+            .unwrap();
+        assert_eq!(
+            (d.status, d.change),
+            (ReviewStatus::ChangeRequested, Some(12))
+        );
+        // a later decision keeps the link
+        store
+            .decide_review(5, ReviewStatus::Approved, "dsl", Some("applied"), now)
+            .unwrap();
+        let r = store.review(5).unwrap().unwrap();
+        assert_eq!((r.status, r.change), (ReviewStatus::Approved, Some(12)));
+        assert_eq!(r.status.as_str(), "approved");
     }
 
     #[test]

@@ -289,7 +289,7 @@ impl Appliance {
     }
 
     /// An API token for the account `name` holding `roles` (comma-separated: technician, dsl,
-    /// deputy-dsl, approver, governor), made through the CLI on first use and kept. To make
+    /// deputy-dsl, approver, governor, staff), made through the CLI on first use and kept. To make
     /// accounts the harness signs in as the appliance's first account (`testkit-admin`, an
     /// approver), so a test that makes its own first account must sign in with its own tokens
     /// ([`Self::cli_as`]) instead.

@@ -22,6 +22,7 @@ pub(crate) fn routes() -> Router<Arc<Ctx>> {
         .route("/accounts/{name}/roles", post(roles))
         .route("/accounts/{name}/disable", post(disable))
         .route("/accounts/{name}/password", post(password))
+        .route("/accounts/{name}/authenticator", post(reset_totp))
 }
 
 struct Row {
@@ -31,6 +32,8 @@ struct Row {
     disabled: bool,
     created: String,
     has_password: bool,
+    totp: bool,
+    needs_totp: bool,
 }
 
 struct RoleChoice {
@@ -72,6 +75,8 @@ async fn list(State(ctx): St, me: Signed) -> Response {
                     disabled: a.disabled,
                     created: when(a.created),
                     has_password: a.has_password,
+                    totp: a.totp_enrolled,
+                    needs_totp: hedgerow_admin::needs_totp(&a),
                     name: a.name,
                 })
                 .collect(),
@@ -194,6 +199,18 @@ async fn password(
         .run(move |a| a.set_password(&account, &name, &form.password))
         .await
     {
+        Ok(_) => Redirect::to("/accounts").into_response(),
+        Err(e) => html::error(&me, e),
+    }
+}
+
+async fn reset_totp(State(ctx): St, Path(name): Path<String>, f: SignedForm<Confirm>) -> Response {
+    let SignedForm { me, form } = f;
+    if let Err(e) = reauthenticate(&ctx, &me, &form.confirm, &form.code).await {
+        return html::error(&me, e);
+    }
+    let account = me.account.clone();
+    match ctx.run(move |a| a.totp_reset(&account, &name)).await {
         Ok(_) => Redirect::to("/accounts").into_response(),
         Err(e) => html::error(&me, e),
     }

@@ -28,18 +28,26 @@ use crate::session::{Ctx, Signed};
 
 mod accounts;
 mod audit;
+mod breaches;
 mod changes;
 mod checks;
+pub(crate) mod logs;
+mod reviews;
+mod site_reports;
 mod system;
 
 pub(crate) fn routes() -> Router<Arc<Ctx>> {
     Router::new()
         .route("/", get(home))
         .merge(changes::routes())
+        .merge(breaches::routes())
+        .merge(site_reports::routes())
+        .merge(reviews::routes())
         .merge(accounts::routes())
         .merge(audit::routes())
         .merge(checks::routes())
         .merge(system::routes())
+        .merge(logs::routes())
 }
 
 #[derive(Template)]
