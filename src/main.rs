@@ -9,6 +9,7 @@ mod lists;
 mod logs;
 mod metrics;
 mod pidfile;
+mod reports;
 mod reviews;
 mod services;
 mod status;
@@ -431,6 +432,9 @@ async fn start_admin(
         .with_context(|| format!("binding the API socket {}", path.display()))?;
     tracing::info!("API listening on {}", path.display());
     let mut tasks = vec![api];
+    if let Some(handle) = services.lock().await.as_ref().map(|s| s.handle.clone()) {
+        tasks.push(reports::spawn_weekly(admin.clone(), handle));
+    }
     let ca = tcp.ca.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
     if let Some(console) = &tcp.console {
         let started =

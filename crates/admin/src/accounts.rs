@@ -90,6 +90,11 @@ pub enum Permission {
     Reviews,
     /// Report an unsuitable site to the DSL, and follow one's own reports: every role.
     ReportSite,
+    /// Read the reports (dashboard, trends, the weekly monitoring report): counts only,
+    /// nobody named.
+    Reports,
+    /// See which sites were blocked most in the reports (site names, not who visited them).
+    ReportSites,
     /// Read the system status: listeners, upstreams, lists, the store, dropped events.
     SystemStatus,
 }
@@ -109,6 +114,8 @@ impl Permission {
             Permission::PupilData => &[Dsl, DeputyDsl],
             Permission::Reviews => &[Technician, Approver, Dsl, DeputyDsl],
             Permission::ReportSite => &[Technician, Dsl, DeputyDsl, Approver, Governor, Staff],
+            Permission::Reports => &[Dsl, DeputyDsl, Approver, Governor],
+            Permission::ReportSites => &[Dsl, DeputyDsl, Approver],
             Permission::SystemStatus => &[Technician, Approver],
         }
     }

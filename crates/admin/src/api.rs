@@ -86,6 +86,7 @@ pub fn router(admin: Arc<Admin>, local: bool, reload_key: Option<&str>) -> Route
         .route("/api/v1/export", get(export))
         .merge(crate::checks::routes())
         .merge(crate::cases::routes())
+        .merge(crate::dashboard::routes())
         .fallback(|| async {
             error(AdminError::NotFound(
                 "no such API path (see /api/v1/openapi.json)".into(),

@@ -56,7 +56,7 @@ pub struct CheckAction {
 }
 
 /// A check in the history list.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckSummary {
     pub id: u64,
     pub by: String,
@@ -106,7 +106,7 @@ pub struct ReviewTrigger {
 }
 
 /// A change to filtering as the governors' report shows it (no diff, no file contents).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangeLine {
     pub id: u64,
     pub created: jiff::Timestamp,
@@ -143,6 +143,25 @@ pub struct ReportData {
     pub triggers: Vec<ReviewTrigger>,
 }
 
+impl ChangeLine {
+    /// A change request as the reports show it.
+    pub(crate) fn of(c: &crate::ChangeRequest) -> Self {
+        ChangeLine {
+            id: c.id,
+            created: c.created,
+            proposer: c.proposer.clone(),
+            reason: c.reason.clone(),
+            status: word(&c.status),
+            direction: word(&c.direction),
+            risk: word(&c.risk.risk),
+            justification: c.risk.justification.clone(),
+            mitigations: c.risk.mitigations.clone(),
+            groups: c.risk.groups.clone(),
+            applied_at: c.applied_at,
+        }
+    }
+}
+
 fn word<T: Serialize>(v: &T) -> String {
     match serde_json::to_value(v) {
         Ok(serde_json::Value::String(s)) => s,
@@ -152,7 +171,7 @@ fn word<T: Serialize>(v: &T) -> String {
 }
 
 impl CheckRecord {
-    fn summary(&self) -> CheckSummary {
+    pub(crate) fn summary(&self) -> CheckSummary {
         let r = &self.result;
         CheckSummary {
             id: self.id,
@@ -170,7 +189,7 @@ impl CheckRecord {
 }
 
 impl Admin {
-    fn all_checks(&self) -> Result<Vec<CheckRecord>, AdminError> {
+    pub(crate) fn all_checks(&self) -> Result<Vec<CheckRecord>, AdminError> {
         self.store()
             .admin_list(AdminTree::Checks)?
             .iter()
@@ -344,19 +363,7 @@ impl Admin {
             .changes(actor)?
             .into_iter()
             .filter(|c| after(c.created) || c.applied_at.is_some_and(after))
-            .map(|c| ChangeLine {
-                id: c.id,
-                created: c.created,
-                proposer: c.proposer.clone(),
-                reason: c.reason.clone(),
-                status: word(&c.status),
-                direction: word(&c.direction),
-                risk: word(&c.risk.risk),
-                justification: c.risk.justification.clone(),
-                mitigations: c.risk.mitigations.clone(),
-                groups: c.risk.groups.clone(),
-                applied_at: c.applied_at,
-            })
+            .map(|c| ChangeLine::of(&c))
             .collect();
         let from = since.unwrap_or(jiff::Timestamp::UNIX_EPOCH);
         let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();

@@ -18,6 +18,7 @@ pub mod api;
 pub mod cases;
 mod change;
 pub mod checks;
+pub mod dashboard;
 mod edit;
 pub mod records;
 pub mod report;

@@ -119,7 +119,17 @@ impl Admin {
         &self.store
     }
 
+    /// The configuration file change control edits.
+    pub(crate) fn config_path(&self) -> &Path {
+        &self.config
+    }
+
     pub(crate) fn now(&self) -> jiff::Timestamp {
+        self.clock.now()
+    }
+
+    /// The time by change control's clock (pinned in end-to-end tests).
+    pub fn clock_now(&self) -> jiff::Timestamp {
         self.clock.now()
     }
 
@@ -369,6 +379,10 @@ impl Admin {
         self.all_changes()
     }
 
+    pub(crate) fn all_changes_for_report(&self) -> Result<Vec<ChangeRequest>, AdminError> {
+        self.all_changes()
+    }
+
     /// The groups the configuration on disk defines, by name: what a change may name.
     pub fn groups(&self, actor: &Account) -> Result<Vec<String>, AdminError> {
         actor.authorize(Permission::Read)?;
@@ -386,11 +400,6 @@ impl Admin {
             .iter()
             .map(|(_, v)| dec(v))
             .collect()
-    }
-
-    /// The main configuration file.
-    pub(crate) fn config_path(&self) -> &Path {
-        &self.config
     }
 
     pub(crate) fn load_config(&self) -> Result<Config, AdminError> {

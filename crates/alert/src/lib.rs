@@ -26,7 +26,7 @@ use hedgerow_config::AlertsConfig;
 use hedgerow_model::{Clock, Severity};
 use hedgerow_store::{Breach, Delivery, DeliveryState, Store, StoreError};
 
-pub use ops::{Operational, send_operational};
+pub use ops::{Operational, send_operational, send_report};
 pub use send::{SendError, local_time};
 pub use service::AlertService;
 

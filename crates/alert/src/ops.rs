@@ -67,6 +67,21 @@ pub async fn send_operational(
     failed
 }
 
+/// Sends a report (the weekly monitoring report) by e-mail to `[alerts.email] to`: HTML
+/// with a plain-text part, tried up to `config.attempts` times. An error if no e-mail is
+/// configured or every attempt failed.
+pub async fn send_report(
+    config: &AlertsConfig,
+    subject: &str,
+    html: &str,
+    text: &str,
+) -> Result<(), SendError> {
+    let Some(e) = &config.email else {
+        return Err(SendError::Email("no [alerts.email] is configured".into()));
+    };
+    retry(config.attempts, || send::email_html(e, subject, html, text)).await
+}
+
 async fn retry<F, Fut>(attempts: u32, mut f: F) -> Result<(), SendError>
 where
     F: FnMut() -> Fut,

@@ -303,12 +303,35 @@ where
 
 /// Sends one e-mail to every configured recipient.
 pub(crate) async fn email(cfg: &EmailConfig, subject: &str, body: &str) -> Result<(), SendError> {
-    let r = email_once(cfg, subject, body).await;
+    let r = email_once(cfg, subject, Body::Text(body)).await;
     count("email", &r);
     r
 }
 
-async fn email_once(cfg: &EmailConfig, subject: &str, body: &str) -> Result<(), SendError> {
+/// Sends one HTML e-mail with a plain-text alternative to every configured recipient.
+pub(crate) async fn email_html(
+    cfg: &EmailConfig,
+    subject: &str,
+    html: &str,
+    text: &str,
+) -> Result<(), SendError> {
+    let r = email_once(cfg, subject, Body::Html { html, text }).await;
+    count("email", &r);
+    r
+}
+
+/// What an e-mail carries.
+enum Body<'a> {
+    Text(&'a str),
+    /// `multipart/alternative`: the plain text first, the HTML preferred.
+    Html {
+        html: &'a str,
+        text: &'a str,
+    },
+}
+
+async fn email_once(cfg: &EmailConfig, subject: &str, body: Body<'_>) -> Result<(), SendError> {
+    use lettre::message::MultiPart;
     use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
     let err = |e: &dyn std::fmt::Display| SendError::Email(e.to_string());
     let mut msg = Message::builder()
@@ -317,7 +340,14 @@ async fn email_once(cfg: &EmailConfig, subject: &str, body: &str) -> Result<(), 
     for to in &cfg.to {
         msg = msg.to(to.parse().map_err(|e| err(&e))?);
     }
-    let msg = msg.body(body.to_owned()).map_err(|e| err(&e))?;
+    let msg = match body {
+        Body::Text(t) => msg.body(t.to_owned()),
+        Body::Html { html, text } => msg.multipart(MultiPart::alternative_plain_html(
+            text.to_owned(),
+            html.to_owned(),
+        )),
+    }
+    .map_err(|e| err(&e))?;
     let mut builder = match cfg.tls {
         SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.server),
         SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&cfg.server)

@@ -52,9 +52,10 @@ fn nav(me: &Signed) -> Vec<NavItem> {
     let may = |p: Permission| a.may(p);
     let mut items: Vec<(&'static str, &'static str, bool)> = vec![("/", "Home", true)];
     items.push(("/breaches", "Breaches", may(Permission::PupilData)));
+    items.push(("/site-reports", "Staff reports", may(Permission::PupilData)));
     items.push(("/logs", "Logs", may(Permission::PupilData)));
     items.push(("/reviews", "Review requests", may(Permission::Reviews)));
-    items.push(("/reports", "Reports", may(Permission::Read)));
+    items.push(("/reports", "Reports", may(Permission::Reports)));
     items.push(("/changes", "Changes", may(Permission::Read)));
     items.push(("/checks", "Check log", may(Permission::Read)));
     items.push(("/system", "System", may(Permission::SystemStatus)));
@@ -248,7 +249,11 @@ pub(crate) async fn headers(req: Request, next: Next) -> Response {
     );
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(h, header::X_FRAME_OPTIONS, "DENY");
-    set(h, header::REFERRER_POLICY, "no-referrer");
+    // `same-origin`, not `no-referrer`: under `no-referrer` Chromium sends `Origin: null` with
+    // the console's own form posts, which `same_origin` (rightly) refuses: no form, sign-in
+    // included, could be sent (found by tests/console.rs). Nothing leaves the console either
+    // way: other sites get no Referer.
+    set(h, header::REFERRER_POLICY, "same-origin");
     set(h, header::STRICT_TRANSPORT_SECURITY, "max-age=31536000");
     if !h.contains_key(header::CACHE_CONTROL) {
         set(h, header::CACHE_CONTROL, "no-store");

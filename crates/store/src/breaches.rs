@@ -277,6 +277,7 @@ impl Store {
         let trigger = Trigger::new(event, severity, rule);
         let dedup = Breach::open(0, &trigger, event).dedup_key();
         let window = jiff::SignedDuration::try_from(window).unwrap_or(jiff::SignedDuration::MAX);
+        let counts = self.main_db().open_tree(crate::counts::BREACH_COUNTS)?;
         let trees = (
             &self.breaches,
             &self.breach_keys,
@@ -284,9 +285,10 @@ impl Store {
             &self.triggers,
             &self.trigger_keys,
             &self.meta,
+            &counts,
         );
         let result = trees
-            .transaction(|(breaches, keys, pending, triggers, tkeys, meta)| {
+            .transaction(|(breaches, keys, pending, triggers, tkeys, meta, counts)| {
                 let open = match keys.get(&dedup)? {
                     Some(id) => head_in(breaches, &id)?,
                     None => None,
@@ -320,6 +322,8 @@ impl Store {
                         }
                     }
                     let change = if severity > b.severity {
+                        crate::counts::add_breach(counts, b.first, b.severity, -1)?;
+                        crate::counts::add_breach(counts, b.first, severity, 1)?;
                         b.severity = severity;
                         b.rule = rule.to_owned();
                         for d in &mut b.deliveries {
@@ -348,6 +352,7 @@ impl Store {
                 tkeys.insert(trigger_identity_key(id, &trigger), &0u32.to_be_bytes())?;
                 keys.insert(dedup.as_slice(), &key)?;
                 pending.insert(&key, &[])?;
+                crate::counts::add_breach(counts, b.first, b.severity, 1)?;
                 Ok(Recorded {
                     id,
                     severity,
@@ -502,10 +507,11 @@ impl Store {
             let (k, v) = item?;
             let b = decode_head(&v)?.breach;
             if b.last < cutoff {
-                old.push((k, b.dedup_key(), b.legacy_dedup_key()));
+                old.push((k, b.dedup_key(), b.legacy_dedup_key(), b.first, b.severity));
             }
         }
-        for (k, dedup, legacy) in &old {
+        let counts = self.main_db().open_tree(crate::counts::BREACH_COUNTS)?;
+        for (k, dedup, legacy, first, severity) in &old {
             let triggers: Vec<sled::IVec> = self
                 .triggers
                 .scan_prefix(k)
@@ -522,9 +528,12 @@ impl Store {
                 &self.pending,
                 &self.triggers,
                 &self.trigger_keys,
+                &counts,
             )
-                .transaction(|(breaches, keys, pending, trig, tk)| {
-                    breaches.remove(k)?;
+                .transaction(|(breaches, keys, pending, trig, tk, counts)| {
+                    if breaches.remove(k)?.is_some() {
+                        crate::counts::add_breach(counts, *first, *severity, -1)?;
+                    }
                     pending.remove(k)?;
                     for d in [dedup, legacy] {
                         if keys.get(d)?.as_deref() == Some(k.as_ref()) {
@@ -618,6 +627,17 @@ impl Store {
         Ok(())
     }
 
+    /// Every breach without its triggers, oldest first (for counts).
+    pub(crate) fn for_each_breach_head(
+        &self,
+        mut f: impl FnMut(Breach) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        for item in self.breaches.iter().values() {
+            f(decode_head(&item?)?.breach)?;
+        }
+        Ok(())
+    }
+
     /// Puts an exported breach back as it was, id, triggers and all (for import). A breach
     /// exported by an older build, with no trigger list, gets its first request as its one.
     pub(crate) fn put_breach(&self, b: &Breach, pending: bool) -> Result<(), StoreError> {
@@ -630,6 +650,7 @@ impl Store {
         let n = u32::try_from(triggers.len()).unwrap_or(u32::MAX);
         let value = encode_head(&head, n);
         let dedup = head.dedup_key();
+        let counts = self.main_db().open_tree(crate::counts::BREACH_COUNTS)?;
         let trees = (
             &self.breaches,
             &self.breach_keys,
@@ -637,10 +658,15 @@ impl Store {
             &self.triggers,
             &self.trigger_keys,
             &self.meta,
+            &counts,
         );
         trees
-            .transaction(|(breaches, keys, p, trig, tk, meta)| {
-                breaches.insert(&key, value.as_slice())?;
+            .transaction(|(breaches, keys, p, trig, tk, meta, counts)| {
+                if let Some(old) = breaches.insert(&key, value.as_slice())? {
+                    let old = decode_head(&old).map_err(abort)?.breach;
+                    crate::counts::add_breach(counts, old.first, old.severity, -1)?;
+                }
+                crate::counts::add_breach(counts, head.first, head.severity, 1)?;
                 keys.insert(dedup.as_slice(), &key)?;
                 if pending {
                     p.insert(&key, &[])?;
@@ -672,6 +698,8 @@ impl Store {
         self.breaches.insert(key, LegacyBreach::encode(b))?;
         self.breach_keys.insert(b.legacy_dedup_key(), &key)?;
         self.pending.insert(key, &[])?;
+        // Its counters as opening the store builds them for breaches of older builds.
+        self.rebuild_breach_counts()?;
         Ok(())
     }
 }

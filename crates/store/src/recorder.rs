@@ -145,6 +145,20 @@ impl Recorder {
                 lower_priority();
                 s.write_loop()
             })?;
+        // The parts the last run left open (and, in a store from before counters, every
+        // part) are added into the day counters now, at the writer's priority, rather than
+        // by the first report that reads them.
+        let store = shared.store.clone();
+        std::thread::Builder::new()
+            .name("log-counts".into())
+            .spawn(move || {
+                lower_priority();
+                match store.settle_all() {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!("{n} parts of days added to the report counters"),
+                    Err(e) => tracing::warn!("adding parts of days to the report counters: {e}"),
+                }
+            })?;
         Ok(Arc::new(Self {
             shared,
             writer: Mutex::new(Some(writer)),
@@ -299,6 +313,8 @@ impl Shared {
         let mut taken = Pending::default();
         let mut scratch = ValueScratch::default();
         let mut round = 0u64;
+        // Events lost (dropped or failed) already added to the store's daily count.
+        let mut lost_counted = 0u64;
         loop {
             // sled starts I/O threads as it needs them: look again every few seconds.
             if round.is_multiple_of(100) {
@@ -350,6 +366,17 @@ impl Shared {
             taken.events = 0;
             if !breaches.is_empty() {
                 self.write_breaches(breaches);
+            }
+            // Lost events go on the day's count, for the weekly report.
+            let lost = self.dropped.load(Ordering::Relaxed) + self.failed.load(Ordering::Relaxed);
+            if lost > lost_counted {
+                match self
+                    .store
+                    .add_dropped(jiff::Timestamp::now(), lost - lost_counted)
+                {
+                    Ok(()) => lost_counted = lost,
+                    Err(e) => tracing::warn!("counting lost access events: {e}"),
+                }
             }
             {
                 let mut rounds = lock(&self.rounds);

@@ -142,6 +142,8 @@ pub(crate) struct Prepared {
     key: Vec<u8>,
     value: Vec<u8>,
     index: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The batch's counts (`counts.rs`), written beside it.
+    counts: Vec<u8>,
 }
 
 /// A part of a day's access events: the day number and the part's number within the day.
@@ -164,7 +166,9 @@ fn check_part(
     ev_tree: &sled::Tree,
     dev_tree: &sled::Tree,
     r: &mut IntegrityReport,
+    tally: &mut crate::counts::Tally,
 ) -> Result<(), StoreError> {
+    let day = day_of(name).unwrap_or(0);
     // For each batch, how many times each event position is indexed.
     let mut seen: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     let mut devices: BTreeMap<Vec<u8>, Vec<String>> = BTreeMap::new();
@@ -173,6 +177,7 @@ fn check_part(
         r.batches += 1;
         let events = decode_batch(EVENTS, &v)?;
         r.events += events.len() as u64;
+        tally.add(day, &crate::counts::counts_of(&events));
         let ids = events.iter().map(device_id).collect::<Vec<_>>();
         seen.insert(k.to_vec(), vec![0; ids.len()]);
         devices.insert(k.to_vec(), ids);
@@ -269,6 +274,7 @@ impl Store {
             writing: std::sync::Mutex::new(BTreeMap::new()),
         };
         store.init_breach_ids()?;
+        store.init_breach_counts()?;
         Ok(store)
     }
 
@@ -416,7 +422,10 @@ impl Store {
 
     /// The trees appends to `day` go to: the part being written, or a new part after the
     /// last one on disk (a new part opens at once; reopening one replays its log).
-    fn day_trees(&self, day: i64) -> Result<(PartId, sled::Tree, sled::Tree), StoreError> {
+    fn day_trees(
+        &self,
+        day: i64,
+    ) -> Result<(PartId, sled::Tree, sled::Tree, sled::Tree), StoreError> {
         let id = {
             let mut writing = self.writing();
             let part = match writing.get(&day) {
@@ -436,7 +445,22 @@ impl Store {
         let db = self
             .part_db(id, true)?
             .ok_or_else(|| std::io::Error::other("day database could not be created"))?;
-        Ok((id, db.open_tree(EVENTS)?, db.open_tree(DEVICES)?))
+        Ok((
+            id,
+            db.open_tree(EVENTS)?,
+            db.open_tree(DEVICES)?,
+            db.open_tree(crate::counts::COUNTS)?,
+        ))
+    }
+
+    /// The database of a part of a day, if it is on disk.
+    pub(crate) fn part_db_if_exists(&self, id: PartId) -> Result<Option<sled::Db>, StoreError> {
+        self.part_db(id, false)
+    }
+
+    /// Whether `id` is the part appends to its day go to now.
+    pub(crate) fn is_writing(&self, id: PartId) -> bool {
+        self.writing().get(&id.0).map(|w| w.0) == Some(id.1)
     }
 
     /// The trees of each part of a day, in the order they were written.
@@ -522,6 +546,7 @@ impl Store {
         Ok(Prepared {
             day: batch.day,
             events: batch.events,
+            counts: encode(&batch.counts()),
             value: batch.value_with(scratch),
             key,
             index,
@@ -537,11 +562,12 @@ impl Store {
             let Some(day) = rows.first().map(|r| r.day) else {
                 continue;
             };
-            let (part, ev_tree, dev_tree) = self.day_trees(day)?;
-            (&ev_tree, &dev_tree)
-                .transaction(|(evs, devs)| {
+            let (part, ev_tree, dev_tree, counts_tree) = self.day_trees(day)?;
+            (&ev_tree, &dev_tree, &counts_tree)
+                .transaction(|(evs, devs, counts)| {
                     for row in rows {
                         evs.insert(row.key.as_slice(), row.value.as_slice())?;
+                        counts.insert(row.key.as_slice(), row.counts.as_slice())?;
                         for (k, v) in &row.index {
                             devs.insert(k.as_slice(), v.as_slice())?;
                         }
@@ -577,8 +603,17 @@ impl Store {
                 _ => false,
             }
         };
-        if full
-            && let Some(db) = self.open_parts().remove(&id)
+        if !full {
+            return;
+        }
+        // Its counts go into the day's counters now (a read would otherwise open it again).
+        let db = self.open_parts().get(&id).cloned();
+        if let Some(db) = db
+            && let Err(e) = self.fold_part(id, &db)
+        {
+            tracing::warn!("adding a closed part's counts to the day's: {e}");
+        }
+        if let Some(db) = self.open_parts().remove(&id)
             && let Err(e) = db.flush()
         {
             tracing::warn!("flushing a day database before closing it: {e}");
@@ -651,6 +686,7 @@ impl Store {
             drop(open);
             report.days_dropped.push(name);
         }
+        self.purge_counts(first_kept_day)?;
         let breach_cutoff = from_nanos(cutoff(keep.breaches));
         report.breaches_removed = self.purge_breaches(breach_cutoff)?;
         report.reviews_removed = self.purge_reviews(breach_cutoff)?;
@@ -659,9 +695,11 @@ impl Store {
     }
 
     /// Checks that every device index entry points at events of that device, that every event
-    /// is indexed exactly once, and that every de-duplication key points at its breach.
+    /// is indexed exactly once, that every de-duplication key points at its breach, and that
+    /// the counters agree with the events and breaches they count.
     pub fn check_integrity(&self) -> Result<IntegrityReport, StoreError> {
         let mut r = IntegrityReport::default();
+        let mut tally = crate::counts::Tally::default();
         for name in self.days() {
             let parts = self.existing_day(&name)?;
             if parts.is_empty() {
@@ -669,10 +707,11 @@ impl Store {
             }
             r.days += 1;
             for (ev_tree, dev_tree) in parts {
-                check_part(&name, &ev_tree, &dev_tree, &mut r)?;
+                check_part(&name, &ev_tree, &dev_tree, &mut r, &mut tally)?;
             }
         }
         self.check_breaches(&mut r)?;
+        self.check_counts(&tally, &mut r.problems)?;
         Ok(r)
     }
 

@@ -295,6 +295,31 @@ pub(crate) struct BatchBuilder {
     last: [u32; 8],
     /// Bodies of written batches, handed back by the writer for the next batches to fill.
     spare: Vec<Vec<u8>>,
+    /// What each event counts towards (see [`tally_key`]): one `u64` pushed an event, summed
+    /// by the writer into the batch's counts (`counts.rs`), so recording stays a push.
+    tally: Vec<u64>,
+    /// Blocked events per site (outside the illegal tier), for the most-blocked sites.
+    sites: foldhash::HashMap<Box<str>, u32>,
+}
+
+/// An event's counter key in a batch: its hour of the day, disposition, and its group's and
+/// category's indexes in the batch's strings (plus one; 0 is none), packed in a `u64`. A
+/// batch holds at most `8 × MAX_BATCH` strings, well under 2^24.
+pub(crate) fn tally_key(hour: u8, disposition: u8, group: u32, category: u32) -> u64 {
+    (u64::from(hour) << 56)
+        | (u64::from(disposition) << 48)
+        | (u64::from(group.min(0xFF_FFFF)) << 24)
+        | u64::from(category.min(0xFF_FFFF))
+}
+
+/// The parts of a [`tally_key`]: hour, disposition, group index, category index.
+pub(crate) fn untally(key: u64) -> (u8, u8, u32, u32) {
+    (
+        (key >> 56) as u8,
+        (key >> 48) as u8,
+        ((key >> 24) & 0xFF_FFFF) as u32,
+        (key & 0xFF_FFFF) as u32,
+    )
 }
 
 /// A batch taken from its builder: the parts of its value, moved rather than copied, so
@@ -308,6 +333,10 @@ pub(crate) struct Sealed {
     clients: Vec<IpAddr>,
     body: Vec<u8>,
     devices: Vec<(DeviceKey, i64, Vec<u32>)>,
+    /// Each event's [`tally_key`], in order.
+    tally: Vec<u64>,
+    /// Blocked events per site.
+    sites: Vec<(Box<str>, u32)>,
 }
 
 /// The writer's reusable buffers for [`Sealed::value_with`]: a batch is assembled and
@@ -358,6 +387,37 @@ impl Sealed {
         value.extend_from_slice(&size.to_le_bytes());
         value.extend_from_slice(block);
         value
+    }
+
+    /// What the batch's events count towards: per hour, group, category and disposition,
+    /// and blocked events per site (see `counts.rs`).
+    pub(crate) fn counts(&self) -> crate::counts::BatchCounts {
+        let mut keys = self.tally.clone();
+        keys.sort_unstable();
+        let name = |i: u32| -> Option<String> {
+            (i as usize)
+                .checked_sub(1)
+                .and_then(|i| self.strings.get(i))
+                .map(|s| s.to_string())
+        };
+        let mut rows = Vec::new();
+        for run in keys.chunk_by(|a, b| a == b) {
+            let (hour, disposition, group, category) = untally(run[0]);
+            rows.push(crate::counts::Row {
+                hour,
+                group: name(group),
+                category: name(category),
+                disposition,
+                n: u32::try_from(run.len()).unwrap_or(u32::MAX),
+            });
+        }
+        let mut sites: Vec<(String, u32)> = self
+            .sites
+            .iter()
+            .map(|(s, n)| (s.to_string(), *n))
+            .collect();
+        sites.sort_unstable();
+        crate::counts::BatchCounts { rows, sites }
     }
 
     /// Gives back the body's allocation for the next batch to fill.
@@ -429,6 +489,23 @@ impl BatchBuilder {
             reference: e.reference,
         };
         append(&compact, &mut self.body);
+        let disposition = e.disposition();
+        let hour = u8::try_from((t - day * NANOS_PER_DAY) / 3_600_000_000_000).unwrap_or(0);
+        self.tally.push(tally_key(
+            hour,
+            crate::counts::disposition_code(disposition),
+            compact.group,
+            compact.category,
+        ));
+        if disposition == hedgerow_model::Disposition::Block && e.tier != Tier::Illegal {
+            let site = crate::breach::site_of(&e.target).trim_end_matches('.');
+            match self.sites.get_mut(site) {
+                Some(n) => *n += 1,
+                None => {
+                    self.sites.insert(site.into(), 1);
+                }
+            }
+        }
         let key = if device == 0 {
             DeviceKey::Ip(client)
         } else {
@@ -466,6 +543,8 @@ impl BatchBuilder {
                 .drain()
                 .map(|(key, (t, positions))| (key, t, positions))
                 .collect(),
+            tally: std::mem::replace(&mut self.tally, Vec::with_capacity(self.count)),
+            sites: self.sites.drain().collect(),
         };
         self.count = 0;
         self.last = [0; 8];

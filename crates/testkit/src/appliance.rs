@@ -20,6 +20,9 @@ pub struct Appliance {
     pub dns_tcp: SocketAddr,
     /// The web proxy's address, when the configuration has a `[proxy]`.
     pub proxy: Option<SocketAddr>,
+    /// The web console's address, when the configuration has a `[console]` (HTTPS; see
+    /// [`Self::console_url`]).
+    pub console: Option<SocketAddr>,
     /// API tokens made by [`Self::token`], by account name.
     tokens: Mutex<HashMap<String, String>>,
     /// Whether [`Self::stop`] has stopped it.
@@ -109,6 +112,7 @@ impl Appliance {
             dns_udp: ([127, 0, 0, 1], 0).into(),
             dns_tcp: ([127, 0, 0, 1], 0).into(),
             proxy: None,
+            console: None,
             tokens: Mutex::new(HashMap::new()),
             stopped: false,
         };
@@ -121,7 +125,26 @@ impl Appliance {
             .listeners("listening for HTTP proxy on ")
             .first()
             .copied();
+        app.console = app.console_listener();
         app
+    }
+
+    /// The console's address from its line, `console listening on https://ADDR/ (…`.
+    fn console_listener(&self) -> Option<SocketAddr> {
+        let lines = self.lines.0.lock().unwrap();
+        lines
+            .iter()
+            .filter_map(|l| l.split("console listening on https://").nth(1))
+            .find_map(|rest| rest.split('/').next()?.parse().ok())
+    }
+
+    /// `https://ADDR` + `path` on the console; panics when the configuration has no
+    /// `[console]`.
+    pub fn console_url(&self, path: &str) -> String {
+        let addr = self
+            .console
+            .expect("the appliance serves no console: its configuration has no [console]");
+        format!("https://{addr}{path}")
     }
 
     fn listener(&self, prefix: &str) -> SocketAddr {
@@ -366,6 +389,25 @@ impl Appliance {
         tokens.insert(name.to_owned(), t.clone());
         keep(&tokens);
         t
+    }
+
+    /// Makes the account `name` holding `roles` (comma-separated) with the password
+    /// `password`, for signing in to the console, through the CLI as the harness's first
+    /// account (see [`Self::token`]).
+    pub fn account(&self, name: &str, roles: &str, password: &str) {
+        let admin = self.token(HARNESS_ADMIN, "approver");
+        let out = self.run_cli(
+            Some(&admin),
+            &format!("{password}\n"),
+            &["user", "add", name, "--roles", roles],
+            &["--json"],
+        );
+        assert!(
+            out.status.success(),
+            "making the account {name}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Access events as JSON lines from `hedgerow logs --format json`, waiting up to

@@ -7,8 +7,9 @@
 //! [`Appliance`], which runs the real `hedgerow` binary on port 0 with a test configuration
 //! and waits for it to be ready; [`Dnsmasq`], a real dnsmasq as the school router in front of
 //! it; [`Netns`], network namespaces for tests that need separate hosts with their own
-//! MACs; and Debian's [`ClickHouse`] server and [`Rsyslog`], as the engines a trust ships
-//! events to.
+//! MACs; Debian's [`ClickHouse`] server and [`Rsyslog`], as the engines a trust ships
+//! events to; and [`Browser`], real headless Chromium driven through WebDriver, for the
+//! console's tests (screenshots, axe-core accessibility checks, JavaScript off).
 //!
 //! It never talks to anything but loopback addresses and the namespaces a test made, and it
 //! does not depend on any Hedgerow crate: it sees the appliance only from the outside, as a
@@ -17,6 +18,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod appliance;
+pub mod browser;
 mod clickhouse;
 mod client;
 mod dnsmasq;
@@ -29,6 +31,7 @@ mod upstream;
 mod webhook;
 
 pub use appliance::Appliance;
+pub use browser::{Browser, Violation};
 pub use clickhouse::{ClickHouse, free_port};
 pub use client::{
     Transport, answer_options, client_subnet, query, query_blocking, query_from, query_with,

@@ -34,6 +34,7 @@ mod checks;
 pub(crate) mod logs;
 mod reviews;
 mod site_reports;
+mod reports;
 mod system;
 
 pub(crate) fn routes() -> Router<Arc<Ctx>> {
@@ -48,6 +49,7 @@ pub(crate) fn routes() -> Router<Arc<Ctx>> {
         .merge(checks::routes())
         .merge(system::routes())
         .merge(logs::routes())
+        .merge(reports::routes())
 }
 
 #[derive(Template)]
