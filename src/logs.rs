@@ -151,7 +151,7 @@ pub(crate) fn ask(
         let store = open_store(config)?;
         records::record_view(&store, jiff::Timestamp::now(), &local_actor(), &q)?;
         let mut failed = None;
-        let result = records::answer(&store, q, &mut |line| {
+        let result = records::answer(&store, q, false, &mut |line| {
             take(line).map_err(|e| {
                 failed = Some(e);
                 std::io::Error::other("stopped")

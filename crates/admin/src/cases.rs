@@ -322,6 +322,9 @@ impl ReportStatus {
     }
 }
 
+/// Site reports one account may file in an hour.
+const REPORTS_PER_HOUR: usize = 20;
+
 /// A member of staff's report of an unsuitable site.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SiteReport {
@@ -569,9 +572,8 @@ impl Admin {
                 detail["after_close"] = note.after_close.into();
             }
             CaseStep::Outcome { .. } => {
-                if let Some(o) = &outcome {
-                    detail["outcome"] = o.id.clone().into();
-                }
+                // Which outcome (a referral to the police, say) is casework: the audit log,
+                // which governors read, says only that one was recorded.
                 case.outcome = outcome;
                 open(&mut case);
             }
@@ -583,12 +585,11 @@ impl Admin {
                 if outcome.is_some() {
                     case.outcome = outcome;
                 }
-                let Some(o) = &case.outcome else {
+                if case.outcome.is_none() {
                     return Err(AdminError::Invalid(format!(
                         "closing the case of breach #{breach} needs an outcome"
                     )));
-                };
-                detail["outcome"] = o.id.clone().into();
+                }
                 open(&mut case);
                 case.status = CaseStatus::Closed;
                 case.closed = Some(stamp.clone());
@@ -858,6 +859,26 @@ impl Admin {
         })?;
         let reason = text("reason", Some(reason))?
             .ok_or_else(|| AdminError::Invalid("say why the site is unsuitable".into()))?;
+        // Each report builds the policy to check the illegal tier: a bound per person keeps
+        // the lowest role from loading the appliance.
+        let hour_ago = self
+            .now()
+            .checked_sub(jiff::SignedDuration::from_hours(1))
+            .unwrap_or(self.now());
+        let recent = self
+            .store()
+            .admin_list(AdminTree::SiteReports)?
+            .iter()
+            .rev()
+            .filter_map(|(_, v)| dec::<SiteReport>(v).ok())
+            .take_while(|r| r.time >= hour_ago)
+            .filter(|r| r.reporter == actor.name)
+            .count();
+        if recent >= REPORTS_PER_HOUR {
+            return Err(AdminError::Locked(format!(
+                "{REPORTS_PER_HOUR} reports in the last hour from this account: please tell the DSL directly, or try again later"
+            )));
+        }
         let snap = self.policy()?;
         let protected = self.illegal_rule(&snap, &key, url);
         let _w = self.lock();
@@ -906,6 +927,13 @@ impl Admin {
     ) -> Result<Vec<SiteReport>, AdminError> {
         actor.authorize(Permission::ReportSite)?;
         let all = actor.may(Permission::PupilData);
+        if all {
+            self.audit(
+                &actor.name,
+                "view-site-reports",
+                serde_json::json!({ "status": status.map(|s| s.as_str()) }).to_string(),
+            )?;
+        }
         let mut out = Vec::new();
         for (_, v) in self
             .store()
@@ -927,6 +955,11 @@ impl Admin {
         let r = self.get_report(id)?;
         if r.reporter != actor.name {
             actor.authorize(Permission::PupilData)?;
+            self.audit(
+                &actor.name,
+                "view-site-report",
+                serde_json::json!({ "report": id }).to_string(),
+            )?;
         }
         Ok(r)
     }
@@ -1049,7 +1082,13 @@ impl Admin {
         limit: usize,
     ) -> Result<Vec<ReviewRequest>, AdminError> {
         self.authorize_query(actor, &crate::records::Query::Reviews { status, limit })?;
-        Ok(self.store().reviews(status, limit)?)
+        let redact = !actor.may(Permission::PupilData);
+        Ok(self
+            .store()
+            .reviews(status, limit)?
+            .into_iter()
+            .map(|r| crate::records::shown_review(r, redact))
+            .collect())
     }
 
     /// One review request by its reference; recorded as a view of it.
@@ -1059,9 +1098,13 @@ impl Admin {
         reference: u64,
     ) -> Result<ReviewRequest, AdminError> {
         self.authorize_query(actor, &crate::records::Query::Review(reference))?;
-        self.store().review(reference)?.ok_or_else(|| {
-            AdminError::NotFound(format!("no review request with reference {reference:016x}"))
-        })
+        let redact = !actor.may(Permission::PupilData);
+        self.store()
+            .review(reference)?
+            .map(|r| crate::records::shown_review(r, redact))
+            .ok_or_else(|| {
+                AdminError::NotFound(format!("no review request with reference {reference:016x}"))
+            })
     }
 
     /// Turns a review request from the block page into a change request that allows the

@@ -205,12 +205,29 @@ impl Lines<'_> {
     }
 }
 
-/// Answers `q` from the store, handing each JSON line to `sink` as it is made: the values,
+/// A review request as a reader without pupil-level access sees it (`redact`): what was
+/// blocked and why it is wanted, not who asked (no device, address, user or name).
+pub(crate) fn shown_review(
+    mut r: hedgerow_store::ReviewRequest,
+    redact: bool,
+) -> hedgerow_store::ReviewRequest {
+    if redact {
+        r.client = std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+        r.device = None;
+        r.user = None;
+        r.name = None;
+    }
+    r
+}
+
+/// Answers `q` from the store (`redact`: review requests without who asked, for readers
+/// without pupil-level access), handing each JSON line to `sink` as it is made: the values,
 /// then `{"end":N}`; or `{"error":…}` where the store fails. Stops reading the store when
 /// `sink` fails (the reader went away) and returns that error.
 pub fn answer(
     store: &Store,
     q: Query,
+    redact: bool,
     sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     let mut out = Lines {
@@ -237,11 +254,11 @@ pub fn answer(
             Query::Breach(id) => out.value(&store.breach(id)?)?,
             Query::Reviews { status, limit } => {
                 for r in store.reviews(status, limit)? {
-                    out.value(&r)?;
+                    out.value(&shown_review(r, redact))?;
                 }
             }
             Query::Review(reference) => match store.review(reference)? {
-                Some(r) => out.value(&r)?,
+                Some(r) => out.value(&shown_review(r, redact))?,
                 None => {
                     return Err(Stop::Store(format!(
                         "no review request with reference {reference:016x}"
@@ -351,7 +368,7 @@ impl crate::Admin {
         )
         .map_err(|e| AdminError::Internal(e.to_string()))?;
         let mut failed = None;
-        answer(self.store(), q, &mut |line| {
+        answer(self.store(), q, false, &mut |line| {
             let text = std::str::from_utf8(line).map_err(std::io::Error::other)?;
             match read_line(text) {
                 Ok(Line::Value(v)) => printer.event(v, tz),
