@@ -10,9 +10,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hedgerow_testkit::{Appliance, Browser, Origin, RunningUpstream, Transport, UpstreamDns};
 use hickory_proto::op::ResponseCode;
@@ -107,6 +109,8 @@ const GOVERNOR: (&str, &str) = ("pat-governor", "governor");
 struct Rig {
     app: Appliance,
     origin: Origin,
+    /// Each account's authenticator, as its phone would hold it, once enrolled in the console.
+    phones: Mutex<HashMap<String, Phone>>,
     _up: RunningUpstream,
     _state: tempfile::TempDir,
 }
@@ -134,6 +138,7 @@ async fn rig() -> Rig {
     Rig {
         app,
         origin,
+        phones: Mutex::new(HashMap::new()),
         _up: up,
         _state: state,
     }
@@ -184,12 +189,20 @@ impl Rig {
         .unwrap()
     }
 
-    /// Signs `who` in on `b` with the sign-in form and checks the home page greets them.
+    /// Signs `who` in on `b` with the sign-in form (and the code from their authenticator,
+    /// set up in the console at their first sign-in when their role needs one) and checks
+    /// the home page greets them.
     async fn sign_in(&self, b: &Browser, who: (&str, &str)) {
         b.goto(&self.url("/signin")).await;
         b.fill("Account name", who.0).await;
         b.fill("Password", PASSWORD).await;
+        if let Some(code) = self.code(who.0).await {
+            b.fill("Authenticator code", &code).await;
+        }
         b.click_button("Sign in").await;
+        if b.url().await.ends_with("/signin/authenticator") {
+            self.enrol(b, who.0).await;
+        }
         let text = b.text().await;
         assert!(
             text.contains(&format!("Welcome, {}", who.0)),
@@ -197,6 +210,83 @@ impl Rig {
             who.0,
             b.url().await
         );
+    }
+
+    /// On the authenticator set-up page: reads the key shown, keeps it as `name`'s phone
+    /// would, and confirms with the code it gives.
+    async fn enrol(&self, b: &Browser, name: &str) {
+        let secret = b.text_of("#secret").await;
+        let phone = Phone::new(&secret, name);
+        self.phones.lock().unwrap().insert(name.to_owned(), phone);
+        let code = self.code(name).await.unwrap();
+        b.fill("Code from the app", &code).await;
+        b.click_button("Confirm and continue").await;
+    }
+
+    /// The next code `name`'s authenticator gives (`None`: not set up), waiting when the
+    /// codes the appliance would take now have all been used (it takes each step once).
+    async fn code(&self, name: &str) -> Option<String> {
+        loop {
+            let wait = {
+                let mut phones = self.phones.lock().unwrap();
+                let phone = phones.get_mut(name)?;
+                match phone.next() {
+                    Ok(code) => return Some(code),
+                    Err(wait) => wait,
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// An authenticator app: TOTP (SHA-1, 6 digits, 30 s) from the key the console showed.
+struct Phone {
+    totp: totp_rs::TOTP,
+    /// The last step a code was given for: the appliance refuses a step twice.
+    last: Option<u64>,
+}
+
+impl Phone {
+    fn new(base32: &str, account: &str) -> Self {
+        let secret = totp_rs::Secret::Encoded(base32.trim().to_owned())
+            .to_bytes()
+            .unwrap_or_else(|e| panic!("the key shown is not base32 ({base32:?}): {e:?}"));
+        let totp = totp_rs::TOTP::new(
+            totp_rs::Algorithm::SHA1,
+            6,
+            1,
+            30,
+            secret,
+            Some("Hedgerow".into()),
+            account.into(),
+        )
+        .unwrap();
+        Self { totp, last: None }
+    }
+
+    /// The code for the next step the appliance takes (now or the next step, which it allows
+    /// for clock skew), or how long to wait for one.
+    fn next(&mut self) -> Result<String, Duration> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let step = (now / 30).max(self.last.map_or(0, |l| l + 1));
+        if step > now / 30 + 1 {
+            return Err(Duration::from_secs((step - 1) * 30 - now + 1));
+        }
+        self.last = Some(step);
+        Ok(self.totp.generate(step * 30))
+    }
+
+    /// A code for now that is certainly wrong (another step's, far away).
+    fn wrong(&self) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        self.totp.generate(now - 3600)
     }
 }
 
@@ -423,6 +513,8 @@ async fn issue_16_propose_in_one_session_approve_in_another() {
     head.goto(&r.url(&format!("/changes/{id}"))).await;
     head.fill("Note (optional)", "Agreed with the DSL").await;
     head.fill("Your password, to confirm", PASSWORD).await;
+    let code = r.code(APPROVER.0).await.unwrap();
+    head.fill("Authenticator code", &code).await;
     head.click_button(&format!("Approve change #{id}")).await;
     assert_eq!(head.status().await, 200, "{}", head.text().await);
     let shown = head.text().await;
@@ -711,4 +803,109 @@ async fn issue_16_triage_a_breach_raised_by_a_real_dns_query() {
         dsl.text().await
     );
     dsl.screenshot("breach-closed").await;
+}
+
+/// A technician's first sign-in with the right password only leads to setting up an
+/// authenticator (the QR code and the key): nothing else opens until it is done, and a wrong
+/// code is refused. After that, signing in needs the password and a fresh code: the password
+/// alone, a wrong code, or the same code again are refused. The twin: a governor, whose role
+/// needs no second step, signs in with the password alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_16_sign_in_with_totp() {
+    let r = rig().await;
+    let b = Browser::start("totp").await;
+    b.goto(&r.url("/signin")).await;
+    b.fill("Account name", TECHNICIAN.0).await;
+    b.fill("Password", PASSWORD).await;
+    b.click_button("Sign in").await;
+    assert!(
+        b.url().await.ends_with("/signin/authenticator"),
+        "{}: {}",
+        b.url().await,
+        b.text().await
+    );
+    assert_eq!(b.status().await, 200);
+    assert_eq!(
+        b.execute(
+            "return document.querySelectorAll('figure svg').length;",
+            vec![]
+        )
+        .await,
+        serde_json::json!(1),
+        "no QR code"
+    );
+    let found = b.axe().await;
+    assert!(found.is_empty(), "the set-up page: {found:?}");
+    b.screenshot("authenticator").await;
+    let first_key = b.text_of("#secret").await;
+
+    // Half signed in: the console's pages stay shut.
+    b.goto(&r.url("/changes")).await;
+    assert!(
+        !b.text().await.contains("Propose a change") && b.url().await.contains("/signin"),
+        "an enrolment session opened {}: {}",
+        b.url().await,
+        b.text().await
+    );
+
+    // A wrong code is refused, and a new key is shown.
+    b.goto(&r.url("/signin/authenticator")).await;
+    let key = b.text_of("#secret").await;
+    let wrong = Phone::new(&key, TECHNICIAN.0).wrong();
+    b.fill("Code from the app", &wrong).await;
+    b.click_button("Confirm and continue").await;
+    assert_eq!(b.status().await, 400, "{}", b.text().await);
+    let second_key = b.text_of("#secret").await;
+    assert_ne!(second_key, key, "the same key after a wrong code");
+    assert_ne!(second_key, first_key);
+
+    // The right code from the key shown finishes it: signed in.
+    r.enrol(&b, TECHNICIAN.0).await;
+    assert!(
+        b.text().await.contains("Welcome, sam-tech"),
+        "{}",
+        b.text().await
+    );
+
+    // Signed out, the password alone is not enough, nor a wrong code.
+    b.click_button("Sign out").await;
+    let wrong = r.phones.lock().unwrap()[TECHNICIAN.0].wrong();
+    for (what, code) in [("no code", String::new()), ("a wrong code", wrong)] {
+        b.goto(&r.url("/signin")).await;
+        b.fill("Account name", TECHNICIAN.0).await;
+        b.fill("Password", PASSWORD).await;
+        b.fill("Authenticator code", &code).await;
+        b.click_button("Sign in").await;
+        assert_eq!(b.status().await, 401, "{what}: {}", b.text().await);
+        assert!(
+            !b.text().await.contains("Welcome"),
+            "{what}: {}",
+            b.text().await
+        );
+    }
+    b.screenshot("refused").await;
+    // The right code signs in; the same code a second time does not.
+    let code = r.code(TECHNICIAN.0).await.unwrap();
+    for (n, works) in [(1, true), (2, false)] {
+        b.goto(&r.url("/signin")).await;
+        b.fill("Account name", TECHNICIAN.0).await;
+        b.fill("Password", PASSWORD).await;
+        b.fill("Authenticator code", &code).await;
+        b.click_button("Sign in").await;
+        let signed_in = b.text().await.contains("Welcome, sam-tech");
+        assert_eq!(signed_in, works, "use {n} of one code: {}", b.text().await);
+        if signed_in {
+            b.click_button("Sign out").await;
+        } else {
+            assert_eq!(b.status().await, 401);
+        }
+    }
+
+    // The twin: a governor needs no second step.
+    let governor = Browser::start("totp-governor").await;
+    governor.goto(&r.url("/signin")).await;
+    governor.fill("Account name", GOVERNOR.0).await;
+    governor.fill("Password", PASSWORD).await;
+    governor.click_button("Sign in").await;
+    assert!(governor.text().await.contains("Welcome, pat-governor"));
 }
