@@ -313,6 +313,45 @@ where
     }
 }
 
+/// Fills the "Propose a change" form (shown in `b`) to allow `site` for the pupils, low risk.
+async fn fill_allow(b: &Browser, site: &str) {
+    b.select("What to change", "Allow a site (or URL)").await;
+    b.check("pupils", true).await;
+    b.fill("Site or URL", site).await;
+    b.fill(
+        "Why is this change needed?",
+        "Year 6 coding club uses its puzzles",
+    )
+    .await;
+    b.check("Low", true).await;
+    b.fill(
+        "Why that rating?",
+        "Puzzle games only; a teacher supervises",
+    )
+    .await;
+}
+
+/// Screenshots the page shown in `b` as `name` and checks axe-core finds nothing on it (in a
+/// browser with JavaScript on: axe-core is script; with it off, the screenshot only).
+async fn accessible(b: &Browser, name: &str) {
+    let path = b.screenshot(name).await;
+    if !b.javascript() {
+        return;
+    }
+    let found = b.axe().await;
+    assert!(
+        found.is_empty(),
+        "{name} ({}, {}): {}",
+        b.url().await,
+        path.display(),
+        found
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+}
+
 /// The session cookie's name (`__Host-`: HTTPS only, this host only, path /).
 const SESSION: &str = "__Host-hedgerow";
 
@@ -381,13 +420,7 @@ async fn issue_16_csrf_refused_and_the_right_token_works() {
     // Propose a change: the preview, then "Propose this change", whose form is tampered with.
     let preview = async |b: &Browser| {
         b.goto(&r.url("/changes/new")).await;
-        b.select("What to change", "Allow a site (or URL)").await;
-        b.check("pupils", true).await;
-        b.fill("Site or URL", "games-test.example").await;
-        b.fill("Why is this change needed?", "Year 6 coding club")
-            .await;
-        b.check("Low", true).await;
-        b.fill("Why that rating?", "A teacher supervises").await;
+        fill_allow(b, "games-test.example").await;
         b.click_button("Preview the change").await;
         assert_eq!(b.status().await, 200, "{}", b.text().await);
     };
@@ -463,25 +496,12 @@ async fn issue_16_propose_in_one_session_approve_in_another() {
 
     tech.click_link("Changes").await;
     tech.goto(&r.url("/changes/new")).await;
-    tech.screenshot("new").await;
-    tech.select("What to change", "Allow a site (or URL)").await;
-    tech.check("pupils", true).await;
-    tech.fill("Site or URL", "games-test.example").await;
-    tech.fill(
-        "Why is this change needed?",
-        "Year 6 coding club uses its puzzles",
-    )
-    .await;
-    tech.check("Low", true).await;
-    tech.fill(
-        "Why that rating?",
-        "Puzzle games only; a teacher supervises",
-    )
-    .await;
+    accessible(&tech, "new").await;
+    fill_allow(&tech, "games-test.example").await;
     tech.click_button("Preview the change").await;
     let preview = tech.text().await;
     assert!(preview.contains("Loosens the filter"), "{preview}");
-    tech.screenshot("preview").await;
+    accessible(&tech, "preview").await;
     tech.click_button("Propose this change").await;
     let url = tech.url().await;
     let id = url
@@ -489,7 +509,7 @@ async fn issue_16_propose_in_one_session_approve_in_another() {
         .next()
         .and_then(|s| s.parse::<u64>().ok())
         .unwrap_or_else(|| panic!("not on a change's page: {url}"));
-    tech.screenshot("proposed").await;
+    accessible(&tech, "proposed").await;
     // The proposer may not sign their own change.
     assert!(
         tech.button(&format!("Approve change #{id}"))
@@ -519,7 +539,7 @@ async fn issue_16_propose_in_one_session_approve_in_another() {
     assert_eq!(head.status().await, 200, "{}", head.text().await);
     let shown = head.text().await;
     assert!(shown.contains("kim-head"), "the signature: {shown}");
-    head.screenshot("approved").await;
+    accessible(&head, "approved").await;
     if head
         .button(&format!("Apply change #{id} now"))
         .await
@@ -528,7 +548,7 @@ async fn issue_16_propose_in_one_session_approve_in_another() {
         head.click_button(&format!("Apply change #{id} now")).await;
         assert_eq!(head.status().await, 200, "{}", head.text().await);
     }
-    head.screenshot("applied").await;
+    accessible(&head, "applied").await;
     eventually("the pupils' DNS to allow the site", || async {
         r.dns(PUPIL, "games-test.example").await == ResponseCode::NoError
     })
@@ -660,6 +680,8 @@ async fn issue_16_main_pages_pass_axe_and_are_screenshotted() {
     assert_eq!(r.search("homework help").await, 200);
     let b = Browser::start("pages").await;
     let mut failures = Vec::new();
+    // The change the technician proposes, for the approver to see.
+    let mut change = String::new();
     let mut check = async |b: &Browser, name: &str| {
         let status = b.status().await;
         let path = b.screenshot(name).await;
@@ -702,8 +724,30 @@ async fn issue_16_main_pages_pass_axe_and_are_screenshotted() {
         if role == "technician" {
             b.goto(&r.url("/changes/new")).await;
             check(&b, "technician-changes-new").await;
+            fill_allow(&b, "games-test.example").await;
+            b.click_button("Preview the change").await;
+            check(&b, "technician-changes-preview").await;
+            b.click_button("Propose this change").await;
+            change = b.url().await;
+            check(&b, "technician-change").await;
+        }
+        if role == "approver" {
+            b.goto(&change).await;
+            check(&b, "approver-change").await;
         }
         if role == "dsl" {
+            b.goto(&r.url("/breaches/1")).await;
+            check(&b, "dsl-breach").await;
+            b.goto(&r.url("/reports")).await;
+            for link in [
+                "Weekly monitoring report",
+                "Trends by category, group and time",
+            ] {
+                b.goto(&r.url("/reports")).await;
+                b.click_link(link).await;
+                let slug = link.split(' ').next().unwrap_or("report").to_lowercase();
+                check(&b, &format!("dsl-reports-{slug}")).await;
+            }
             b.goto(&r.url("/logs?site=google.com")).await;
             check(&b, "dsl-logs-results").await;
             b.goto(&r.url("/logs/device?name=Library-PC-3")).await;
@@ -747,7 +791,7 @@ async fn issue_16_triage_a_breach_raised_by_a_real_dns_query() {
         "{inbox}"
     );
     assert!(inbox.contains("Library-PC-3"), "{inbox}");
-    dsl.screenshot("inbox").await;
+    accessible(&dsl, "inbox").await;
     let id = dsl
         .all_text("table a[href^='/breaches/']")
         .await
@@ -762,7 +806,7 @@ async fn issue_16_triage_a_breach_raised_by_a_real_dns_query() {
         page.contains("allowed-test.example"),
         "the browsing either side: {page}"
     );
-    dsl.screenshot("breach-new").await;
+    accessible(&dsl, "breach-new").await;
 
     dsl.click_button("Open it: I am looking at this").await;
     assert_eq!(dsl.status().await, 200, "{}", dsl.text().await);
@@ -802,7 +846,7 @@ async fn issue_16_triage_a_breach_raised_by_a_real_dns_query() {
         "{}",
         dsl.text().await
     );
-    dsl.screenshot("breach-closed").await;
+    accessible(&dsl, "breach-closed").await;
 }
 
 /// A technician's first sign-in with the right password only leads to setting up an
