@@ -88,6 +88,9 @@ pub(crate) enum UserCommand {
     List,
     /// Issue an API token for scripts (printed once; stored hashed).
     Token { name: String },
+    /// Remove an account's TOTP authenticator (a lost phone; approvers only): its sessions
+    /// end, and the web console asks it to enrol a new one at the next sign-in.
+    TotpReset { name: String },
 }
 
 #[derive(Subcommand)]
@@ -489,6 +492,9 @@ pub(crate) fn user(auth: &Auth, cmd: UserCommand) -> Result<ExitCode> {
         )?,
         UserCommand::Disable { name } => {
             c.send("POST", &format!("/api/v1/users/{name}/disable"), None)?
+        }
+        UserCommand::TotpReset { name } => {
+            c.send("POST", &format!("/api/v1/users/{name}/totp/reset"), None)?
         }
         UserCommand::Token { name } => {
             let a = c.send("POST", &format!("/api/v1/users/{name}/tokens"), None)?;

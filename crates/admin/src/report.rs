@@ -549,14 +549,14 @@ pub fn change_line(c: &crate::ChangeRequest) -> String {
 /// An account on one line: name, roles, and whether it is disabled.
 pub fn account_line(a: &crate::Account) -> String {
     let roles: Vec<&str> = a.roles.iter().map(|r| r.as_str()).collect();
-    format!(
-        "{} roles={} {}",
-        a.name,
-        roles.join(","),
-        if a.disabled { "disabled" } else { "" }
-    )
-    .trim_end()
-    .to_owned()
+    let mut line = format!("{} roles={}", a.name, roles.join(","));
+    if a.totp_enrolled {
+        line.push_str(" totp");
+    }
+    if a.disabled {
+        line.push_str(" disabled");
+    }
+    line
 }
 
 /// An audit log entry on one line.

@@ -97,8 +97,7 @@ pub(crate) fn role_name(r: Role) -> &'static str {
         Role::DeputyDsl => "Deputy DSL",
         Role::Approver => "Approver",
         Role::Governor => "Governor",
-        #[allow(unreachable_patterns)]
-        _ => "Staff",
+        Role::Staff => "Staff",
     }
 }
 
