@@ -25,7 +25,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_hedgerow");
 /// Everyone's password in these tests (the console asks for at least 10 characters).
 const PASSWORD: &str = "correct horse battery";
 
-/// A pupil's device (in `pupils`) and a staff laptop (in `staff`).
+/// A pupil's device (Library-PC-3, in `pupils`).
 const PUPIL: [u8; 4] = [127, 0, 0, 1];
 
 fn config(upstream: SocketAddr, state: &Path) -> String {
@@ -361,12 +361,23 @@ const SESSION: &str = "__Host-hedgerow";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_16_session_fixation_refused() {
     let r = rig().await;
-    let b = Browser::start("fixation").await;
+    let (b, attacker) = tokio::join!(
+        Browser::start("fixation"),
+        Browser::start("fixation-attacker")
+    );
+    // The attacker gets a real pre-session from the sign-in page and plants it, with a
+    // session id of their choosing, in the victim's browser.
+    attacker.goto(&r.url("/signin")).await;
+    let pre = attacker
+        .cookie("__Host-hedgerow-pre")
+        .await
+        .expect("a pre-session cookie from the sign-in page");
     b.goto(&r.url("/signin")).await;
     let planted = "0123456789abcdef0123456789abcdef0123456789abcdef";
     b.set_cookie(SESSION, planted).await;
+    b.set_cookie("__Host-hedgerow-pre", &pre).await;
     assert_eq!(b.cookie(SESSION).await.as_deref(), Some(planted));
-    let pre = b.cookie("__Host-hedgerow-pre").await;
+    let pre = Some(pre);
     r.sign_in(&b, DSL).await;
     let first = b
         .cookie(SESSION)
@@ -384,9 +395,14 @@ async fn issue_16_session_fixation_refused() {
     let second = b.cookie(SESSION).await.unwrap();
     assert_ne!(second, first, "a second sign-in kept the old session id");
 
-    // The planted id signs nobody in: a browser carrying it is sent to sign in.
-    let attacker = Browser::start("fixation-attacker").await;
-    attacker.goto(&r.url("/signin")).await;
+    // The attacker's pre-session did not become signed in with the victim's sign-in.
+    attacker.goto(&r.url("/")).await;
+    assert!(
+        attacker.url().await.contains("/signin"),
+        "the planted pre-session opened {}",
+        attacker.url().await
+    );
+    // Nor does the planted session id sign anybody in.
     attacker.set_cookie(SESSION, planted).await;
     attacker.goto(&r.url("/")).await;
     assert!(
