@@ -66,11 +66,39 @@ severity = "high"
     )
 }
 
-/// A browser without JavaScript: curl with a cookie jar, against the console over HTTPS.
+/// A browser without JavaScript: curl with a cookie jar, against the console over HTTPS; and
+/// the authenticator app of whoever signs in on it, once they have set one up.
 struct Browser {
     base: String,
     jar: PathBuf,
     _dir: tempfile::TempDir,
+    app: std::cell::RefCell<Option<Authenticator>>,
+}
+
+/// An authenticator app: codes for its secret, each step used once and in order (the
+/// appliance refuses a code again, and accepts one step either side of now).
+struct Authenticator {
+    totp: totp_rs::TOTP,
+    last: Option<u64>,
+}
+
+impl Authenticator {
+    fn code(&mut self) -> String {
+        let now = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+                / 30
+        };
+        let step = self.last.map_or(now() - 1, |l| (l + 1).max(now() - 1));
+        // Not yet valid (every step up to now+1 used): wait for the clock.
+        while step > now() + 1 {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        self.last = Some(step);
+        self.totp.generate(step * 30)
+    }
 }
 
 struct Page {
@@ -86,6 +114,7 @@ impl Browser {
             base: format!("https://{console}"),
             jar: dir.path().join("cookies"),
             _dir: dir,
+            app: std::cell::RefCell::new(None),
         }
     }
 
@@ -161,7 +190,39 @@ impl Browser {
             ],
         );
         assert_eq!(done.status, 303, "signing in as {name}: {}", done.body);
+        if done.location == "/signin/authenticator" {
+            // The role needs an authenticator: set one up with the key the page shows.
+            let page = self.get("/signin/authenticator");
+            let marker = "<code id=\"secret\">";
+            let at = page.body.find(marker).expect("the key") + marker.len();
+            let secret = &page.body[at..at + page.body[at..].find('<').unwrap()];
+            let url = format!("otpauth://totp/Hedgerow:{name}?secret={secret}&issuer=Hedgerow");
+            let mut app = Authenticator {
+                totp: totp_rs::TOTP::from_url(url).unwrap(),
+                last: None,
+            };
+            let code = app.code();
+            let confirmed = self.post(
+                "/signin/authenticator",
+                &[("csrf", &Self::csrf(&page)), ("code", &code)],
+            );
+            assert_eq!(
+                confirmed.status, 303,
+                "enrolling {name}: {}",
+                confirmed.body
+            );
+            *self.app.borrow_mut() = Some(app);
+        }
         Self::csrf(&self.get("/"))
+    }
+
+    /// A code from this browser's authenticator, for re-authentication (none: no app).
+    fn code(&self) -> String {
+        self.app
+            .borrow_mut()
+            .as_mut()
+            .map(Authenticator::code)
+            .unwrap_or_default()
     }
 }
 
@@ -382,6 +443,7 @@ async fn issue_16_the_dsl_triages_a_breach_in_the_console_without_javascript() {
                 ("csrf", &csrf),
                 ("format", "html"),
                 ("password", "dsl-password-12"),
+                ("code", &dsl.code()),
             ],
         );
         assert_eq!(pack.status, 200, "{}", pack.body);
@@ -400,6 +462,7 @@ async fn issue_16_the_dsl_triages_a_breach_in_the_console_without_javascript() {
                 .args(["--data-urlencode", &format!("csrf={csrf}")])
                 .args(["--data-urlencode", "format=pdf"])
                 .args(["--data-urlencode", "password=dsl-password-12"])
+                .args(["--data-urlencode", &format!("code={}", dsl.code())])
                 .arg(format!("{}/breaches/1/evidence", dsl.base))
                 .output()
                 .unwrap();

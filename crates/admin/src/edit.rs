@@ -441,6 +441,13 @@ impl Edit {
             })
         };
         match self {
+            Edit::AddBlock { entry, .. } | Edit::RemoveBlock { entry, .. }
+                if snap.illegal_tier_covers(entry) =>
+            {
+                Err(AdminError::IllegalTier(
+                    "the entry is covered by the illegal tier (IWF / police lists): it is blocked for everyone already, and it is not written anywhere in clear (nor repeated here)".into(),
+                ))
+            }
             Edit::AddAllow { entry, .. } if snap.illegal_tier_covers(entry) => {
                 Err(AdminError::IllegalTier(
                     "the allow entry is covered by the illegal tier (IWF / police lists): nothing may allow it, and the entry is not repeated here".into(),

@@ -261,7 +261,7 @@ impl Admin {
         password: &str,
     ) -> Result<Account, AdminError> {
         let hash = hash_password(password)?;
-        self.edit_account(
+        let a = self.edit_account(
             actor,
             name,
             true,
@@ -271,7 +271,12 @@ impl Admin {
                 a.password = Some(hash);
                 Ok(())
             },
-        )
+        )?;
+        // Someone else's password was reset (perhaps it leaked): their sessions end.
+        if actor.name != name {
+            self.signin.end_sessions(name);
+        }
+        Ok(a)
     }
 
     pub fn set_roles(
@@ -285,8 +290,16 @@ impl Admin {
                 "an account needs at least one role".into(),
             ));
         }
+        if actor.name == name
+            && let Some(r) = roles.iter().find(|r| !actor.roles.contains(r))
+        {
+            return Err(AdminError::Forbidden(format!(
+                "an account cannot give itself a role ({}): another approver must",
+                r.as_str()
+            )));
+        }
         let list: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-        self.edit_account(
+        let a = self.edit_account(
             actor,
             name,
             false,
@@ -296,7 +309,11 @@ impl Admin {
                 a.roles = roles;
                 Ok(())
             },
-        )
+        )?;
+        // New roles are taken up at the next sign-in, where an authenticator is asked for if
+        // they need one.
+        self.signin.end_sessions(name);
+        Ok(a)
     }
 
     pub fn disable(&self, actor: &Account, name: &str) -> Result<Account, AdminError> {

@@ -134,8 +134,10 @@ pub fn needs_totp(account: &Account) -> bool {
     })
 }
 
-/// The source address the appliance's own Unix socket counts as.
-pub const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// The source address the appliance's own Unix socket counts as: the unspecified address,
+/// which no network client has (a loopback TCP client is `127.0.0.1`, and is not local in
+/// this sense: it did not prove it can read the appliance's state directory).
+pub const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 
 struct Live {
     account: String,
@@ -495,8 +497,10 @@ impl Admin {
     }
 
     /// Signs in to the API (`POST /api/v1/login`) from `source` ([`LOCAL`] on the Unix
-    /// socket): as [`Self::sign_in`], except that an account without TOTP is not made to enrol
-    /// (the CLI and scripts keep working); one with TOTP needs its code.
+    /// socket): as [`Self::sign_in`], except that on the Unix socket an account without TOTP
+    /// is not made to enrol (the CLI and scripts keep working); over the network an account
+    /// whose roles need TOTP and has none is refused until it enrols in the console. One with
+    /// TOTP needs its code.
     pub fn api_login(
         &self,
         name: &str,
@@ -504,9 +508,17 @@ impl Admin {
         code: Option<&str>,
         source: IpAddr,
     ) -> Result<Session, AdminError> {
-        match self.sign_in_via(Front::Api, name, password, code, source)? {
-            SignIn::SignedIn(s) | SignIn::EnrolTotp(s) => Ok(s),
+        let (SignIn::SignedIn(s) | SignIn::EnrolTotp(s)) =
+            self.sign_in_via(Front::Api, name, password, code, source)?;
+        // On the appliance's own socket (the CLI, scripts run by its user) a password is
+        // enough until the person sets an authenticator up; over the network it is not.
+        if source != LOCAL && needs_totp(&s.account) && !s.account.totp_enrolled {
+            self.sign_out(&s.token)?;
+            return Err(AdminError::Forbidden(
+                "this account's roles need an authenticator (TOTP): set one up by signing in to the web console first".into(),
+            ));
         }
+        Ok(s)
     }
 
     /// Signs in with a password, as on the appliance's own socket ([`Self::api_login`] from
@@ -898,7 +910,7 @@ mod tests {
         ));
         assert!(matches!(a.login("gov", PW), Err(AdminError::Locked(_))));
         // Another account from the same address is not locked.
-        let boss = a.api_login("boss", PW, None, HOME).unwrap();
+        let boss = a.api_login("boss", PW, None, LOCAL).unwrap();
         assert_eq!(boss.account.name, "boss");
         // Still locked a second before the end; free after.
         t.advance(LOCKOUT - SignedDuration::from_secs(1));
@@ -978,10 +990,15 @@ mod tests {
         assert!(!needs_totp(&view(a, "gov")));
         assert!(needs_totp(&view(a, "tech")));
         full(a.sign_in("gov", PW, None, HOME));
-        // The API still signs a technician in with a password alone.
-        let api = a.api_login("tech", PW, None, HOME).unwrap();
+        // On the appliance's own socket the API still signs a technician in with a password
+        // alone; over the network it does not until an authenticator is set up.
+        let api = a.api_login("tech", PW, None, LOCAL).unwrap();
         assert_eq!(api.scope, Scope::Full);
         assert!(a.authenticate(&api.token).is_ok());
+        assert!(matches!(
+            a.api_login("tech", PW, None, HOME),
+            Err(AdminError::Forbidden(_))
+        ));
         // The console gives an enrolment-only session.
         let SignIn::EnrolTotp(s) = a.sign_in("tech", PW, None, HOME).unwrap() else {
             panic!("not asked to enrol");

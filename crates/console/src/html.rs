@@ -147,6 +147,7 @@ pub(crate) fn error(me: &Signed, e: AdminError) -> Response {
         AdminError::Invalid(_) => (StatusCode::BAD_REQUEST, "Please check what you entered"),
         AdminError::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),
         AdminError::Conflict(_) => (StatusCode::CONFLICT, "This cannot be done now"),
+        AdminError::Locked(_) => (StatusCode::TOO_MANY_REQUESTS, "Too many attempts"),
         AdminError::Validation(_) | AdminError::ReloadRefused(_) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             "The change was not made; the filter in force is unchanged",

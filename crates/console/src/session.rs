@@ -232,6 +232,16 @@ impl FromRequestParts<Arc<Ctx>> for Signed {
         }
         let t = token.clone();
         match ctx.run(move |a| a.authenticate(&t)).await {
+            // Given a role that needs an authenticator since signing in: sign in again, which
+            // asks for one to be set up.
+            Ok(account) if hedgerow_admin::needs_totp(&account) && !account.totp_enrolled => {
+                ctx.end(&token);
+                let t = token.clone();
+                if let Err(e) = ctx.run(move |a| a.sign_out(&t)).await {
+                    tracing::warn!("console: ending a session: {e}");
+                }
+                Err(to_sign_in(parts, false))
+            }
             Ok(account) => Ok(Signed {
                 account,
                 csrf: ctx.csrf(&token),

@@ -98,6 +98,10 @@ struct AddForm {
     roles: Vec<String>,
     #[serde(default)]
     password: String,
+    #[serde(default)]
+    confirm: String,
+    #[serde(default)]
+    code: String,
 }
 
 async fn add(State(ctx): St, f: SignedForm<AddForm>) -> Response {
@@ -111,6 +115,9 @@ async fn add(State(ctx): St, f: SignedForm<AddForm>) -> Response {
             &me,
             AdminError::Invalid("a first password needs at least 12 characters".into()),
         );
+    }
+    if let Err(e) = reauthenticate(&ctx, &me, &form.confirm, &form.code).await {
+        return html::error(&me, e);
     }
     let account = me.account.clone();
     let name = form.name.trim().to_owned();
