@@ -10,9 +10,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hedgerow_testkit::{Appliance, Browser, Origin, RunningUpstream, Transport, UpstreamDns};
 use hickory_proto::op::ResponseCode;
@@ -23,7 +25,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_hedgerow");
 /// Everyone's password in these tests (the console asks for at least 10 characters).
 const PASSWORD: &str = "correct horse battery";
 
-/// A pupil's device (in `pupils`) and a staff laptop (in `staff`).
+/// A pupil's device (Library-PC-3, in `pupils`).
 const PUPIL: [u8; 4] = [127, 0, 0, 1];
 
 fn config(upstream: SocketAddr, state: &Path) -> String {
@@ -107,6 +109,8 @@ const GOVERNOR: (&str, &str) = ("pat-governor", "governor");
 struct Rig {
     app: Appliance,
     origin: Origin,
+    /// Each account's authenticator, as its phone would hold it, once enrolled in the console.
+    phones: Mutex<HashMap<String, Phone>>,
     _up: RunningUpstream,
     _state: tempfile::TempDir,
 }
@@ -134,6 +138,7 @@ async fn rig() -> Rig {
     Rig {
         app,
         origin,
+        phones: Mutex::new(HashMap::new()),
         _up: up,
         _state: state,
     }
@@ -184,12 +189,20 @@ impl Rig {
         .unwrap()
     }
 
-    /// Signs `who` in on `b` with the sign-in form and checks the home page greets them.
+    /// Signs `who` in on `b` with the sign-in form (and the code from their authenticator,
+    /// set up in the console at their first sign-in when their role needs one) and checks
+    /// the home page greets them.
     async fn sign_in(&self, b: &Browser, who: (&str, &str)) {
         b.goto(&self.url("/signin")).await;
         b.fill("Account name", who.0).await;
         b.fill("Password", PASSWORD).await;
+        if let Some(code) = self.code(who.0).await {
+            b.fill("Authenticator code", &code).await;
+        }
         b.click_button("Sign in").await;
+        if b.url().await.ends_with("/signin/authenticator") {
+            self.enrol(b, who.0).await;
+        }
         let text = b.text().await;
         assert!(
             text.contains(&format!("Welcome, {}", who.0)),
@@ -197,6 +210,83 @@ impl Rig {
             who.0,
             b.url().await
         );
+    }
+
+    /// On the authenticator set-up page: reads the key shown, keeps it as `name`'s phone
+    /// would, and confirms with the code it gives.
+    async fn enrol(&self, b: &Browser, name: &str) {
+        let secret = b.text_of("#secret").await;
+        let phone = Phone::new(&secret, name);
+        self.phones.lock().unwrap().insert(name.to_owned(), phone);
+        let code = self.code(name).await.unwrap();
+        b.fill("Code from the app", &code).await;
+        b.click_button("Confirm and continue").await;
+    }
+
+    /// The next code `name`'s authenticator gives (`None`: not set up), waiting when the
+    /// codes the appliance would take now have all been used (it takes each step once).
+    async fn code(&self, name: &str) -> Option<String> {
+        loop {
+            let wait = {
+                let mut phones = self.phones.lock().unwrap();
+                let phone = phones.get_mut(name)?;
+                match phone.next() {
+                    Ok(code) => return Some(code),
+                    Err(wait) => wait,
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// An authenticator app: TOTP (SHA-1, 6 digits, 30 s) from the key the console showed.
+struct Phone {
+    totp: totp_rs::TOTP,
+    /// The last step a code was given for: the appliance refuses a step twice.
+    last: Option<u64>,
+}
+
+impl Phone {
+    fn new(base32: &str, account: &str) -> Self {
+        let secret = totp_rs::Secret::Encoded(base32.trim().to_owned())
+            .to_bytes()
+            .unwrap_or_else(|e| panic!("the key shown is not base32 ({base32:?}): {e:?}"));
+        let totp = totp_rs::TOTP::new(
+            totp_rs::Algorithm::SHA1,
+            6,
+            1,
+            30,
+            secret,
+            Some("Hedgerow".into()),
+            account.into(),
+        )
+        .unwrap();
+        Self { totp, last: None }
+    }
+
+    /// The code for the next step the appliance takes (now or the next step, which it allows
+    /// for clock skew), or how long to wait for one.
+    fn next(&mut self) -> Result<String, Duration> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let step = (now / 30).max(self.last.map_or(0, |l| l + 1));
+        if step > now / 30 + 1 {
+            return Err(Duration::from_secs((step - 1) * 30 - now + 1));
+        }
+        self.last = Some(step);
+        Ok(self.totp.generate(step * 30))
+    }
+
+    /// A code for now that is certainly wrong (another step's, far away).
+    fn wrong(&self) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        self.totp.generate(now - 3600)
     }
 }
 
@@ -223,6 +313,45 @@ where
     }
 }
 
+/// Fills the "Propose a change" form (shown in `b`) to allow `site` for the pupils, low risk.
+async fn fill_allow(b: &Browser, site: &str) {
+    b.select("What to change", "Allow a site (or URL)").await;
+    b.check("pupils", true).await;
+    b.fill("Site or URL", site).await;
+    b.fill(
+        "Why is this change needed?",
+        "Year 6 coding club uses its puzzles",
+    )
+    .await;
+    b.check("Low", true).await;
+    b.fill(
+        "Why that rating?",
+        "Puzzle games only; a teacher supervises",
+    )
+    .await;
+}
+
+/// Screenshots the page shown in `b` as `name` and checks axe-core finds nothing on it (in a
+/// browser with JavaScript on: axe-core is script; with it off, the screenshot only).
+async fn accessible(b: &Browser, name: &str) {
+    let path = b.screenshot(name).await;
+    if !b.javascript() {
+        return;
+    }
+    let found = b.axe().await;
+    assert!(
+        found.is_empty(),
+        "{name} ({}, {}): {}",
+        b.url().await,
+        path.display(),
+        found
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+}
+
 /// The session cookie's name (`__Host-`: HTTPS only, this host only, path /).
 const SESSION: &str = "__Host-hedgerow";
 
@@ -232,12 +361,23 @@ const SESSION: &str = "__Host-hedgerow";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_16_session_fixation_refused() {
     let r = rig().await;
-    let b = Browser::start("fixation").await;
+    let (b, attacker) = tokio::join!(
+        Browser::start("fixation"),
+        Browser::start("fixation-attacker")
+    );
+    // The attacker gets a real pre-session from the sign-in page and plants it, with a
+    // session id of their choosing, in the victim's browser.
+    attacker.goto(&r.url("/signin")).await;
+    let pre = attacker
+        .cookie("__Host-hedgerow-pre")
+        .await
+        .expect("a pre-session cookie from the sign-in page");
     b.goto(&r.url("/signin")).await;
     let planted = "0123456789abcdef0123456789abcdef0123456789abcdef";
     b.set_cookie(SESSION, planted).await;
+    b.set_cookie("__Host-hedgerow-pre", &pre).await;
     assert_eq!(b.cookie(SESSION).await.as_deref(), Some(planted));
-    let pre = b.cookie("__Host-hedgerow-pre").await;
+    let pre = Some(pre);
     r.sign_in(&b, DSL).await;
     let first = b
         .cookie(SESSION)
@@ -255,9 +395,14 @@ async fn issue_16_session_fixation_refused() {
     let second = b.cookie(SESSION).await.unwrap();
     assert_ne!(second, first, "a second sign-in kept the old session id");
 
-    // The planted id signs nobody in: a browser carrying it is sent to sign in.
-    let attacker = Browser::start("fixation-attacker").await;
-    attacker.goto(&r.url("/signin")).await;
+    // The attacker's pre-session did not become signed in with the victim's sign-in.
+    attacker.goto(&r.url("/")).await;
+    assert!(
+        attacker.url().await.contains("/signin"),
+        "the planted pre-session opened {}",
+        attacker.url().await
+    );
+    // Nor does the planted session id sign anybody in.
     attacker.set_cookie(SESSION, planted).await;
     attacker.goto(&r.url("/")).await;
     assert!(
@@ -291,13 +436,7 @@ async fn issue_16_csrf_refused_and_the_right_token_works() {
     // Propose a change: the preview, then "Propose this change", whose form is tampered with.
     let preview = async |b: &Browser| {
         b.goto(&r.url("/changes/new")).await;
-        b.select("What to change", "Allow a site (or URL)").await;
-        b.check("pupils", true).await;
-        b.fill("Site or URL", "games-test.example").await;
-        b.fill("Why is this change needed?", "Year 6 coding club")
-            .await;
-        b.check("Low", true).await;
-        b.fill("Why that rating?", "A teacher supervises").await;
+        fill_allow(b, "games-test.example").await;
         b.click_button("Preview the change").await;
         assert_eq!(b.status().await, 200, "{}", b.text().await);
     };
@@ -373,25 +512,12 @@ async fn issue_16_propose_in_one_session_approve_in_another() {
 
     tech.click_link("Changes").await;
     tech.goto(&r.url("/changes/new")).await;
-    tech.screenshot("new").await;
-    tech.select("What to change", "Allow a site (or URL)").await;
-    tech.check("pupils", true).await;
-    tech.fill("Site or URL", "games-test.example").await;
-    tech.fill(
-        "Why is this change needed?",
-        "Year 6 coding club uses its puzzles",
-    )
-    .await;
-    tech.check("Low", true).await;
-    tech.fill(
-        "Why that rating?",
-        "Puzzle games only; a teacher supervises",
-    )
-    .await;
+    accessible(&tech, "new").await;
+    fill_allow(&tech, "games-test.example").await;
     tech.click_button("Preview the change").await;
     let preview = tech.text().await;
     assert!(preview.contains("Loosens the filter"), "{preview}");
-    tech.screenshot("preview").await;
+    accessible(&tech, "preview").await;
     tech.click_button("Propose this change").await;
     let url = tech.url().await;
     let id = url
@@ -399,7 +525,7 @@ async fn issue_16_propose_in_one_session_approve_in_another() {
         .next()
         .and_then(|s| s.parse::<u64>().ok())
         .unwrap_or_else(|| panic!("not on a change's page: {url}"));
-    tech.screenshot("proposed").await;
+    accessible(&tech, "proposed").await;
     // The proposer may not sign their own change.
     assert!(
         tech.button(&format!("Approve change #{id}"))
@@ -423,11 +549,13 @@ async fn issue_16_propose_in_one_session_approve_in_another() {
     head.goto(&r.url(&format!("/changes/{id}"))).await;
     head.fill("Note (optional)", "Agreed with the DSL").await;
     head.fill("Your password, to confirm", PASSWORD).await;
+    let code = r.code(APPROVER.0).await.unwrap();
+    head.fill("Authenticator code", &code).await;
     head.click_button(&format!("Approve change #{id}")).await;
     assert_eq!(head.status().await, 200, "{}", head.text().await);
     let shown = head.text().await;
     assert!(shown.contains("kim-head"), "the signature: {shown}");
-    head.screenshot("approved").await;
+    accessible(&head, "approved").await;
     if head
         .button(&format!("Apply change #{id} now"))
         .await
@@ -436,7 +564,7 @@ async fn issue_16_propose_in_one_session_approve_in_another() {
         head.click_button(&format!("Apply change #{id} now")).await;
         assert_eq!(head.status().await, 200, "{}", head.text().await);
     }
-    head.screenshot("applied").await;
+    accessible(&head, "applied").await;
     eventually("the pupils' DNS to allow the site", || async {
         r.dns(PUPIL, "games-test.example").await == ResponseCode::NoError
     })
@@ -568,6 +696,8 @@ async fn issue_16_main_pages_pass_axe_and_are_screenshotted() {
     assert_eq!(r.search("homework help").await, 200);
     let b = Browser::start("pages").await;
     let mut failures = Vec::new();
+    // The change the technician proposes, for the approver to see.
+    let mut change = String::new();
     let mut check = async |b: &Browser, name: &str| {
         let status = b.status().await;
         let path = b.screenshot(name).await;
@@ -610,8 +740,30 @@ async fn issue_16_main_pages_pass_axe_and_are_screenshotted() {
         if role == "technician" {
             b.goto(&r.url("/changes/new")).await;
             check(&b, "technician-changes-new").await;
+            fill_allow(&b, "games-test.example").await;
+            b.click_button("Preview the change").await;
+            check(&b, "technician-changes-preview").await;
+            b.click_button("Propose this change").await;
+            change = b.url().await;
+            check(&b, "technician-change").await;
+        }
+        if role == "approver" {
+            b.goto(&change).await;
+            check(&b, "approver-change").await;
         }
         if role == "dsl" {
+            b.goto(&r.url("/breaches/1")).await;
+            check(&b, "dsl-breach").await;
+            b.goto(&r.url("/reports")).await;
+            for link in [
+                "Weekly monitoring report",
+                "Trends by category, group and time",
+            ] {
+                b.goto(&r.url("/reports")).await;
+                b.click_link(link).await;
+                let slug = link.split(' ').next().unwrap_or("report").to_lowercase();
+                check(&b, &format!("dsl-reports-{slug}")).await;
+            }
             b.goto(&r.url("/logs?site=google.com")).await;
             check(&b, "dsl-logs-results").await;
             b.goto(&r.url("/logs/device?name=Library-PC-3")).await;
@@ -655,7 +807,7 @@ async fn issue_16_triage_a_breach_raised_by_a_real_dns_query() {
         "{inbox}"
     );
     assert!(inbox.contains("Library-PC-3"), "{inbox}");
-    dsl.screenshot("inbox").await;
+    accessible(&dsl, "inbox").await;
     let id = dsl
         .all_text("table a[href^='/breaches/']")
         .await
@@ -670,7 +822,7 @@ async fn issue_16_triage_a_breach_raised_by_a_real_dns_query() {
         page.contains("allowed-test.example"),
         "the browsing either side: {page}"
     );
-    dsl.screenshot("breach-new").await;
+    accessible(&dsl, "breach-new").await;
 
     dsl.click_button("Open it: I am looking at this").await;
     assert_eq!(dsl.status().await, 200, "{}", dsl.text().await);
@@ -710,5 +862,110 @@ async fn issue_16_triage_a_breach_raised_by_a_real_dns_query() {
         "{}",
         dsl.text().await
     );
-    dsl.screenshot("breach-closed").await;
+    accessible(&dsl, "breach-closed").await;
+}
+
+/// A technician's first sign-in with the right password only leads to setting up an
+/// authenticator (the QR code and the key): nothing else opens until it is done, and a wrong
+/// code is refused. After that, signing in needs the password and a fresh code: the password
+/// alone, a wrong code, or the same code again are refused. The twin: a governor, whose role
+/// needs no second step, signs in with the password alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_16_sign_in_with_totp() {
+    let r = rig().await;
+    let b = Browser::start("totp").await;
+    b.goto(&r.url("/signin")).await;
+    b.fill("Account name", TECHNICIAN.0).await;
+    b.fill("Password", PASSWORD).await;
+    b.click_button("Sign in").await;
+    assert!(
+        b.url().await.ends_with("/signin/authenticator"),
+        "{}: {}",
+        b.url().await,
+        b.text().await
+    );
+    assert_eq!(b.status().await, 200);
+    assert_eq!(
+        b.execute(
+            "return document.querySelectorAll('figure svg').length;",
+            vec![]
+        )
+        .await,
+        serde_json::json!(1),
+        "no QR code"
+    );
+    let found = b.axe().await;
+    assert!(found.is_empty(), "the set-up page: {found:?}");
+    b.screenshot("authenticator").await;
+    let first_key = b.text_of("#secret").await;
+
+    // Half signed in: the console's pages stay shut.
+    b.goto(&r.url("/changes")).await;
+    assert!(
+        !b.text().await.contains("Propose a change") && b.url().await.contains("/signin"),
+        "an enrolment session opened {}: {}",
+        b.url().await,
+        b.text().await
+    );
+
+    // A wrong code is refused, and a new key is shown.
+    b.goto(&r.url("/signin/authenticator")).await;
+    let key = b.text_of("#secret").await;
+    let wrong = Phone::new(&key, TECHNICIAN.0).wrong();
+    b.fill("Code from the app", &wrong).await;
+    b.click_button("Confirm and continue").await;
+    assert_eq!(b.status().await, 400, "{}", b.text().await);
+    let second_key = b.text_of("#secret").await;
+    assert_ne!(second_key, key, "the same key after a wrong code");
+    assert_ne!(second_key, first_key);
+
+    // The right code from the key shown finishes it: signed in.
+    r.enrol(&b, TECHNICIAN.0).await;
+    assert!(
+        b.text().await.contains("Welcome, sam-tech"),
+        "{}",
+        b.text().await
+    );
+
+    // Signed out, the password alone is not enough, nor a wrong code.
+    b.click_button("Sign out").await;
+    let wrong = r.phones.lock().unwrap()[TECHNICIAN.0].wrong();
+    for (what, code) in [("no code", String::new()), ("a wrong code", wrong)] {
+        b.goto(&r.url("/signin")).await;
+        b.fill("Account name", TECHNICIAN.0).await;
+        b.fill("Password", PASSWORD).await;
+        b.fill("Authenticator code", &code).await;
+        b.click_button("Sign in").await;
+        assert_eq!(b.status().await, 401, "{what}: {}", b.text().await);
+        assert!(
+            !b.text().await.contains("Welcome"),
+            "{what}: {}",
+            b.text().await
+        );
+    }
+    b.screenshot("refused").await;
+    // The right code signs in; the same code a second time does not.
+    let code = r.code(TECHNICIAN.0).await.unwrap();
+    for (n, works) in [(1, true), (2, false)] {
+        b.goto(&r.url("/signin")).await;
+        b.fill("Account name", TECHNICIAN.0).await;
+        b.fill("Password", PASSWORD).await;
+        b.fill("Authenticator code", &code).await;
+        b.click_button("Sign in").await;
+        let signed_in = b.text().await.contains("Welcome, sam-tech");
+        assert_eq!(signed_in, works, "use {n} of one code: {}", b.text().await);
+        if signed_in {
+            b.click_button("Sign out").await;
+        } else {
+            assert_eq!(b.status().await, 401);
+        }
+    }
+
+    // The twin: a governor needs no second step.
+    let governor = Browser::start("totp-governor").await;
+    governor.goto(&r.url("/signin")).await;
+    governor.fill("Account name", GOVERNOR.0).await;
+    governor.fill("Password", PASSWORD).await;
+    governor.click_button("Sign in").await;
+    assert!(governor.text().await.contains("Welcome, pat-governor"));
 }

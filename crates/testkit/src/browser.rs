@@ -95,7 +95,8 @@ impl Browser {
 
     /// Starts Chromium with JavaScript switched off for every site (the content setting a
     /// school's managed browser would use), to show that a flow needs no script. WebDriver's
-    /// own commands still work; [`Self::axe`] and [`Self::fetch`] do not (they run script).
+    /// own commands still work, [`Self::execute`] included; [`Self::axe`] and [`Self::fetch`]
+    /// do not (their promises never settle).
     pub async fn start_without_javascript(test: &str) -> Self {
         Self::launch(test, false).await
     }
