@@ -575,7 +575,7 @@ async fn weekly(State(ctx): St, me: Signed, Query(q): Query<WeekQuery>) -> Respo
     html::page(&WeeklyPage {
         chrome: Chrome::new(&me, "Weekly monitoring report"),
         period: format!(
-            "Monday {} to Sunday {}",
+            "{} to {}",
             day(r.week_start),
             day(r.week_end.yesterday().unwrap_or(r.week_end))
         ),
