@@ -75,6 +75,7 @@ networks = ["10.0.0.0/8"]
 block_categories = ["gambling"]
 safesearch = "on"
 youtube = "strict"
+dns_block = "nxdomain"
 
 [console]
 listen = "127.0.0.1:$PORT"

@@ -32,9 +32,9 @@ mod breaches;
 mod changes;
 mod checks;
 pub(crate) mod logs;
+mod reports;
 mod reviews;
 mod site_reports;
-mod reports;
 mod system;
 
 pub(crate) fn routes() -> Router<Arc<Ctx>> {
