@@ -694,19 +694,13 @@ impl Admin {
                 }
             })
             .collect();
-        let mut site_totals: BTreeMap<String, u64> = BTreeMap::new();
-        for s in store.site_counts(week_start, week_end)? {
-            *site_totals.entry(s.site).or_default() += s.count;
-        }
-        let sites_blocked = site_totals.len() as u64;
+        let top = store.top_sites(week_start, week_end, TOP_SITES)?;
+        let sites_blocked = top.distinct;
         let top_sites = sites.then(|| {
-            let mut all: Vec<SiteCount> = site_totals
+            top.sites
                 .into_iter()
                 .map(|(site, count)| SiteCount { site, count })
-                .collect();
-            all.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.site.cmp(&b.site)));
-            all.truncate(TOP_SITES);
-            all
+                .collect()
         });
         let mut reviews = ReviewCounts::default();
         let within = |t: jiff::Timestamp| t >= from && t < to;

@@ -458,3 +458,48 @@ fn events_the_recorder_drops_are_counted_by_day() {
     );
     rec.stop();
 }
+
+fn top_of(sites: &BySite, n: usize) -> (u64, Vec<(String, u64)>) {
+    let mut totals: BTreeMap<String, u64> = BTreeMap::new();
+    for ((_, s), c) in sites {
+        *totals.entry(s.clone()).or_default() += c;
+    }
+    let distinct = totals.len() as u64;
+    let mut all: Vec<(String, u64)> = totals.into_iter().collect();
+    all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    all.truncate(n);
+    (distinct, all)
+}
+
+#[test]
+fn the_most_blocked_sites_follow_the_events_when_remembered() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &small_parts()).unwrap();
+    store.append_events(&events(3, 6_000)).unwrap();
+    // Only the last day has a part being written: the first two are remembered.
+    let top = |s: &Store| {
+        let t = s.top_sites(date(0), date(2), 5).unwrap();
+        (t.distinct, t.sites)
+    };
+    let want = |s: &Store| {
+        let (_, _, sites) = scanned(s);
+        let two: BySite = sites
+            .into_iter()
+            .filter(|((d, _), _)| *d < date(2))
+            .collect();
+        top_of(&two, 5)
+    };
+    assert_eq!(top(&store), want(&store));
+    assert_eq!(top(&store), want(&store), "read again");
+    // Late events for the first day (a new part of it): the answer follows.
+    let mut late = events(1, 2_000);
+    for e in &mut late {
+        e.outcome = Outcome::Blocked;
+        e.tier = Tier::Category;
+        e.target = "late.example".into();
+    }
+    store.append_events(&late).unwrap();
+    let (_, sites) = top(&store);
+    assert_eq!(sites[0], ("late.example".to_owned(), 2_000));
+    assert_eq!(top(&store), want(&store));
+}
