@@ -21,13 +21,14 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use hedgerow_model::{Category, Disposition, Severity};
-use hedgerow_store::ReviewStatus;
+use hedgerow_store::{AdminTree, ReviewStatus};
 use jiff::civil::{Date, Weekday};
 use serde::{Deserialize, Serialize};
 
 use crate::api::authed;
+use crate::cases::CaseStatus;
 use crate::checks::{ChangeLine, CheckSummary};
-use crate::service::APPLIANCE;
+use crate::service::{APPLIANCE, dec};
 use crate::{Account, Admin, AdminError, Permission};
 
 /// Weeks the dashboard's trends cover.
@@ -661,15 +662,22 @@ impl Admin {
         for c in store.breach_counts(week_start, week_end)? {
             *totals.entry(c.severity).or_default() += c.count;
         }
+        // Where each breach's case stands (a breach nobody has touched has no case: new).
+        let mut cases: BTreeMap<u64, CaseStatus> = BTreeMap::new();
+        for (_, v) in store.admin_list(AdminTree::Cases)? {
+            let c: crate::cases::Case = dec(&v)?;
+            cases.insert(c.breach, c.status);
+        }
         let mut status: BTreeMap<Severity, [u64; 3]> = BTreeMap::new();
-        for b in store.breaches_between(from, to)? {
+        for head in store.breach_heads() {
+            let (b, _) = head?;
             if b.first < from || b.first >= to {
                 continue;
             }
-            let i = match self.breach_status(b.id)? {
-                "closed" => 2,
-                "open" => 1,
-                _ => 0,
+            let i = match cases.get(&b.id).copied().unwrap_or(CaseStatus::New) {
+                CaseStatus::New => 0,
+                CaseStatus::Open => 1,
+                CaseStatus::Closed => 2,
             };
             status.entry(b.severity).or_default()[i] += 1;
         }
@@ -686,19 +694,13 @@ impl Admin {
                 }
             })
             .collect();
-        let mut site_totals: BTreeMap<String, u64> = BTreeMap::new();
-        for s in store.site_counts(week_start, week_end)? {
-            *site_totals.entry(s.site).or_default() += s.count;
-        }
-        let sites_blocked = site_totals.len() as u64;
+        let top = store.top_sites(week_start, week_end, TOP_SITES)?;
+        let sites_blocked = top.distinct;
         let top_sites = sites.then(|| {
-            let mut all: Vec<SiteCount> = site_totals
+            top.sites
                 .into_iter()
                 .map(|(site, count)| SiteCount { site, count })
-                .collect();
-            all.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.site.cmp(&b.site)));
-            all.truncate(TOP_SITES);
-            all
+                .collect()
         });
         let mut reviews = ReviewCounts::default();
         let within = |t: jiff::Timestamp| t >= from && t < to;
@@ -767,14 +769,6 @@ impl Admin {
             last_check,
             dropped,
         })
-    }
-
-    /// Where a breach's case stands: `new`, `open` or `closed`.
-    ///
-    /// Breach cases (`cases.rs`) are another part of this work; until they are on
-    /// this branch every breach counts as `new`. This is the one place to read them.
-    fn breach_status(&self, _breach: u64) -> Result<&'static str, AdminError> {
-        Ok("new")
     }
 
     // ---- the e-mailed weekly report ----
@@ -1403,11 +1397,26 @@ mod tests {
             (uncategorised.count, uncategorised.name.as_str()),
             (1, NO_CATEGORY)
         );
+        // Where the cases stand: a DSL opens this week's breach.
+        let dsl = account(&a, Some(&boss), "dsl", Role::Dsl);
+        a.case_step(&dsl, 1, crate::cases::CaseStep::Open).unwrap();
         let this = a
             .weekly_report(&boss, "2026-11-30".parse().unwrap())
             .unwrap();
         assert_eq!(this.total, 30 + 10 + 10 + 30);
         assert_eq!(this.dropped, 0);
+        let high = this
+            .breaches
+            .iter()
+            .find(|b| b.severity == Severity::High)
+            .unwrap();
+        assert_eq!((high.total, high.new, high.open, high.closed), (1, 0, 1, 0));
+        let crit = last
+            .breaches
+            .iter()
+            .find(|b| b.severity == Severity::Critical)
+            .unwrap();
+        assert_eq!((crit.new, crit.open), (1, 0), "last week's is still new");
         let empty = a
             .weekly_report(&boss, "2026-10-05".parse().unwrap())
             .unwrap();

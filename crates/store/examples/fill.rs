@@ -102,6 +102,71 @@ fn second_of_day(r: &mut Rng) -> i64 {
     }
 }
 
+/// One access event of the day starting at `midnight`, `s` seconds in.
+fn make_event(
+    r: &mut Rng,
+    devices: &[Device],
+    blocked: &[(Option<Category>, u64)],
+    blocked_total: u64,
+    allowed: &[Option<Category>],
+    midnight: jiff::Timestamp,
+    s: i64,
+) -> AccessEvent {
+    let qtypes = ["A", "AAAA", "HTTPS"];
+    let dev = &devices[r.below(devices.len() as u64) as usize];
+    let site = r.below(20_000);
+    let t = midnight
+        + jiff::SignedDuration::from_secs(s)
+        + jiff::SignedDuration::from_micros(r.below(1_000_000) as i64);
+    let dns = r.below(10) < 8;
+    let target = if dns {
+        format!("www.site{site}.example.co.uk")
+    } else {
+        format!("https://site{site}.example.co.uk/page/{}", r.below(50))
+    };
+    let mut e = AccessEvent::new(
+        t,
+        if dns { Front::Dns } else { Front::Proxy },
+        dev.ip,
+        target,
+    );
+    e.device = Some(dev.name.clone());
+    e.group = Some(dev.group.clone());
+    if dns {
+        e.qtype = Some(qtypes[r.below(3) as usize].into());
+    } else {
+        e.method = Some("GET".into());
+        e.bytes = r.below(200_000);
+    }
+    let roll = r.below(1000);
+    if roll < 60 {
+        // Blocked: a category by weight.
+        let mut pick = r.below(blocked_total);
+        let mut cat = None;
+        for (c, w) in blocked {
+            if pick < *w {
+                cat = c.clone();
+                break;
+            }
+            pick -= w;
+        }
+        e.outcome = Outcome::Blocked;
+        e.action = Action::Block;
+        e.tier = Tier::Category;
+        e.list = cat.as_ref().map(|c| Arc::from(c.as_str()));
+        e.category = cat;
+    } else if roll < 70 {
+        e.outcome = Outcome::SafeSearch;
+    } else if roll < 73 {
+        e.outcome = Outcome::Failed;
+    } else if roll < 74 {
+        e.outcome = Outcome::Refused;
+    } else if roll < 400 {
+        e.category = allowed[r.below(allowed.len() as u64) as usize].clone();
+    }
+    e
+}
+
 fn category(id: &str) -> Option<Category> {
     Category::new(id).ok()
 }
@@ -119,107 +184,101 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let blocked: Vec<(Option<Category>, u64)> =
         BLOCKED.iter().map(|(c, w)| (category(c), *w)).collect();
     let allowed: Vec<Option<Category>> = ALLOWED.iter().map(|c| category(c)).collect();
-    let qtypes = ["A", "AAAA", "HTTPS"];
     let today = jiff::Zoned::now()
         .with_time_zone(jiff::tz::TimeZone::UTC)
         .date();
-    let mut r = Rng(0x9e37_79b9_7f4a_7c15);
-    let started = Instant::now();
-    let mut written = 0u64;
-    const CHUNK: u64 = 20_000;
-    for d in (0..days).rev() {
-        let date = today.checked_sub(jiff::Span::new().days(d))?;
-        let midnight = date.to_zoned(jiff::tz::TimeZone::UTC)?.timestamp();
-        let mut left = per_day;
-        while left > 0 {
-            let n = left.min(CHUNK);
-            left -= n;
-            // Each chunk in time order, as the recorder writes them.
-            let mut secs: Vec<i64> = (0..n).map(|_| second_of_day(&mut r)).collect();
-            secs.sort_unstable();
-            let mut events = Vec::with_capacity(n as usize);
-            for s in secs {
+    // Events are made on one thread and written on another (the store's writer is the
+    // slower half), as the fronts and the recorder's writer do.
+    enum Work {
+        Events(Vec<AccessEvent>),
+        Breaches(Vec<(AccessEvent, Severity)>),
+        Day(jiff::civil::Date),
+    }
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Work>(4);
+    let maker = std::thread::spawn(move || -> Result<(), String> {
+        let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+        const CHUNK: u64 = 20_000;
+        for d in (0..days).rev() {
+            let date = today
+                .checked_sub(jiff::Span::new().days(d))
+                .map_err(|e| e.to_string())?;
+            let midnight = date
+                .to_zoned(jiff::tz::TimeZone::UTC)
+                .map_err(|e| e.to_string())?
+                .timestamp();
+            let mut left = per_day;
+            while left > 0 {
+                let n = left.min(CHUNK);
+                left -= n;
+                // Each chunk in time order, as the recorder writes them.
+                let mut secs: Vec<i64> = (0..n).map(|_| second_of_day(&mut r)).collect();
+                secs.sort_unstable();
+                let mut events = Vec::with_capacity(n as usize);
+                for s in secs {
+                    events.push(make_event(
+                        &mut r,
+                        &devices,
+                        &blocked,
+                        blocked_total,
+                        &allowed,
+                        midnight,
+                        s,
+                    ));
+                }
+                if tx.send(Work::Events(events)).is_err() {
+                    return Ok(());
+                }
+            }
+            // A few breaches a day.
+            let mut breaches = Vec::new();
+            for b in 0..(5 + r.below(20)) {
                 let dev = &devices[r.below(devices.len() as u64) as usize];
-                let site = r.below(20_000);
-                let t = midnight
-                    + jiff::SignedDuration::from_secs(s)
-                    + jiff::SignedDuration::from_micros(r.below(1_000_000) as i64);
-                let dns = r.below(10) < 8;
-                let target = if dns {
-                    format!("www.site{site}.example.co.uk")
-                } else {
-                    format!("https://site{site}.example.co.uk/page/{}", r.below(50))
-                };
-                let mut e = AccessEvent::new(
-                    t,
-                    if dns { Front::Dns } else { Front::Proxy },
-                    dev.ip,
-                    target,
-                );
+                let t = midnight + jiff::SignedDuration::from_secs(8 * 3600 + (b as i64) * 600);
+                let mut e = AccessEvent::new(t, Front::Dns, dev.ip, format!("bad{b}.example"));
                 e.device = Some(dev.name.clone());
                 e.group = Some(dev.group.clone());
-                if dns {
-                    e.qtype = Some(qtypes[r.below(3) as usize].into());
-                } else {
-                    e.method = Some("GET".into());
-                    e.bytes = r.below(200_000);
-                }
-                let roll = r.below(1000);
-                if roll < 60 {
-                    // Blocked: a category by weight.
-                    let mut pick = r.below(blocked_total);
-                    let mut cat = None;
-                    for (c, w) in &blocked {
-                        if pick < *w {
-                            cat = c.clone();
-                            break;
-                        }
-                        pick -= w;
-                    }
-                    e.outcome = Outcome::Blocked;
-                    e.action = Action::Block;
-                    e.tier = Tier::Category;
-                    e.list = cat.as_ref().map(|c| Arc::from(c.as_str()));
-                    e.category = cat;
-                } else if roll < 70 {
-                    e.outcome = Outcome::SafeSearch;
-                    e.category = None;
-                } else if roll < 73 {
-                    e.outcome = Outcome::Failed;
-                } else if roll < 74 {
-                    e.outcome = Outcome::Refused;
-                } else if roll < 400 {
-                    e.category = allowed[r.below(allowed.len() as u64) as usize].clone();
-                }
-                events.push(e);
+                e.outcome = Outcome::Blocked;
+                e.action = Action::Block;
+                e.tier = Tier::Category;
+                e.category = category("gambling");
+                let severity = [
+                    Severity::Low,
+                    Severity::Medium,
+                    Severity::High,
+                    Severity::Critical,
+                ][r.below(4) as usize];
+                breaches.push((e, severity));
             }
-            store.append_events(&events)?;
-            written += n;
+            let _ = tx.send(Work::Breaches(breaches));
+            let _ = tx.send(Work::Day(date));
         }
-        // A few breaches a day.
-        for b in 0..(5 + r.below(20)) {
-            let dev = &devices[r.below(devices.len() as u64) as usize];
-            let t = midnight + jiff::SignedDuration::from_secs(8 * 3600 + (b as i64) * 600);
-            let mut e = AccessEvent::new(t, Front::Dns, dev.ip, format!("bad{b}.example"));
-            e.device = Some(dev.name.clone());
-            e.group = Some(dev.group.clone());
-            e.outcome = Outcome::Blocked;
-            e.action = Action::Block;
-            e.tier = Tier::Category;
-            e.category = category("gambling");
-            let severity = [
-                Severity::Low,
-                Severity::Medium,
-                Severity::High,
-                Severity::Critical,
-            ][r.below(4) as usize];
-            store.record_breach(&e, severity, "bench", std::time::Duration::from_secs(3600))?;
+        Ok(())
+    });
+    let started = Instant::now();
+    let mut written = 0u64;
+    for work in rx {
+        match work {
+            Work::Events(events) => {
+                store.append_events(&events)?;
+                written += events.len() as u64;
+            }
+            Work::Breaches(breaches) => {
+                for (e, severity) in breaches {
+                    store.record_breach(
+                        &e,
+                        severity,
+                        "bench",
+                        std::time::Duration::from_secs(3600),
+                    )?;
+                }
+            }
+            Work::Day(date) => eprintln!(
+                "{date}: {written} events written, {:.0} events/s",
+                written as f64 / started.elapsed().as_secs_f64()
+            ),
         }
-        eprintln!(
-            "{date}: {written} events written, {:.0} events/s",
-            written as f64 / started.elapsed().as_secs_f64()
-        );
     }
+    maker.join().map_err(|_| "the event maker panicked")??;
     store.flush()?;
     eprintln!(
         "done: {written} events over {days} days in {:.0} s; {:.1} GB on disk",

@@ -140,6 +140,22 @@ pub struct BreachCount {
     pub count: u64,
 }
 
+/// The most-blocked sites of a range of days: how many different sites, and the top ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopSites {
+    pub distinct: u64,
+    /// Most blocked first (ties by name).
+    pub sites: Vec<(String, u64)>,
+}
+
+/// [`Store::top_sites`] of recent ranges: (from, to, n) → (parts added in then, answer).
+/// A week's sites are tens of thousands of rows; a past week's answer does not change
+/// until another of its parts is added in.
+pub(crate) type TopSitesCache = Vec<((i64, i64, usize), (usize, TopSites))>;
+
+/// Ranges [`Store::top_sites`] remembers.
+const TOP_SITES_KEPT: usize = 8;
+
 /// What [`Store::rebuild_counts`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RebuildReport {
@@ -584,6 +600,77 @@ impl Store {
             .collect())
     }
 
+    /// The `n` most-blocked sites of the UTC days `[from, to)` and how many different sites
+    /// were blocked, from the counters. The answer for days no part is being written to is
+    /// remembered until another of their parts is added in (a week is tens of thousands of
+    /// site rows; reading them again for each view of a past week's report was most of it).
+    pub fn top_sites(
+        &self,
+        from: jiff::civil::Date,
+        to: jiff::civil::Date,
+        n: usize,
+    ) -> Result<TopSites, StoreError> {
+        let (f, t) = (day_number(from), day_number(to));
+        let live = self.settle(f, t)?;
+        let folded = self.tree(COUNTS_PARTS)?.range(days_range(f, t)).count();
+        let key = (f, t, n);
+        let cacheable = live.site.is_empty() && live.day.is_empty();
+        if cacheable {
+            let cache = self
+                .top_sites
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((_, (parts, answer))) = cache.iter().find(|(k, _)| *k == key)
+                && *parts == folded
+            {
+                return Ok(answer.clone());
+            }
+        }
+        let mut totals: std::collections::HashMap<String, u64> = live
+            .site
+            .into_iter()
+            .map(|((_, s), c)| (s, c))
+            .fold(std::collections::HashMap::new(), |mut m, (s, c)| {
+                *m.entry(s).or_default() += c;
+                m
+            });
+        for item in self.tree(COUNTS_SITE)?.range(days_range(f, t)) {
+            let (k, v) = item?;
+            let site = k.get(8..).unwrap_or_default();
+            let c = u64_of(&v);
+            match std::str::from_utf8(site) {
+                Ok(s) => match totals.get_mut(s) {
+                    Some(n) => *n += c,
+                    None => {
+                        totals.insert(s.to_owned(), c);
+                    }
+                },
+                Err(_) => {
+                    *totals
+                        .entry(String::from_utf8_lossy(site).into_owned())
+                        .or_default() += c;
+                }
+            }
+        }
+        let distinct = totals.len() as u64;
+        let mut sites: Vec<(String, u64)> = totals.into_iter().collect();
+        sites.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        sites.truncate(n);
+        let answer = TopSites { distinct, sites };
+        if cacheable {
+            let mut cache = self
+                .top_sites
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            cache.retain(|(k, _)| *k != key);
+            cache.push((key, (folded, answer.clone())));
+            if cache.len() > TOP_SITES_KEPT {
+                cache.remove(0);
+            }
+        }
+        Ok(answer)
+    }
+
     /// Breaches first seen on each UTC day in `[from, to)`, by severity.
     pub fn breach_counts(
         &self,
@@ -638,6 +725,10 @@ impl Store {
 
     /// Drops the event counters of the days before `first_kept` (the retention purge).
     pub(crate) fn purge_counts(&self, first_kept: i64) -> Result<(), StoreError> {
+        self.top_sites
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
         for name in [
             COUNTS_DAY,
             COUNTS_HOUR,
@@ -664,6 +755,10 @@ impl Store {
     /// `main` counters, the breach counters. For a store whose counters are in doubt.
     pub fn rebuild_counts(&self) -> Result<RebuildReport, StoreError> {
         let mut report = RebuildReport::default();
+        self.top_sites
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
         for name in [COUNTS_DAY, COUNTS_HOUR, COUNTS_SITE, COUNTS_PARTS] {
             self.tree(name)?.clear()?;
         }

@@ -46,7 +46,7 @@ mod wire;
 pub use admin::{AdminRecord, AdminTree};
 pub use audit::AuditCheck;
 pub use breach::{Breach, Change, Delivery, DeliveryState, Recorded, Trigger, breach_for};
-pub use counts::{BreachCount, DayCount, HourCount, RebuildReport, SiteCount};
+pub use counts::{BreachCount, DayCount, HourCount, RebuildReport, SiteCount, TopSites};
 pub use error::StoreError;
 pub use events::{EventFilter, Events};
 pub use export::Counts;

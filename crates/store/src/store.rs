@@ -105,6 +105,9 @@ pub struct Store {
     day_dbs: std::sync::Mutex<BTreeMap<PartId, sled::Db>>,
     /// For the last few days appended to: the part appends go to, and the bytes written to it.
     writing: std::sync::Mutex<BTreeMap<i64, (u32, u64)>>,
+    /// The most-blocked sites of recent ranges of whole days (`counts.rs`), with the count
+    /// of parts added in that they were read after.
+    pub(crate) top_sites: std::sync::Mutex<crate::counts::TopSitesCache>,
     pub(crate) breaches: sled::Tree,
     pub(crate) breach_keys: sled::Tree,
     pub(crate) pending: sled::Tree,
@@ -272,6 +275,7 @@ impl Store {
             options: options.clone(),
             day_dbs: std::sync::Mutex::new(BTreeMap::new()),
             writing: std::sync::Mutex::new(BTreeMap::new()),
+            top_sites: std::sync::Mutex::new(Default::default()),
         };
         store.init_breach_ids()?;
         store.init_breach_counts()?;
