@@ -10,7 +10,7 @@
 //! It holds no safeguarding state and decides nothing: every page and every form is one
 //! operation of [`hedgerow_admin::Admin`], which authorises it (`Permission::roles`) and
 //! writes it to the audit log. The console only keeps its browser sessions' bookkeeping
-//! ([`session`]: the cookie, the idle timeout, the CSRF token) and turns operations into
+//! (`session.rs`: the cookie, the idle timeout, the CSRF token) and turns operations into
 //! pages.
 //!
 //! The public API is small: [`router`] for the routes and [`start`] to serve them over TLS.
