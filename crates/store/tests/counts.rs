@@ -329,7 +329,16 @@ fn the_integrity_check_finds_counters_that_disagree_and_the_rebuild_fixes_them()
     }
     {
         // One counter off by one, as if a part had been added twice in part.
-        let db = sled::open(dir.path().join("main")).unwrap();
+        // The store's threads let go of its lock a moment after it is dropped (as `reopen`).
+        let path = dir.path().join("main");
+        let db = (0..200)
+            .find_map(|_| {
+                sled::open(&path).ok().or_else(|| {
+                    std::thread::sleep(Duration::from_millis(20));
+                    None
+                })
+            })
+            .unwrap_or_else(|| sled::open(&path).unwrap());
         let t = db.open_tree("counts-day").unwrap();
         let (k, v) = t.iter().next().unwrap().unwrap();
         let n = u64::from_be_bytes(v.as_ref().try_into().unwrap());
