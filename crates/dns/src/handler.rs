@@ -186,6 +186,16 @@ impl Resolver {
         &self.metrics
     }
 
+    /// Each upstream asked since the start, by address: its answers, errors, timeouts, last
+    /// answer and failure, the last error and its latency (see [`UpstreamHealth`]). An
+    /// upstream no cache miss has needed yet (a second one behind a healthy first) is not in
+    /// it.
+    ///
+    /// [`UpstreamHealth`]: crate::UpstreamHealth
+    pub fn upstream_health(&self) -> Vec<crate::UpstreamHealth> {
+        self.forwarder.health.snapshot()
+    }
+
     /// Applies what the resolver holds outside the snapshot, after a reload: the cache size
     /// (`[dns.cache] size`; a smaller cache evicts at once).
     pub fn reconfigure(&self, snap: &PolicySnapshot) {

@@ -28,6 +28,7 @@ mod cache;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handler;
+mod health;
 mod identity;
 mod plan;
 mod pool;
@@ -44,6 +45,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 
 pub use handler::{Handler, Metrics, Resolver};
+pub use health::UpstreamHealth;
 
 /// Requested UDP socket buffer size.
 const UDP_BUFFER: usize = 4 << 20;

@@ -13,6 +13,7 @@ use rustls::pki_types::pem::PemObject;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::health::{Attempt, Health};
 use crate::pool::UdpPool;
 use tokio::time::{Instant, timeout_at};
 
@@ -34,6 +35,9 @@ pub(crate) struct Forwarder {
     /// UDP socket pools by upstream address, made on first use. Upstreams removed by a reload
     /// keep an idle pool; that is a few sockets, not worth a sweep.
     pools: std::sync::RwLock<std::collections::HashMap<SocketAddr, Arc<UdpPool>>>,
+    /// Each upstream's answers, failures and latency, by address (kept across reloads, as the
+    /// pools are).
+    pub(crate) health: Health,
 }
 
 impl Forwarder {
@@ -41,6 +45,7 @@ impl Forwarder {
         Self {
             tls: Arc::new(tls_config(&[])),
             pools: std::sync::RwLock::new(std::collections::HashMap::new()),
+            health: Health::default(),
         }
     }
 
@@ -66,17 +71,20 @@ impl Forwarder {
             match timeout_at(attempt_deadline, self.ask(up, &query)).await {
                 Ok(Ok(m)) => {
                     // A cache miss only: the fast path never comes here.
-                    metrics::histogram!("hedgerow_dns_upstream_seconds")
-                        .record(now.elapsed().as_secs_f64());
+                    let took = now.elapsed();
+                    metrics::histogram!("hedgerow_dns_upstream_seconds").record(took.as_secs_f64());
+                    self.health.record(up.address, Attempt::Answered(took));
                     return Ok(m);
                 }
                 Ok(Err(e)) => {
                     upstream_failed(up, "error");
+                    self.health.record(up.address, Attempt::Error(&e));
                     tracing::debug!(upstream = %up.address, error = %e, "upstream failed");
                     last = format!("{}: {e}", up.address);
                 }
                 Err(_) => {
                     upstream_failed(up, "timeout");
+                    self.health.record(up.address, Attempt::TimedOut);
                     tracing::debug!(upstream = %up.address, "upstream timed out");
                     last = format!("{}: timed out", up.address);
                 }
