@@ -1,12 +1,13 @@
 //! The running appliance's report on itself for the console's system status page (the admin
-//! crate's `StatusSource`): listeners and upstreams from the configuration in force, the DNS
+//! crate's `StatusSource`): listeners and upstreams from the configuration in force, each
+//! upstream's health as the DNS front's forwarder counts it (matched by address), the DNS
 //! front's counters, each list's age and last update (as `hedgerow lists status` reads them),
 //! and the recorder's written and dropped events.
 
 use std::sync::Arc;
 
 use hedgerow_admin::status::{
-    ListStatus, ListenerStatus, RuntimeStatus, StatusSource, UpstreamStatus,
+    ListStatus, ListenerStatus, RuntimeStatus, StatusSource, UpstreamState, UpstreamStatus,
 };
 use hedgerow_policy::PolicyHandle;
 
@@ -50,14 +51,35 @@ pub(crate) fn source(
         if let Some(a) = &c.console {
             add("Console (HTTPS)", a.listen.to_string());
         }
+        // Counters are kept by address since the start, across reloads: each upstream in force
+        // now takes its own, or none yet.
+        let health = resolver.upstream_health();
         let upstreams = c
             .dns
             .upstreams
             .iter()
-            .map(|u| UpstreamStatus {
-                address: u.address.to_string(),
-                protocol: format!("{:?}", u.protocol).to_lowercase(),
-                system: u.system,
+            .map(|u| {
+                let h = health.iter().find(|h| h.address == u.address);
+                let (answers, errors, timeouts) =
+                    h.map_or((0, 0, 0), |h| (h.answers, h.errors, h.timeouts));
+                let last_answer = h.and_then(|h| h.last_answer);
+                let last_failure = h.and_then(|h| h.last_failure);
+                UpstreamStatus {
+                    address: u.address.to_string(),
+                    protocol: format!("{:?}", u.protocol).to_lowercase(),
+                    system: u.system,
+                    state: UpstreamState::of(answers, errors + timeouts, last_answer, last_failure),
+                    answers,
+                    errors,
+                    timeouts,
+                    last_answer,
+                    last_failure,
+                    failing_since: h.and_then(|h| h.failing_since),
+                    last_error: h.and_then(|h| h.last_error.clone()),
+                    latency_ms: h
+                        .and_then(|h| h.latency_micros)
+                        .map(|us| us as f64 / 1000.0),
+                }
             })
             .collect();
         let m = resolver.metrics();

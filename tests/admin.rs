@@ -1857,3 +1857,175 @@ fn issue_16_api_sign_in_lockout_and_totp() {
     let key = app.dir().join("state").join("secrets.key");
     assert_eq!(std::fs::metadata(&key).unwrap().len(), 32);
 }
+
+/// The main configuration with `upstreams` in place of its unreachable one.
+fn start_with_upstreams(upstreams: &str) -> Appliance {
+    let main = MAIN.replace(
+        r#"upstreams = [{ address = "127.0.0.1:9" }]"#,
+        &format!("upstreams = [{upstreams}]"),
+    );
+    assert_ne!(main, MAIN);
+    Appliance::start(
+        Path::new(BIN),
+        &main,
+        &[
+            ("groups.toml", GROUPS),
+            ("iwf.txt", "http://abuse-test.invalid/gallery/item-1.html\n"),
+            ("adult.txt", "adult-test.example\n"),
+            ("games.txt", "games-test.example\n"),
+        ],
+        &[],
+    )
+}
+
+/// Asks the appliance for `name` (A) over UDP, as a ks2 pupil: its answer's addresses.
+async fn resolve_a(app: &Appliance, name: &str) -> Vec<std::net::IpAddr> {
+    use hickory_proto::op::ResponseCode;
+    use hickory_proto::rr::{RData, RecordType};
+    let m = hedgerow_testkit::query(
+        app.dns_udp,
+        hedgerow_testkit::Transport::Udp,
+        name,
+        RecordType::A,
+    )
+    .await
+    .unwrap_or_else(|| panic!("no answer for {name}"));
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{name}");
+    m.answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(std::net::IpAddr::V4(a.0)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The system status as a technician reads it on the API (`GET /api/v1/system`).
+fn system_status(app: &Appliance) -> Value {
+    let tech = app.token("tech", "technician");
+    let (code, body) = curl_sock(app, Some(&tech), "GET", "/api/v1/system", None);
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Issue 16's upstream health: the first upstream never answers (a socket that reads and
+/// never replies), the second does. Real cache misses are answered by failover, and the
+/// technician's system status says which upstream is failing, since when and how (timed
+/// out, no answers), and that the second is answering, with its latency. A governor may not
+/// read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_16_system_status_shows_the_failing_upstream_and_the_one_answering() {
+    use std::net::{IpAddr, Ipv4Addr};
+    let (hole, _hole) = hedgerow_testkit::black_hole().await;
+    let up = hedgerow_testkit::UpstreamDns::new()
+        .a("one.example", Ipv4Addr::new(192, 0, 2, 1))
+        .a("two.example", Ipv4Addr::new(192, 0, 2, 2))
+        .start()
+        .await;
+    let upstreams = format!(
+        "{{ address = \"{hole}\" }}, {{ address = \"{}\" }}",
+        up.addr
+    );
+    let app = tokio::task::spawn_blocking(move || start_with_upstreams(&upstreams))
+        .await
+        .unwrap();
+    assert_eq!(
+        resolve_a(&app, "one.example").await,
+        [IpAddr::from([192, 0, 2, 1])]
+    );
+    assert_eq!(
+        resolve_a(&app, "two.example").await,
+        [IpAddr::from([192, 0, 2, 2])]
+    );
+
+    tokio::task::block_in_place(|| {
+        let s = system_status(&app);
+        let rt = &s["runtime"];
+        assert_eq!(rt["dns_forwarded"], 2, "{s:#}");
+        assert_eq!(rt["dns_servfail"], 0, "{s:#}");
+        let ups = rt["upstreams"].as_array().unwrap();
+        assert_eq!(ups.len(), 2, "{s:#}");
+        let (dead, live) = (&ups[0], &ups[1]);
+
+        assert_eq!(dead["address"], hole.to_string());
+        assert_eq!(dead["protocol"], "udp");
+        assert_eq!(dead["state"], "failing", "{dead:#}");
+        assert_eq!(dead["answers"], 0, "{dead:#}");
+        assert_eq!(dead["timeouts"], 2, "both misses waited for it: {dead:#}");
+        assert_eq!(dead["errors"], 0, "{dead:#}");
+        assert_eq!(dead["last_error"], "timed out", "{dead:#}");
+        assert!(dead["last_answer"].is_null(), "{dead:#}");
+        assert!(dead["latency_ms"].is_null(), "{dead:#}");
+        let since: jiff::Timestamp = dead["failing_since"].as_str().unwrap().parse().unwrap();
+        let last: jiff::Timestamp = dead["last_failure"].as_str().unwrap().parse().unwrap();
+        assert!(since <= last, "{dead:#}");
+        let age = jiff::Timestamp::now().duration_since(since);
+        assert!(
+            age < jiff::SignedDuration::from_secs(60),
+            "failing since this test: {dead:#}"
+        );
+
+        assert_eq!(live["address"], up.addr.to_string());
+        assert_eq!(live["state"], "answering", "{live:#}");
+        assert_eq!(live["answers"], 2, "{live:#}");
+        assert_eq!((&live["errors"], &live["timeouts"]), (&0.into(), &0.into()));
+        assert!(live["last_error"].is_null(), "{live:#}");
+        assert!(live["failing_since"].is_null(), "{live:#}");
+        assert!(live["last_answer"].is_string(), "{live:#}");
+        let ms = live["latency_ms"].as_f64().unwrap();
+        assert!(ms > 0.0 && ms < 1000.0, "{live:#}");
+
+        // Technicians and approvers only.
+        let gov = app.token("gov", "governor");
+        let (code, body) = curl_sock(&app, Some(&gov), "GET", "/api/v1/system", None);
+        assert_eq!(code, 403, "{body}");
+    });
+}
+
+/// The twin: with a healthy first upstream the second is never needed, and the status says
+/// so ("not asked yet") rather than calling it failing; the first answers with no failures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_16_a_second_upstream_behind_a_healthy_first_is_not_asked_yet() {
+    use std::net::{IpAddr, Ipv4Addr};
+    let first = hedgerow_testkit::UpstreamDns::new()
+        .a("one.example", Ipv4Addr::new(192, 0, 2, 1))
+        .start()
+        .await;
+    let second = hedgerow_testkit::UpstreamDns::new()
+        .a("one.example", Ipv4Addr::new(192, 0, 2, 9))
+        .start()
+        .await;
+    let upstreams = format!(
+        "{{ address = \"{}\" }}, {{ address = \"{}\" }}",
+        first.addr, second.addr
+    );
+    let app = tokio::task::spawn_blocking(move || start_with_upstreams(&upstreams))
+        .await
+        .unwrap();
+    assert_eq!(
+        resolve_a(&app, "one.example").await,
+        [IpAddr::from([192, 0, 2, 1])]
+    );
+    assert!(second.asked().is_empty(), "{:?}", second.asked());
+
+    tokio::task::block_in_place(|| {
+        let s = system_status(&app);
+        let ups = s["runtime"]["upstreams"].as_array().unwrap();
+        assert_eq!(ups.len(), 2, "{s:#}");
+        let (one, two) = (&ups[0], &ups[1]);
+        assert_eq!(one["address"], first.addr.to_string());
+        assert_eq!(one["state"], "answering", "{one:#}");
+        assert_eq!(one["answers"], 1, "{one:#}");
+        assert_eq!((&one["errors"], &one["timeouts"]), (&0.into(), &0.into()));
+        assert!(one["last_error"].is_null(), "{one:#}");
+
+        assert_eq!(two["address"], second.addr.to_string());
+        assert_eq!(two["state"], "not asked yet", "{two:#}");
+        assert_eq!(
+            (&two["answers"], &two["errors"], &two["timeouts"]),
+            (&0.into(), &0.into(), &0.into())
+        );
+        assert!(two["last_answer"].is_null() && two["last_failure"].is_null());
+        assert!(two["latency_ms"].is_null(), "{two:#}");
+    });
+}

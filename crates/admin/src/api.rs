@@ -77,6 +77,7 @@ pub fn router(admin: Arc<Admin>, local: bool, reload_key: Option<&str>) -> Route
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/audit/verify", get(audit_verify))
         .route("/api/v1/reload", post(reload))
+        .route("/api/v1/system", get(system))
         .route("/api/v1/logs", post(logs))
         .route("/api/v1/breaches", get(breaches))
         .route("/api/v1/breaches/{id}", get(breach))
@@ -449,6 +450,10 @@ async fn audit_verify(State(a): St, h: HeaderMap) -> Response {
         })
     })
     .await
+}
+
+async fn system(State(a): St, h: HeaderMap) -> Response {
+    authed(a, &h, |a, who| a.system_status(who)).await
 }
 
 async fn reload(State(c): St, h: HeaderMap) -> Response {

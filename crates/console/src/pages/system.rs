@@ -1,4 +1,5 @@
-//! System status for technicians: listeners, upstream resolvers and the DNS counters, each
+//! System status for technicians: listeners, upstream resolvers (each one's state, answers,
+//! failures, last answer, last error and latency) and the DNS counters, each
 //! list's source, age and last update (stale ones first), the store's size and days held, and
 //! events written and dropped since the start.
 
@@ -9,7 +10,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
-use hedgerow_admin::status::SystemStatus;
+use hedgerow_admin::status::{SystemStatus, UpstreamState, UpstreamStatus};
 
 use crate::html::{self, Chrome, when};
 use crate::session::{Ctx, Signed, St};
@@ -29,6 +30,20 @@ struct ListRow {
     result: String,
 }
 
+struct UpstreamRow {
+    address: String,
+    protocol: String,
+    system: bool,
+    state: &'static str,
+    /// The state's badge colour.
+    class: &'static str,
+    answers: u64,
+    failures: u64,
+    last_answer: String,
+    last_error: String,
+    latency: String,
+}
+
 #[derive(Template)]
 #[template(path = "system.html")]
 struct Page {
@@ -38,6 +53,49 @@ struct Page {
     store: String,
     lists: Vec<ListRow>,
     stale: usize,
+    upstreams: Vec<UpstreamRow>,
+    /// Upstreams failing, and whether another is answering meanwhile.
+    failing: usize,
+    answering: bool,
+}
+
+/// Seconds from `t` to `now`, in words ("never" for no time).
+fn ago(t: Option<jiff::Timestamp>, now: jiff::Timestamp) -> String {
+    match t {
+        None => "never".into(),
+        Some(t) => {
+            let secs = u64::try_from(now.as_second() - t.as_second()).unwrap_or(0);
+            format!("{} ago", age(secs))
+        }
+    }
+}
+
+fn upstream_row(u: &UpstreamStatus, now: jiff::Timestamp) -> UpstreamRow {
+    let class = match u.state {
+        UpstreamState::Answering => "badge st-applied",
+        UpstreamState::Failing => "badge st-failed",
+        UpstreamState::NotAskedYet => "badge",
+    };
+    let last_error = match (&u.last_error, u.failing_since) {
+        (Some(e), Some(since)) => format!("{e} (failing since {})", when(since)),
+        (Some(e), None) => format!("{e} ({})", ago(u.last_failure, now)),
+        (None, _) => String::new(),
+    };
+    UpstreamRow {
+        address: u.address.clone(),
+        protocol: u.protocol.to_uppercase(),
+        system: u.system,
+        state: u.state.words(),
+        class,
+        answers: u.answers,
+        failures: u.errors + u.timeouts,
+        last_answer: ago(u.last_answer, now),
+        last_error,
+        latency: u
+            .latency_ms
+            .map(|ms| format!("{ms:.1} ms"))
+            .unwrap_or_default(),
+    }
 }
 
 /// A duration in words a technician reads at a glance.
@@ -83,12 +141,25 @@ async fn page(State(ctx): St, me: Signed) -> Response {
         })
         .collect();
     lists.sort_by_key(|l| !l.stale);
+    let now = jiff::Timestamp::now();
+    let upstreams: Vec<UpstreamRow> = s
+        .runtime
+        .upstreams
+        .iter()
+        .map(|u| upstream_row(u, now))
+        .collect();
+    let states = || s.runtime.upstreams.iter().map(|u| u.state);
+    let failing = states().filter(|&st| st == UpstreamState::Failing).count();
+    let answering = states().any(|st| st == UpstreamState::Answering);
     html::page(&Page {
         chrome: Chrome::new(&me, "System status"),
         started: s.runtime.started.map(when).unwrap_or_default(),
         store: size(s.store_bytes),
         stale: lists.iter().filter(|l| l.stale).count(),
         lists,
+        upstreams,
+        failing,
+        answering,
         s,
     })
 }
