@@ -541,3 +541,80 @@ async fn issue_16_the_dsl_triages_a_breach_in_the_console_without_javascript() {
         );
     });
 }
+
+/// The technician's system page (issue 16: upstream health) without JavaScript: the first
+/// upstream never answers and the second does, a real cache miss is answered by failover, and
+/// `/system` names the first as failing (timed out) with an alert at the top and the second
+/// as answering, in the upstreams table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_16_the_system_page_shows_a_failing_upstream_and_the_one_answering() {
+    let (hole, _hole) = hedgerow_testkit::black_hole().await;
+    let up = UpstreamDns::new()
+        .a("allowed.example", Ipv4Addr::new(192, 0, 2, 1))
+        .start()
+        .await;
+    let one = format!("upstreams = [{{ address = \"{}\" }}]", up.addr);
+    let two = format!(
+        "upstreams = [{{ address = \"{hole}\" }}, {{ address = \"{}\" }}]",
+        up.addr
+    );
+    let cfg = config(up.addr).replace(&one, &two);
+    assert!(cfg.contains(&two));
+    let app = tokio::task::spawn_blocking(move || {
+        Appliance::start(
+            BIN.as_ref(),
+            &cfg,
+            &[
+                ("extremism.txt", "extreme.example\n"),
+                ("iwf.txt", "http://iwf-test.invalid/a.html\n"),
+            ],
+            &[],
+        )
+    })
+    .await
+    .unwrap();
+    let m = query_from(
+        IpAddr::from([127, 0, 0, 3]),
+        app.dns_udp,
+        Transport::Udp,
+        "allowed.example",
+        RecordType::A,
+        Some(1232),
+    )
+    .await
+    .unwrap();
+    assert_eq!(m.response_code, ResponseCode::NoError);
+
+    tokio::task::block_in_place(|| {
+        let console = console_addr(&app);
+        account(&app, "tech", &["technician"], "tech-password-12");
+        let tech = Browser::new(console);
+        tech.sign_in("tech", "tech-password-12");
+        let page = tech.get("/system");
+        keep("system", &page);
+        assert_eq!(page.status, 200, "{}", page.body);
+        let body = &page.body;
+        assert!(
+            body.contains("role=\"alert\"><p>1 upstream resolver(s) failing"),
+            "{body}"
+        );
+        // One row per upstream, in order: the dead one failing, timed out, no answers; the
+        // live one answering its one query.
+        let rows: Vec<&str> = body
+            .split("<tr><td><code>")
+            .filter(|r| r.starts_with(&hole.to_string()) || r.starts_with(&up.addr.to_string()))
+            .collect();
+        assert_eq!(rows.len(), 2, "{body}");
+        let (dead, live) = (rows[0], rows[1]);
+        assert!(dead.starts_with(&hole.to_string()), "{dead}");
+        assert!(
+            dead.contains("<span class=\"badge st-failed\">failing</span></td><td class=\"num\">0</td><td class=\"num\">1</td><td>never</td><td>timed out (failing since"),
+            "{dead}"
+        );
+        assert!(
+            live.contains("<span class=\"badge st-applied\">answering</span></td><td class=\"num\">1</td><td class=\"num\">0</td><td>"),
+            "{live}"
+        );
+        assert!(live.contains(" ms</td></tr>"), "the latency: {live}");
+    });
+}
