@@ -3,7 +3,8 @@
 //! query is triaged in the browser (assign, a false positive refused without its reason,
 //! closed, a note after closing, an edit after closing refused), the evidence pack made as
 //! HTML and PDF only with the password again, a governor kept out by URL, a form without its
-//! CSRF token refused, and a member of staff's site report turned into a change request.
+//! CSRF token refused, and a member of staff's site report turned into a change request. And
+//! the technician's system page: a failing upstream and the one answering after it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
