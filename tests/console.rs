@@ -969,3 +969,54 @@ async fn issue_16_sign_in_with_totp() {
     governor.click_button("Sign in").await;
     assert!(governor.text().await.contains("Welcome, pat-governor"));
 }
+
+/// The device timeline a DSL opens from a log row: each day of the last week with its
+/// blocked and other requests and the sites blocked most, and the day's requests listed;
+/// only that device's (the twin: another pupil's device, same group, same minute, is not
+/// there, nor is a device whose name only starts the same).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_16_a_device_timeline_shows_its_days_and_only_its_requests() {
+    let r = rig().await;
+    for name in [
+        "games-test.example",
+        "games-test.example",
+        "allowed-test.example",
+    ] {
+        r.dns(PUPIL, name).await;
+    }
+    // 127.0.0.2 is in the pupils' group too, with no device name: its address is its id.
+    assert_eq!(
+        r.dns([127, 0, 0, 2], "www.google.com").await,
+        ResponseCode::NoError
+    );
+    let dsl = Browser::start("timeline").await;
+    r.sign_in(&dsl, DSL).await;
+    dsl.goto(&r.url("/logs/device?name=Library-PC-3&days=7"))
+        .await;
+    eventually("the device's three requests in its timeline", || async {
+        let text = dsl.text().await;
+        if text.contains("3 events") {
+            return true;
+        }
+        dsl.client().refresh().await.unwrap();
+        false
+    })
+    .await;
+    let text = dsl.text().await;
+    assert!(text.contains("games-test.example (2)"), "{text}");
+    assert!(text.contains("allowed-test.example"), "{text}");
+    assert!(
+        !text.contains("www.google.com"),
+        "another device's request: {text}"
+    );
+    accessible(&dsl, "timeline-device").await;
+    // The other device, by its address: its request only.
+    dsl.goto(&r.url("/logs/device?ip=127.0.0.2")).await;
+    let text = dsl.text().await;
+    assert!(text.contains("www.google.com"), "{text}");
+    assert!(!text.contains("games-test.example"), "{text}");
+    // A name that only starts like the device's is not the device.
+    dsl.goto(&r.url("/logs/device?name=Library-PC")).await;
+    let text = dsl.text().await;
+    assert!(text.contains("No events from this device"), "{text}");
+}

@@ -164,6 +164,23 @@ pub struct AccessEvent {
     pub reference: Option<u64>,
 }
 
+/// The host part of an access event's target: the query name, or the host of a URL (without
+/// user, port or path). A withheld illegal-tier target is returned whole: its reference is
+/// what tells two entries apart.
+pub fn site_of(target: &str) -> &str {
+    if target.starts_with(crate::PROTECTED_RULE) {
+        return target;
+    }
+    let rest = target.split_once("://").map_or(target, |(_, rest)| rest);
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let hostport = &rest[..end];
+    let hostport = hostport.rsplit_once('@').map_or(hostport, |(_, h)| h);
+    if hostport.starts_with('[') {
+        return hostport.find(']').map_or(hostport, |i| &hostport[..=i]);
+    }
+    hostport.split(':').next().unwrap_or(hostport)
+}
+
 impl AccessEvent {
     /// An event with no verdict yet: allowed by default, nothing matched.
     pub fn new(time: jiff::Timestamp, front: Front, client: IpAddr, target: String) -> Self {

@@ -31,7 +31,7 @@ mod vocabulary;
 pub use breach::BreachRule;
 pub use event::{
     AccessEvent, Clock, Disposition, EventSink, FixedClock, Front, Outcome, SystemClock,
-    UnknownDisposition,
+    UnknownDisposition, site_of,
 };
 pub use host::{Host, HostError, Suffixes, normalise_name_into};
 pub use list::{ListFormat, ListKind, Severity, UrlMatch};

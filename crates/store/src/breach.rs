@@ -160,21 +160,7 @@ pub fn breach_for(rules: &[BreachRule], event: &AccessEvent) -> Option<(Severity
         .map(|r| (r.severity, r.name.clone()))
 }
 
-/// The host part of an event's target: the query name, or the host of a URL.
-pub(crate) fn site_of(target: &str) -> &str {
-    if target.starts_with(hedgerow_model::PROTECTED_RULE) {
-        // A withheld illegal-tier target: its reference is what tells two entries apart.
-        return target;
-    }
-    let rest = target.split_once("://").map_or(target, |(_, rest)| rest);
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let hostport = &rest[..end];
-    let hostport = hostport.rsplit_once('@').map_or(hostport, |(_, h)| h);
-    if hostport.starts_with('[') {
-        return hostport.find(']').map_or(hostport, |i| &hostport[..=i]);
-    }
-    hostport.split(':').next().unwrap_or(hostport)
-}
+pub(crate) use hedgerow_model::site_of;
 
 impl Trigger {
     pub(crate) fn new(ev: &AccessEvent, severity: Severity, rule: &str) -> Self {

@@ -335,7 +335,8 @@ fn site_key(day: i64, site: &str) -> Vec<u8> {
     k
 }
 
-fn part_key(id: PartId) -> Vec<u8> {
+/// A part's key in `main`'s trees of parts: day then part, both big-endian.
+pub(crate) fn part_key(id: PartId) -> Vec<u8> {
     let mut k = time_key(id.0).to_vec();
     k.extend_from_slice(&id.1.to_be_bytes());
     k

@@ -8,7 +8,8 @@ use hedgerow_model::{AccessEvent, Category, Disposition};
 use serde::{Deserialize, Serialize};
 
 use crate::breach::site_of;
-use crate::store::{DEVICES, EVENTS, PartId};
+use crate::runs::RUNS;
+use crate::store::{DEVICES, EVENTS, PartId, PartTrees};
 use crate::wire::{NANOS_PER_DAY, decode, decode_batch, nanos};
 use crate::{Store, StoreError};
 
@@ -126,10 +127,22 @@ impl Matcher {
     }
 }
 
-/// The batches of one part of a day to read, in key order, each with the positions of the
-/// events to look at when a device filter narrowed them through the device index.
-type Plan = Vec<PlannedBatch>;
-type PlannedBatch = (sled::IVec, Option<Vec<u32>>);
+/// What to read of one part of a day, in order: each unit gives its matches sorted by time.
+type Plan = Vec<Unit>;
+
+enum Unit {
+    /// A batch, and the positions of the events to look at when the device index narrowed
+    /// it to the devices the filter names.
+    Batch(sled::IVec, Option<Vec<u32>>),
+    /// Device runs (`runs.rs`), read together and merged by time: one run when the filter
+    /// names one device, every run of the part when it names a few.
+    Runs(Vec<sled::IVec>),
+}
+
+/// The most devices a device filter may match in a part for it to be read from their runs
+/// (merged in memory); a name prefix matching more reads the batches, most of which hold
+/// one of them anyway.
+const MOST_RUN_DEVICES: usize = 16;
 
 /// Access events matching a filter, oldest first, streamed: see [`Store::events_iter`].
 pub struct Events<'s> {
@@ -137,8 +150,8 @@ pub struct Events<'s> {
     matcher: Matcher,
     /// Parts still to open, oldest first.
     parts: VecDeque<PartId>,
-    /// The part being read: its events tree and the batches still to read.
-    current: Option<(sled::Tree, VecDeque<PlannedBatch>)>,
+    /// The part being read: its trees and what is still to read of it.
+    current: Option<(PartTrees, VecDeque<Unit>)>,
     /// Matches of the batch read last, oldest first.
     ready: VecDeque<AccessEvent>,
     /// Matches still to pass over: the older ones beyond the limit, in the first batch.
@@ -179,9 +192,9 @@ impl Events<'_> {
     /// Reads the next batch with a match into `ready`. False when there is none left.
     fn fill(&mut self) -> Result<bool, StoreError> {
         loop {
-            if let Some((tree, batches)) = &mut self.current {
-                while let Some((key, only)) = batches.pop_front() {
-                    let mut found = read_batch(tree, &key, only.as_deref(), &self.matcher)?;
+            if let Some((trees, units)) = &mut self.current {
+                while let Some(unit) = units.pop_front() {
+                    let mut found = read_unit(trees, &unit, &self.matcher)?;
                     let skip = std::mem::take(&mut self.skip).min(found.len());
                     found.drain(..skip);
                     if !found.is_empty() {
@@ -194,11 +207,33 @@ impl Events<'_> {
             let Some(part) = self.parts.pop_front() else {
                 return Ok(false);
             };
-            if let Some((ev_tree, dev_tree)) = self.store.part_trees(part)? {
-                let plan = plan(&ev_tree, &dev_tree, &self.matcher)?;
-                self.current = Some((ev_tree, plan.into()));
+            if let Some(trees) = self.store.part_trees(part)? {
+                let plan = plan(&trees, &self.matcher)?;
+                self.current = Some((trees, plan.into()));
             }
         }
+    }
+}
+
+/// The matches in one unit of a plan, oldest first.
+fn read_unit(trees: &PartTrees, unit: &Unit, m: &Matcher) -> Result<Vec<AccessEvent>, StoreError> {
+    match (unit, &trees.runs) {
+        (Unit::Batch(key, only), _) => read_batch(&trees.events, key, only.as_deref(), m),
+        (Unit::Runs(keys), Some(runs)) => {
+            let mut found = Vec::new();
+            for key in keys {
+                if let Some(value) = runs.get(key)? {
+                    found.extend(
+                        decode_batch(RUNS, &value)?
+                            .into_iter()
+                            .filter(|e| m.matches(e)),
+                    );
+                }
+            }
+            found.sort_by_key(|e| e.time);
+            Ok(found)
+        }
+        (Unit::Runs(_), None) => Ok(Vec::new()),
     }
 }
 
@@ -230,19 +265,38 @@ fn read_batch(
     Ok(found)
 }
 
-/// The batches of one part to read. With a device filter, only the batches the device
-/// index lists for the devices whose names match, and only those devices' events in them.
-fn plan(ev_tree: &sled::Tree, dev_tree: &sled::Tree, m: &Matcher) -> Result<Plan, StoreError> {
+/// What to read of one part. Without a device filter, every batch. With one, the runs of
+/// the matching devices when the part has runs and they are few; else only the batches the
+/// device index lists for them, and only those devices' events in them.
+fn plan(trees: &PartTrees, m: &Matcher) -> Result<Plan, StoreError> {
     if m.device.is_none() {
-        return ev_tree
+        return trees
+            .events
             .iter()
             .keys()
-            .map(|k| Ok((k?, None)))
+            .map(|k| Ok(Unit::Batch(k?, None)))
             .collect::<Result<_, StoreError>>();
     }
+    if let Some(runs) = &trees.runs {
+        let devices = matching_devices(runs, m)?;
+        if devices.len() <= MOST_RUN_DEVICES {
+            let mut keys = Vec::new();
+            for prefix in &devices {
+                for k in runs.scan_prefix(prefix).keys() {
+                    keys.push(k?);
+                }
+            }
+            return Ok(match devices.len() {
+                // One device's runs are in time order already: read one at a time.
+                1 => keys.into_iter().map(|k| Unit::Runs(vec![k])).collect(),
+                _ if keys.is_empty() => Vec::new(),
+                _ => vec![Unit::Runs(keys)],
+            });
+        }
+    }
     let mut batches: BTreeMap<sled::IVec, Vec<u32>> = BTreeMap::new();
-    for prefix in matching_devices(dev_tree, m)? {
-        for item in dev_tree.scan_prefix(&prefix) {
+    for prefix in matching_devices(&trees.devices, m)? {
+        for item in trees.devices.scan_prefix(&prefix) {
             let (k, v) = item?;
             let positions: Vec<u32> = decode(DEVICES, &v)?;
             let batch = k.get(prefix.len() + 8..).unwrap_or_default();
@@ -257,7 +311,7 @@ fn plan(ev_tree: &sled::Tree, dev_tree: &sled::Tree, m: &Matcher) -> Result<Plan
         .map(|(k, mut positions)| {
             positions.sort_unstable();
             positions.dedup();
-            (k, Some(positions))
+            Unit::Batch(k, Some(positions))
         })
         .collect())
 }
@@ -320,18 +374,17 @@ impl Store {
         // Count back from the newest to the batch where the limit is reached.
         let mut seen = 0usize;
         for at in (0..events.parts.len()).rev() {
-            let Some((ev_tree, dev_tree)) = self.part_trees(events.parts[at])? else {
+            let Some(trees) = self.part_trees(events.parts[at])? else {
                 continue;
             };
-            let mut plan = plan(&ev_tree, &dev_tree, &events.matcher)?;
+            let mut plan = plan(&trees, &events.matcher)?;
             for i in (0..plan.len()).rev() {
-                let (key, only) = &plan[i];
-                seen += read_batch(&ev_tree, key, only.as_deref(), &events.matcher)?.len();
+                seen += read_unit(&trees, &plan[i], &events.matcher)?.len();
                 if seen >= limit {
-                    // Start in this batch, past the older matches, then read on through
+                    // Start in this unit, past the older matches, then read on through
                     // the newer parts.
                     events.skip = seen - limit;
-                    events.current = Some((ev_tree, plan.split_off(i).into()));
+                    events.current = Some((trees, plan.split_off(i).into()));
                     events.parts = events.parts.split_off(at + 1);
                     return Ok(events);
                 }

@@ -17,6 +17,9 @@
 //!   Breaches, their alert state and the audit log are in one more database (`main`).
 //! - **Breaches keep their evidence.** Every distinct request (search, URL, name) that joins
 //!   a breach is kept as a trigger with its time, device and user; ids are dense (1, 2, 3…).
+//! - **Device runs.** Once a part is closed, a background thread copies its events again
+//!   grouped by device (`runs.rs`), so one device's week reads its own events rather than
+//!   every batch of the week ([`Store::write_device_runs`]).
 //! - **Queries stream.** [`Store::events_iter`] reads a batch at a time.
 //! - **Versioned values.** Every stored value starts with a format byte.
 //! - **Review requests** from the block page, by reference, in the main database
@@ -40,6 +43,7 @@ mod export;
 pub mod fuzzing;
 mod recorder;
 mod review;
+mod runs;
 mod store;
 mod wire;
 

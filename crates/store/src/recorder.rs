@@ -118,6 +118,8 @@ struct Pending {
 pub struct Recorder {
     shared: Arc<Shared>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// The thread writing closed parts' device runs (`runs.rs`).
+    runs: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Recorder {
@@ -159,9 +161,14 @@ impl Recorder {
                     Err(e) => tracing::warn!("adding parts of days to the report counters: {e}"),
                 }
             })?;
+        let s = shared.clone();
+        let runs = std::thread::Builder::new()
+            .name("log-runs".into())
+            .spawn(move || s.runs_loop())?;
         Ok(Arc::new(Self {
             shared,
             writer: Mutex::new(Some(writer)),
+            runs: Mutex::new(Some(runs)),
         }))
     }
 
@@ -223,6 +230,9 @@ impl Recorder {
     pub fn stop(&self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
         if let Some(h) = lock(&self.writer).take() {
+            let _ = h.join();
+        }
+        if let Some(h) = lock(&self.runs).take() {
             let _ = h.join();
         }
     }
@@ -306,7 +316,56 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// How often the runs thread looks for closed parts without device runs.
+const RUNS_EVERY: Duration = Duration::from_secs(5);
+/// The runs thread's CPU time between two pauses, and the pause: it reads and rewrites a
+/// whole part (150,000 events, about 60 ms of CPU) and must not hold a core the fronts need
+/// for that long, whatever its priority.
+const RUNS_BURST: Duration = Duration::from_millis(2);
+const RUNS_PAUSE: Duration = Duration::from_millis(2);
+
 impl Shared {
+    /// Writes closed parts' device runs (`runs.rs`) at the lowest priority, paced, until
+    /// the recorder stops.
+    fn runs_loop(&self) {
+        let tid = rustix::thread::gettid();
+        if let Err(e) = rustix::process::setpriority_process(Some(tid), 19) {
+            tracing::debug!("could not lower the device runs' priority: {e}");
+        }
+        let mut first = true;
+        loop {
+            let mut burst_start = thread_cpu();
+            let go_on = || {
+                if self.stopping.load(Ordering::SeqCst) {
+                    return false;
+                }
+                if thread_cpu().saturating_sub(burst_start) >= RUNS_BURST {
+                    std::thread::sleep(RUNS_PAUSE);
+                    burst_start = thread_cpu();
+                }
+                true
+            };
+            match self.store.write_device_runs(go_on) {
+                // The backlog a start finds (after a stop, or an upgrade): said once, so
+                // that a person (or a benchmark) knows when timelines read at full speed.
+                Ok(n) if first && !self.stopping.load(Ordering::SeqCst) => {
+                    tracing::info!("device runs: {n} closed parts of days written at start")
+                }
+                Ok(0) => {}
+                Ok(n) => tracing::debug!("device runs written for {n} parts of days"),
+                Err(e) => tracing::warn!("writing device runs: {e}"),
+            }
+            first = false;
+            let until = std::time::Instant::now() + RUNS_EVERY;
+            while std::time::Instant::now() < until {
+                if self.stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
     fn write_loop(&self) {
         // Two sets of batches trade places, so a round allocates little: the fronts fill one
         // while the writer empties the other.

@@ -149,6 +149,13 @@ pub(crate) struct Prepared {
     counts: Vec<u8>,
 }
 
+/// The trees a query reads in one part of a day (see [`Store::part_trees`]).
+pub(crate) struct PartTrees {
+    pub(crate) events: sled::Tree,
+    pub(crate) devices: sled::Tree,
+    pub(crate) runs: Option<sled::Tree>,
+}
+
 /// A part of a day's access events: the day number and the part's number within the day.
 pub(crate) type PartId = (i64, u32);
 
@@ -220,14 +227,14 @@ fn check_part(
 }
 
 /// The device index key of an event: its device name, or its address when it has none.
-fn device_id(e: &AccessEvent) -> String {
+pub(crate) fn device_id(e: &AccessEvent) -> String {
     match &e.device {
         Some(d) => named_device_id(d),
         None => address_device_id(e.client),
     }
 }
 
-fn device_prefix(id: &str) -> Vec<u8> {
+pub(crate) fn device_prefix(id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(id.len() + 2);
     k.extend_from_slice(&u16::try_from(id.len()).unwrap_or(u16::MAX).to_be_bytes());
     k.extend_from_slice(id.as_bytes());
@@ -481,13 +488,15 @@ impl Store {
         Ok(trees)
     }
 
-    /// The trees of one part of a day, if it is on disk.
-    pub(crate) fn part_trees(
-        &self,
-        id: PartId,
-    ) -> Result<Option<(sled::Tree, sled::Tree)>, StoreError> {
+    /// The trees of one part of a day, if it is on disk: its batches, its device index and,
+    /// once written, its device runs (`runs.rs`).
+    pub(crate) fn part_trees(&self, id: PartId) -> Result<Option<PartTrees>, StoreError> {
         match self.part_db(id, false)? {
-            Some(db) => Ok(Some((db.open_tree(EVENTS)?, db.open_tree(DEVICES)?))),
+            Some(db) => Ok(Some(PartTrees {
+                events: db.open_tree(EVENTS)?,
+                devices: db.open_tree(DEVICES)?,
+                runs: crate::runs::done_runs(&db)?,
+            })),
             None => Ok(None),
         }
     }
@@ -691,6 +700,7 @@ impl Store {
             report.days_dropped.push(name);
         }
         self.purge_counts(first_kept_day)?;
+        self.purge_runs(first_kept_day)?;
         let breach_cutoff = from_nanos(cutoff(keep.breaches));
         report.breaches_removed = self.purge_breaches(breach_cutoff)?;
         report.reviews_removed = self.purge_reviews(breach_cutoff)?;
@@ -699,19 +709,33 @@ impl Store {
     }
 
     /// Checks that every device index entry points at events of that device, that every event
-    /// is indexed exactly once, that every de-duplication key points at its breach, and that
+    /// is indexed exactly once, that a part's device runs hold its events, that every de-duplication key points at its breach, and that
     /// the counters agree with the events and breaches they count.
     pub fn check_integrity(&self) -> Result<IntegrityReport, StoreError> {
         let mut r = IntegrityReport::default();
         let mut tally = crate::counts::Tally::default();
         for name in self.days() {
-            let parts = self.existing_day(&name)?;
-            if parts.is_empty() {
-                continue;
-            }
-            r.days += 1;
-            for (ev_tree, dev_tree) in parts {
+            let Some(day) = day_of(&name) else { continue };
+            let mut any = false;
+            for part in self.parts(&name) {
+                let Some(db) = self.part_db((day, part), false)? else {
+                    continue;
+                };
+                any = true;
+                let before = r.events;
+                let (ev_tree, dev_tree) = (db.open_tree(EVENTS)?, db.open_tree(DEVICES)?);
                 check_part(&name, &ev_tree, &dev_tree, &mut r, &mut tally)?;
+                if let Some(n) = crate::runs::check_runs(&name, &db, &mut r.problems)?
+                    && n != r.events - before
+                {
+                    r.problems.push(format!(
+                        "{name}: part {part}'s device runs hold {n} events, its batches {}",
+                        r.events - before
+                    ));
+                }
+            }
+            if any {
+                r.days += 1;
             }
         }
         self.check_breaches(&mut r)?;

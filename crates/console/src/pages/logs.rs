@@ -12,7 +12,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hedgerow_admin::{AdminError, EventFilter};
-use hedgerow_model::{AccessEvent, Disposition};
+use hedgerow_model::{AccessEvent, Disposition, site_of};
 use serde::Deserialize;
 
 use crate::html::{self, Chrome, url_encode, zone};
@@ -311,13 +311,20 @@ struct DeviceQuery {
     #[serde(default)]
     ip: String,
     days: Option<u32>,
+    /// The day whose events are listed (`YYYY-MM-DD`): the newest day with events if not set.
+    #[serde(default)]
+    day: String,
 }
 
+/// One day of a device's timeline, summarised.
 struct Day {
+    /// `YYYY-MM-DD`, for the link that lists it.
+    key: String,
     date: String,
     allowed: usize,
     blocked: usize,
-    rows: Vec<EventRow>,
+    /// The sites blocked most that day, with their counts.
+    top_blocked: Vec<(String, usize)>,
 }
 
 #[derive(Template)]
@@ -328,12 +335,18 @@ struct DevicePage {
     ip: String,
     days_shown: u32,
     days: Vec<Day>,
+    /// The day listed, its events newest first.
+    shown: Option<(String, Vec<EventRow>)>,
+    shown_key: String,
+    shown_capped: bool,
     total: usize,
     capped: bool,
 }
 
-/// The most events a timeline holds.
-const TIMELINE_LIMIT: usize = 5000;
+/// The most events a timeline reads (a device's month at a busy school is about 50,000).
+const TIMELINE_LIMIT: usize = 200_000;
+/// The most events of one day it lists.
+const DAY_ROWS: usize = 3000;
 
 async fn device(State(ctx): St, me: Signed, Query(q): Query<DeviceQuery>) -> Response {
     let days_shown = q.days.unwrap_or(7).clamp(1, 31);
@@ -372,6 +385,7 @@ async fn device(State(ctx): St, me: Signed, Query(q): Query<DeviceQuery>) -> Res
         Ok(e) => e,
         Err(e) => return html::error(&me, e),
     };
+    let capped = events.len() == TIMELINE_LIMIT;
     // The store matches a device name's start (`ipad-1` finds `ipad-10`): this device only.
     let events: Vec<AccessEvent> = events
         .into_iter()
@@ -383,36 +397,65 @@ async fn device(State(ctx): St, me: Signed, Query(q): Query<DeviceQuery>) -> Res
         })
         .collect();
     let tz = zone();
-    let mut days: Vec<Day> = Vec::new();
+    // Newest day first; each day's events stay in the store's order (oldest first).
+    let mut by_day: Vec<(jiff::civil::Date, Vec<&AccessEvent>)> = Vec::new();
     for e in events.iter().rev() {
-        let date = e
-            .time
-            .to_zoned(tz.clone())
-            .strftime("%A %-d %B %Y")
-            .to_string();
-        if days.last().is_none_or(|d| d.date != date) {
-            days.push(Day {
-                date,
-                allowed: 0,
-                blocked: 0,
-                rows: Vec::new(),
-            });
-        }
-        if let Some(d) = days.last_mut() {
-            if e.disposition() == Disposition::Block {
-                d.blocked += 1;
-            } else {
-                d.allowed += 1;
-            }
-            d.rows.push(event_row(e));
+        let date = e.time.to_zoned(tz.clone()).date();
+        match by_day.last_mut() {
+            Some((d, list)) if *d == date => list.push(e),
+            _ => by_day.push((date, vec![e])),
         }
     }
+    let label = |d: jiff::civil::Date| d.strftime("%A %-d %B %Y").to_string();
+    let days: Vec<Day> = by_day
+        .iter()
+        .map(|(date, list)| {
+            let mut sites: std::collections::HashMap<String, usize> = Default::default();
+            let mut blocked = 0;
+            for e in list {
+                if e.disposition() == Disposition::Block {
+                    blocked += 1;
+                    // The illegal tier's entries never appear in clear (the row redacts them).
+                    if e.tier != hedgerow_model::Tier::Illegal {
+                        *sites
+                            .entry(site_of(&e.target).trim_end_matches('.').to_lowercase())
+                            .or_default() += 1;
+                    }
+                }
+            }
+            let mut top_blocked: Vec<(String, usize)> = sites.into_iter().collect();
+            top_blocked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            top_blocked.truncate(3);
+            Day {
+                key: date.to_string(),
+                date: label(*date),
+                allowed: list.len() - blocked,
+                blocked,
+                top_blocked,
+            }
+        })
+        .collect();
+    let wanted = q.day.trim();
+    let chosen = by_day
+        .iter()
+        .find(|(d, _)| d.to_string() == wanted)
+        .or_else(|| by_day.first());
+    let shown_capped = chosen.is_some_and(|(_, list)| list.len() > DAY_ROWS);
+    let shown = chosen.map(|(d, list)| {
+        (
+            label(*d),
+            list.iter().take(DAY_ROWS).map(|e| event_row(e)).collect(),
+        )
+    });
     html::page(&DevicePage {
         chrome: Chrome::new(
             &me,
             format!("Timeline: {}", if name.is_empty() { &ip } else { &name }),
         ),
-        capped: events.len() == TIMELINE_LIMIT,
+        shown_key: chosen.map(|(d, _)| d.to_string()).unwrap_or_default(),
+        shown,
+        shown_capped,
+        capped,
         total: events.len(),
         name,
         ip,
