@@ -1912,7 +1912,7 @@ fn system_status(app: &Appliance) -> Value {
 /// never replies), the second does. Real cache misses are answered by failover, and the
 /// technician's system status says which upstream is failing, since when and how (timed
 /// out, no answers), and that the second is answering, with its latency. A governor may not
-/// read it.
+/// read it. After a reload that changes the upstreams, each is matched by address.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_16_system_status_shows_the_failing_upstream_and_the_one_answering() {
     use std::net::{IpAddr, Ipv4Addr};
@@ -1922,6 +1922,7 @@ async fn issue_16_system_status_shows_the_failing_upstream_and_the_one_answering
         .a("two.example", Ipv4Addr::new(192, 0, 2, 2))
         .start()
         .await;
+    let spare = hedgerow_testkit::UpstreamDns::new().start().await;
     let upstreams = format!(
         "{{ address = \"{hole}\" }}, {{ address = \"{}\" }}",
         up.addr
@@ -1979,6 +1980,34 @@ async fn issue_16_system_status_shows_the_failing_upstream_and_the_one_answering
         let gov = app.token("gov", "governor");
         let (code, body) = curl_sock(&app, Some(&gov), "GET", "/api/v1/system", None);
         assert_eq!(code, 403, "{body}");
+
+        // A reload drops the dead upstream and adds another behind the live one: the live
+        // one keeps its counts, the new one has none yet.
+        let path = app.config_path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let edited = text.replace(
+            &format!(
+                "{{ address = \"{hole}\" }}, {{ address = \"{}\" }}",
+                up.addr
+            ),
+            &format!(
+                "{{ address = \"{}\" }}, {{ address = \"{}\" }}",
+                up.addr, spare.addr
+            ),
+        );
+        assert_ne!(edited, text);
+        std::fs::write(&path, edited).unwrap();
+        let r = app.cli(&["reload"], &[]);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let s = system_status(&app);
+        let ups = s["runtime"]["upstreams"].as_array().unwrap();
+        assert_eq!(ups.len(), 2, "{s:#}");
+        assert_eq!(ups[0]["address"], up.addr.to_string());
+        assert_eq!(ups[0]["state"], "answering", "{s:#}");
+        assert_eq!(ups[0]["answers"], 2, "{s:#}");
+        assert_eq!(ups[1]["address"], spare.addr.to_string());
+        assert_eq!(ups[1]["state"], "not asked yet", "{s:#}");
+        assert_eq!(ups[1]["answers"], 0, "{s:#}");
     });
 }
 
