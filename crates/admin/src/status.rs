@@ -138,6 +138,9 @@ pub struct SystemStatus {
     pub store_bytes: u64,
     /// Days of access events held.
     pub days: usize,
+    /// Closed parts of days whose events are not yet copied by device (the store's device
+    /// runs, written in the background): until then their timelines read more slowly.
+    pub timeline_parts_waiting: usize,
 }
 
 impl Admin {
@@ -155,6 +158,7 @@ impl Admin {
             runtime,
             store_bytes: self.store().disk_bytes()?,
             days: self.store().days().len(),
+            timeline_parts_waiting: self.store().runs_pending()?,
         })
     }
 }

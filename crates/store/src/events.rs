@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::breach::site_of;
 use crate::runs::RUNS;
 use crate::store::{DEVICES, EVENTS, PartId, PartTrees};
-use crate::wire::{NANOS_PER_DAY, decode, decode_batch, nanos};
+use crate::wire::{Dictionary, NANOS_PER_DAY, decode, decode_batch, decode_batch_if, nanos};
 use crate::{Store, StoreError};
 
 /// Which access events to return. Empty fields match everything. Text matches ignore case.
@@ -115,6 +115,31 @@ impl Matcher {
                 e.search
                     .as_deref()
                     .is_some_and(|have| have.to_lowercase().contains(s))
+            })
+    }
+
+    /// Whether a batch with this dictionary could hold a match: each of the filter's device,
+    /// user, group and category must be among its strings, and its address among its
+    /// clients. (A string may be another field's: this only rules batches out.)
+    fn may_match(&self, d: &Dictionary<'_>) -> bool {
+        let any =
+            |want: &str, test: &dyn Fn(&str, &str) -> bool| d.strings.iter().any(|s| test(s, want));
+        let prefix = |s: &str, w: &str| starts_with_folded(s, w);
+        self.device.as_deref().is_none_or(|w| any(w, &prefix))
+            && self.user.as_deref().is_none_or(|w| any(w, &prefix))
+            && self.group.as_deref().is_none_or(|w| {
+                any(w, &|s, w| {
+                    s.eq_ignore_ascii_case(w) || (!s.is_ascii() && s.to_lowercase() == w)
+                })
+            })
+            && self
+                .category
+                .as_ref()
+                .is_none_or(|c| any(c.as_str(), &|s, w| s == w))
+            && self.ip.is_none_or(|ip| {
+                d.clients
+                    .iter()
+                    .any(|c| c.to_canonical() == ip.to_canonical())
             })
     }
 
@@ -247,7 +272,9 @@ fn read_batch(
     let Some(value) = tree.get(key)? else {
         return Ok(Vec::new());
     };
-    let all = decode_batch(EVENTS, &value)?;
+    let Some(all) = decode_batch_if(EVENTS, &value, |d| m.may_match(d))? else {
+        return Ok(Vec::new());
+    };
     let mut found: Vec<AccessEvent> = match only {
         Some(positions) => {
             let mut all: Vec<Option<AccessEvent>> = all.into_iter().map(Some).collect();

@@ -625,6 +625,28 @@ fn varint(mut n: usize, buf: &mut [u8; 10]) -> &[u8] {
 
 /// Decodes a batch of access events, in [`BATCH_FORMAT`] or the older [`FORMAT`].
 pub(crate) fn decode_batch(tree: &str, bytes: &[u8]) -> Result<Vec<AccessEvent>, StoreError> {
+    Ok(decode_batch_if(tree, bytes, |_| true)?.unwrap_or_default())
+}
+
+/// A batch's dictionary: every string its events name (device, user, group, category, list,
+/// rule, query type, method) and every client address, without its events.
+#[derive(Deserialize)]
+pub(crate) struct Dictionary<'a> {
+    _base: i64,
+    #[serde(borrow)]
+    pub(crate) strings: Vec<Cow<'a, str>>,
+    pub(crate) clients: Vec<IpAddr>,
+}
+
+/// Decodes a batch only if `may_match` says its dictionary could hold a match: a filter on
+/// a user, group, category or address passes over most batches of a busy day without
+/// decoding their events (`None`). Batches in the older format have no dictionary and are
+/// always decoded.
+pub(crate) fn decode_batch_if(
+    tree: &str,
+    bytes: &[u8],
+    may_match: impl Fn(&Dictionary<'_>) -> bool,
+) -> Result<Option<Vec<AccessEvent>>, StoreError> {
     match bytes.first() {
         Some(&BATCH_FORMAT) => {
             let bad = |reason: String| StoreError::Decode {
@@ -641,12 +663,17 @@ pub(crate) fn decode_batch(tree: &str, bytes: &[u8]) -> Result<Vec<AccessEvent>,
             }
             let raw = lz4_flex::block::decompress_size_prepended(compressed)
                 .map_err(|e| bad(e.to_string()))?;
+            let (head, _) = postcard::take_from_bytes::<Dictionary<'_>>(&raw)
+                .map_err(|e| bad(e.to_string()))?;
+            if !may_match(&head) {
+                return Ok(None);
+            }
             let batch: Batch<'_> = postcard::from_bytes(&raw).map_err(|e| bad(e.to_string()))?;
-            Ok(batch.into_events())
+            Ok(Some(batch.into_events()))
         }
         Some(&FORMAT) => {
             let wire: Vec<WireEvent<'_>> = decode(tree, bytes)?;
-            Ok(wire.into_iter().map(WireEvent::into_event).collect())
+            Ok(Some(wire.into_iter().map(WireEvent::into_event).collect()))
         }
         Some(&found) => Err(StoreError::Format {
             tree: tree.to_owned(),
