@@ -724,7 +724,10 @@ impl Store {
                 any = true;
                 let before = r.events;
                 let (ev_tree, dev_tree) = (db.open_tree(EVENTS)?, db.open_tree(DEVICES)?);
-                check_part(&name, &ev_tree, &dev_tree, &mut r, &mut tally)?;
+                let mut part_tally = crate::counts::Tally::default();
+                check_part(&name, &ev_tree, &dev_tree, &mut r, &mut part_tally)?;
+                part_tally.cap_sites();
+                tally.merge(part_tally);
                 if let Some(n) = crate::runs::check_runs(&name, &db, &mut r.problems)?
                     && n != r.events - before
                 {

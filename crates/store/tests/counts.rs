@@ -524,3 +524,49 @@ fn the_most_blocked_sites_follow_the_events_when_remembered() {
     assert_eq!(sites[0], ("late.example".to_owned(), 2_000));
     assert_eq!(top(&store), want(&store));
 }
+
+/// A flood of distinct blocked names (generated names, as malware makes) is not kept one row
+/// each: a part names its 1,000 most blocked sites. The site blocked most is still first with
+/// its exact count, and the counts by category and disposition still hold every event. The
+/// twin: a part with fewer sites keeps every one (the tests above compare them to a scan).
+#[test]
+fn a_flood_of_distinct_blocked_names_keeps_the_most_blocked_and_every_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+    let blocked = |i: u64, target: String| {
+        let mut e = AccessEvent::new(
+            t0() + Duration::from_millis(i),
+            Front::Dns,
+            "10.1.0.1".parse().unwrap(),
+            target,
+        );
+        e.outcome = Outcome::Blocked;
+        e.action = Action::Block;
+        e.tier = Tier::Category;
+        e.category = Some(Category::new("malware").unwrap());
+        e.group = Some(Arc::from("ks3"));
+        e
+    };
+    let mut evs: Vec<AccessEvent> = (0..5_000)
+        .map(|i| blocked(i, format!("x{i:05}.dga.example")))
+        .collect();
+    evs.extend((0..40).map(|i| blocked(5_000 + i, "c2.example".into())));
+    store.append_events(&evs).unwrap();
+    // Reopened: the part is closed and added in.
+    drop(store);
+    let store = reopen(dir.path());
+    assert_eq!(store.settle_all().unwrap(), 1);
+    let top = store.top_sites(date(0), date(1), 3).unwrap();
+    assert_eq!(top.sites[0], ("c2.example".to_owned(), 40));
+    assert_eq!(top.distinct, 1_000);
+    let blocked_total: u64 = store
+        .day_counts(date(0), date(1))
+        .unwrap()
+        .iter()
+        .filter(|c| c.disposition == Disposition::Block)
+        .map(|c| c.count)
+        .sum();
+    assert_eq!(blocked_total, 5_040);
+    let r = store.check_integrity().unwrap();
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+}
