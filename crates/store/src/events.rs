@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::breach::site_of;
 use crate::runs::RUNS;
+use crate::sites::may_hold;
 use crate::store::{DEVICES, EVENTS, PartId, PartTrees};
 use crate::wire::{Dictionary, NANOS_PER_DAY, decode, decode_batch, decode_batch_if, nanos};
 use crate::{Store, StoreError};
@@ -292,11 +293,23 @@ fn read_batch(
     Ok(found)
 }
 
-/// What to read of one part. Without a device filter, every batch. With one, the runs of
+/// What to read of one part. Without a device filter, every batch (those whose site filter
+/// may hold the site, for a site search). With one, the runs of
 /// the matching devices when the part has runs and they are few; else only the batches the
 /// device index lists for them, and only those devices' events in them.
 fn plan(trees: &PartTrees, m: &Matcher) -> Result<Plan, StoreError> {
     if m.device.is_none() {
+        // A site search reads only the batches whose site filter may hold the site.
+        if let (Some(site), Some(filters)) = (&m.site, &trees.site_filters) {
+            let mut plan = Vec::new();
+            for item in trees.events.iter().keys() {
+                let k = item?;
+                if filters.get(&k)?.is_none_or(|f| may_hold(&f, site)) {
+                    plan.push(Unit::Batch(k, None));
+                }
+            }
+            return Ok(plan);
+        }
         return trees
             .events
             .iter()

@@ -19,7 +19,8 @@
 //!   a breach is kept as a trigger with its time, device and user; ids are dense (1, 2, 3…).
 //! - **Device runs.** Once a part is closed, a background thread copies its events again
 //!   grouped by device (`runs.rs`), so one device's week reads its own events rather than
-//!   every batch of the week ([`Store::write_device_runs`]).
+//!   every batch of the week ([`Store::write_device_runs`]); and each batch's site filter
+//!   (`sites.rs`), so a search by site decodes only the batches that may hold it.
 //! - **Queries stream.** [`Store::events_iter`] reads a batch at a time.
 //! - **Versioned values.** Every stored value starts with a format byte.
 //! - **Review requests** from the block page, by reference, in the main database
@@ -44,6 +45,7 @@ pub mod fuzzing;
 mod recorder;
 mod review;
 mod runs;
+mod sites;
 mod store;
 mod wire;
 

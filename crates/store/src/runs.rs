@@ -11,11 +11,15 @@
 //! the part done. A device query reads the runs of a done part and the device index of any
 //! other part (the one being written, or one not reached yet).
 //!
-//! The copy costs disk (each closed part's events are held twice, about 40% more on disk)
+//! The same pass writes each batch's site filter (`sites.rs`).
+//!
+//! The copy costs disk (each closed part's events are held twice: about 12% more on disk,
+//! as sled keeps them)
 //! and one decode and encode of every event, off the write path. Nothing here decides what a
 //! query returns: the runs hold exactly the part's events, and `check_integrity` says so.
 
 use crate::counts::part_key;
+use crate::sites::{FilterBuilder, SITE_FILTERS, host_key, may_hold};
 use crate::store::{EVENTS, PartId, device_id, device_prefix};
 use crate::wire::{BatchBuilder, ValueScratch, decode_batch, time_key};
 use crate::{Store, StoreError};
@@ -28,22 +32,37 @@ const RUNS_DONE: &str = "device-runs-done";
 /// In `main`: the parts whose runs are written, so finding work does not open every part.
 pub(crate) const RUNS_PARTS: &str = "device-runs-parts";
 
-/// The runs tree of a part, if its runs are complete.
-pub(crate) fn done_runs(db: &sled::Db) -> Result<Option<sled::Tree>, StoreError> {
+/// What a done part holds, marked in [`RUNS_DONE`] and [`RUNS_PARTS`]: 1, device runs; 2,
+/// device runs and site filters (`sites.rs`). A part done at an older version is done again.
+const VERSION: u8 = 2;
+
+/// The runs and site filter trees of a part, if they are complete.
+pub(crate) fn done_runs(db: &sled::Db) -> Result<Option<(sled::Tree, sled::Tree)>, StoreError> {
     let has = |name: &str| {
         db.tree_names()
             .iter()
             .any(|n| n.as_ref() == name.as_bytes())
     };
-    if has(RUNS_DONE) && !db.open_tree(RUNS_DONE)?.is_empty() && has(RUNS) {
-        Ok(Some(db.open_tree(RUNS)?))
-    } else {
-        Ok(None)
+    if !has(RUNS_DONE) || !has(RUNS) || !has(SITE_FILTERS) {
+        return Ok(None);
+    }
+    match db.open_tree(RUNS_DONE)?.get("done")? {
+        Some(v) if v.first().is_some_and(|&n| n >= VERSION) => {
+            Ok(Some((db.open_tree(RUNS)?, db.open_tree(SITE_FILTERS)?)))
+        }
+        _ => Ok(None),
     }
 }
 
+/// Whether `main` marks a part done at this [`VERSION`].
+fn is_done(done: &sled::Tree, id: PartId) -> Result<bool, StoreError> {
+    Ok(done
+        .get(part_key(id))?
+        .is_some_and(|v| v.first().is_some_and(|&n| n >= VERSION)))
+}
+
 impl Store {
-    /// Writes the device runs of one closed part, unless they are there. `go_on` is asked
+    /// Writes the device runs and site filters of one closed part, unless they are there. `go_on` is asked
     /// after each batch read; when it says no, the part is left as it was. Returns whether
     /// it wrote them.
     fn write_runs(
@@ -67,8 +86,12 @@ impl Store {
             seq = seq.wrapping_add(1);
             rows.insert(k, sled::IVec::from(sealed.value_with(&mut scratch)));
         };
-        for value in db.open_tree(EVENTS)?.iter().values() {
-            for e in decode_batch(EVENTS, &value?)? {
+        let mut filters = sled::Batch::default();
+        let mut filter = FilterBuilder::default();
+        for item in db.open_tree(EVENTS)?.iter() {
+            let (key, value) = item?;
+            for e in decode_batch(EVENTS, &value)? {
+                filter.add(&e.target);
                 let dev = device_id(&e);
                 let b = match builders.get_mut(&dev) {
                     Some(b) => b,
@@ -78,6 +101,7 @@ impl Store {
                     put(&dev, sealed, &mut rows);
                 }
             }
+            filters.insert(key, filter.take());
             if !go_on() {
                 return Ok(false);
             }
@@ -88,10 +112,13 @@ impl Store {
             }
         }
         db.open_tree(RUNS)?.apply_batch(rows)?;
+        db.open_tree(SITE_FILTERS)?.apply_batch(filters)?;
         db.flush()?;
-        db.open_tree(RUNS_DONE)?.insert("done", &[1])?;
+        db.open_tree(RUNS_DONE)?.insert("done", &[VERSION])?;
         db.flush()?;
-        self.db.open_tree(RUNS_PARTS)?.insert(part_key(id), &[])?;
+        self.db
+            .open_tree(RUNS_PARTS)?
+            .insert(part_key(id), &[VERSION])?;
         Ok(true)
     }
 
@@ -111,7 +138,7 @@ impl Store {
                 if !go_on() {
                     return Ok(wrote);
                 }
-                if self.is_writing(id) || done.contains_key(part_key(id))? {
+                if self.is_writing(id) || is_done(&done, id)? {
                     continue;
                 }
                 let Some(db) = self.part_db_if_exists(id)? else {
@@ -140,7 +167,7 @@ impl Store {
             };
             for part in self.parts(&name) {
                 let id = (day, part);
-                if !self.is_writing(id) && !done.contains_key(part_key(id))? {
+                if !self.is_writing(id) && !is_done(&done, id)? {
                     n += 1;
                 }
             }
@@ -168,9 +195,22 @@ pub(crate) fn check_runs(
     db: &sled::Db,
     problems: &mut Vec<String>,
 ) -> Result<Option<u64>, StoreError> {
-    let Some(runs) = done_runs(db)? else {
+    let Some((runs, filters)) = done_runs(db)? else {
         return Ok(None);
     };
+    for item in db.open_tree(EVENTS)?.iter() {
+        let (k, v) = item?;
+        let filter = filters.get(&k)?.map(|f| f.to_vec()).unwrap_or_default();
+        if let Some(e) = decode_batch(EVENTS, &v)?
+            .iter()
+            .find(|e| !may_hold(&filter, &host_key(&e.target)))
+        {
+            problems.push(format!(
+                "{name}: a batch's site filter does not hold {}",
+                host_key(&e.target)
+            ));
+        }
+    }
     let mut events = 0u64;
     for item in runs.iter() {
         let (k, v) = item?;

@@ -154,6 +154,8 @@ pub(crate) struct PartTrees {
     pub(crate) events: sled::Tree,
     pub(crate) devices: sled::Tree,
     pub(crate) runs: Option<sled::Tree>,
+    /// Each batch's site filter, keyed as the batch (`sites.rs`), once written.
+    pub(crate) site_filters: Option<sled::Tree>,
 }
 
 /// A part of a day's access events: the day number and the part's number within the day.
@@ -492,11 +494,15 @@ impl Store {
     /// once written, its device runs (`runs.rs`).
     pub(crate) fn part_trees(&self, id: PartId) -> Result<Option<PartTrees>, StoreError> {
         match self.part_db(id, false)? {
-            Some(db) => Ok(Some(PartTrees {
-                events: db.open_tree(EVENTS)?,
-                devices: db.open_tree(DEVICES)?,
-                runs: crate::runs::done_runs(&db)?,
-            })),
+            Some(db) => {
+                let (runs, site_filters) = crate::runs::done_runs(&db)?.unzip();
+                Ok(Some(PartTrees {
+                    events: db.open_tree(EVENTS)?,
+                    devices: db.open_tree(DEVICES)?,
+                    runs,
+                    site_filters,
+                }))
+            }
             None => Ok(None),
         }
     }

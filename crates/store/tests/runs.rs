@@ -44,6 +44,13 @@ fn device(name: &str) -> EventFilter {
     }
 }
 
+fn site(name: &str) -> EventFilter {
+    EventFilter {
+        site: Some(name.into()),
+        ..EventFilter::default()
+    }
+}
+
 fn run_dirs(dir: &std::path::Path) -> usize {
     let mut n = 0;
     for day in std::fs::read_dir(dir.join("days")).unwrap() {
@@ -76,6 +83,15 @@ fn device_queries_answer_the_same_from_runs_as_from_batches_and_only_that_device
             to: Some(ts("2026-11-06T03:00:00Z")),
             ..device("PC-2")
         },
+        // Site searches, read through the batches' site filters once they are written: one
+        // host, a name every host is under (with a limit), and hosts that are not there.
+        site("W4321.example."),
+        EventFilter {
+            limit: Some(25),
+            ..site("example")
+        },
+        site("4321.example"),
+        site("w4321.example.org"),
     ];
     let before: Vec<Vec<AccessEvent>> = queries.iter().map(|q| store.events(q).unwrap()).collect();
     // Everything is what the events say, whichever way it is read.
@@ -86,6 +102,10 @@ fn device_queries_answer_the_same_from_runs_as_from_batches_and_only_that_device
         .collect();
     assert_eq!(before[0], want_07);
     assert!(!want_07.is_empty());
+    assert_eq!(before[5].len(), 1);
+    assert_eq!(before[5][0].target, "w4321.example");
+    assert_eq!(before[6].len(), 25);
+    assert!(before[7].is_empty() && before[8].is_empty());
 
     let wrote = store.write_device_runs(|| true).unwrap();
     // Every part but the one appends to each day go to now.
