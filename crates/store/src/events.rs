@@ -8,10 +8,10 @@ use hedgerow_model::{AccessEvent, Category, Disposition};
 use serde::{Deserialize, Serialize};
 
 use crate::breach::site_of;
-use crate::runs::RUNS;
+use crate::runs::{RunsFile, runs_path};
 use crate::sites::may_hold;
 use crate::store::{DEVICES, EVENTS, PartId, PartTrees};
-use crate::wire::{Dictionary, NANOS_PER_DAY, decode, decode_batch, decode_batch_if, nanos};
+use crate::wire::{Dictionary, NANOS_PER_DAY, decode, decode_batch_if, nanos};
 use crate::{Store, StoreError};
 
 /// Which access events to return. Empty fields match everything. Text matches ignore case.
@@ -160,9 +160,10 @@ enum Unit {
     /// A batch, and the positions of the events to look at when the device index narrowed
     /// it to the devices the filter names.
     Batch(sled::IVec, Option<Vec<u32>>),
-    /// Device runs (`runs.rs`), read together and merged by time: one run when the filter
-    /// names one device, every run of the part when it names a few.
-    Runs(Vec<sled::IVec>),
+    /// Runs (offset, length) in a part's runs file (`runs.rs`), read together and merged by
+    /// time: one run when the filter names one device, every run of the part when it names
+    /// a few.
+    Runs(Vec<(u64, u32)>),
 }
 
 /// The most devices a device filter may match in a part for it to be read from their runs
@@ -177,7 +178,7 @@ pub struct Events<'s> {
     /// Parts still to open, oldest first.
     parts: VecDeque<PartId>,
     /// The part being read: its trees and what is still to read of it.
-    current: Option<(PartTrees, VecDeque<Unit>)>,
+    current: Option<(Source, VecDeque<Unit>)>,
     /// Matches of the batch read last, oldest first.
     ready: VecDeque<AccessEvent>,
     /// Matches still to pass over: the older ones beyond the limit, in the first batch.
@@ -218,9 +219,9 @@ impl Events<'_> {
     /// Reads the next batch with a match into `ready`. False when there is none left.
     fn fill(&mut self) -> Result<bool, StoreError> {
         loop {
-            if let Some((trees, units)) = &mut self.current {
+            if let Some((source, units)) = &mut self.current {
                 while let Some(unit) = units.pop_front() {
-                    let mut found = read_unit(trees, &unit, &self.matcher)?;
+                    let mut found = read_unit(source, &unit, &self.matcher)?;
                     let skip = std::mem::take(&mut self.skip).min(found.len());
                     found.drain(..skip);
                     if !found.is_empty() {
@@ -233,33 +234,62 @@ impl Events<'_> {
             let Some(part) = self.parts.pop_front() else {
                 return Ok(false);
             };
-            if let Some(trees) = self.store.part_trees(part)? {
-                let plan = plan(&trees, &self.matcher)?;
-                self.current = Some((trees, plan.into()));
+            if let Some((source, plan)) = open_part(self.store, part, &self.matcher)? {
+                self.current = Some((source, plan.into()));
             }
         }
     }
 }
 
+/// Where a part's units are read from: its database, or its device runs file alone (a
+/// device query on a done part opens no database).
+enum Source {
+    Trees(PartTrees),
+    Runs(RunsFile),
+}
+
+/// What to read of one part and where from; `None` if the part is gone.
+fn open_part(
+    store: &Store,
+    part: PartId,
+    m: &Matcher,
+) -> Result<Option<(Source, Plan)>, StoreError> {
+    if m.device.is_some()
+        && let Some(file) = RunsFile::open(&runs_path(&store.part_dir(part)))
+    {
+        let (runs, devices) = file.runs_of(|id| m.device_id(id));
+        if devices <= MOST_RUN_DEVICES {
+            let plan = match devices {
+                // One device's runs are in time order already: read one at a time.
+                1 => runs.into_iter().map(|r| Unit::Runs(vec![r])).collect(),
+                0 => Vec::new(),
+                _ => vec![Unit::Runs(runs)],
+            };
+            return Ok(Some((Source::Runs(file), plan)));
+        }
+    }
+    let Some(trees) = store.part_trees(part)? else {
+        return Ok(None);
+    };
+    let plan = plan(&trees, m)?;
+    Ok(Some((Source::Trees(trees), plan)))
+}
+
 /// The matches in one unit of a plan, oldest first.
-fn read_unit(trees: &PartTrees, unit: &Unit, m: &Matcher) -> Result<Vec<AccessEvent>, StoreError> {
-    match (unit, &trees.runs) {
-        (Unit::Batch(key, only), _) => read_batch(&trees.events, key, only.as_deref(), m),
-        (Unit::Runs(keys), Some(runs)) => {
+fn read_unit(source: &Source, unit: &Unit, m: &Matcher) -> Result<Vec<AccessEvent>, StoreError> {
+    match (unit, source) {
+        (Unit::Batch(key, only), Source::Trees(t)) => {
+            read_batch(&t.events, key, only.as_deref(), m)
+        }
+        (Unit::Runs(runs), Source::Runs(file)) => {
             let mut found = Vec::new();
-            for key in keys {
-                if let Some(value) = runs.get(key)? {
-                    found.extend(
-                        decode_batch(RUNS, &value)?
-                            .into_iter()
-                            .filter(|e| m.matches(e)),
-                    );
-                }
+            for &(offset, len) in runs {
+                found.extend(file.read(offset, len)?.into_iter().filter(|e| m.matches(e)));
             }
             found.sort_by_key(|e| e.time);
             Ok(found)
         }
-        (Unit::Runs(_), None) => Ok(Vec::new()),
+        _ => Ok(Vec::new()),
     }
 }
 
@@ -293,10 +323,10 @@ fn read_batch(
     Ok(found)
 }
 
-/// What to read of one part. Without a device filter, every batch (those whose site filter
-/// may hold the site, for a site search). With one, the runs of
-/// the matching devices when the part has runs and they are few; else only the batches the
-/// device index lists for them, and only those devices' events in them.
+/// What to read of one part's database. Without a device filter, every batch (those whose
+/// site filter may hold the site, for a site search). With one, only the batches the device
+/// index lists for the matching devices, and only those devices' events in them (a done
+/// part's runs file is read instead when it can be: [`open_part`]).
 fn plan(trees: &PartTrees, m: &Matcher) -> Result<Plan, StoreError> {
     if m.device.is_none() {
         // A site search reads only the batches whose site filter may hold the site.
@@ -316,23 +346,6 @@ fn plan(trees: &PartTrees, m: &Matcher) -> Result<Plan, StoreError> {
             .keys()
             .map(|k| Ok(Unit::Batch(k?, None)))
             .collect::<Result<_, StoreError>>();
-    }
-    if let Some(runs) = &trees.runs {
-        let devices = matching_devices(runs, m)?;
-        if devices.len() <= MOST_RUN_DEVICES {
-            let mut keys = Vec::new();
-            for prefix in &devices {
-                for k in runs.scan_prefix(prefix).keys() {
-                    keys.push(k?);
-                }
-            }
-            return Ok(match devices.len() {
-                // One device's runs are in time order already: read one at a time.
-                1 => keys.into_iter().map(|k| Unit::Runs(vec![k])).collect(),
-                _ if keys.is_empty() => Vec::new(),
-                _ => vec![Unit::Runs(keys)],
-            });
-        }
     }
     let mut batches: BTreeMap<sled::IVec, Vec<u32>> = BTreeMap::new();
     for prefix in matching_devices(&trees.devices, m)? {
@@ -414,17 +427,17 @@ impl Store {
         // Count back from the newest to the batch where the limit is reached.
         let mut seen = 0usize;
         for at in (0..events.parts.len()).rev() {
-            let Some(trees) = self.part_trees(events.parts[at])? else {
+            let Some((source, mut plan)) = open_part(self, events.parts[at], &events.matcher)?
+            else {
                 continue;
             };
-            let mut plan = plan(&trees, &events.matcher)?;
             for i in (0..plan.len()).rev() {
-                seen += read_unit(&trees, &plan[i], &events.matcher)?.len();
+                seen += read_unit(&source, &plan[i], &events.matcher)?.len();
                 if seen >= limit {
                     // Start in this unit, past the older matches, then read on through
                     // the newer parts.
                     events.skip = seen - limit;
-                    events.current = Some((trees, plan.split_off(i).into()));
+                    events.current = Some((source, plan.split_off(i).into()));
                     events.parts = events.parts.split_off(at + 1);
                     return Ok(events);
                 }

@@ -153,7 +153,6 @@ pub(crate) struct Prepared {
 pub(crate) struct PartTrees {
     pub(crate) events: sled::Tree,
     pub(crate) devices: sled::Tree,
-    pub(crate) runs: Option<sled::Tree>,
     /// Each batch's site filter, keyed as the batch (`sites.rs`), once written.
     pub(crate) site_filters: Option<sled::Tree>,
 }
@@ -385,11 +384,7 @@ impl Store {
         if let Some(db) = open.get(&id) {
             return Ok(Some(db.clone()));
         }
-        let path = self
-            .path
-            .join(DAYS_DIR)
-            .join(day_name(id.0))
-            .join(part_name(id.1));
+        let path = self.part_dir(id);
         if !create && !path.is_dir() {
             return Ok(None);
         }
@@ -431,6 +426,14 @@ impl Store {
             open.remove(&oldest);
         }
         Ok(Some(db))
+    }
+
+    /// The directory of a part's database.
+    pub(crate) fn part_dir(&self, id: PartId) -> PathBuf {
+        self.path
+            .join(DAYS_DIR)
+            .join(day_name(id.0))
+            .join(part_name(id.1))
     }
 
     /// The trees appends to `day` go to: the part being written, or a new part after the
@@ -491,18 +494,14 @@ impl Store {
     }
 
     /// The trees of one part of a day, if it is on disk: its batches, its device index and,
-    /// once written, its device runs (`runs.rs`).
+    /// once written, its site filters (`sites.rs`).
     pub(crate) fn part_trees(&self, id: PartId) -> Result<Option<PartTrees>, StoreError> {
         match self.part_db(id, false)? {
-            Some(db) => {
-                let (runs, site_filters) = crate::runs::done_runs(&db)?.unzip();
-                Ok(Some(PartTrees {
-                    events: db.open_tree(EVENTS)?,
-                    devices: db.open_tree(DEVICES)?,
-                    runs,
-                    site_filters,
-                }))
-            }
+            Some(db) => Ok(Some(PartTrees {
+                events: db.open_tree(EVENTS)?,
+                devices: db.open_tree(DEVICES)?,
+                site_filters: crate::runs::site_filters(&db)?,
+            })),
             None => Ok(None),
         }
     }
@@ -734,8 +733,12 @@ impl Store {
                 check_part(&name, &ev_tree, &dev_tree, &mut r, &mut part_tally)?;
                 part_tally.cap_sites();
                 tally.merge(part_tally);
-                if let Some(n) = crate::runs::check_runs(&name, &db, &mut r.problems)?
-                    && n != r.events - before
+                if let Some(n) = crate::runs::check_runs(
+                    &name,
+                    &self.part_dir((day, part)),
+                    &db,
+                    &mut r.problems,
+                )? && n != r.events - before
                 {
                     r.problems.push(format!(
                         "{name}: part {part}'s device runs hold {n} events, its batches {}",

@@ -54,7 +54,11 @@ fn site(name: &str) -> EventFilter {
 fn run_dirs(dir: &std::path::Path) -> usize {
     let mut n = 0;
     for day in std::fs::read_dir(dir.join("days")).unwrap() {
-        n += std::fs::read_dir(day.unwrap().path()).unwrap().count();
+        // Parts are directories; a part's runs file sits beside it.
+        n += std::fs::read_dir(day.unwrap().path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().is_dir())
+            .count();
     }
     n
 }
@@ -215,4 +219,42 @@ fn the_recorder_writes_runs_for_parts_a_previous_run_left_and_they_survive_a_reo
         .cloned()
         .collect();
     assert_eq!(store.events(&device("pc-05")).unwrap(), want);
+}
+
+#[test]
+fn a_damaged_runs_file_is_passed_over_for_the_part_and_the_integrity_check_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = traffic();
+    let store = Store::open(dir.path(), &small_parts()).unwrap();
+    for chunk in all.chunks(300) {
+        store.append_events(chunk).unwrap();
+    }
+    assert!(store.write_device_runs(|| true).unwrap() > 0);
+    let want: Vec<_> = all
+        .iter()
+        .filter(|e| e.device.as_deref() == Some("pc-12"))
+        .cloned()
+        .collect();
+    // Each done part has its runs file beside it; cut one short.
+    let day = dir.path().join("days/2026-11-05");
+    let runs: Vec<_> = std::fs::read_dir(&day)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "runs"))
+        .collect();
+    assert!(!runs.is_empty());
+    let len = std::fs::metadata(&runs[0]).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&runs[0])
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    assert_eq!(store.events(&device("pc-12")).unwrap(), want);
+    let report = store.check_integrity().unwrap();
+    assert!(
+        report.problems.iter().any(|p| p.contains("runs file")),
+        "{:?}",
+        report.problems
+    );
 }
