@@ -268,6 +268,19 @@ fn open_part(
             return Ok(Some((Source::Runs(file), plan)));
         }
     }
+    // A site search on a done part reads the runs whose site filter may hold the site.
+    if m.device.is_none()
+        && let Some(site) = &m.site
+        && let Some(file) = RunsFile::open(&runs_path(&store.part_dir(part)))
+        && let Some(runs) = file.site_runs(site)?
+    {
+        let plan = if runs.is_empty() {
+            Vec::new()
+        } else {
+            vec![Unit::Runs(runs)]
+        };
+        return Ok(Some((Source::Runs(file), plan)));
+    }
     let Some(trees) = store.part_trees(part)? else {
         return Ok(None);
     };

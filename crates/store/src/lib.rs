@@ -17,8 +17,9 @@
 //!   Breaches, their alert state and the audit log are in one more database (`main`).
 //! - **Breaches keep their evidence.** Every distinct request (search, URL, name) that joins
 //!   a breach is kept as a trigger with its time, device and user; ids are dense (1, 2, 3…).
-//! - **Device runs.** Once a part is closed, a background thread copies its events again
-//!   grouped by device (`runs.rs`), so one device's week reads its own events rather than
+//! - **Device runs.** Once a part is closed, a background thread copies its events again,
+//!   grouped by device, to a file beside it (`runs.rs`), so one device's week reads its own
+//!   events, opening no database, rather than
 //!   every batch of the week ([`Store::write_device_runs`]); and each batch's site filter
 //!   (`sites.rs`), so a search by site decodes only the batches that may hold it.
 //! - **Queries stream.** [`Store::events_iter`] reads a batch at a time.

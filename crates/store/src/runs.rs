@@ -35,7 +35,7 @@ use crate::store::{EVENTS, PartId, device_id};
 use crate::wire::{BatchBuilder, ValueScratch, decode_batch, time_key};
 
 /// The start and end of a runs file.
-const MAGIC: &[u8; 4] = b"HRN1";
+const MAGIC: &[u8; 4] = b"HRN2";
 /// The most an index may claim to be (a part holds at most a few thousand devices).
 const MAX_INDEX: u32 = 64 << 20;
 use crate::{Store, StoreError};
@@ -49,9 +49,9 @@ const OLD_RUNS: &str = "device-runs";
 pub(crate) const RUNS_PARTS: &str = "device-runs-parts";
 
 /// What a done part has, marked in [`RUNS_DONE`] and [`RUNS_PARTS`]: 1, device runs in the
-/// part; 2, and site filters; 3, site filters in the part and runs in a file. A part done at
-/// an older version is done again.
-const VERSION: u8 = 3;
+/// part; 2, and site filters; 3, site filters in the part and runs in a file; 4, and each
+/// run's site filter in the file. A part done at an older version is done again.
+const VERSION: u8 = 4;
 
 /// The site filter tree of a part, if its filters are complete.
 pub(crate) fn site_filters(db: &sled::Db) -> Result<Option<sled::Tree>, StoreError> {
@@ -79,6 +79,9 @@ struct Entry {
     first: i64,
     offset: u64,
     len: u32,
+    /// Where its site filter is (`sites.rs`): the filters follow the runs, together.
+    sites: u64,
+    sites_len: u32,
 }
 
 /// A part's runs file, open for reading: its index in memory, its runs read on demand.
@@ -116,7 +119,7 @@ impl RunsFile {
         file.read_exact_at(&mut foot, at)
             .map_err(|e| e.to_string())?;
         if &foot[12..] != MAGIC {
-            return Err("no end mark".into());
+            return Err("no end mark (or an older layout, written again soon)".into());
         }
         let offset = u64::from_le_bytes(foot[..8].try_into().map_err(|_| "footer")?);
         let len = u32::from_le_bytes(foot[8..12].try_into().map_err(|_| "footer")?);
@@ -147,6 +150,43 @@ impl RunsFile {
         (runs, devices)
     }
 
+    /// The runs whose site filter may hold `site` (a [`host_key`]), in time order; `None`
+    /// when more than a quarter of them may (a name most events are under): the part's
+    /// batches, in time order already, are then the cheaper read.
+    pub(crate) fn site_runs(&self, site: &str) -> Result<Option<Vec<(u64, u32)>>, StoreError> {
+        let (Some(start), Some(end)) = (
+            self.index.iter().map(|e| e.sites).min(),
+            self.index
+                .iter()
+                .map(|e| e.sites + u64::from(e.sites_len))
+                .max(),
+        ) else {
+            return Ok(Some(Vec::new()));
+        };
+        let mut filters = vec![
+            0u8;
+            usize::try_from(end.saturating_sub(start))
+                .unwrap_or(0)
+                .min(MAX_INDEX as usize)
+        ];
+        self.file.read_exact_at(&mut filters, start)?;
+        let mut runs: Vec<(i64, u64, u32)> = Vec::new();
+        for e in &self.index {
+            let at = usize::try_from(e.sites - start).unwrap_or(usize::MAX);
+            let filter = filters
+                .get(at..at.saturating_add(e.sites_len as usize))
+                .unwrap_or_default();
+            if may_hold(filter, site) {
+                runs.push((e.first, e.offset, e.len));
+            }
+        }
+        if runs.len() * 4 > self.index.len() && runs.len() > MOST_SITE_RUNS {
+            return Ok(None);
+        }
+        runs.sort_unstable();
+        Ok(Some(runs.into_iter().map(|(_, o, l)| (o, l)).collect()))
+    }
+
     /// The events of one run.
     pub(crate) fn read(&self, offset: u64, len: u32) -> Result<Vec<AccessEvent>, StoreError> {
         let mut bytes = vec![0u8; len.min(MAX_INDEX) as usize];
@@ -155,18 +195,25 @@ impl RunsFile {
     }
 }
 
+/// A site search reads a part's runs whenever this few or fewer may hold the site.
+const MOST_SITE_RUNS: usize = 64;
+
 /// What errors name a runs file's values as.
 pub(crate) const RUNS_FILE: &str = "device runs file";
 
-/// Writes a runs file whole: to a temporary name, synced, then renamed into place.
-fn write_file(path: &Path, runs: &[(String, i64, Vec<u8>)]) -> Result<(), StoreError> {
+/// One run as written: its device, first time, value and site filter.
+type Run = (String, i64, Vec<u8>, Vec<u8>);
+
+/// Writes a runs file whole: to a temporary name, synced, then renamed into place. The runs,
+/// then their site filters, then the index, then where the index is and the end mark.
+fn write_file(path: &Path, runs: &[Run]) -> Result<(), StoreError> {
     use std::io::Write;
     let tmp = path.with_extension("runs.tmp");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
     out.write_all(MAGIC)?;
     let mut offset = MAGIC.len() as u64;
     let mut index = Vec::with_capacity(runs.len());
-    for (device, first, value) in runs {
+    for (device, first, value, _) in runs {
         out.write_all(value)?;
         let len = u32::try_from(value.len()).unwrap_or(u32::MAX);
         index.push(Entry {
@@ -174,8 +221,16 @@ fn write_file(path: &Path, runs: &[(String, i64, Vec<u8>)]) -> Result<(), StoreE
             first: *first,
             offset,
             len,
+            sites: 0,
+            sites_len: 0,
         });
         offset += value.len() as u64;
+    }
+    for ((_, _, _, filter), entry) in runs.iter().zip(index.iter_mut()) {
+        out.write_all(filter)?;
+        entry.sites = offset;
+        entry.sites_len = u32::try_from(filter.len()).unwrap_or(u32::MAX);
+        offset += filter.len() as u64;
     }
     let bytes = postcard::to_stdvec(&index).map_err(|e| StoreError::Decode {
         tree: RUNS_FILE.into(),
@@ -214,8 +269,9 @@ impl Store {
         }
         // Device id -> its builder; each sealed batch is a run, kept compressed until the
         // part is read through.
-        let mut builders: std::collections::BTreeMap<String, BatchBuilder> = Default::default();
-        let mut runs: Vec<(String, i64, Vec<u8>)> = Vec::new();
+        let mut builders: std::collections::BTreeMap<String, (BatchBuilder, FilterBuilder)> =
+            Default::default();
+        let mut runs: Vec<Run> = Vec::new();
         let mut scratch = ValueScratch::default();
         let mut filters = sled::Batch::default();
         let mut filter = FilterBuilder::default();
@@ -224,22 +280,24 @@ impl Store {
             for e in decode_batch(EVENTS, &value)? {
                 filter.add(&e.target);
                 let dev = device_id(&e);
-                let b = match builders.get_mut(&dev) {
+                let (b, f) = match builders.get_mut(&dev) {
                     Some(b) => b,
                     None => builders.entry(dev.clone()).or_default(),
                 };
+                // The event that seals a run starts the next one.
                 if let Some(sealed) = b.push(&e) {
-                    runs.push((dev, sealed.first, sealed.value_with(&mut scratch)));
+                    runs.push((dev, sealed.first, sealed.value_with(&mut scratch), f.take()));
                 }
+                f.add(&e.target);
             }
             filters.insert(key, filter.take());
             if !go_on() {
                 return Ok(false);
             }
         }
-        for (dev, mut b) in builders {
+        for (dev, (mut b, mut f)) in builders {
             if let Some(sealed) = b.seal() {
-                runs.push((dev, sealed.first, sealed.value_with(&mut scratch)));
+                runs.push((dev, sealed.first, sealed.value_with(&mut scratch), f.take()));
             }
         }
         // By device, then time (a sort that keeps a device's runs in the order written).
@@ -363,6 +421,18 @@ pub(crate) fn check_runs(
     for e in &file.index {
         let batch = file.read(e.offset, e.len)?;
         events += batch.len() as u64;
+        let mut filter = vec![0u8; e.sites_len.min(MAX_INDEX) as usize];
+        file.file.read_exact_at(&mut filter, e.sites)?;
+        if let Some(ev) = batch
+            .iter()
+            .find(|ev| !may_hold(&filter, &host_key(&ev.target)))
+        {
+            problems.push(format!(
+                "{name}: the run of {}'s site filter does not hold {}",
+                e.device,
+                host_key(&ev.target)
+            ));
+        }
         if batch.iter().any(|ev| device_id(ev) != e.device) {
             problems.push(format!(
                 "{name}: the run of {} holds another device's events",
