@@ -195,7 +195,7 @@ for who in bench-dsl bench-governor; do
   fi
   echo "  as $who:"
   for path in / /reports /reports/weekly /reports/trends "/reports/trends?weeks=4&group=ks3" \
-    "/reports/trends?weeks=12&category=gambling" /breaches /breaches/1 /breaches/1/evidence \
+    "/reports/trends?weeks=12&category=gambling" /breaches /breaches/1 \
     /reviews /site-reports /logs \
     "/logs?device=$DEVICE" "/logs?category=gambling" "/logs?verdict=block&group=ks2" \
     "/logs?site=site123.example.co.uk" "/logs/device?name=$DEVICE&days=7" \

@@ -1941,6 +1941,8 @@ async fn issue_16_system_status_shows_the_failing_upstream_and_the_one_answering
 
     tokio::task::block_in_place(|| {
         let s = system_status(&app);
+        // A fresh store has no closed part waiting to be indexed by device.
+        assert_eq!(s["timeline_parts_waiting"], 0, "{s:#}");
         let rt = &s["runtime"];
         assert_eq!(rt["dns_forwarded"], 2, "{s:#}");
         assert_eq!(rt["dns_servfail"], 0, "{s:#}");

@@ -54,6 +54,14 @@ struct Matcher {
 
 /// Whether `text`, ignoring case, starts with `prefix` (already lowercase).
 fn starts_with_folded(text: &str, prefix: &str) -> bool {
+    // Names are nearly always ASCII: compare bytes (a device query tests every device of
+    // every part it reads).
+    if text.is_ascii() && prefix.is_ascii() {
+        return text
+            .as_bytes()
+            .get(..prefix.len())
+            .is_some_and(|t| t.eq_ignore_ascii_case(prefix.as_bytes()));
+    }
     let mut t = text.chars().flat_map(char::to_lowercase);
     prefix.chars().all(|p| t.next() == Some(p))
 }

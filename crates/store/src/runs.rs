@@ -17,7 +17,8 @@
 //! timeline. A runs file opens in microseconds and is read with two `pread`s a device.
 //! It is written whole to a temporary name, synced and renamed: present means complete.
 //!
-//! The same pass writes each batch's site filter (`sites.rs`) into the part's database.
+//! The same pass writes a site filter (`sites.rs`) for each run, in the file, so a search by
+//! site reads only the runs that may hold it, and for each batch, in the part's database.
 //!
 //! The copy costs disk (each closed part's events are held twice, compressed) and one decode
 //! and encode of every event, off the write path. Nothing here decides what a query returns:
@@ -71,11 +72,12 @@ pub(crate) fn site_filters(db: &sled::Db) -> Result<Option<sled::Tree>, StoreErr
     }
 }
 
-/// One run in a runs file's index.
+/// One run in a runs file's index (read borrowing the index's bytes).
 #[derive(Serialize, Deserialize)]
-struct Entry {
+struct Entry<'a> {
     /// The device index id (`d:NAME` or `ip:ADDRESS`).
-    device: String,
+    #[serde(borrow)]
+    device: std::borrow::Cow<'a, str>,
     first: i64,
     offset: u64,
     len: u32,
@@ -84,10 +86,11 @@ struct Entry {
     sites_len: u32,
 }
 
-/// A part's runs file, open for reading: its index in memory, its runs read on demand.
+/// A part's runs file, open for reading: its index's bytes in memory (read each time
+/// without copying a name), its runs read on demand.
 pub(crate) struct RunsFile {
     file: std::fs::File,
-    index: Vec<Entry>,
+    index: Vec<u8>,
 }
 
 /// Where a part's runs file is: beside the part's database, in the day's directory.
@@ -101,7 +104,16 @@ impl RunsFile {
     pub(crate) fn open(path: &Path) -> Option<Self> {
         let file = std::fs::File::open(path).ok()?;
         match Self::read_index(&file) {
-            Ok(index) => Some(Self { file, index }),
+            Ok(index) if postcard::from_bytes::<Vec<Entry<'_>>>(&index).is_ok() => {
+                Some(Self { file, index })
+            }
+            Ok(_) => {
+                tracing::warn!(
+                    "{}: damaged runs file (its index does not read); reading its part instead",
+                    path.display()
+                );
+                None
+            }
             Err(reason) => {
                 tracing::warn!(
                     "{}: damaged runs file ({reason}); reading its part instead",
@@ -112,7 +124,7 @@ impl RunsFile {
         }
     }
 
-    fn read_index(file: &std::fs::File) -> Result<Vec<Entry>, String> {
+    fn read_index(file: &std::fs::File) -> Result<Vec<u8>, String> {
         let size = file.metadata().map_err(|e| e.to_string())?.len();
         let mut foot = [0u8; 16];
         let at = size.checked_sub(16).ok_or("too short")?;
@@ -129,7 +141,12 @@ impl RunsFile {
         let mut bytes = vec![0u8; len as usize];
         file.read_exact_at(&mut bytes, offset)
             .map_err(|e| e.to_string())?;
-        postcard::from_bytes(&bytes).map_err(|e| e.to_string())
+        Ok(bytes)
+    }
+
+    /// The index (it read when the file was opened).
+    fn entries(&self) -> Vec<Entry<'_>> {
+        postcard::from_bytes(&self.index).unwrap_or_default()
     }
 
     /// The runs (offset, length) of the devices `wanted` accepts, in time order for each
@@ -138,9 +155,10 @@ impl RunsFile {
         let mut devices = 0;
         let mut last: Option<&str> = None;
         let mut runs = Vec::new();
-        for e in &self.index {
+        let entries = self.entries();
+        for e in &entries {
             if wanted(&e.device) {
-                if last != Some(e.device.as_str()) {
+                if last != Some(&*e.device) {
                     devices += 1;
                     last = Some(&e.device);
                 }
@@ -154,12 +172,10 @@ impl RunsFile {
     /// when more than a quarter of them may (a name most events are under): the part's
     /// batches, in time order already, are then the cheaper read.
     pub(crate) fn site_runs(&self, site: &str) -> Result<Option<Vec<(u64, u32)>>, StoreError> {
+        let index = self.entries();
         let (Some(start), Some(end)) = (
-            self.index.iter().map(|e| e.sites).min(),
-            self.index
-                .iter()
-                .map(|e| e.sites + u64::from(e.sites_len))
-                .max(),
+            index.iter().map(|e| e.sites).min(),
+            index.iter().map(|e| e.sites + u64::from(e.sites_len)).max(),
         ) else {
             return Ok(Some(Vec::new()));
         };
@@ -171,7 +187,7 @@ impl RunsFile {
         ];
         self.file.read_exact_at(&mut filters, start)?;
         let mut runs: Vec<(i64, u64, u32)> = Vec::new();
-        for e in &self.index {
+        for e in &index {
             let at = usize::try_from(e.sites - start).unwrap_or(usize::MAX);
             let filter = filters
                 .get(at..at.saturating_add(e.sites_len as usize))
@@ -180,7 +196,7 @@ impl RunsFile {
                 runs.push((e.first, e.offset, e.len));
             }
         }
-        if runs.len() * 4 > self.index.len() && runs.len() > MOST_SITE_RUNS {
+        if runs.len() * 4 > index.len() && runs.len() > MOST_SITE_RUNS {
             return Ok(None);
         }
         runs.sort_unstable();
@@ -217,7 +233,7 @@ fn write_file(path: &Path, runs: &[Run]) -> Result<(), StoreError> {
         out.write_all(value)?;
         let len = u32::try_from(value.len()).unwrap_or(u32::MAX);
         index.push(Entry {
-            device: device.clone(),
+            device: device.as_str().into(),
             first: *first,
             offset,
             len,
@@ -418,7 +434,7 @@ pub(crate) fn check_runs(
         return Ok(Some(0));
     };
     let mut events = 0u64;
-    for e in &file.index {
+    for e in &file.entries() {
         let batch = file.read(e.offset, e.len)?;
         events += batch.len() as u64;
         let mut filter = vec![0u8; e.sites_len.min(MAX_INDEX) as usize];
