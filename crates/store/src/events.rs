@@ -264,17 +264,16 @@ fn open_part(
 ) -> Result<Option<(Source, Plan)>, StoreError> {
     if m.device.is_some()
         && let Some(file) = RunsFile::open(&runs_path(&store.part_dir(part)))
+        && let Some((runs, devices)) = file.runs_of(|id| m.device_id(id))
+        && devices <= MOST_RUN_DEVICES
     {
-        let (runs, devices) = file.runs_of(|id| m.device_id(id));
-        if devices <= MOST_RUN_DEVICES {
-            let plan = match devices {
-                // One device's runs are in time order already: read one at a time.
-                1 => runs.into_iter().map(|r| Unit::Runs(vec![r])).collect(),
-                0 => Vec::new(),
-                _ => vec![Unit::Runs(runs)],
-            };
-            return Ok(Some((Source::Runs(file), plan)));
-        }
+        let plan = match devices {
+            // One device's runs are in time order already: read one at a time.
+            1 => runs.into_iter().map(|r| Unit::Runs(vec![r])).collect(),
+            0 => Vec::new(),
+            _ => vec![Unit::Runs(runs)],
+        };
+        return Ok(Some((Source::Runs(file), plan)));
     }
     // A site search on a done part reads the runs whose site filter may hold the site.
     if m.device.is_none()
@@ -469,9 +468,36 @@ impl Store {
     }
 
     /// Access events matching `filter`, oldest first (the most recent `limit` if set),
-    /// collected (see [`Store::events_iter`] to stream them).
+    /// collected (see [`Store::events_iter`] to stream them). With a limit, in one pass from
+    /// the newest back (the stream counts back, then reads forward: every unit twice when
+    /// fewer than the limit match, as a device's month under a timeline's cap does).
     pub fn events(&self, filter: &EventFilter) -> Result<Vec<AccessEvent>, StoreError> {
-        self.events_iter(filter)?.collect()
+        let Some(limit) = filter.limit else {
+            return self.events_iter(filter)?.collect();
+        };
+        let matcher = Matcher::new(filter);
+        let from_day = filter.from.map(|t| nanos(t).div_euclid(NANOS_PER_DAY));
+        let to_day = filter.to.map(|t| nanos(t).div_euclid(NANOS_PER_DAY));
+        // Newest unit first; each unit's matches oldest first.
+        let mut found: Vec<Vec<AccessEvent>> = Vec::new();
+        let mut n = 0usize;
+        'parts: for part in self.event_parts(from_day, to_day).into_iter().rev() {
+            let Some((source, plan)) = open_part(self, part, &matcher)? else {
+                continue;
+            };
+            for unit in plan.iter().rev() {
+                let mut matches = read_unit(&source, unit, &matcher)?;
+                n += matches.len();
+                if n >= limit {
+                    // Only the newest of this unit's matches are wanted.
+                    matches.drain(..n - limit);
+                    found.push(matches);
+                    break 'parts;
+                }
+                found.push(matches);
+            }
+        }
+        Ok(found.into_iter().rev().flatten().collect())
     }
 
     fn event_parts(&self, from_day: Option<i64>, to_day: Option<i64>) -> VecDeque<PartId> {

@@ -91,6 +91,7 @@ struct Entry<'a> {
 pub(crate) struct RunsFile {
     file: std::fs::File,
     index: Vec<u8>,
+    path: PathBuf,
 }
 
 /// Where a part's runs file is: beside the part's database, in the day's directory.
@@ -104,16 +105,11 @@ impl RunsFile {
     pub(crate) fn open(path: &Path) -> Option<Self> {
         let file = std::fs::File::open(path).ok()?;
         match Self::read_index(&file) {
-            Ok(index) if postcard::from_bytes::<Vec<Entry<'_>>>(&index).is_ok() => {
-                Some(Self { file, index })
-            }
-            Ok(_) => {
-                tracing::warn!(
-                    "{}: damaged runs file (its index does not read); reading its part instead",
-                    path.display()
-                );
-                None
-            }
+            Ok(index) => Some(Self {
+                file,
+                index,
+                path: path.to_path_buf(),
+            }),
             Err(reason) => {
                 tracing::warn!(
                     "{}: damaged runs file ({reason}); reading its part instead",
@@ -144,18 +140,31 @@ impl RunsFile {
         Ok(bytes)
     }
 
-    /// The index (it read when the file was opened).
-    fn entries(&self) -> Vec<Entry<'_>> {
-        postcard::from_bytes(&self.index).unwrap_or_default()
+    /// The index; `None` (said in the log) if it does not read: the part is then read
+    /// through its database, as before the file was written.
+    fn entries(&self) -> Option<Vec<Entry<'_>>> {
+        match postcard::from_bytes(&self.index) {
+            Ok(entries) => Some(entries),
+            Err(e) => {
+                tracing::warn!(
+                    "{}: damaged runs file ({e}); reading its part instead",
+                    self.path.display()
+                );
+                None
+            }
+        }
     }
 
     /// The runs (offset, length) of the devices `wanted` accepts, in time order for each
-    /// device, and how many devices that is.
-    pub(crate) fn runs_of(&self, wanted: impl Fn(&str) -> bool) -> (Vec<(u64, u32)>, usize) {
+    /// device, and how many devices that is; `None` if the index is damaged.
+    pub(crate) fn runs_of(
+        &self,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Option<(Vec<(u64, u32)>, usize)> {
         let mut devices = 0;
         let mut last: Option<&str> = None;
         let mut runs = Vec::new();
-        let entries = self.entries();
+        let entries = self.entries()?;
         for e in &entries {
             if wanted(&e.device) {
                 if last != Some(&*e.device) {
@@ -165,14 +174,16 @@ impl RunsFile {
                 runs.push((e.offset, e.len));
             }
         }
-        (runs, devices)
+        Some((runs, devices))
     }
 
     /// The runs whose site filter may hold `site` (a [`host_key`]), in time order; `None`
-    /// when more than a quarter of them may (a name most events are under): the part's
+    /// when the index is damaged, or more than a quarter of them may (a name most events are under): the part's
     /// batches, in time order already, are then the cheaper read.
     pub(crate) fn site_runs(&self, site: &str) -> Result<Option<Vec<(u64, u32)>>, StoreError> {
-        let index = self.entries();
+        let Some(index) = self.entries() else {
+            return Ok(None);
+        };
         let (Some(start), Some(end)) = (
             index.iter().map(|e| e.sites).min(),
             index.iter().map(|e| e.sites + u64::from(e.sites_len)).max(),
@@ -434,7 +445,11 @@ pub(crate) fn check_runs(
         return Ok(Some(0));
     };
     let mut events = 0u64;
-    for e in &file.entries() {
+    let Some(entries) = file.entries() else {
+        problems.push(format!("{name}: a runs file's index does not read"));
+        return Ok(Some(0));
+    };
+    for e in &entries {
         let batch = file.read(e.offset, e.len)?;
         events += batch.len() as u64;
         let mut filter = vec![0u8; e.sites_len.min(MAX_INDEX) as usize];
