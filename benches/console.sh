@@ -19,7 +19,8 @@
 #    JSON API's report routes with a bearer token.
 #
 # The appliance, curl and the fill share the machine; on 2 shared cores the numbers are
-# what a busy box gives. Needs curl; about 70 bytes of disk an event (4.2 GB at 60 M).
+# what a busy box gives. Needs curl and python3; about 300 bytes of disk an event as sled
+# keeps them (18 GB at 60 M, device runs included).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 W=${BENCH_WORK:-$ROOT/target/bench-work}/console

@@ -34,12 +34,12 @@ use crate::counts::part_key;
 use crate::sites::{FilterBuilder, SITE_FILTERS, host_key, may_hold};
 use crate::store::{EVENTS, PartId, device_id};
 use crate::wire::{BatchBuilder, ValueScratch, decode_batch, time_key};
+use crate::{Store, StoreError};
 
 /// The start and end of a runs file.
 const MAGIC: &[u8; 4] = b"HRN2";
 /// The most an index may claim to be (a part holds at most a few thousand devices).
 const MAX_INDEX: u32 = 64 << 20;
-use crate::{Store, StoreError};
 
 /// The tree of a part whose one key says its site filters are complete (and, at version 2,
 /// that its runs were kept in the part: they are written again, to a file).
@@ -281,9 +281,9 @@ fn is_done(done: &sled::Tree, id: PartId) -> Result<bool, StoreError> {
 }
 
 impl Store {
-    /// Writes the device runs and site filters of one closed part, unless they are there. `go_on` is asked
-    /// after each batch read; when it says no, the part is left as it was. Returns whether
-    /// it wrote them.
+    /// Writes the device runs and site filters of one closed part, unless they are there.
+    /// `go_on` is asked after each batch read; when it says no, the part is left as it was.
+    /// Returns whether it wrote them.
     fn write_runs(
         &self,
         id: PartId,
@@ -292,6 +292,10 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let path = runs_path(&self.part_dir(id));
         if site_filters(db)?.is_some() && path.exists() {
+            // Done before a stop that came before `main` was told.
+            self.db
+                .open_tree(RUNS_PARTS)?
+                .insert(part_key(id), &[VERSION])?;
             return Ok(false);
         }
         // Device id -> its builder; each sealed batch is a run, kept compressed until the
