@@ -63,9 +63,14 @@ allow = [
 "#;
 
 fn start() -> Appliance {
+    start_with(MAIN)
+}
+
+/// The appliance on `main` with the lists and groups every test here shares.
+fn start_with(main: &str) -> Appliance {
     Appliance::start(
         Path::new(BIN),
-        MAIN,
+        main,
         &[
             ("groups.toml", GROUPS),
             ("iwf.txt", "http://abuse-test.invalid/gallery/item-1.html\n"),
@@ -927,17 +932,7 @@ fn hand_edit_is_raised_on_the_alert_channels() {
         hook.url
     );
     let main = [MAIN, &alerts].concat();
-    let app = Appliance::start(
-        Path::new(BIN),
-        &main,
-        &[
-            ("groups.toml", GROUPS),
-            ("iwf.txt", "http://abuse-test.invalid/gallery/item-1.html\n"),
-            ("adult.txt", "adult-test.example\n"),
-            ("games.txt", "games-test.example\n"),
-        ],
-        &[],
-    );
+    let app = start_with(&main);
     let unreviewed = || -> Vec<Value> {
         hook.json()
             .into_iter()
@@ -1040,17 +1035,7 @@ fn the_api_over_tls_on_loopback() {
     drop(plain);
 
     let main = format!("{MAIN}\n[api]\nlisten = \"127.0.0.1:0\"\n");
-    let app = Appliance::start(
-        Path::new(BIN),
-        &main,
-        &[
-            ("groups.toml", GROUPS),
-            ("iwf.txt", "http://abuse-test.invalid/gallery/item-1.html\n"),
-            ("adult.txt", "adult-test.example\n"),
-            ("games.txt", "games-test.example\n"),
-        ],
-        &[],
-    );
+    let app = start_with(&main);
     let addr = *app
         .listeners("API listening on https://")
         .first()
@@ -1494,17 +1479,7 @@ fn list_sources_through_change_control() {
 #[test]
 fn stricter_approval_rules_from_the_configuration() {
     let rules = "\n[change_control]\napprove_tightening = true\ndsl_cosign_from = \"medium\"\napprovers = 2\n";
-    let app = Appliance::start(
-        Path::new(BIN),
-        &format!("{MAIN}{rules}"),
-        &[
-            ("groups.toml", GROUPS),
-            ("iwf.txt", "http://abuse-test.invalid/gallery/item-1.html\n"),
-            ("adult.txt", "adult-test.example\n"),
-            ("games.txt", "games-test.example\n"),
-        ],
-        &[],
-    );
+    let app = start_with(&format!("{MAIN}{rules}"));
     let (boss, tech, dsl) = accounts(&app);
     ok(
         &app,
@@ -1865,17 +1840,7 @@ fn start_with_upstreams(upstreams: &str) -> Appliance {
         &format!("upstreams = [{upstreams}]"),
     );
     assert_ne!(main, MAIN);
-    Appliance::start(
-        Path::new(BIN),
-        &main,
-        &[
-            ("groups.toml", GROUPS),
-            ("iwf.txt", "http://abuse-test.invalid/gallery/item-1.html\n"),
-            ("adult.txt", "adult-test.example\n"),
-            ("games.txt", "games-test.example\n"),
-        ],
-        &[],
-    )
+    start_with(&main)
 }
 
 /// Asks the appliance for `name` (A) over UDP, as a ks2 pupil: its answer's addresses.

@@ -253,6 +253,23 @@ fn account(app: &Appliance, name: &str, roles: &[&str], password: &str) {
     );
 }
 
+/// The appliance on `cfg` with this file's lists, started off the async runtime.
+async fn start(cfg: String) -> Appliance {
+    tokio::task::spawn_blocking(move || {
+        Appliance::start(
+            BIN.as_ref(),
+            &cfg,
+            &[
+                ("extremism.txt", "extreme.example\n"),
+                ("iwf.txt", "http://iwf-test.invalid/a.html\n"),
+            ],
+            &[],
+        )
+    })
+    .await
+    .unwrap()
+}
+
 fn console_addr(app: &Appliance) -> SocketAddr {
     let line = app
         .wait_for("console listening on https://", Duration::from_secs(10))
@@ -268,19 +285,7 @@ async fn issue_16_the_dsl_triages_a_breach_in_the_console_without_javascript() {
         .start()
         .await;
     let cfg = config(up.addr);
-    let app = tokio::task::spawn_blocking(move || {
-        Appliance::start(
-            BIN.as_ref(),
-            &cfg,
-            &[
-                ("extremism.txt", "extreme.example\n"),
-                ("iwf.txt", "http://iwf-test.invalid/a.html\n"),
-            ],
-            &[],
-        )
-    })
-    .await
-    .unwrap();
+    let app = start(cfg).await;
     let ask = |name: &'static str| {
         let server = app.dns_udp;
         async move {
@@ -561,19 +566,7 @@ async fn issue_16_the_system_page_shows_a_failing_upstream_and_the_one_answering
     );
     let cfg = config(up.addr).replace(&one, &two);
     assert!(cfg.contains(&two));
-    let app = tokio::task::spawn_blocking(move || {
-        Appliance::start(
-            BIN.as_ref(),
-            &cfg,
-            &[
-                ("extremism.txt", "extreme.example\n"),
-                ("iwf.txt", "http://iwf-test.invalid/a.html\n"),
-            ],
-            &[],
-        )
-    })
-    .await
-    .unwrap();
+    let app = start(cfg).await;
     let m = query_from(
         IpAddr::from([127, 0, 0, 3]),
         app.dns_udp,

@@ -442,15 +442,8 @@ impl Store {
     }
 
     /// What a part's events count towards: its batches' counts, or, in a part written before
-    /// counts were kept, its events.
+    /// counts were kept, its events; its sites capped ([`Tally::cap_sites`]).
     fn part_tally(&self, id: PartId, db: &sled::Db) -> Result<Tally, StoreError> {
-        let mut tally = self.part_tally_whole(id, db)?;
-        tally.cap_sites();
-        Ok(tally)
-    }
-
-    /// [`Store::part_tally`] before its sites are capped.
-    fn part_tally_whole(&self, id: PartId, db: &sled::Db) -> Result<Tally, StoreError> {
         let mut tally = Tally::default();
         match Self::part_counts(db)? {
             Some(tree) => {
@@ -465,6 +458,7 @@ impl Store {
                 }
             }
         }
+        tally.cap_sites();
         Ok(tally)
     }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::breach::site_of;
 use crate::runs::{RunsFile, runs_path};
-use crate::sites::may_hold;
+use crate::sites::{host_key, may_hold};
 use crate::store::{DEVICES, EVENTS, PartId, PartTrees};
 use crate::wire::{Dictionary, NANOS_PER_DAY, decode, decode_batch_if, nanos};
 use crate::{Store, StoreError};
@@ -117,7 +117,7 @@ impl Matcher {
                 .is_none_or(|c| e.category.as_ref() == Some(c))
             && self.verdict.is_none_or(|v| e.disposition() == v)
             && self.site.as_deref().is_none_or(|s| {
-                let host = site_of(&e.target).trim_end_matches('.').to_lowercase();
+                let host = host_key(&e.target);
                 host == s || host.strip_suffix(s).is_some_and(|rest| rest.ends_with('.'))
             })
             && self.search.as_deref().is_none_or(|s| {
@@ -427,9 +427,7 @@ impl Store {
     /// request recorded late (a long download) may come a little out of time order.
     pub fn events_iter(&self, filter: &EventFilter) -> Result<Events<'_>, StoreError> {
         let matcher = Matcher::new(filter);
-        let from_day = filter.from.map(|t| nanos(t).div_euclid(NANOS_PER_DAY));
-        let to_day = filter.to.map(|t| nanos(t).div_euclid(NANOS_PER_DAY));
-        let parts = self.event_parts(from_day, to_day);
+        let parts = self.event_parts(filter);
         let limit = filter.limit.unwrap_or(usize::MAX);
         let mut events = Events {
             store: self,
@@ -476,12 +474,10 @@ impl Store {
             return self.events_iter(filter)?.collect();
         };
         let matcher = Matcher::new(filter);
-        let from_day = filter.from.map(|t| nanos(t).div_euclid(NANOS_PER_DAY));
-        let to_day = filter.to.map(|t| nanos(t).div_euclid(NANOS_PER_DAY));
         // Newest unit first; each unit's matches oldest first.
         let mut found: Vec<Vec<AccessEvent>> = Vec::new();
         let mut n = 0usize;
-        'parts: for part in self.event_parts(from_day, to_day).into_iter().rev() {
+        'parts: for part in self.event_parts(filter).into_iter().rev() {
             let Some((source, plan)) = open_part(self, part, &matcher)? else {
                 continue;
             };
@@ -500,18 +496,16 @@ impl Store {
         Ok(found.into_iter().rev().flatten().collect())
     }
 
-    fn event_parts(&self, from_day: Option<i64>, to_day: Option<i64>) -> VecDeque<PartId> {
-        let mut parts = VecDeque::new();
-        for name in self.days() {
-            let Some(day) = crate::store::day_of(&name) else {
-                continue;
-            };
-            if from_day.is_some_and(|f| day < f) || to_day.is_some_and(|t| day > t) {
-                continue;
-            }
-            parts.extend(self.parts(&name).into_iter().map(|p| (day, p)));
-        }
-        parts
+    /// The parts of the days `filter`'s time range touches, oldest first.
+    fn event_parts(&self, filter: &EventFilter) -> VecDeque<PartId> {
+        let from_day = filter.from.map(|t| nanos(t).div_euclid(NANOS_PER_DAY));
+        let to_day = filter.to.map(|t| nanos(t).div_euclid(NANOS_PER_DAY));
+        self.part_ids()
+            .into_iter()
+            .filter(|(day, _)| {
+                !(from_day.is_some_and(|f| *day < f) || to_day.is_some_and(|t| *day > t))
+            })
+            .collect()
     }
 }
 

@@ -144,7 +144,7 @@ impl Recorder {
         let writer = std::thread::Builder::new()
             .name("log-writer".into())
             .spawn(move || {
-                lower_priority();
+                lower_priority(WRITER_NICE);
                 s.write_loop()
             })?;
         // The parts the last run left open (and, in a store from before counters, every
@@ -154,7 +154,7 @@ impl Recorder {
         std::thread::Builder::new()
             .name("log-counts".into())
             .spawn(move || {
-                lower_priority();
+                lower_priority(WRITER_NICE);
                 match store.settle_all() {
                     Ok(0) => {}
                     Ok(n) => tracing::info!("{n} parts of days added to the report counters"),
@@ -272,13 +272,13 @@ fn thread_cpu() -> Duration {
 /// sled starts from the writer (its I/O pool) inherit the value.
 const WRITER_NICE: i32 = 10;
 
-/// Lowers the calling thread's priority by [`WRITER_NICE`]. Where that is refused, the
-/// writer just keeps its priority.
-fn lower_priority() {
+/// Lowers the calling thread's priority by `by` (to nice 19 at most). Where that is
+/// refused, the thread just keeps its priority.
+fn lower_priority(by: i32) {
     let tid = rustix::thread::gettid();
     let now = rustix::process::getpriority_process(Some(tid)).unwrap_or(0);
-    if let Err(e) = rustix::process::setpriority_process(Some(tid), (now + WRITER_NICE).min(19)) {
-        tracing::debug!("could not lower the log writer's priority: {e}");
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), (now + by).min(19)) {
+        tracing::debug!("could not lower a log thread's priority: {e}");
     }
 }
 
@@ -328,10 +328,7 @@ impl Shared {
     /// Writes closed parts' device runs (`runs.rs`) at the lowest priority, paced, until
     /// the recorder stops.
     fn runs_loop(&self) {
-        let tid = rustix::thread::gettid();
-        if let Err(e) = rustix::process::setpriority_process(Some(tid), 19) {
-            tracing::debug!("could not lower the device runs' priority: {e}");
-        }
+        lower_priority(19);
         let mut first = true;
         loop {
             let mut burst_start = thread_cpu();

@@ -177,16 +177,19 @@ impl RunsFile {
         Some((runs, devices))
     }
 
-    /// The runs whose site filter may hold `site` (a [`host_key`]), in time order; `None`
-    /// when the index is damaged, or more than a quarter of them may (a name most events are under): the part's
-    /// batches, in time order already, are then the cheaper read.
+    /// The runs whose site filter may hold `site` (a [`host_key`]); `None` when the index is
+    /// damaged, or when more than a quarter of them may (a name most events are under): the
+    /// part's batches, in time order already, are then the cheaper read.
     pub(crate) fn site_runs(&self, site: &str) -> Result<Option<Vec<(u64, u32)>>, StoreError> {
         let Some(index) = self.entries() else {
             return Ok(None);
         };
         let (Some(start), Some(end)) = (
             index.iter().map(|e| e.sites).min(),
-            index.iter().map(|e| e.sites + u64::from(e.sites_len)).max(),
+            index
+                .iter()
+                .map(|e| e.sites.saturating_add(u64::from(e.sites_len)))
+                .max(),
         ) else {
             return Ok(Some(Vec::new()));
         };
@@ -197,21 +200,21 @@ impl RunsFile {
                 .min(MAX_INDEX as usize)
         ];
         self.file.read_exact_at(&mut filters, start)?;
-        let mut runs: Vec<(i64, u64, u32)> = Vec::new();
+        let mut runs = Vec::new();
         for e in &index {
             let at = usize::try_from(e.sites - start).unwrap_or(usize::MAX);
             let filter = filters
                 .get(at..at.saturating_add(e.sites_len as usize))
                 .unwrap_or_default();
             if may_hold(filter, site) {
-                runs.push((e.first, e.offset, e.len));
+                runs.push((e.offset, e.len));
             }
         }
         if runs.len() * 4 > index.len() && runs.len() > MOST_SITE_RUNS {
             return Ok(None);
         }
-        runs.sort_unstable();
-        Ok(Some(runs.into_iter().map(|(_, o, l)| (o, l)).collect()))
+        // Read as one unit, merged by time (`events.rs`).
+        Ok(Some(runs))
     }
 
     /// The events of one run.
@@ -358,28 +361,22 @@ impl Store {
     pub fn write_device_runs(&self, mut go_on: impl FnMut() -> bool) -> Result<usize, StoreError> {
         let done = self.db.open_tree(RUNS_PARTS)?;
         let mut wrote = 0;
-        for name in self.days() {
-            let Some(day) = crate::store::day_of(&name) else {
+        for id in self.part_ids() {
+            if !go_on() {
+                return Ok(wrote);
+            }
+            if self.is_writing(id) || is_done(&done, id)? {
+                continue;
+            }
+            let Some(db) = self.part_db_if_exists(id)? else {
                 continue;
             };
-            for part in self.parts(&name) {
-                let id = (day, part);
-                if !go_on() {
-                    return Ok(wrote);
-                }
-                if self.is_writing(id) || is_done(&done, id)? {
-                    continue;
-                }
-                let Some(db) = self.part_db_if_exists(id)? else {
-                    continue;
-                };
-                // Still the part being written if appends reached it after the check above.
-                if self.is_writing(id) {
-                    continue;
-                }
-                if self.write_runs(id, &db, &mut go_on)? {
-                    wrote += 1;
-                }
+            // Still the part being written if appends reached it after the check above.
+            if self.is_writing(id) {
+                continue;
+            }
+            if self.write_runs(id, &db, &mut go_on)? {
+                wrote += 1;
             }
         }
         Ok(wrote)
@@ -390,15 +387,9 @@ impl Store {
     pub fn runs_pending(&self) -> Result<usize, StoreError> {
         let done = self.db.open_tree(RUNS_PARTS)?;
         let mut n = 0;
-        for name in self.days() {
-            let Some(day) = crate::store::day_of(&name) else {
-                continue;
-            };
-            for part in self.parts(&name) {
-                let id = (day, part);
-                if !self.is_writing(id) && !is_done(&done, id)? {
-                    n += 1;
-                }
+        for id in self.part_ids() {
+            if !self.is_writing(id) && !is_done(&done, id)? {
+                n += 1;
             }
         }
         Ok(n)

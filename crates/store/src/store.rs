@@ -235,7 +235,7 @@ pub(crate) fn device_id(e: &AccessEvent) -> String {
     }
 }
 
-pub(crate) fn device_prefix(id: &str) -> Vec<u8> {
+fn device_prefix(id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(id.len() + 2);
     k.extend_from_slice(&u16::try_from(id.len()).unwrap_or(u16::MAX).to_be_bytes());
     k.extend_from_slice(id.as_bytes());
@@ -506,6 +506,17 @@ impl Store {
         }
     }
 
+    /// Every part of every day on disk, oldest first.
+    pub(crate) fn part_ids(&self) -> Vec<PartId> {
+        let mut ids = Vec::new();
+        for name in self.days() {
+            if let Some(day) = day_of(&name) {
+                ids.extend(self.parts(&name).into_iter().map(|p| (day, p)));
+            }
+        }
+        ids
+    }
+
     /// The days that hold access events, oldest first.
     pub fn days(&self) -> Vec<String> {
         let mut days: Vec<String> = std::fs::read_dir(self.path.join(DAYS_DIR))
@@ -714,8 +725,9 @@ impl Store {
     }
 
     /// Checks that every device index entry points at events of that device, that every event
-    /// is indexed exactly once, that a part's device runs hold its events, that every de-duplication key points at its breach, and that
-    /// the counters agree with the events and breaches they count.
+    /// is indexed exactly once, that a part's device runs and site filters hold its events,
+    /// that every de-duplication key points at its breach, and that the counters agree with
+    /// the events and breaches they count.
     pub fn check_integrity(&self) -> Result<IntegrityReport, StoreError> {
         let mut r = IntegrityReport::default();
         let mut tally = crate::counts::Tally::default();
