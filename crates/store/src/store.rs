@@ -19,7 +19,7 @@ use crate::wire::{
 pub(crate) const EVENTS: &str = "events";
 pub(crate) const DEVICES: &str = "devices";
 const DAYS_DIR: &str = "days";
-/// How long, at most, opening a day database waits for the one just closed to let go of
+/// How long, at most, opening a database waits for the one just closed to let go of
 /// its lock: `LOCK_TRIES` waits of `LOCK_WAIT`.
 const LOCK_TRIES: u32 = 400;
 const LOCK_WAIT: Duration = Duration::from_millis(5);
@@ -242,6 +242,26 @@ fn device_prefix(id: &str) -> Vec<u8> {
     k
 }
 
+/// Opens a sled database, waiting for its file lock. A database just dropped (a part
+/// closed by `recycle`, or the whole store closed and opened again at once) keeps its lock
+/// until sled's flusher and I/O threads finish the writes they had under way.
+fn open_waiting(config: &sled::Config) -> Result<sled::Db, sled::Error> {
+    let mut tries = 0;
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            // sled reports it as `Other` with this text (sled 0.34, config.rs).
+            Err(sled::Error::Io(e))
+                if tries < LOCK_TRIES && e.to_string().starts_with("could not acquire lock") =>
+            {
+                tries += 1;
+                std::thread::sleep(LOCK_WAIT);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 impl Store {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
@@ -250,12 +270,13 @@ impl Store {
             path: path.clone(),
             source,
         };
-        let db = sled::Config::new()
-            .path(dir.join("main"))
-            .cache_capacity(options.cache_bytes / 2)
-            .flush_every_ms(Some(500))
-            .open()
-            .map_err(open_err)?;
+        let db = open_waiting(
+            &sled::Config::new()
+                .path(dir.join("main"))
+                .cache_capacity(options.cache_bytes / 2)
+                .flush_every_ms(Some(500)),
+        )
+        .map_err(open_err)?;
         let meta = db.open_tree(META)?;
         match meta.get("format")? {
             None => {
@@ -395,23 +416,7 @@ impl Store {
             // with 2 MiB it stays near 35 MiB at the same speed (measured).
             .cache_capacity((self.options.cache_bytes / 32).max(1 << 20))
             .flush_every_ms(Some(500));
-        // A part just closed by `recycle` keeps its file lock until sled's I/O threads
-        // finish the writes it had under way: a reader opening it waits for them.
-        let mut tries = 0;
-        let db = loop {
-            match config.open() {
-                Ok(db) => break db,
-                // sled reports it as `Other` with this text (sled 0.34, config.rs).
-                Err(sled::Error::Io(e))
-                    if tries < LOCK_TRIES
-                        && e.to_string().starts_with("could not acquire lock") =>
-                {
-                    tries += 1;
-                    std::thread::sleep(LOCK_WAIT);
-                }
-                Err(source) => return Err(StoreError::Open { path, source }),
-            }
-        };
+        let db = open_waiting(&config).map_err(|source| StoreError::Open { path, source })?;
         open.insert(id, db.clone());
         // Keep a few open: the part being written, and those read last.
         let writing = self.writing().clone();

@@ -156,14 +156,23 @@ fn scanned(store: &Store) -> Counted {
 }
 
 /// Opens the store again once sled, opened directly by the test, has let go of its files.
+/// Opens the store again just after dropping it (`Store::open` waits for sled's threads
+/// to let go of the files).
 fn reopen(dir: &std::path::Path) -> Store {
-    for _ in 0..200 {
-        if let Ok(s) = Store::open(dir, &small_parts()) {
-            return s;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
     Store::open(dir, &small_parts()).unwrap()
+}
+
+/// Opens one of the store's sled databases by itself, as a tool or an older build would.
+/// sled's own threads let go of a database's lock a moment after its last handle drops.
+fn raw(path: &std::path::Path) -> sled::Db {
+    (0..200)
+        .find_map(|_| {
+            sled::open(path).ok().or_else(|| {
+                std::thread::sleep(Duration::from_millis(20));
+                None
+            })
+        })
+        .unwrap_or_else(|| sled::open(path).unwrap())
 }
 
 fn small_parts() -> StoreOptions {
@@ -283,13 +292,13 @@ fn a_store_without_counters_gets_them_from_its_events_and_a_rebuild_repairs_them
     // As an older build left it: no counts in any part, none in main.
     for day in std::fs::read_dir(dir.path().join("days")).unwrap() {
         for part in std::fs::read_dir(day.unwrap().path()).unwrap() {
-            let db = sled::open(part.unwrap().path()).unwrap();
+            let db = raw(&part.unwrap().path());
             assert!(db.drop_tree("counts").unwrap());
             db.flush().unwrap();
         }
     }
     {
-        let db = sled::open(dir.path().join("main")).unwrap();
+        let db = raw(&dir.path().join("main"));
         for t in [
             "counts-day",
             "counts-hour",
@@ -329,16 +338,7 @@ fn the_integrity_check_finds_counters_that_disagree_and_the_rebuild_fixes_them()
     }
     {
         // One counter off by one, as if a part had been added twice in part.
-        // The store's threads let go of its lock a moment after it is dropped (as `reopen`).
-        let path = dir.path().join("main");
-        let db = (0..200)
-            .find_map(|_| {
-                sled::open(&path).ok().or_else(|| {
-                    std::thread::sleep(Duration::from_millis(20));
-                    None
-                })
-            })
-            .unwrap_or_else(|| sled::open(&path).unwrap());
+        let db = raw(&dir.path().join("main"));
         let t = db.open_tree("counts-day").unwrap();
         let (k, v) = t.iter().next().unwrap().unwrap();
         let n = u64::from_be_bytes(v.as_ref().try_into().unwrap());
