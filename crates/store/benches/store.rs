@@ -3,6 +3,11 @@
 //! sled row per event (postcard value, time-ordered key), which is what sled does without
 //! batching. Also prints the disk bytes per event after a sustained run.
 //!
+//! And the two reads the console leans on, from a part's device runs file (`runs.rs`: the
+//! runs are read, checked against their CRC-32 and decoded) beside the baseline in the same
+//! run, the same store's parts read through their databases before the runs are written: one
+//! device's day, and a search by site.
+//!
 //! `cargo bench -p hedgerow-store`
 
 use std::sync::Arc;
@@ -10,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use hedgerow_model::{AccessEvent, EventSink, Front};
-use hedgerow_store::{Recorder, RecorderOptions, Store, StoreOptions};
+use hedgerow_store::{EventFilter, Recorder, RecorderOptions, Store, StoreOptions};
 
 /// A DNS access event as the resolver writes it: 40 devices, 5,000 names.
 fn event(t: jiff::Timestamp, i: u64) -> AccessEvent {
@@ -131,5 +136,58 @@ fn sustained(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, append, sustained);
+/// 400,000 events of 400 devices in one day, in parts of 1 MiB (about 40): a store whose
+/// runs are written, and the same store before they are.
+fn queries(c: &mut Criterion) {
+    let t0: jiff::Timestamp = "2026-11-05T08:00:00Z".parse().unwrap();
+    let fill = |dir: &std::path::Path| {
+        let options = StoreOptions {
+            part_bytes: 1 << 20,
+            ..StoreOptions::default()
+        };
+        let store = Store::open(dir, &options).unwrap();
+        let evs: Vec<AccessEvent> = (0..400_000u64)
+            .map(|i| {
+                let mut e = event(t0 + jiff::SignedDuration::from_millis(i as i64 * 50), i);
+                e.device = Some(Arc::from(format!("pc-{:03}", i % 400)));
+                e
+            })
+            .collect();
+        for chunk in evs.chunks(BATCH as usize) {
+            store.append_events(chunk).unwrap();
+        }
+        store.flush().unwrap();
+        store
+    };
+    let (with, without) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let runs = fill(with.path());
+    assert!(runs.write_device_runs(|| true).unwrap() > 0);
+    let parts = fill(without.path());
+    let device = EventFilter {
+        device: Some("pc-123".into()),
+        ..EventFilter::default()
+    };
+    let site = EventFilter {
+        site: Some("www.site4321.example.co.uk".into()),
+        ..EventFilter::default()
+    };
+    assert_eq!(
+        runs.events(&device).unwrap(),
+        parts.events(&device).unwrap()
+    );
+    assert_eq!(runs.events(&site).unwrap(), parts.events(&site).unwrap());
+    let mut g = c.benchmark_group("store-query");
+    g.sample_size(20);
+    for (name, filter) in [("one device's day", &device), ("a site search", &site)] {
+        g.bench_function(format!("{name}: runs files"), |b| {
+            b.iter(|| runs.events(filter).unwrap().len())
+        });
+        g.bench_function(format!("{name}: baseline, the parts' databases"), |b| {
+            b.iter(|| parts.events(filter).unwrap().len())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, append, sustained, queries);
 criterion_main!(benches);

@@ -8,7 +8,7 @@ use hedgerow_model::{AccessEvent, Category, Disposition};
 use serde::{Deserialize, Serialize};
 
 use crate::breach::site_of;
-use crate::runs::{RunsFile, runs_path};
+use crate::runs::{Damage, RunBytes, RunsFile, runs_path};
 use crate::sites::{host_key, may_hold};
 use crate::store::{DEVICES, EVENTS, PartId, PartTrees};
 use crate::wire::{Dictionary, NANOS_PER_DAY, decode, decode_batch_if, nanos};
@@ -168,10 +168,10 @@ enum Unit {
     /// A batch, and the positions of the events to look at when the device index narrowed
     /// it to the devices the filter names.
     Batch(sled::IVec, Option<Vec<u32>>),
-    /// Runs (offset, length) in a part's runs file (`runs.rs`), read together and merged by
-    /// time: one run when the filter names one device, every run of the part when it names
-    /// a few.
-    Runs(Vec<(u64, u32)>),
+    /// Runs of a part's runs file (`runs.rs`), read and checked when the part was opened,
+    /// decoded together and merged by time: one run when the filter names one device, every
+    /// run of the part when it names a few.
+    Runs(Vec<RunBytes>),
 }
 
 /// The most devices a device filter may match in a part for it to be read from their runs
@@ -250,10 +250,10 @@ impl Events<'_> {
 }
 
 /// Where a part's units are read from: its database, or its device runs file alone (a
-/// device query on a done part opens no database).
+/// device query on a done part opens no database; the units hold the runs' bytes).
 enum Source {
     Trees(PartTrees),
-    Runs(RunsFile),
+    Runs,
 }
 
 /// What to read of one part and where from; `None` if the part is gone.
@@ -262,31 +262,13 @@ fn open_part(
     part: PartId,
     m: &Matcher,
 ) -> Result<Option<(Source, Plan)>, StoreError> {
-    if m.device.is_some()
-        && let Some(file) = RunsFile::open(&runs_path(&store.part_dir(part)))
-        && let Some((runs, devices)) = file.runs_of(|id| m.device_id(id))
-        && devices <= MOST_RUN_DEVICES
-    {
-        let plan = match devices {
-            // One device's runs are in time order already: read one at a time.
-            1 => runs.into_iter().map(|r| Unit::Runs(vec![r])).collect(),
-            0 => Vec::new(),
-            _ => vec![Unit::Runs(runs)],
-        };
-        return Ok(Some((Source::Runs(file), plan)));
-    }
-    // A site search on a done part reads the runs whose site filter may hold the site.
-    if m.device.is_none()
-        && let Some(site) = &m.site
-        && let Some(file) = RunsFile::open(&runs_path(&store.part_dir(part)))
-        && let Some(runs) = file.site_runs(site)?
-    {
-        let plan = if runs.is_empty() {
-            Vec::new()
-        } else {
-            vec![Unit::Runs(runs)]
-        };
-        return Ok(Some((Source::Runs(file), plan)));
+    if m.device.is_some() || m.site.is_some() {
+        match runs_plan(store, part, m) {
+            Ok(Some(plan)) => return Ok(Some((Source::Runs, plan))),
+            Ok(None) => {}
+            // Only ever a copy: the part's database has every event.
+            Err(damage) => store.runs_damaged(part, &damage),
+        }
     }
     let Some(trees) = store.part_trees(part)? else {
         return Ok(None);
@@ -295,16 +277,47 @@ fn open_part(
     Ok(Some((Source::Trees(trees), plan)))
 }
 
+/// The plan of a done part read from its runs file, when that is the cheaper read: a device
+/// filter matching a few devices, or a site search whose site few runs may hold. `None` when
+/// the part has no runs file yet, or the batches are the cheaper read.
+fn runs_plan(store: &Store, part: PartId, m: &Matcher) -> Result<Option<Plan>, Damage> {
+    let Some(file) = RunsFile::open(&runs_path(&store.part_dir(part)))? else {
+        return Ok(None);
+    };
+    if m.device.is_some() {
+        let (runs, devices) = file.runs_of(|id| m.device_id(id))?;
+        if devices > MOST_RUN_DEVICES {
+            return Ok(None);
+        }
+        let runs = file.read_checked(&runs)?;
+        return Ok(Some(match devices {
+            // One device's runs are in time order already: read one at a time.
+            1 => runs.into_iter().map(|r| Unit::Runs(vec![r])).collect(),
+            0 => Vec::new(),
+            _ => vec![Unit::Runs(runs)],
+        }));
+    }
+    // A site search on a done part reads the runs whose site filter may hold the site.
+    let Some(site) = &m.site else {
+        return Ok(None);
+    };
+    Ok(match file.site_runs(site)? {
+        Some(runs) if runs.is_empty() => Some(Vec::new()),
+        Some(runs) => Some(vec![Unit::Runs(file.read_checked(&runs)?)]),
+        None => None,
+    })
+}
+
 /// The matches in one unit of a plan, oldest first.
 fn read_unit(source: &Source, unit: &Unit, m: &Matcher) -> Result<Vec<AccessEvent>, StoreError> {
     match (unit, source) {
         (Unit::Batch(key, only), Source::Trees(t)) => {
             read_batch(&t.events, key, only.as_deref(), m)
         }
-        (Unit::Runs(runs), Source::Runs(file)) => {
+        (Unit::Runs(runs), Source::Runs) => {
             let mut found = Vec::new();
-            for &(offset, len) in runs {
-                found.extend(file.read(offset, len)?.into_iter().filter(|e| m.matches(e)));
+            for run in runs {
+                found.extend(run.decode()?.into_iter().filter(|e| m.matches(e)));
             }
             found.sort_by_key(|e| e.time);
             Ok(found)

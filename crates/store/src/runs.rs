@@ -23,6 +23,11 @@
 //! The copy costs disk (each closed part's events are held twice, compressed) and one decode
 //! and encode of every event, off the write path. Nothing here decides what a query returns:
 //! the runs hold exactly the part's events, and `check_integrity` says so.
+//!
+//! A runs file is only ever a copy, so damage loses nothing: the index, each run and each
+//! run's site filter carry a CRC-32, checked before use. A query that meets a damaged file
+//! (or `check_integrity`, which reads it all) reads the part through its database instead,
+//! deletes the file and unmarks the part, and the background pass writes it again.
 
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -37,7 +42,7 @@ use crate::wire::{BatchBuilder, ValueScratch, decode_batch, time_key};
 use crate::{Store, StoreError};
 
 /// The start and end of a runs file.
-const MAGIC: &[u8; 4] = b"HRN2";
+const MAGIC: &[u8; 4] = b"HRN3";
 /// The most an index may claim to be (a part holds at most a few thousand devices).
 const MAX_INDEX: u32 = 64 << 20;
 
@@ -51,8 +56,9 @@ pub(crate) const RUNS_PARTS: &str = "device-runs-parts";
 
 /// What a done part has, marked in [`RUNS_DONE`] and [`RUNS_PARTS`]: 1, device runs in the
 /// part; 2, and site filters; 3, site filters in the part and runs in a file; 4, and each
-/// run's site filter in the file. A part done at an older version is done again.
-const VERSION: u8 = 4;
+/// run's site filter in the file; 5, and checksums in the file. A part done at an older
+/// version is done again.
+const VERSION: u8 = 5;
 
 /// The site filter tree of a part, if its filters are complete.
 pub(crate) fn site_filters(db: &sled::Db) -> Result<Option<sled::Tree>, StoreError> {
@@ -81,17 +87,30 @@ struct Entry<'a> {
     first: i64,
     offset: u64,
     len: u32,
+    /// The CRC-32 of the run's bytes.
+    crc: u32,
     /// Where its site filter is (`sites.rs`): the filters follow the runs, together.
     sites: u64,
     sites_len: u32,
+    /// The CRC-32 of the site filter's bytes.
+    sites_crc: u32,
 }
+
+/// Why a runs file cannot be used (the part is then read through its database, and the
+/// file written again).
+pub(crate) struct Damage(pub(crate) String);
+
+/// Where a run is in its file, and its checksum: offset, length, CRC-32.
+pub(crate) type RunAt = (u64, u32, u32);
+
+/// One run's bytes, read and checked: decoded when its unit is read.
+pub(crate) struct RunBytes(Vec<u8>);
 
 /// A part's runs file, open for reading: its index's bytes in memory (read each time
 /// without copying a name), its runs read on demand.
 pub(crate) struct RunsFile {
     file: std::fs::File,
     index: Vec<u8>,
-    path: PathBuf,
 }
 
 /// Where a part's runs file is: beside the part's database, in the day's directory.
@@ -100,67 +119,75 @@ pub(crate) fn runs_path(part_dir: &Path) -> PathBuf {
 }
 
 impl RunsFile {
-    /// Opens a part's runs file. `None` if there is none yet, or if it is damaged (said in
-    /// the log): the part is then read through its device index, as before it was written.
-    pub(crate) fn open(path: &Path) -> Option<Self> {
-        let file = std::fs::File::open(path).ok()?;
-        match Self::read_index(&file) {
-            Ok(index) => Some(Self {
-                file,
-                index,
-                path: path.to_path_buf(),
-            }),
-            Err(reason) => {
-                tracing::warn!(
-                    "{}: damaged runs file ({reason}); reading its part instead",
-                    path.display()
-                );
-                None
-            }
-        }
+    /// Opens a part's runs file. `Ok(None)` if there is none yet; `Err` if it is damaged
+    /// (its footer or its index's checksum does not check). The index is parsed when used.
+    pub(crate) fn open(path: &Path) -> Result<Option<Self>, Damage> {
+        let file = match std::fs::File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Damage(e.to_string())),
+        };
+        let index = Self::read_index(&file).map_err(Damage)?;
+        Ok(Some(Self { file, index }))
     }
 
+    /// Footer: the index's offset (8 bytes), length (4) and CRC-32 (4), then the end mark.
     fn read_index(file: &std::fs::File) -> Result<Vec<u8>, String> {
         let size = file.metadata().map_err(|e| e.to_string())?.len();
-        let mut foot = [0u8; 16];
-        let at = size.checked_sub(16).ok_or("too short")?;
+        let mut foot = [0u8; FOOTER];
+        let at = size.checked_sub(FOOTER as u64).ok_or("too short")?;
         file.read_exact_at(&mut foot, at)
             .map_err(|e| e.to_string())?;
-        if &foot[12..] != MAGIC {
+        if &foot[16..] != MAGIC {
             return Err("no end mark (or an older layout, written again soon)".into());
         }
-        let offset = u64::from_le_bytes(foot[..8].try_into().map_err(|_| "footer")?);
-        let len = u32::from_le_bytes(foot[8..12].try_into().map_err(|_| "footer")?);
+        let word = |r: std::ops::Range<usize>| foot.get(r).unwrap_or_default();
+        let offset = u64::from_le_bytes(word(0..8).try_into().map_err(|_| "footer")?);
+        let len = u32::from_le_bytes(word(8..12).try_into().map_err(|_| "footer")?);
+        let crc = u32::from_le_bytes(word(12..16).try_into().map_err(|_| "footer")?);
         if len > MAX_INDEX || offset.checked_add(u64::from(len)) != Some(at) {
             return Err("index out of place".into());
         }
         let mut bytes = vec![0u8; len as usize];
         file.read_exact_at(&mut bytes, offset)
             .map_err(|e| e.to_string())?;
+        if crc32fast::hash(&bytes) != crc {
+            return Err("the index does not match its checksum".into());
+        }
         Ok(bytes)
     }
 
-    /// The index; `None` (said in the log) if it does not read: the part is then read
-    /// through its database, as before the file was written.
-    fn entries(&self) -> Option<Vec<Entry<'_>>> {
-        match postcard::from_bytes(&self.index) {
-            Ok(entries) => Some(entries),
-            Err(e) => {
-                tracing::warn!(
-                    "{}: damaged runs file ({e}); reading its part instead",
-                    self.path.display()
-                );
-                None
-            }
-        }
+    /// The index (checked against its checksum when the file was opened; parsed each time,
+    /// borrowing its bytes).
+    fn entries(&self) -> Result<Vec<Entry<'_>>, Damage> {
+        postcard::from_bytes(&self.index).map_err(|e| Damage(format!("index: {e}")))
     }
 
-    /// The runs (offset, length) of the devices `wanted` accepts, in time order for each
-    /// device, and how many devices that is; `None` if the index is damaged.
+    /// The runs at `at`, read and each checked against its checksum.
+    pub(crate) fn read_checked(&self, at: &[RunAt]) -> Result<Vec<RunBytes>, Damage> {
+        at.iter().map(|&run| self.read_run(run)).collect()
+    }
+
+    /// One run, checked against its checksum.
+    fn read_run(&self, (offset, len, crc): RunAt) -> Result<RunBytes, Damage> {
+        let mut bytes = vec![0u8; len.min(MAX_INDEX) as usize];
+        self.file
+            .read_exact_at(&mut bytes, offset)
+            .map_err(|e| Damage(format!("a run: {e}")))?;
+        if crc != crc32fast::hash(&bytes) {
+            return Err(Damage(format!(
+                "the run at {offset} does not match its checksum"
+            )));
+        }
+        Ok(RunBytes(bytes))
+    }
+
+    /// The runs of the devices `wanted` accepts, in time order for each device, and how
+    /// many devices that is.
     pub(crate) fn runs_of(
         &self,
         wanted: impl Fn(&str) -> bool,
-    ) -> Option<(Vec<(u64, u32)>, usize)> {
+    ) -> Result<(Vec<RunAt>, usize), Damage> {
         let mut devices = 0;
         let mut last: Option<&str> = None;
         let mut runs = Vec::new();
@@ -171,19 +198,17 @@ impl RunsFile {
                     devices += 1;
                     last = Some(&e.device);
                 }
-                runs.push((e.offset, e.len));
+                runs.push((e.offset, e.len, e.crc));
             }
         }
-        Some((runs, devices))
+        Ok((runs, devices))
     }
 
-    /// The runs whose site filter may hold `site` (a [`host_key`]); `None` when the index is
-    /// damaged, or when more than a quarter of them may (a name most events are under): the
-    /// part's batches, in time order already, are then the cheaper read.
-    pub(crate) fn site_runs(&self, site: &str) -> Result<Option<Vec<(u64, u32)>>, StoreError> {
-        let Some(index) = self.entries() else {
-            return Ok(None);
-        };
+    /// The runs whose site filter may hold `site` (a [`host_key`]); `None` when more than a
+    /// quarter of them may (a name most events are under): the part's batches, in time
+    /// order already, are then the cheaper read.
+    pub(crate) fn site_runs(&self, site: &str) -> Result<Option<Vec<RunAt>>, Damage> {
+        let index = self.entries()?;
         let (Some(start), Some(end)) = (
             index.iter().map(|e| e.sites).min(),
             index
@@ -199,15 +224,23 @@ impl RunsFile {
                 .unwrap_or(0)
                 .min(MAX_INDEX as usize)
         ];
-        self.file.read_exact_at(&mut filters, start)?;
+        self.file
+            .read_exact_at(&mut filters, start)
+            .map_err(|e| Damage(format!("site filters: {e}")))?;
         let mut runs = Vec::new();
         for e in &index {
-            let at = usize::try_from(e.sites - start).unwrap_or(usize::MAX);
+            let at = usize::try_from(e.sites.saturating_sub(start)).unwrap_or(usize::MAX);
             let filter = filters
                 .get(at..at.saturating_add(e.sites_len as usize))
                 .unwrap_or_default();
+            if crc32fast::hash(filter) != e.sites_crc {
+                return Err(Damage(format!(
+                    "the site filter of the run at {} does not match its checksum",
+                    e.offset
+                )));
+            }
             if may_hold(filter, site) {
-                runs.push((e.offset, e.len));
+                runs.push((e.offset, e.len, e.crc));
             }
         }
         if runs.len() * 4 > index.len() && runs.len() > MOST_SITE_RUNS {
@@ -216,14 +249,17 @@ impl RunsFile {
         // Read as one unit, merged by time (`events.rs`).
         Ok(Some(runs))
     }
+}
 
-    /// The events of one run.
-    pub(crate) fn read(&self, offset: u64, len: u32) -> Result<Vec<AccessEvent>, StoreError> {
-        let mut bytes = vec![0u8; len.min(MAX_INDEX) as usize];
-        self.file.read_exact_at(&mut bytes, offset)?;
-        decode_batch(RUNS_FILE, &bytes)
+impl RunBytes {
+    /// The run's events.
+    pub(crate) fn decode(&self) -> Result<Vec<AccessEvent>, StoreError> {
+        decode_batch(RUNS_FILE, &self.0)
     }
 }
+
+/// The footer's length: the index's offset, length and checksum, and the end mark.
+const FOOTER: usize = 8 + 4 + 4 + MAGIC.len();
 
 /// A site search reads a part's runs whenever this few or fewer may hold the site.
 const MOST_SITE_RUNS: usize = 64;
@@ -251,8 +287,10 @@ fn write_file(path: &Path, runs: &[Run]) -> Result<(), StoreError> {
             first: *first,
             offset,
             len,
+            crc: crc32fast::hash(value),
             sites: 0,
             sites_len: 0,
+            sites_crc: 0,
         });
         offset += value.len() as u64;
     }
@@ -260,6 +298,7 @@ fn write_file(path: &Path, runs: &[Run]) -> Result<(), StoreError> {
         out.write_all(filter)?;
         entry.sites = offset;
         entry.sites_len = u32::try_from(filter.len()).unwrap_or(u32::MAX);
+        entry.sites_crc = crc32fast::hash(filter);
         offset += filter.len() as u64;
     }
     let bytes = postcard::to_stdvec(&index).map_err(|e| StoreError::Decode {
@@ -269,6 +308,7 @@ fn write_file(path: &Path, runs: &[Run]) -> Result<(), StoreError> {
     out.write_all(&bytes)?;
     out.write_all(&offset.to_le_bytes())?;
     out.write_all(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes())?;
+    out.write_all(&crc32fast::hash(&bytes).to_le_bytes())?;
     out.write_all(MAGIC)?;
     let file = out.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
@@ -406,50 +446,120 @@ impl Store {
         tree.apply_batch(batch)?;
         Ok(())
     }
-}
 
-/// For `check_integrity`: the events a part's runs file holds, whether each run holds only
-/// its device's events, and whether each batch's site filter holds its events' hosts.
-/// `None` when the part is not done.
-pub(crate) fn check_runs(
-    name: &str,
-    part_dir: &Path,
-    db: &sled::Db,
-    problems: &mut Vec<String>,
-) -> Result<Option<u64>, StoreError> {
-    let Some(filters) = site_filters(db)? else {
-        return Ok(None);
-    };
-    for item in db.open_tree(EVENTS)?.iter() {
-        let (k, v) = item?;
-        let filter = filters.get(&k)?.map(|f| f.to_vec()).unwrap_or_default();
-        if let Some(e) = decode_batch(EVENTS, &v)?
-            .iter()
-            .find(|e| !may_hold(&filter, &host_key(&e.target)))
+    /// A damaged runs file: said in the log, deleted, and its part unmarked, so that the
+    /// background pass writes it again within seconds. Meanwhile the part is read through
+    /// its database, as before the file was first written.
+    pub(crate) fn runs_damaged(&self, id: PartId, damage: &Damage) {
+        let path = runs_path(&self.part_dir(id));
+        tracing::warn!(
+            "{}: damaged runs file ({}); reading its part instead, and writing the file again",
+            path.display(),
+            damage.0
+        );
+        if let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
         {
-            problems.push(format!(
-                "{name}: a batch's site filter does not hold {}",
-                host_key(&e.target)
-            ));
+            tracing::warn!("{}: could not delete it: {e}", path.display());
+        }
+        if let Err(e) = self
+            .db
+            .open_tree(RUNS_PARTS)
+            .and_then(|t| t.remove(part_key(id)))
+        {
+            tracing::warn!(
+                "{}: could not mark it to be written again: {e}",
+                path.display()
+            );
         }
     }
-    let Some(file) = RunsFile::open(&runs_path(part_dir)) else {
-        problems.push(format!(
-            "{name}: a part marked done has no readable runs file"
-        ));
-        return Ok(Some(0));
+
+    /// For `check_integrity`: whether a done part's runs file holds its `events` events,
+    /// each run only its device's, each run's site filter its hosts, and whether each
+    /// batch's site filter holds its events' hosts. A part with a problem is written again
+    /// (`runs_damaged`). A part not done yet (or waiting to be done again) has nothing to
+    /// check.
+    pub(crate) fn check_runs(
+        &self,
+        name: &str,
+        id: PartId,
+        db: &sled::Db,
+        events: u64,
+        problems: &mut Vec<String>,
+    ) -> Result<(), StoreError> {
+        let Some(filters) = site_filters(db)? else {
+            return Ok(());
+        };
+        if !is_done(&self.db.open_tree(RUNS_PARTS)?, id)? {
+            return Ok(());
+        }
+        let before = problems.len();
+        for item in db.open_tree(EVENTS)?.iter() {
+            let (k, v) = item?;
+            let filter = filters.get(&k)?.map(|f| f.to_vec()).unwrap_or_default();
+            if let Some(e) = decode_batch(EVENTS, &v)?
+                .iter()
+                .find(|e| !may_hold(&filter, &host_key(&e.target)))
+            {
+                problems.push(format!(
+                    "{name}: a batch's site filter does not hold {}",
+                    host_key(&e.target)
+                ));
+            }
+        }
+        match RunsFile::open(&runs_path(&self.part_dir(id))) {
+            Ok(Some(file)) => check_file(name, &file, events, problems)?,
+            Ok(None) => problems.push(format!(
+                "{name}: part {} is marked done but has no runs file",
+                id.1
+            )),
+            Err(Damage(why)) => problems.push(format!("{name}: a damaged runs file ({why})")),
+        }
+        if problems.len() > before {
+            self.runs_damaged(
+                id,
+                &Damage(format!(
+                    "the integrity check: {}",
+                    problems[before..].join("; ")
+                )),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Checks every run and site filter of a runs file, and that it holds `events` events.
+fn check_file(
+    name: &str,
+    file: &RunsFile,
+    events: u64,
+    problems: &mut Vec<String>,
+) -> Result<(), StoreError> {
+    let entries = match file.entries() {
+        Ok(entries) => entries,
+        Err(Damage(why)) => {
+            problems.push(format!("{name}: a damaged runs file ({why})"));
+            return Ok(());
+        }
     };
-    let mut events = 0u64;
-    let Some(entries) = file.entries() else {
-        problems.push(format!("{name}: a runs file's index does not read"));
-        return Ok(Some(0));
-    };
+    let mut held = 0u64;
     for e in &entries {
-        let batch = file.read(e.offset, e.len)?;
-        events += batch.len() as u64;
+        let batch = match file.read_run((e.offset, e.len, e.crc)) {
+            Ok(run) => run.decode()?,
+            Err(Damage(why)) => {
+                problems.push(format!("{name}: a damaged runs file ({why})"));
+                return Ok(());
+            }
+        };
+        held += batch.len() as u64;
         let mut filter = vec![0u8; e.sites_len.min(MAX_INDEX) as usize];
         file.file.read_exact_at(&mut filter, e.sites)?;
-        if let Some(ev) = batch
+        if crc32fast::hash(&filter) != e.sites_crc {
+            problems.push(format!(
+                "{name}: a damaged runs file (the site filter of {}'s run does not match its checksum)",
+                e.device
+            ));
+        } else if let Some(ev) = batch
             .iter()
             .find(|ev| !may_hold(&filter, &host_key(&ev.target)))
         {
@@ -466,5 +576,91 @@ pub(crate) fn check_runs(
             ));
         }
     }
-    Ok(Some(events))
+    if held != events {
+        problems.push(format!(
+            "{name}: a runs file holds {held} events, its part's batches {events}"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use std::sync::Arc;
+
+    use hedgerow_model::Front;
+
+    use super::*;
+
+    /// A small runs file's runs: four devices' events, written as `write_runs` does.
+    fn runs() -> Vec<Run> {
+        let start: jiff::Timestamp = "2026-11-05T08:00:00Z".parse().unwrap();
+        let mut runs = Vec::new();
+        let mut scratch = ValueScratch::default();
+        for d in 0..4 {
+            let mut b = BatchBuilder::default();
+            let mut f = FilterBuilder::default();
+            for i in 0..6i64 {
+                let t = start + jiff::SignedDuration::from_secs(i * 60 + d);
+                let mut e = AccessEvent::new(
+                    t,
+                    Front::Dns,
+                    format!("10.0.0.{d}").parse().unwrap(),
+                    format!("w{i}.example"),
+                );
+                e.device = Some(Arc::from(format!("pc-{d}")));
+                f.add(&e.target);
+                assert!(b.push(&e).is_none());
+            }
+            let sealed = b.seal().unwrap();
+            runs.push((
+                format!("d:pc-{d}"),
+                sealed.first,
+                sealed.value_with(&mut scratch),
+                f.take(),
+            ));
+        }
+        runs
+    }
+
+    /// Everything a query may read of a runs file: every run's events, and a site lookup.
+    fn read_all(path: &Path) -> Result<(Vec<AccessEvent>, usize), Damage> {
+        let file = RunsFile::open(path)?.ok_or(Damage("gone".into()))?;
+        let (at, _) = file.runs_of(|_| true)?;
+        let mut events = Vec::new();
+        for run in file.read_checked(&at)? {
+            events.extend(run.decode().map_err(|e| Damage(e.to_string()))?);
+        }
+        let sites = file
+            .site_runs("w3.example")?
+            .map_or(usize::MAX, |r| r.len());
+        Ok((events, sites))
+    }
+
+    #[test]
+    fn a_changed_or_missing_byte_anywhere_is_found_or_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("000000.runs");
+        write_file(&path, &runs()).unwrap();
+        let good = std::fs::read(&path).unwrap();
+        let want = read_all(&path).ok().unwrap();
+        assert_eq!(want.0.len(), 24);
+        let mut found = 0;
+        for at in 0..good.len() {
+            let mut bad = good.clone();
+            bad[at] ^= 0x41;
+            std::fs::write(&path, &bad).unwrap();
+            match read_all(&path) {
+                Ok(got) => assert!(got == want, "a change at byte {at} read as other events"),
+                Err(_) => found += 1,
+            }
+        }
+        // Every byte but the leading mark's is checked.
+        assert_eq!(found, good.len() - MAGIC.len());
+        for len in 0..good.len() {
+            std::fs::write(&path, &good[..len]).unwrap();
+            assert!(read_all(&path).is_err(), "cut to {len} bytes and read");
+        }
+    }
 }

@@ -750,18 +750,7 @@ impl Store {
                 check_part(&name, &ev_tree, &dev_tree, &mut r, &mut part_tally)?;
                 part_tally.cap_sites();
                 tally.merge(part_tally);
-                if let Some(n) = crate::runs::check_runs(
-                    &name,
-                    &self.part_dir((day, part)),
-                    &db,
-                    &mut r.problems,
-                )? && n != r.events - before
-                {
-                    r.problems.push(format!(
-                        "{name}: part {part}'s device runs hold {n} events, its batches {}",
-                        r.events - before
-                    ));
-                }
+                self.check_runs(&name, (day, part), &db, r.events - before, &mut r.problems)?;
             }
             if any {
                 r.days += 1;

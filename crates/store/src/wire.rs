@@ -490,7 +490,9 @@ impl BatchBuilder {
         };
         append(&compact, &mut self.body);
         let disposition = e.disposition();
-        let hour = u8::try_from((t - day * NANOS_PER_DAY) / 3_600_000_000_000).unwrap_or(0);
+        // `rem_euclid`, not `t - day * NANOS_PER_DAY`: that overflows for a time near the
+        // earliest an `i64` holds (found by the store_batch fuzz target).
+        let hour = u8::try_from(t.rem_euclid(NANOS_PER_DAY) / 3_600_000_000_000).unwrap_or(0);
         self.tally.push(tally_key(
             hour,
             crate::counts::disposition_code(disposition),
@@ -974,6 +976,19 @@ mod tests {
         let mut f = event(2, None);
         f.outcome = Outcome::Failed;
         assert_eq!(round_trip(&[e.clone(), f.clone()]), [e, f]);
+    }
+
+    #[test]
+    fn the_earliest_and_latest_times_a_store_can_hold_round_trip() {
+        // A batch decoded from a damaged value may claim any time; encoding it again (export,
+        // import) must not overflow working out its hour.
+        for t in [i64::MIN, i64::MIN + 1, -1, 0, i64::MAX] {
+            let mut e = event(1, Some("pc"));
+            e.time = from_nanos(t);
+            let back = round_trip(std::slice::from_ref(&e));
+            assert_eq!(back.len(), 1, "{t}");
+            assert_eq!(back[0].time, e.time, "{t}");
+        }
     }
 
     #[test]

@@ -222,7 +222,7 @@ fn the_recorder_writes_runs_for_parts_a_previous_run_left_and_they_survive_a_reo
 }
 
 #[test]
-fn a_damaged_runs_file_is_passed_over_for_the_part_and_the_integrity_check_says_so() {
+fn a_damaged_runs_file_is_passed_over_then_written_again_and_the_integrity_check_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let all = traffic();
     let store = Store::open(dir.path(), &small_parts()).unwrap();
@@ -235,26 +235,68 @@ fn a_damaged_runs_file_is_passed_over_for_the_part_and_the_integrity_check_says_
         .filter(|e| e.device.as_deref() == Some("pc-12"))
         .cloned()
         .collect();
-    // Each done part has its runs file beside it; cut one short.
+    let want_site: Vec<_> = all
+        .iter()
+        .filter(|e| e.target == "w4242.example")
+        .cloned()
+        .collect();
+    // The twin: intact files pass the check and are not written again.
+    assert!(store.check_integrity().unwrap().problems.is_empty());
+    assert_eq!(store.write_device_runs(|| true).unwrap(), 0);
+    assert_eq!(store.runs_pending().unwrap(), 0);
+
+    // Each done part has its runs file beside it: cut one short, and change a byte in a
+    // second's index.
     let day = dir.path().join("days/2026-11-05");
-    let runs: Vec<_> = std::fs::read_dir(&day)
+    let mut runs: Vec<_> = std::fs::read_dir(&day)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "runs"))
         .collect();
-    assert!(!runs.is_empty());
-    let len = std::fs::metadata(&runs[0]).unwrap().len();
+    runs.sort();
+    assert!(runs.len() >= 3, "{runs:?}");
+    let flip = |path: &std::path::Path, at: u64| {
+        let mut bytes = std::fs::read(path).unwrap();
+        bytes[at as usize] ^= 0x40;
+        std::fs::write(path, bytes).unwrap();
+    };
+    let len = |path: &std::path::Path| std::fs::metadata(path).unwrap().len();
     std::fs::OpenOptions::new()
         .write(true)
         .open(&runs[0])
         .unwrap()
-        .set_len(len / 2)
+        .set_len(len(&runs[0]) / 2)
         .unwrap();
+    // The index ends just before the 20-byte footer.
+    flip(&runs[1], len(&runs[1]) - 21);
+    // Every answer is whole: those parts are read through their databases instead, and
+    // their files are put aside to be written again.
+    assert_eq!(store.events(&device("pc-12")).unwrap(), want);
+    assert_eq!(store.events(&site("w4242.example")).unwrap(), want_site);
+    assert!(!runs[0].exists() && !runs[1].exists());
+    assert_eq!(store.runs_pending().unwrap(), 2);
+
+    // A byte changed inside a third's first run (device `pc-00`'s: runs are in device
+    // order after the 4-byte mark): a query for `pc-12` does not read it; the integrity
+    // check, which reads every run, finds it.
+    flip(&runs[2], 5);
     assert_eq!(store.events(&device("pc-12")).unwrap(), want);
     let report = store.check_integrity().unwrap();
     assert!(
-        report.problems.iter().any(|p| p.contains("runs file")),
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("damaged runs file")),
         "{:?}",
         report.problems
     );
+    assert!(!runs[2].exists());
+    // ...and the damaged files, and only they, are written again by the background pass.
+    assert!(runs[3..].iter().all(|p| p.exists()));
+    assert_eq!(store.runs_pending().unwrap(), 3);
+    assert_eq!(store.write_device_runs(|| true).unwrap(), 3);
+    assert!(runs.iter().all(|p| p.exists()));
+    assert!(store.check_integrity().unwrap().problems.is_empty());
+    assert_eq!(store.events(&device("pc-12")).unwrap(), want);
+    assert_eq!(store.events(&site("w4242.example")).unwrap(), want_site);
 }
