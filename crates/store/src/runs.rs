@@ -174,12 +174,21 @@ impl RunsFile {
         self.file
             .read_exact_at(&mut bytes, offset)
             .map_err(|e| Damage(format!("a run: {e}")))?;
-        if crc != crc32fast::hash(&bytes) {
-            return Err(Damage(format!(
-                "the run at {offset} does not match its checksum"
-            )));
-        }
+        checksum(&bytes, crc, || format!("the run at {offset}"))?;
         Ok(RunBytes(bytes))
+    }
+
+    /// One run's site filter, checked against its checksum (for the integrity check; a
+    /// query reads them all at once, [`RunsFile::site_runs`]).
+    fn read_filter(&self, e: &Entry<'_>) -> Result<Vec<u8>, Damage> {
+        let mut filter = vec![0u8; e.sites_len.min(MAX_INDEX) as usize];
+        self.file
+            .read_exact_at(&mut filter, e.sites)
+            .map_err(|err| Damage(format!("a site filter: {err}")))?;
+        checksum(&filter, e.sites_crc, || {
+            format!("the site filter of the run at {}", e.offset)
+        })?;
+        Ok(filter)
     }
 
     /// The runs of the devices `wanted` accepts, in time order for each device, and how
@@ -233,12 +242,9 @@ impl RunsFile {
             let filter = filters
                 .get(at..at.saturating_add(e.sites_len as usize))
                 .unwrap_or_default();
-            if crc32fast::hash(filter) != e.sites_crc {
-                return Err(Damage(format!(
-                    "the site filter of the run at {} does not match its checksum",
-                    e.offset
-                )));
-            }
+            checksum(filter, e.sites_crc, || {
+                format!("the site filter of the run at {}", e.offset)
+            })?;
             if may_hold(filter, site) {
                 runs.push((e.offset, e.len, e.crc));
             }
@@ -248,6 +254,15 @@ impl RunsFile {
         }
         // Read as one unit, merged by time (`events.rs`).
         Ok(Some(runs))
+    }
+}
+
+/// Whether `bytes` match their CRC-32; if not, the damage names `what`.
+fn checksum(bytes: &[u8], crc: u32, what: impl FnOnce() -> String) -> Result<(), Damage> {
+    if crc32fast::hash(bytes) == crc {
+        Ok(())
+    } else {
+        Err(Damage(format!("{} does not match its checksum", what())))
     }
 }
 
@@ -535,31 +550,29 @@ fn check_file(
     events: u64,
     problems: &mut Vec<String>,
 ) -> Result<(), StoreError> {
+    let damaged = |Damage(why)| format!("{name}: a damaged runs file ({why})");
     let entries = match file.entries() {
         Ok(entries) => entries,
-        Err(Damage(why)) => {
-            problems.push(format!("{name}: a damaged runs file ({why})"));
+        Err(damage) => {
+            problems.push(damaged(damage));
             return Ok(());
         }
     };
     let mut held = 0u64;
     for e in &entries {
-        let batch = match file.read_run((e.offset, e.len, e.crc)) {
-            Ok(run) => run.decode()?,
-            Err(Damage(why)) => {
-                problems.push(format!("{name}: a damaged runs file ({why})"));
+        let (run, filter) = match file
+            .read_run((e.offset, e.len, e.crc))
+            .and_then(|run| Ok((run, file.read_filter(e)?)))
+        {
+            Ok(read) => read,
+            Err(damage) => {
+                problems.push(damaged(damage));
                 return Ok(());
             }
         };
+        let batch = run.decode()?;
         held += batch.len() as u64;
-        let mut filter = vec![0u8; e.sites_len.min(MAX_INDEX) as usize];
-        file.file.read_exact_at(&mut filter, e.sites)?;
-        if crc32fast::hash(&filter) != e.sites_crc {
-            problems.push(format!(
-                "{name}: a damaged runs file (the site filter of {}'s run does not match its checksum)",
-                e.device
-            ));
-        } else if let Some(ev) = batch
+        if let Some(ev) = batch
             .iter()
             .find(|ev| !may_hold(&filter, &host_key(&ev.target)))
         {

@@ -37,6 +37,23 @@ fn small_parts() -> StoreOptions {
     }
 }
 
+/// A store in `dir` with `all` appended in chunks of 300, as the recorder hands them over.
+fn filled(dir: &std::path::Path, all: &[AccessEvent]) -> Store {
+    let store = Store::open(dir, &small_parts()).unwrap();
+    for chunk in all.chunks(300) {
+        store.append_events(chunk).unwrap();
+    }
+    store
+}
+
+/// The events of the device named `name`, in order.
+fn of_device(all: &[AccessEvent], name: &str) -> Vec<AccessEvent> {
+    all.iter()
+        .filter(|e| e.device.as_deref() == Some(name))
+        .cloned()
+        .collect()
+}
+
 fn device(name: &str) -> EventFilter {
     EventFilter {
         device: Some(name.into()),
@@ -67,10 +84,7 @@ fn run_dirs(dir: &std::path::Path) -> usize {
 fn device_queries_answer_the_same_from_runs_as_from_batches_and_only_that_device() {
     let dir = tempfile::tempdir().unwrap();
     let all = traffic();
-    let store = Store::open(dir.path(), &small_parts()).unwrap();
-    for chunk in all.chunks(300) {
-        store.append_events(chunk).unwrap();
-    }
+    let store = filled(dir.path(), &all);
     assert!(run_dirs(dir.path()) >= 6, "want several parts");
     let queries = [
         device("pc-07"),
@@ -99,11 +113,7 @@ fn device_queries_answer_the_same_from_runs_as_from_batches_and_only_that_device
     ];
     let before: Vec<Vec<AccessEvent>> = queries.iter().map(|q| store.events(q).unwrap()).collect();
     // Everything is what the events say, whichever way it is read.
-    let want_07: Vec<_> = all
-        .iter()
-        .filter(|e| e.device.as_deref() == Some("pc-07"))
-        .cloned()
-        .collect();
+    let want_07 = of_device(&all, "pc-07");
     assert_eq!(before[0], want_07);
     assert!(!want_07.is_empty());
     assert_eq!(before[5].len(), 1);
@@ -156,10 +166,7 @@ fn device_queries_answer_the_same_from_runs_as_from_batches_and_only_that_device
 fn a_run_stopped_half_way_leaves_the_part_read_by_its_batches_then_done_whole() {
     let dir = tempfile::tempdir().unwrap();
     let all = traffic();
-    let store = Store::open(dir.path(), &small_parts()).unwrap();
-    for chunk in all.chunks(300) {
-        store.append_events(chunk).unwrap();
-    }
+    let store = filled(dir.path(), &all);
     // Stop after a few batches: nothing is marked done.
     let mut asked = 0;
     let wrote = store
@@ -169,11 +176,7 @@ fn a_run_stopped_half_way_leaves_the_part_read_by_its_batches_then_done_whole() 
         })
         .unwrap();
     assert_eq!(wrote, 0);
-    let want: Vec<_> = all
-        .iter()
-        .filter(|e| e.device.as_deref() == Some("pc-21"))
-        .cloned()
-        .collect();
+    let want = of_device(&all, "pc-21");
     assert_eq!(store.events(&device("pc-21")).unwrap(), want);
     assert!(store.write_device_runs(|| true).unwrap() > 0);
     assert_eq!(store.events(&device("pc-21")).unwrap(), want);
@@ -185,12 +188,7 @@ fn a_run_stopped_half_way_leaves_the_part_read_by_its_batches_then_done_whole() 
 fn the_recorder_writes_runs_for_parts_a_previous_run_left_and_they_survive_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let all = traffic();
-    {
-        let store = Store::open(dir.path(), &small_parts()).unwrap();
-        for chunk in all.chunks(300) {
-            store.append_events(chunk).unwrap();
-        }
-    }
+    drop(filled(dir.path(), &all));
     let store = Arc::new(Store::open(dir.path(), &small_parts()).unwrap());
     assert!(store.runs_pending().unwrap() >= 6);
     let recorder = Recorder::start(store.clone(), RecorderOptions::default()).unwrap();
@@ -213,11 +211,7 @@ fn the_recorder_writes_runs_for_parts_a_previous_run_left_and_they_survive_a_reo
         0,
         "kept across a reopen"
     );
-    let want: Vec<_> = all
-        .iter()
-        .filter(|e| e.device.as_deref() == Some("pc-05"))
-        .cloned()
-        .collect();
+    let want = of_device(&all, "pc-05");
     assert_eq!(store.events(&device("pc-05")).unwrap(), want);
 }
 
@@ -225,16 +219,9 @@ fn the_recorder_writes_runs_for_parts_a_previous_run_left_and_they_survive_a_reo
 fn a_damaged_runs_file_is_passed_over_then_written_again_and_the_integrity_check_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let all = traffic();
-    let store = Store::open(dir.path(), &small_parts()).unwrap();
-    for chunk in all.chunks(300) {
-        store.append_events(chunk).unwrap();
-    }
+    let store = filled(dir.path(), &all);
     assert!(store.write_device_runs(|| true).unwrap() > 0);
-    let want: Vec<_> = all
-        .iter()
-        .filter(|e| e.device.as_deref() == Some("pc-12"))
-        .cloned()
-        .collect();
+    let want = of_device(&all, "pc-12");
     let want_site: Vec<_> = all
         .iter()
         .filter(|e| e.target == "w4242.example")
