@@ -16,6 +16,8 @@ use libfuzzer_sys::fuzz_target;
 /// The path has an empty segment somewhere and a `..` segment somewhere: the one shape where
 /// merging slashes first (as servers do) and WHATWG alone differ.
 fn empty_then_dot_dot(s: &str) -> bool {
+    // WHATWG strips leading and trailing C0 controls and spaces first: `..\0` ends in `..`.
+    let s = s.trim_matches(|c: char| c <= ' ');
     let after_host = s.split_once(':').map_or(s, |(_, r)| r);
     let after_host = after_host.trim_start_matches(['/', '\\']);
     let path = after_host
